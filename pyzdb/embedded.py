@@ -1,0 +1,132 @@
+"""`pyzdb.open(path)`: the engine in this process, behind the same interface as `pyzdb.connect`.
+
+Threads of one process share one `Database` safely: a re-entrant lock serialises requests, as
+the server's loop does for its clients, and `lock()`/`transaction()` hold it across requests.
+Parameters are copied on the way in and results on the way out, so the caller never holds a
+live piece of the tree and value semantics match the remote client exactly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import threading
+from typing import Any
+
+from .engine import Engine, EngineConfig, RecoveryReport
+from .errors import Error, LockTimeout
+from .proxy import DatabaseAPI
+from .sandbox import Budget
+from .values import to_plain
+
+
+class Database(DatabaseAPI):
+    """An open data directory; see `pyzdb.open`."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._mutex = threading.RLock()
+        self._lock_depth = 0
+        self._closed = False
+
+    @property
+    def recovery(self) -> RecoveryReport:
+        """What was found on disk when the directory was opened."""
+        return self._engine.recovery
+
+    def _call(
+        self, write: bool, source: str, syntax: str, params: dict[str, Any], root: str = "db"
+    ) -> Any:
+        params = to_plain(params)
+        with self._mutex:
+            self._check_open()
+            return self._engine.run(source, write=write, syntax=syntax, params=params, root=root)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise Error("the database is closed")
+
+    # -- undo, history, checkpoints --------------------------------------------------------------
+
+    def undo(self) -> bool:
+        """Take back the last committed unit (durably); False when there is nothing to undo."""
+        with self._mutex:
+            self._check_open()
+            return self._engine.undo()
+
+    def redo(self) -> bool:
+        """Re-apply the last undone unit (durably); False when there is nothing to redo."""
+        with self._mutex:
+            self._check_open()
+            return self._engine.redo()
+
+    def history(self) -> list[dict[str, Any]]:
+        """The undo units, oldest first, with their source labels and times."""
+        with self._mutex:
+            self._check_open()
+            return self._engine.history()
+
+    def checkpoint(self) -> None:
+        with self._mutex:
+            self._check_open()
+            self._engine.checkpoint()
+
+    # -- locking ---------------------------------------------------------------------------------
+
+    def lock(self, timeout: float | None = None) -> None:
+        """Exclusive access for this thread until `unlock()`; the requests form one unit."""
+        if not self._mutex.acquire(timeout=-1 if timeout is None else timeout):
+            raise LockTimeout(f"the database lock was not free within {timeout} s")
+        if self._lock_depth:
+            self._mutex.release()
+            raise Error("the database is already locked by this thread")
+        try:
+            self._check_open()
+            self._engine.begin()
+        except BaseException:
+            self._mutex.release()
+            raise
+        self._lock_depth = 1
+
+    def unlock(self) -> None:
+        """Commit the locked requests as one unit and let other threads in."""
+        self._release(self._engine.commit)
+
+    def rollback(self) -> None:
+        """Drop the locked requests and let other threads in."""
+        self._release(self._engine.rollback)
+
+    def _release(self, finish: Any) -> None:
+        if not self._lock_depth or not self._engine.in_transaction:
+            raise Error("the database is not locked")
+        self._lock_depth = 0
+        try:
+            finish()
+        finally:
+            self._mutex.release()
+
+    def close(self) -> None:
+        """Roll back an open transaction, flush the journal and release the directory."""
+        with self._mutex:
+            if not self._closed:
+                self._closed = True
+                self._engine.close()
+
+
+def open(  # noqa: A001 - the public name of DESIGN.md
+    path: str | os.PathLike[str] = "./pyzdb-data",
+    *,
+    fsync: str = "always",
+    time_limit: float | None = None,
+    undo_depth: int = 1000,
+    budget: Budget | None = None,
+) -> Database:
+    """Open (creating if needed) a data directory in this process; recovers it first."""
+    budget = budget or Budget()
+    if time_limit is not None:
+        budget = dataclasses.replace(budget, time=time_limit)
+    config = EngineConfig(fsync=fsync, budget=budget, undo_depth=undo_depth)
+    return Database(Engine(path, config))
+
+
+__all__ = ["Database", "open"]

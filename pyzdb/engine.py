@@ -1,0 +1,303 @@
+"""The engine: evaluate one request inside a transaction on the store, then make it durable.
+
+Theory of operation (one request):
+
+    received -> compiled (cached by source) -> evaluated inside a unit of the store
+             -> committed: effects appended to the journal (fsynced by policy) -> result detached
+             -> or rolled back: every effect of the request undone, the error re-raised
+
+A *unit* is what `undo()` takes back: one request, or every request of an explicit transaction
+(`begin()` ... `commit()`). Inside a transaction each request runs under a savepoint, so a
+failed request changes nothing while the transaction's earlier requests stay.
+
+The engine knows nothing about sockets or threads: its caller (the embedded `Database`, the
+server loop) serialises calls. Journal records are plain tuples:
+`("unit", label, time, effects)`, `("undo", effects)`, `("redo", effects)`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import marshal
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import sandbox
+from .errors import Error, LimitExceeded
+from .journal import Journal
+from .store import Store
+from .values import File, to_plain
+
+log = logging.getLogger("pyzdb.engine")
+
+#: Longest label kept in the undo history for one unit; labels are for people, not replay.
+LABEL_CHARS = 200
+
+
+@dataclass
+class RecoveryReport:
+    """What `Engine` found on disk when it opened the directory (logged by the server)."""
+
+    checkpoint_seq: int = 0
+    records_replayed: int = 0
+    effects_replayed: int = 0
+    seconds: float = 0.0
+
+
+@dataclass
+class EngineConfig:
+    """Knobs of one engine; the defaults are the ones DESIGN.md promises."""
+
+    fsync: str = "always"
+    budget: sandbox.Budget = field(default_factory=sandbox.Budget)
+    undo_depth: int = 1000
+
+
+class Engine:
+    """One data directory opened for evaluation: store + sandbox + journal."""
+
+    def __init__(self, directory: str | os.PathLike[str], config: EngineConfig | None = None):
+        self.config = config or EngineConfig()
+        self.directory = Path(directory)
+        self.blob_dir = self.directory / "blobs"
+        self.journal = Journal(self.directory, fsync=self.config.fsync)
+        try:
+            self.recovery = self._recover()
+        except BaseException:
+            self.journal.close()
+            raise
+        self._in_transaction = False
+
+    # -- opening -----------------------------------------------------------------------------
+
+    def _recover(self) -> RecoveryReport:
+        started = time.perf_counter()
+        checkpoint, records = self.journal.recover()
+        self.store = Store(
+            checkpoint, undo_depth=self.config.undo_depth, blob_sink=self._store_blob
+        )
+        report = RecoveryReport(checkpoint_seq=self.journal.last_seq)  # before replay moves it
+        for _seq, record in records:
+            effects = record[-1]
+            for effect in effects:
+                self.store.apply(effect)
+            report.records_replayed += 1
+            report.effects_replayed += len(effects)
+        report.seconds = time.perf_counter() - started
+        return report
+
+    # -- requests ----------------------------------------------------------------------------
+
+    def run(
+        self,
+        source: str,
+        *,
+        write: bool,
+        syntax: str = "eval",
+        params: dict[str, Any] | None = None,
+        root: str = "db",
+        sync: bool = True,
+        finish: Callable[[Any], Any] | None = None,
+    ) -> Any:
+        """Evaluate `source`; `write=False` is a query (any mutation raises SecurityError).
+
+        The result goes through `finish` *before* the unit commits, so a result that is not
+        data, or too large, fails the request and changes nothing. The default detaches it as
+        plain Python values; the server passes its wire encoder instead (one pass, no copy).
+        With `sync=False` a committed write is appended to the journal but not fsynced: the
+        caller must call `sync()` before acknowledging it (group commit).
+        """
+        compiled = sandbox.compile_request(source, syntax)
+        names = dict(params or {})
+        names[root] = self.store.root
+        store = self.store
+        mark = store.savepoint() if self._in_transaction else None
+        if mark is None:
+            store.begin()
+        store.writable = write
+        try:
+            value = (finish or self.detach)(sandbox.run(compiled, names, self.config.budget))
+        except BaseException:
+            store.writable = False
+            if mark is None:
+                store.rollback()
+            else:
+                store.rollback_to(mark)
+            raise
+        store.writable = False
+        if mark is None:
+            self._commit_unit(source, sync)
+        return value
+
+    def _commit_unit(self, label: str, sync: bool) -> None:
+        effects = self.store.commit(label[:LABEL_CHARS])
+        if effects:
+            self.journal.append(("unit", label[:LABEL_CHARS], time.time(), effects), sync=sync)
+
+    def detach(self, value: Any) -> Any:
+        """A query result as plain values owned by the caller, within the result budget."""
+        plain = to_plain(value)
+        limit = self.config.budget.max_result
+        try:
+            size, has_files = len(marshal.dumps(plain)), False
+        except ValueError:
+            size, has_files = _approximate_size(plain, limit), True
+        if size > limit:
+            raise LimitExceeded(
+                f"query result is larger than the result budget of {limit} bytes", "result"
+            )
+        return _map_files(plain, self._bind_file) if has_files else plain
+
+    def _bind_file(self, file: File) -> File:
+        """Give a result's `File` a reader, so `f.read()` works in embedded mode."""
+        return file.with_reader(lambda digest=file.digest: self.read_blob(digest))
+
+    # -- transactions, undo, checkpoints ------------------------------------------------------
+
+    @property
+    def in_transaction(self) -> bool:
+        return self._in_transaction
+
+    def begin(self) -> None:
+        """Open a transaction: the following requests form one unit until commit/rollback."""
+        if self._in_transaction:
+            raise Error("a transaction is already open")
+        self.store.begin()
+        self._in_transaction = True
+
+    def commit(self, label: str = "transaction", sync: bool = True) -> None:
+        if not self._in_transaction:
+            raise Error("no transaction is open")
+        self._in_transaction = False
+        self._commit_unit(label, sync)
+
+    def rollback(self) -> None:
+        if not self._in_transaction:
+            raise Error("no transaction is open")
+        self._in_transaction = False
+        self.store.rollback()
+
+    def undo(self, sync: bool = True) -> bool:
+        """Take back the last committed unit; False when there is nothing to undo."""
+        return self._step_history("undo", self.store.undo, sync)
+
+    def redo(self, sync: bool = True) -> bool:
+        """Re-apply the last undone unit; False when there is nothing to redo."""
+        return self._step_history("redo", self.store.redo, sync)
+
+    def _step_history(self, kind: str, step: Any, sync: bool) -> bool:
+        if self._in_transaction:
+            raise Error(f"cannot {kind} inside a transaction: commit or roll back first")
+        effects = step()
+        if effects is None:
+            return False
+        if effects:
+            self.journal.append((kind, effects), sync=sync)
+        return True
+
+    def history(self) -> list[dict[str, Any]]:
+        return self.store.history()
+
+    def checkpoint(self) -> None:
+        """Write the whole tree to a new checkpoint file; the journal it covers is dropped."""
+        if self._in_transaction:
+            raise Error("cannot checkpoint inside a transaction: commit or roll back first")
+        self.journal.checkpoint(self.store.snapshot())
+
+    def sync(self) -> None:
+        self.journal.sync()
+
+    @property
+    def last_seq(self) -> int:
+        return self.journal.last_seq
+
+    def close(self) -> None:
+        if self._in_transaction:
+            self.rollback()
+        self.journal.close()
+
+    # -- blobs -------------------------------------------------------------------------------
+
+    def _store_blob(self, data: bytes) -> str:
+        """Write a blob under its digest before the unit that refers to it commits."""
+        digest = hashlib.sha256(data).hexdigest()
+        target = self.blob_dir / digest
+        if not target.exists():
+            self.blob_dir.mkdir(exist_ok=True)
+            tmp = target.with_suffix(".tmp")
+            with open(tmp, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, target)
+            _fsync_directory(self.blob_dir)
+        return digest
+
+    def read_blob(self, digest: str) -> bytes:
+        if len(digest) != 64 or not all(c in "0123456789abcdef" for c in digest):
+            raise Error(f"not a blob digest: {digest!r}")
+        try:
+            return (self.blob_dir / digest).read_bytes()
+        except FileNotFoundError:
+            raise Error(f"blob {digest} is missing from {self.blob_dir}") from None
+
+
+def _fsync_directory(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _walk(value: Any) -> Iterator[Any]:
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        yield item
+        if isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, (list, tuple, set, frozenset)):
+            stack.extend(item)
+
+
+def _map_files(value: Any, bind: Callable[[File], File]) -> Any:
+    if isinstance(value, File):
+        return bind(value)
+    if isinstance(value, dict):
+        return {key: _map_files(item, bind) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_map_files(item, bind) for item in value]
+    if isinstance(value, tuple):
+        return tuple(_map_files(item, bind) for item in value)
+    if isinstance(value, (set, frozenset)):
+        return type(value)(_map_files(item, bind) for item in value)
+    return value
+
+
+def _approximate_size(value: Any, limit: int) -> int:
+    """Bytes a result will take on the wire, roughly; stops counting once past `limit`."""
+    if isinstance(value, (str, bytes)):
+        return len(value)
+    if isinstance(value, (int, float, bool)) or value is None:
+        return 9
+    total = 0
+    for item in _walk(value):
+        if isinstance(item, (str, bytes)):
+            total += len(item) + 1
+        elif isinstance(item, int):
+            total += 1 + item.bit_length() // 8
+        else:
+            total += 9
+        if total > limit:
+            break
+    return total
+
+
+__all__ = ["Engine", "EngineConfig", "RecoveryReport"]

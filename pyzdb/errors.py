@@ -1,0 +1,64 @@
+"""The exception families of pyzdb, shared by the engine, the server and both clients.
+
+Families are split by who is at fault (as redis-py and h11 do): the query was refused
+(`SecurityError`), it ran out of budget (`LimitExceeded`), the transport failed
+(`ConnectionError`), or a peer broke the protocol (`ProtocolError`). An exception raised by the
+query's own code is *not* wrapped: it is re-raised as the same built-in type, so callers keep
+writing `except KeyError`.
+"""
+
+from __future__ import annotations
+
+import builtins
+
+
+class Error(Exception):
+    """Root of every exception pyzdb itself raises."""
+
+
+class SecurityError(Error):
+    """The sandbox refused the request (forbidden syntax, name, attribute or a write in a query)."""
+
+
+class LimitExceeded(Error):
+    """A per-request budget ran out; `budget` names which one (time, steps, size, result, ...)."""
+
+    def __init__(self, message: str, budget: str = "") -> None:
+        super().__init__(message)
+        self.budget = budget
+
+
+class ConnectionError(Error, builtins.ConnectionError):  # noqa: A001 - the public name of DESIGN.md
+    """The server could not be reached or did not answer in time."""
+
+
+class ProtocolError(Error):
+    """A message on the wire was malformed, oversized or of an unknown version."""
+
+
+class LockTimeout(Error, TimeoutError):
+    """The database lock could not be acquired before the caller's timeout."""
+
+
+#: Built-in exception types a query may raise and that cross the wire by name. Anything not in
+#: this table reaches the caller as a plain `Error` carrying the original type's name.
+QUERY_EXCEPTIONS: dict[str, type[Exception]] = {
+    cls.__name__: cls
+    for cls in (
+        ArithmeticError, AssertionError, AttributeError, IndexError, KeyError, LookupError,
+        NameError, NotImplementedError, OverflowError, RecursionError, RuntimeError,
+        StopIteration, TypeError, UnboundLocalError, UnicodeError, ValueError,
+        ZeroDivisionError, Exception,
+    )
+}
+
+#: pyzdb's own exceptions, by wire name.
+PYZDB_EXCEPTIONS: dict[str, type[Error]] = {
+    cls.__name__: cls
+    for cls in (Error, SecurityError, LimitExceeded, ConnectionError, ProtocolError, LockTimeout)
+}
+
+__all__ = [
+    "Error", "SecurityError", "LimitExceeded", "ConnectionError", "ProtocolError", "LockTimeout",
+    "QUERY_EXCEPTIONS", "PYZDB_EXCEPTIONS",
+]
