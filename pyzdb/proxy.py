@@ -26,6 +26,9 @@ READ_METHODS = frozenset(
      "find", "lower", "upper", "split", "strip", "join", "replace", "isdigit", "bit_length"}
 )
 
+#: Dict methods that return live views: the proxy returns them as lists, like the seed did.
+VIEW_METHODS = frozenset({"keys", "values", "items"})
+
 
 class PathProxy:
     """A path from the root; cheap to build, resolved on the server when used."""
@@ -119,6 +122,8 @@ class PathProxy:
             values[f"w{index}"] = arg
             names.append(f"{key}=w{index}")
         template = "{t}." + name + "(" + ", ".join(names) + ")"
+        if name in VIEW_METHODS:
+            template = f"list({template})"
         return self._ask(name not in READ_METHODS, template, **values)
 
 

@@ -1,0 +1,633 @@
+"""`pyzdb-server`: one process, one ZeroMQ ROUTER socket, one engine, requests one at a time.
+
+Theory of operation (one turn of the loop)
+------------------------------------------
+1. Wait for messages, or for the next lease or queue deadline. SIGINT/SIGTERM only set a
+   flag, and their wakeup fd (`signal.set_wakeup_fd`) ends the wait at once.
+2. Expire: a lock holder silent past its lease is rolled back and loses the lock; a queued
+   request past its wait limit gets a `LockTimeout` reply.
+3. Drain the messages that are ready, up to `BATCH_LIMIT`, and handle each in arrival order.
+   A repeat of a `(session, id)` already answered gets the remembered reply (at-most-once:
+   the client's lazy-pirate retry resends the same id). While one session holds the lock,
+   the requests of every other session wait in a FIFO queue (exclusive access, as in the
+   original). Anything else runs on the engine now, writes with `sync=False`.
+4. One `engine.sync()` for all the writes of the turn (group commit), then every reply of the
+   turn is sent. No reply leaves before the writes it may reflect are durable, replies to
+   queries included: nobody sees data a crash could take back.
+
+The engine runs in the main thread because the sandbox's wall-time budget uses SIGALRM, which
+Python delivers there only. pyzmq retries a poll interrupted by a signal (EINTR) after running
+the Python handler, so a handler must not raise there: ours set a flag, and the wakeup fd makes
+the poll return (a SIGALRM that lands while idle just wakes it once).
+
+Nothing a client sends is unpickled: frames are decoded by `pyzdb.protocol` alone, and every
+bad frame gets an error reply, is logged (throttled), and changes nothing. The one exception
+is a frame over `--max-message`: libzmq (MAXMSGSIZE) drops it with the connection before
+Python sees it, so nobody can answer; the client refuses such requests itself, and one that
+got through anyway ends in the client's ConnectionError, which names the request's size.
+
+The reply cache lives in memory: a write whose reply was lost *and* whose server then
+crashed is not recognised by the restarted server, so its retry runs again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import contextlib
+import dataclasses
+import ipaddress
+import logging
+import signal
+import socket
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import zmq
+
+from . import protocol
+from .client import CONTROL_PARAM
+from .engine import Engine, EngineConfig
+from .errors import Error, LimitExceeded, LockTimeout, ProtocolError, SecurityError
+from .protocol import Encoded, Reply, Request
+from .sandbox import Budget
+from .values import to_plain
+
+log = logging.getLogger("pyzdb.server")
+
+DEFAULT_BIND = "tcp://127.0.0.1:5559"
+DEFAULT_DATA = "./pyzdb-data"
+#: Messages handled per turn, i.e. per fsync. 64 appends share one fsync at ~400k records/s on
+#: the reference machine (performance-anchors.md); a larger batch only delays the first reply.
+BATCH_LIMIT = 64
+#: Longest sleep of the loop: a `Server` driven without `install_signal_handlers` (inside a
+#: test, say) has no wakeup fd, and still sees `stop()` within this many seconds.
+IDLE_POLL = 1.0
+#: Frames of a routing envelope we echo back: the ROUTER's identity plus a few proxies.
+MAX_ENVELOPE = 8
+#: Requests that may wait for the lock at once; more are refused with LockTimeout at once, so
+#: a flood while the lock is held costs bounded memory.
+MAX_QUEUE = 10_000
+#: Bad-input warnings logged per second; the rest are counted and summarised, so a hostile
+#: peer cannot fill the disk through the log.
+WARNINGS_PER_SECOND = 10
+#: Errors that mean a request was refused rather than failed on its own terms.
+_REFUSALS = (SecurityError, LimitExceeded, SyntaxError, ProtocolError)
+#: Ops that neither write nor hold state: their replies are not worth remembering when large.
+_READ_OPS = frozenset({"query", "history", "blob", "ping"})
+
+
+@dataclass
+class ServerConfig:
+    """What `pyzdb-server` is told on its command line (the defaults are DESIGN.md's)."""
+
+    data: str = DEFAULT_DATA
+    bind: str = DEFAULT_BIND
+    fsync: str = "always"
+    #: Wall-time budget of one request, seconds (None: the sandbox's default).
+    time_limit: float | None = None
+    #: Seconds a lock holder may stay silent before its transaction is rolled back.
+    lease: float = 10.0
+    #: Largest request frame; ZeroMQ drops bigger ones before Python sees them.
+    max_message: int = protocol.MAX_REQUEST_SIZE
+    #: Allow binding a non-loopback address without authentication.
+    insecure: bool = False
+
+
+def check_bind(uri: str, insecure: bool = False) -> None:
+    """Refuse a bind address other machines could reach unless the operator said `--insecure`.
+
+    There is no authentication yet (keys come with CurveZMQ), so anything but loopback, `ipc://`
+    or `inproc://` would hand the database to the network, as the original did.
+    """
+    scheme, sep, rest = uri.partition("://")
+    if not sep or scheme not in ("tcp", "ipc", "inproc"):
+        raise ValueError(f"cannot bind {uri!r}: use tcp://HOST:PORT, ipc://PATH or inproc://NAME")
+    if scheme != "tcp" or insecure:
+        return
+    host = rest.rpartition(":")[0].strip("[]")
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        raise ValueError(
+            f"refusing to bind {uri!r}: it is not a loopback address and the server has no "
+            "authentication yet; bind 127.0.0.1 (or ipc://), or pass --insecure if a firewall "
+            "guards it"
+        )
+
+
+class ReplyCache:
+    """The replies each session got recently, so a retried request is answered, not re-run.
+
+    Bounded three ways: `per_session` ids per session, `max_entries` and `max_bytes` overall.
+    Eviction takes the oldest entry overall, which belongs to the least recently active
+    session, and is that session's oldest too (both orders are insertion orders), so it is a
+    `popleft` of its deque. A client waits for each reply before the next request (or has at
+    most a few in flight), so the last few ids of a session are all a retry can name.
+    """
+
+    def __init__(self, per_session: int = 64, max_entries: int = 65536,
+                 max_bytes: int = 64 * 1024 * 1024) -> None:
+        self.per_session = per_session
+        self.max_entries = max_entries
+        self.max_bytes = max_bytes
+        self._replies: collections.OrderedDict[tuple[bytes, int], bytes] = (
+            collections.OrderedDict()
+        )
+        self._sessions: dict[bytes, collections.deque[int]] = {}
+        self._bytes = 0
+
+    def get(self, key: tuple[bytes, int]) -> bytes | None:
+        return self._replies.get(key)
+
+    def put(self, key: tuple[bytes, int], reply: bytes) -> None:
+        session, request_id = key
+        ids = self._sessions.get(session)
+        if ids is None:
+            ids = self._sessions[session] = collections.deque()
+        elif len(ids) >= self.per_session:
+            self._drop((session, ids.popleft()))
+        ids.append(request_id)
+        self._replies[key] = reply
+        self._bytes += len(reply)
+        while len(self._replies) > self.max_entries or self._bytes > self.max_bytes:
+            oldest = next(iter(self._replies))
+            self._sessions[oldest[0]].popleft()
+            self._drop(oldest)
+
+    def _drop(self, key: tuple[bytes, int]) -> None:
+        self._bytes -= len(self._replies.pop(key))
+        if not self._sessions[key[0]]:
+            del self._sessions[key[0]]
+
+    def __len__(self) -> int:
+        return len(self._replies)
+
+
+@dataclass
+class _Waiting:
+    """A request of another session that waits while the lock is held."""
+
+    envelope: list[bytes]
+    request: Request
+    params: dict[str, Any]
+    control: dict[str, Any]
+    deadline: float
+
+
+class _Throttle:
+    """At most `rate` log lines per second; the lines it swallows are counted and summarised."""
+
+    def __init__(self, rate: int) -> None:
+        self.rate = rate
+        self._window = 0.0
+        self._count = 0
+        self._dropped = 0
+
+    def warning(self, message: str, *args: object) -> None:
+        now = time.monotonic()
+        if now - self._window >= 1.0:
+            if self._dropped:
+                log.warning("... and %d more bad messages in the last second", self._dropped)
+            self._window, self._count, self._dropped = now, 0, 0
+        if self._count < self.rate:
+            self._count += 1
+            log.warning(message, *args)
+        else:
+            self._dropped += 1
+
+
+class Server:
+    """The engine behind a ROUTER socket; see the module docstring for one turn of the loop."""
+
+    def __init__(self, config: ServerConfig, context: zmq.Context | None = None) -> None:
+        check_bind(config.bind, config.insecure)
+        self.config = config
+        budget = Budget()
+        if config.time_limit is not None:
+            budget = dataclasses.replace(budget, time=config.time_limit)
+        self._max_result = budget.max_result
+        self.engine = Engine(config.data, EngineConfig(fsync=config.fsync, budget=budget))
+        self.recovery = self.engine.recovery
+        self._context = context or zmq.Context()
+        self._own_context = context is None
+        self.socket = self._context.socket(zmq.ROUTER)
+        self.socket.setsockopt(zmq.MAXMSGSIZE, config.max_message)
+        self.socket.setsockopt(zmq.LINGER, 1000)
+        try:
+            self.socket.bind(config.bind)
+        except zmq.ZMQError as exc:
+            self.close()
+            raise Error(f"cannot bind {config.bind}: {exc}") from None
+        self.endpoint = self.socket.getsockopt_string(zmq.LAST_ENDPOINT)
+        self.cache = ReplyCache()
+        self._stopping = False
+        self.exit_code = 0
+        self._outbox: list[tuple[list[bytes], int, bytes]] = []  # envelope, request id, reply
+        self._holder: bytes | None = None
+        self._lease_deadline = 0.0
+        self._queue: list[_Waiting] = []
+        self._queued: dict[tuple[bytes, int], _Waiting] = {}
+        self._bad = _Throttle(WARNINGS_PER_SECOND)
+        self._wakeup: tuple[socket.socket, socket.socket] | None = None
+        self._ops: dict[str, Callable[[Request, dict[str, Any]], Any]] = {
+            "query": self._op_query, "execute": self._op_execute,
+            "undo": lambda request, params: self.engine.undo(sync=False),
+            "redo": lambda request, params: self.engine.redo(sync=False),
+            "checkpoint": lambda request, params: self.engine.checkpoint(),
+            "history": lambda request, params: self.engine.history(),
+            "lock": self._op_lock, "begin": self._op_lock,
+            "unlock": self._op_unlock, "commit": self._op_unlock,
+            "rollback": self._op_rollback,
+            "ping": lambda request, params: None,
+            "blob": lambda request, params: self.engine.read_blob(request.source),
+        }
+
+    # -- the loop ----------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Ask the loop to finish the turn in hand and return (safe from a signal handler)."""
+        self._stopping = True
+
+    def install_signal_handlers(self) -> None:
+        """SIGINT and SIGTERM stop the loop after the turn in hand (main thread only)."""
+        self._wakeup = socket.socketpair()
+        for end in self._wakeup:
+            end.setblocking(False)
+        signal.set_wakeup_fd(self._wakeup[1].fileno(), warn_on_full_buffer=False)
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, lambda signum, frame: self.stop())
+
+    def serve_forever(self) -> int:
+        """Serve until `stop()`; returns the process exit status (0 unless the journal broke)."""
+        poller = zmq.Poller()
+        poller.register(self.socket, zmq.POLLIN)
+        if self._wakeup is not None:
+            poller.register(self._wakeup[0], zmq.POLLIN)
+        try:
+            while not self._stopping:
+                ready = dict(poller.poll(self._poll_timeout() * 1000))
+                if self._wakeup is not None and self._wakeup[0].fileno() in ready:
+                    with contextlib.suppress(BlockingIOError):
+                        while self._wakeup[0].recv(4096):
+                            pass
+                self._turn(self._drain() if self.socket in ready else [])
+        finally:
+            self.close()
+        return self.exit_code
+
+    def _poll_timeout(self) -> float:
+        deadline = time.monotonic() + IDLE_POLL
+        if self._holder is not None:
+            deadline = min(deadline, self._lease_deadline)
+        for waiting in self._queue:
+            deadline = min(deadline, waiting.deadline)
+        return max(0.0, deadline - time.monotonic())
+
+    def _drain(self) -> list[list[bytes]]:
+        """The messages ready now, up to `BATCH_LIMIT` (asking EVENTS is cheaper than the
+        exception a receive on an empty socket raises)."""
+        batch = []
+        sock = self.socket
+        while len(batch) < BATCH_LIMIT and sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+            batch.append(sock.recv_multipart(zmq.NOBLOCK))
+        return batch
+
+    def _turn(self, batch: list[list[bytes]]) -> None:
+        """Steps 2-4 of the module docstring: expire, handle, one sync, then every reply."""
+        seq = self.engine.last_seq
+        self._expire(time.monotonic())
+        for frames in batch:
+            try:
+                self._handle(frames)
+            except Exception:  # a bug, not the client's fault: keep serving the others
+                log.exception("internal error while handling a message; it got no reply")
+        if self.engine.last_seq != seq:
+            try:
+                self.engine.sync()
+            except Exception as exc:
+                self._fail_turn(exc)
+        outbox, self._outbox = self._outbox, []
+        for envelope, _, reply in outbox:
+            try:
+                self.socket.send_multipart([*envelope, reply], zmq.NOBLOCK)
+            except zmq.ZMQError as exc:  # the peer's queue is full: it stopped reading
+                log.debug("reply dropped: %s", exc)
+
+    def _fail_turn(self, exc: Exception) -> None:
+        """The journal could not make this turn's writes durable: nobody may be told they are.
+
+        The writes are in memory but not on disk, so the only safe state is the one on disk:
+        every reply of the turn becomes an error and the server stops (a restart recovers).
+        """
+        log.critical("journal sync failed, stopping so a restart recovers from disk: %s", exc)
+        info = protocol.error_to_info(Error(f"the server could not make writes durable: {exc}"))
+        self._outbox = [
+            (envelope, request_id, protocol.pack(Reply(request_id, False, None, 0, info)))
+            for envelope, request_id, _ in self._outbox
+        ]
+        self.exit_code = 1
+        self._stopping = True
+
+    # -- one message -------------------------------------------------------------------------
+
+    def _handle(self, frames: list[bytes]) -> None:
+        envelope, body = _split(frames)
+        if len(body) != 1:
+            self._refuse(envelope, 0, ProtocolError(
+                f"expected one message frame after the routing envelope, got {len(body)}"))
+            return
+        try:
+            request = protocol.decode_request(body[0], self.config.max_message)
+            params, control = _split_control(request)
+        except ProtocolError as exc:
+            self._refuse(envelope, protocol.request_id_of(body[0]), exc)
+            return
+        key = (request.session, request.id)
+        if request.session:
+            cached = self.cache.get(key)
+            if cached is not None:
+                log.debug("repeat of request %d of session %s: answered from the reply cache",
+                          request.id, request.session.hex())
+                self._outbox.append((envelope, request.id, cached))
+                return
+            waiting = self._queued.get(key)
+            if waiting is not None:  # a retry over a new connection: answer there
+                waiting.envelope = envelope
+                return
+        if (self._holder is None or request.session == self._holder
+                or request.op == "ping" or control.get("txn")):
+            self._run(envelope, request, params, control)
+            if self._holder is None and self._queue:
+                self._serve_queue()
+            return
+        if len(self._queue) >= MAX_QUEUE:
+            self._reply(envelope, request, Reply(
+                request.id, False, None, self.engine.last_seq, protocol.error_to_info(
+                    LockTimeout(f"the database is locked and {MAX_QUEUE} requests wait already"))))
+            return
+        wait = control.get("wait", 0.0)
+        waiting = _Waiting(envelope, request, params, control, time.monotonic() + wait)
+        self._queue.append(waiting)
+        if request.session:
+            self._queued[key] = waiting
+
+    def _refuse(self, envelope: list[bytes], request_id: int, exc: Exception) -> None:
+        self._bad.warning("bad message from peer %s: %s", envelope[0].hex(), exc)
+        self._reply(envelope, None, Reply(request_id, False, None, self.engine.last_seq,
+                                          protocol.error_to_info(exc)))
+
+    def _run(self, envelope: list[bytes], request: Request, params: dict[str, Any],
+             control: dict[str, Any]) -> None:
+        """Run one request on the engine and queue its reply (remembered for retries)."""
+        session = request.session
+        if session and session == self._holder:
+            self._renew()
+        try:
+            if control.get("txn") and session != self._holder:
+                raise LockTimeout(
+                    "the lock of this connection was released and its transaction rolled back "
+                    f"(its lease of {self.config.lease:g} s expired, or the server restarted)"
+                )
+            value = self._ops[request.op](request, params)
+            data = protocol.pack(Reply(request.id, True, value, self.engine.last_seq))
+        except Exception as exc:
+            # Refusals and overruns are what a hostile or broken client causes: worth a
+            # (throttled) warning. A query's own KeyError is the caller's business.
+            say = self._bad.warning if isinstance(exc, _REFUSALS) else log.debug
+            say("request %d (%s) of session %s failed: %s: %s", request.id, request.op,
+                session.hex() or "-", type(exc).__name__, exc)
+            data = protocol.pack(Reply(request.id, False, None, self.engine.last_seq,
+                                       protocol.error_to_info(exc)))
+        if session and session == self._holder:
+            self._renew()
+        self._send(envelope, request, data)
+
+    def _reply(self, envelope: list[bytes], request: Request | None, reply: Reply) -> None:
+        self._send(envelope, request, protocol.pack(reply))
+
+    def _send(self, envelope: list[bytes], request: Request | None, data: bytes) -> None:
+        """Queue a reply for the end of the turn; remember it for a retry of the request."""
+        if request is not None and request.session and request.op != "ping" and not (
+            request.op in _READ_OPS and len(data) > self.cache.max_bytes // 64
+        ):
+            self.cache.put((request.session, request.id), data)
+        self._outbox.append((envelope, request.id if request else 0, data))
+
+    # -- the ops -----------------------------------------------------------------------------
+
+    def _op_query(self, request: Request, params: dict[str, Any]) -> Encoded:
+        return self.engine.run(request.source, write=False, syntax=request.syntax,
+                               params=params, root=request.root, finish=self._encode)
+
+    def _op_execute(self, request: Request, params: dict[str, Any]) -> Encoded:
+        return self.engine.run(request.source, write=True, syntax=request.syntax,
+                               params=params, root=request.root, sync=False,
+                               finish=self._encode)
+
+    def _encode(self, value: Any) -> Encoded:
+        """The engine's `finish`: encode the result once, inside the unit, within the budget.
+
+        A value the codec refuses (a generator, a view, a cycle) goes through `to_plain` for
+        the error the embedded database raises, naming the type and where it sits.
+        """
+        try:
+            data = protocol.encode_value(value)
+        except (TypeError, ValueError):
+            data = protocol.encode_value(to_plain(value))
+        if len(data) > self._max_result:
+            raise LimitExceeded(
+                f"query result is larger than the result budget of {self._max_result} bytes",
+                "result",
+            )
+        return Encoded(data)
+
+    def _op_lock(self, request: Request, params: dict[str, Any]) -> float:
+        """Take the lock (others were queued, so it is free or ours); the reply is the lease."""
+        if not request.session:
+            raise Error("lock needs a session id: connect with pyzdb.connect")
+        if self._holder == request.session:
+            raise Error("the database is already locked by this connection")
+        self.engine.begin()
+        self._holder = request.session
+        self._renew()
+        log.debug("session %s holds the lock", request.session.hex())
+        return self.config.lease
+
+    def _op_unlock(self, request: Request, params: dict[str, Any]) -> None:
+        self._check_holder(request)
+        try:
+            self.engine.commit(sync=False)
+        finally:
+            self._release()
+
+    def _op_rollback(self, request: Request, params: dict[str, Any]) -> None:
+        self._check_holder(request)
+        try:
+            self.engine.rollback()
+        finally:
+            self._release()
+
+    def _check_holder(self, request: Request) -> None:
+        if self._holder is None or request.session != self._holder:
+            raise Error("the database is not locked")
+
+    # -- the lock and its queue --------------------------------------------------------------
+
+    def _renew(self) -> None:
+        self._lease_deadline = time.monotonic() + self.config.lease
+
+    def _release(self) -> None:
+        log.debug("session %s released the lock", self._holder.hex() if self._holder else "-")
+        self._holder = None
+
+    def _expire(self, now: float) -> None:
+        if self._holder is not None and now >= self._lease_deadline:
+            log.warning("session %s was silent past its lease of %g s: its transaction is "
+                        "rolled back and the lock released", self._holder.hex(),
+                        self.config.lease)
+            try:
+                self.engine.rollback()
+            finally:
+                self._release()
+        if any(waiting.deadline <= now for waiting in self._queue):
+            for waiting in [w for w in self._queue if w.deadline <= now]:
+                self._unqueue(waiting)
+                error = LockTimeout(
+                    "the database stayed locked by another connection for the "
+                    f"{waiting.control.get('wait', 0.0):g} s this request could wait"
+                )
+                self._reply(waiting.envelope, waiting.request, Reply(
+                    waiting.request.id, False, None, self.engine.last_seq,
+                    protocol.error_to_info(error)))
+        if self._holder is None and self._queue:
+            self._serve_queue()
+
+    def _serve_queue(self) -> None:
+        """Run queued requests in arrival order while the lock lets them through.
+
+        A run can take or release the lock, which changes who may go next, so the scan
+        restarts after each run. A session's requests keep their order: when one of them is
+        held back, so are all its later ones (the same test applies to them).
+        """
+        index = 0
+        while index < len(self._queue):
+            waiting = self._queue[index]
+            if self._holder is None or waiting.request.session == self._holder:
+                self._unqueue(waiting)
+                self._run(waiting.envelope, waiting.request, waiting.params, waiting.control)
+                index = 0
+            else:
+                index += 1
+
+    def _unqueue(self, waiting: _Waiting) -> None:
+        self._queue.remove(waiting)
+        self._queued.pop((waiting.request.session, waiting.request.id), None)
+
+    # -- shutdown ----------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Roll back an open transaction, close the engine (fsync) and the socket."""
+        if self._holder is not None:
+            log.info("rolling back the open transaction of session %s", self._holder.hex())
+            self._holder = None
+        try:
+            self.engine.close()
+        finally:
+            self.socket.close()
+            if self._own_context:
+                self._context.term()
+            if self._wakeup is not None:
+                signal.set_wakeup_fd(-1)
+                for end in self._wakeup:
+                    end.close()
+
+
+def _split(frames: list[bytes]) -> tuple[list[bytes], list[bytes]]:
+    """Routing envelope (identity ... empty delimiter) and body. REQ and our DEALER clients
+    send the delimiter; without one, the envelope is the identity alone."""
+    for index in range(1, min(len(frames), MAX_ENVELOPE + 1)):
+        if not frames[index]:
+            return frames[:index + 1], frames[index + 1:]
+    return frames[:1], frames[1:]
+
+
+def _split_control(request: Request) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The query's own params, and the client's control values (see `CONTROL_PARAM`)."""
+    params = request.params
+    if CONTROL_PARAM not in params:
+        return params, {}
+    params = dict(params)
+    control = params.pop(CONTROL_PARAM)
+    if not (type(control) is dict
+            and type(control.get("wait", 0.0)) in (int, float)
+            and 0 <= control.get("wait", 0.0) <= 86400
+            and type(control.get("txn", False)) is bool):
+        raise ProtocolError(f"{CONTROL_PARAM} must be a dict with 'wait' (seconds, 0-86400) "
+                            "and 'txn' (bool)")
+    return params, control
+
+
+# -- the console script ------------------------------------------------------------------------
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pyzdb-server",
+        description="Serve a pyzdb data directory over ZeroMQ (loopback only by default).",
+    )
+    parser.add_argument("--data", default=DEFAULT_DATA, metavar="DIR",
+                        help=f"data directory, created if needed (default {DEFAULT_DATA})")
+    parser.add_argument("--bind", default=DEFAULT_BIND, metavar="URI",
+                        help=f"ZeroMQ address to listen on (default {DEFAULT_BIND})")
+    parser.add_argument("--fsync", choices=("always", "everysec", "no"), default="always",
+                        help="when the journal reaches the disk (default always: before "
+                        "every reply)")
+    parser.add_argument("--time-limit", type=float, metavar="S",
+                        help="wall-time budget of one request in seconds")
+    parser.add_argument("--lease", type=float, default=10.0, metavar="S",
+                        help="seconds a silent lock holder keeps the lock (default 10)")
+    parser.add_argument("--max-message", type=int, default=protocol.MAX_REQUEST_SIZE,
+                        metavar="BYTES", help="largest request accepted (default 16 MiB)")
+    parser.add_argument("--insecure", action="store_true",
+                        help="allow a non-loopback --bind without authentication")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log every request")
+    return parser
+
+
+def server_main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of `pyzdb-server`: exit 0 after a clean stop (SIGINT/SIGTERM), else 1/2."""
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    if args.lease <= 0 or args.max_message <= 0:
+        print("pyzdb-server: --lease and --max-message must be positive", file=sys.stderr)
+        return 2
+    config = ServerConfig(args.data, args.bind, args.fsync, args.time_limit, args.lease,
+                          args.max_message, args.insecure)
+    try:
+        server = Server(config)
+    except ValueError as exc:
+        print(f"pyzdb-server: {exc}", file=sys.stderr)
+        return 2
+    except (Error, OSError) as exc:
+        log.error("cannot start: %s", exc)
+        return 1
+    report = server.recovery
+    log.info("recovered %s: checkpoint seq %d, %d records (%d effects) replayed in %.3f s",
+             config.data, report.checkpoint_seq, report.records_replayed,
+             report.effects_replayed, report.seconds)
+    log.info("serving on %s (fsync %s, lease %g s)", server.endpoint, config.fsync, config.lease)
+    server.install_signal_handlers()
+    status = server.serve_forever()
+    log.info("stopped")
+    return status
+
+
+__all__ = ["Server", "ServerConfig", "ReplyCache", "check_bind", "server_main",
+           "DEFAULT_BIND", "DEFAULT_DATA"]

@@ -1,0 +1,387 @@
+"""`pyzdb.connect` and `pyzdb.aio.connect` against live server processes.
+
+Covers what only a remote database has: retries through a server restart that apply a write
+once, timeouts that never hang, the lock as a lease (queued waiters, a dead holder rolled back,
+an idle holder kept alive by its heartbeat), many client processes contending, read routing,
+and the asyncio client. Behaviour common to every kind of database is in test_database.py
+(the `db` fixture runs it remotely too).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import pytest
+import zmq
+from server_process import ServerProcess, free_tcp_uri
+
+import pyzdb
+import pyzdb.aio
+from pyzdb import protocol
+from pyzdb.client import CONTROL_PARAM, Connection
+
+
+@pytest.fixture
+def server(tmp_path):
+    with ServerProcess(tmp_path / "data", "--lease", "1") as running:
+        yield running
+
+
+def run_clients(code: str, uri: str, count: int) -> list[subprocess.Popen[str]]:
+    """Start `count` client processes running `code` with `uri` and `index` defined."""
+    processes = []
+    for index in range(count):
+        prelude = f"import pyzdb\nuri = {uri!r}\nindex = {index}\n"
+        processes.append(subprocess.Popen(
+            [sys.executable, "-c", prelude + textwrap.dedent(code)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        ))
+    return processes
+
+
+def wait_all(processes: list[subprocess.Popen[str]], timeout: float = 120) -> None:
+    for process in processes:
+        out, err = process.communicate(timeout=timeout)
+        assert process.returncode == 0, f"client failed:\n{out}\n{err}"
+
+
+# -- the seed's README, step by step -------------------------------------------------------------
+
+
+def test_readme_sample_session_survives_a_server_restart(server):
+    """The README's session; "the server can be stopped and restarted to continue the session
+    (without needing to restart the client)"."""
+    db = pyzdb.connect(server.uri)
+    assert db.get() == {}
+    db["x"] = 3
+    assert db["x"].get() == 3
+    db["l"] = list(range(10))
+    assert db.get() == {"x": 3, "l": list(range(10))}
+    db["l"][4] = ["a", "b", "c"]
+    assert db.undo() is True
+    assert db.get() == {"x": 3, "l": list(range(10))}
+    assert db.undo() is True
+    assert db.redo() is True
+    assert db.redo() is True
+    assert db.get() == {"x": 3, "l": [0, 1, 2, 3, ["a", "b", "c"], 5, 6, 7, 8, 9]}
+    assert db.query("[v for v in db['l'][4]]") == ["a", "b", "c"]
+    assert db.query("[k for k in db]") == ["x", "l"]
+    db["l"][4].append("d")
+    db.save()
+    assert server.stop() == 0
+    server.restart()
+    assert db["l"][4].get() == ["a", "b", "c", "d"]
+    assert db.get() == {"x": 3, "l": [0, 1, 2, 3, ["a", "b", "c", "d"], 5, 6, 7, 8, 9]}
+    db.close()
+
+
+def test_readme_library_and_lock_examples(server):
+    db = pyzdb.connect(server.uri)
+    db["x"] = 3
+    x = db["x"]._run()
+    db["l"] = list(range(10))
+    assert db.query("[v*v for v in db['l'] if v%2]") == [1, 9, 25, 49, 81]
+    assert db.query(lambda db: [v * v for v in db["l"] if v % 2]) == [1, 9, 25, 49, 81]
+    db.save()
+    db.lock()
+    x = db["x"]._run()
+    db["x"] = x + 1
+    db.unlock()
+    assert db["x"].get() == 4
+    db.close()
+
+
+# -- contention ------------------------------------------------------------------------------
+
+
+def test_eight_processes_increment_exactly_4000_times(server):
+    pyzdb.connect(server.uri).execute("db['c'] = 0")
+    started = time.monotonic()
+    wait_all(run_clients("""
+        db = pyzdb.connect(uri)
+        for _ in range(500):
+            db.execute("db['c'] += 1")
+    """, server.uri, 8))
+    elapsed = time.monotonic() - started
+    assert pyzdb.connect(server.uri)["c"].get() == 4000
+    print(f"8 clients x 500 durable += 1 in {elapsed:.2f} s (incl. process start)")
+
+
+def test_read_modify_write_transactions_from_several_processes(server):
+    pyzdb.connect(server.uri)["c"] = 0
+    wait_all(run_clients("""
+        db = pyzdb.connect(uri, timeout=30)
+        for _ in range(60):
+            with db.transaction():
+                x = db['c'].get()
+                db['c'] = x + 1
+    """, server.uri, 6))
+    assert pyzdb.connect(server.uri)["c"].get() == 360
+
+
+# -- failures: restarts, retries, timeouts --------------------------------------------------------
+
+
+def test_client_survives_kill_9_of_the_server(server):
+    db = pyzdb.connect(server.uri)
+    db["a"] = 1
+    server.kill()
+    server.restart()
+    assert db["a"].get() == 1, "the acknowledged write survived kill -9"
+    db["a"] += 1
+    assert db["a"].get() == 2
+
+
+def test_a_write_retried_through_a_restart_is_applied_once(server):
+    db = pyzdb.connect(server.uri, timeout=15)
+    db["n"] = 0
+    server.kill()
+    result: list[object] = []
+    writer = threading.Thread(target=lambda: result.append(db.execute("db['n'] += 1\ndb['n']")))
+    writer.start()
+    time.sleep(0.8)  # several resends go nowhere meanwhile
+    server.restart()
+    writer.join(20)
+    assert result == [1]
+    assert db["n"].get() == 1
+
+
+def test_a_repeated_request_id_is_answered_not_run_again(server):
+    """At-most-once: the same (session, id) sent again, over a new socket, as a retry is."""
+    request = protocol.Request(7, "execute", "db['n'] = db.get('n', 0) + 1\ndb['n']",
+                               syntax="exec", session=os.urandom(16))
+    answers = []
+    for _ in range(3):
+        sock = zmq.Context.instance().socket(zmq.DEALER)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.connect(server.uri)
+        sock.send_multipart([b"", protocol.pack(request)])
+        assert sock.poll(5000), "no reply"
+        answers.append(sock.recv_multipart()[1])
+        sock.close()
+    assert answers[0] == answers[1] == answers[2]
+    assert protocol.decode_reply(answers[0], protocol.MAX_REPLY_SIZE).value == 1
+    assert pyzdb.connect(server.uri)["n"].get() == 1
+
+
+@pytest.mark.parametrize("uri", ["ipc:///tmp/pyzdb-nobody-listens-here.sock", free_tcp_uri()])
+def test_a_dead_uri_raises_connection_error_within_the_timeout(uri):
+    db = pyzdb.connect(uri, timeout=0.6)
+    started = time.monotonic()
+    with pytest.raises(pyzdb.ConnectionError) as caught:
+        db["x"].get()
+    elapsed = time.monotonic() - started
+    assert 0.6 <= elapsed < 0.6 + 0.5
+    assert uri in str(caught.value) and "0.6 s" in str(caught.value)
+    assert isinstance(caught.value, ConnectionError)  # the builtin family too
+    db.close()
+
+
+def test_a_request_over_the_size_limit_is_refused_before_it_travels(server):
+    db = Connection(server.uri, max_message=1024)
+    with pytest.raises(pyzdb.ProtocolError, match="over the limit of 1024"):
+        db["blob"] = b"x" * 2048
+    db["small"] = b"x" * 10
+    assert db.get() == {"small": b"x" * 10}
+
+
+def test_a_request_the_server_drops_as_oversized_times_out_cleanly(tmp_path):
+    with ServerProcess(tmp_path / "data", "--max-message", "65536") as server:
+        db = pyzdb.connect(server.uri, timeout=1)
+        started = time.monotonic()
+        with pytest.raises(pyzdb.ConnectionError, match="--max-message"):
+            db["big"] = b"x" * 100_000
+        assert time.monotonic() - started < 1.5
+        db["small"] = 1
+        assert db.get() == {"small": 1}
+
+
+def test_the_control_parameter_name_is_reserved(server):
+    db = pyzdb.connect(server.uri)
+    with pytest.raises(ValueError, match="reserved"):
+        db.query("1", **{CONTROL_PARAM: 1})
+
+
+# -- the lock as a lease ---------------------------------------------------------------------------
+
+
+def test_other_clients_wait_for_the_lock_holder(server):
+    holder, other = pyzdb.connect(server.uri), pyzdb.connect(server.uri)
+    holder["x"] = 1
+    locked = threading.Event()
+
+    def hold() -> None:
+        with holder.transaction():
+            holder["x"] = 2
+            locked.set()
+            time.sleep(0.5)
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    locked.wait(5)
+    started = time.monotonic()
+    assert other["x"].get() == 2, "the read waited for the commit, it did not see x=1"
+    assert time.monotonic() - started >= 0.3
+    thread.join()
+
+
+def test_lock_timeout_while_another_client_holds_it(server):
+    holder, other = pyzdb.connect(server.uri), pyzdb.connect(server.uri)
+    holder.lock()
+    started = time.monotonic()
+    with pytest.raises(pyzdb.LockTimeout):
+        other.lock(timeout=0.3)
+    assert time.monotonic() - started < 1.5
+    holder.unlock()
+    other.lock(timeout=1)
+    other.unlock()
+
+
+def test_a_killed_lock_holder_is_rolled_back_and_the_lock_freed(server):
+    db = pyzdb.connect(server.uri)
+    db["x"] = 1
+    holder = run_clients("""
+        import time
+        db = pyzdb.connect(uri)
+        db.lock()
+        db['x'] = 99
+        print('locked', flush=True)
+        time.sleep(60)
+    """, server.uri, 1)[0]
+    assert holder.stdout.readline().strip() == "locked"
+    holder.send_signal(signal.SIGKILL)
+    holder.communicate()
+    started = time.monotonic()
+    db.lock(timeout=3)
+    waited = time.monotonic() - started
+    assert db["x"].get() == 1, "the dead holder's write was rolled back"
+    db.unlock()
+    assert waited < 1 + 1, f"the lock came free {waited:.2f} s after the holder died"
+    assert "lease" in server.log()
+
+
+def test_an_idle_holder_keeps_its_lease_through_the_heartbeat(server):
+    db = pyzdb.connect(server.uri)
+    db.lock()
+    db["x"] = 1
+    time.sleep(2.5)  # 2.5 leases without a request
+    db["y"] = 2
+    db.unlock()
+    assert db.get() == {"x": 1, "y": 2}
+
+
+def test_a_lost_lease_fails_the_transaction_loudly(server):
+    db = pyzdb.connect(server.uri)
+    db["x"] = 0
+    with pytest.raises(pyzdb.LockTimeout, match="lease"):
+        with db.transaction():
+            db["x"] = 1
+            db._heartbeat.set()  # a client frozen past its lease
+            time.sleep(1.6)
+            db["x"] = 2
+    assert db["x"].get() == 0
+    db.lock()
+    db["x"] = 5
+    db._heartbeat.set()
+    time.sleep(1.6)
+    with pytest.raises(pyzdb.LockTimeout):
+        db.unlock()
+    assert db["x"].get() == 0
+
+
+# -- routing, files, asyncio ---------------------------------------------------------------------
+
+
+def test_reads_go_to_read_uris_and_writes_to_the_primary(server, tmp_path):
+    with ServerProcess(tmp_path / "replica") as replica:
+        pyzdb.connect(replica.uri)["where"] = "replica"
+        db = pyzdb.connect(server.uri, read_uris=[replica.uri])
+        db["where"] = "primary"
+        assert db.query("db['where']") == "replica"
+        assert db["where"].get() == "replica"
+        db.lock()
+        assert db["where"].get() == "primary", "a transaction reads from the primary"
+        db.unlock()
+        assert pyzdb.connect(server.uri)["where"].get() == "primary"
+
+
+def test_files_are_read_through_the_connection(server, tmp_path):
+    path = tmp_path / "photo.bin"
+    path.write_bytes(bytes(range(256)) * 10)
+    db = pyzdb.connect(server.uri)
+    db["files"] = {"photo": pyzdb.File(path), "n": 1}
+    stored = db["files"].get()["photo"]
+    assert stored.read() == path.read_bytes()
+    assert db.query("[db['files']['photo']]")[0].read() == path.read_bytes()
+
+
+def test_aio_client_session(server):
+    async def session() -> None:
+        async with pyzdb.aio.connect(server.uri) as db:
+            assert await db.get() == {}
+            await db.execute("db['x'] = 3")
+            assert await db["x"].get() == 3
+            await db["l"].set(list(range(10)))
+            await db["l"][4].set(["a", "b", "c"])
+            assert await db.undo() is True
+            assert await db.query("db['l'][4]") == 4
+            assert await db.redo() is True
+            assert await db.query("[v for v in db['l'][4]]") == ["a", "b", "c"]
+            await db["l"][4].append("d")
+            assert await db["l"][4].len() == 4
+            assert await db.contains("x") and not await db.contains("zz")
+            assert await db.keys() == ["x", "l"]
+            async with db.transaction():
+                x = await db["x"].get()
+                await db["x"].set(x + 1)
+            assert await db["x"].get() == 4
+            with pytest.raises(KeyError):
+                await db.query("db['missing']")
+            with pytest.raises(TypeError, match="await"):
+                db["x"] = 5
+            await db.save()
+            assert len(await db.history()) >= 1
+
+    asyncio.run(session())
+
+
+def test_aio_tasks_wait_for_the_transaction_of_another_task(server):
+    async def session() -> list[str]:
+        db = pyzdb.aio.connect(server.uri)
+        order: list[str] = []
+
+        async def holder() -> None:
+            async with db.transaction():
+                await db["x"].set(1)
+                await asyncio.sleep(0.3)
+                order.append("commit")
+
+        async def reader() -> None:
+            await asyncio.sleep(0.05)
+            assert await db["x"].get() == 1
+            order.append("read")
+
+        await asyncio.gather(holder(), reader())
+        await db.close()
+        return order
+
+    assert asyncio.run(session()) == ["commit", "read"]
+
+
+def test_aio_dead_uri_times_out():
+    async def attempt() -> None:
+        db = pyzdb.aio.connect(free_tcp_uri(), timeout=0.5)
+        with pytest.raises(pyzdb.ConnectionError):
+            await db.ping()
+        await db.close()
+
+    started = time.monotonic()
+    asyncio.run(attempt())
+    assert time.monotonic() - started < 1.2
