@@ -305,6 +305,7 @@ def _find_node(
     positions, so even two identical-looking lambdas on one line resolve to the right one.
     """
     want = _fingerprint(code)
+    imports = [stmt for stmt in tree.body if isinstance(stmt, (ast.Import, ast.ImportFrom))]
     for node in ast.walk(tree):
         if code.co_name == "<lambda>":
             if not isinstance(node, ast.Lambda) or node.lineno != code.co_firstlineno:
@@ -314,7 +315,7 @@ def _find_node(
             or min([node.lineno, *(d.lineno for d in node.decorator_list)]) != code.co_firstlineno
         ):
             continue
-        compiled = _compile_alone(node, code)
+        compiled = _compile_alone(node, code, imports)
         if compiled is not None and _fingerprint(compiled) == want:
             return node
     raise CaptureError(
@@ -324,12 +325,16 @@ def _find_node(
     )
 
 
-def _compile_alone(node: ast.Lambda | ast.FunctionDef, code: CodeType) -> CodeType | None:
+def _compile_alone(
+    node: ast.Lambda | ast.FunctionDef, code: CodeType, imports: list[ast.stmt]
+) -> CodeType | None:
     """Compile one candidate node in a context that gives its names the same scopes as `code`.
 
     The code's closure variables are bound in a stub enclosing function, so they compile to the
-    same cell loads as in the original; every other free name is a global in both. The node
-    keeps its positions, so the compiled line table is comparable too.
+    same cell loads as in the original; every other free name is a global in both. The file's
+    top-level imports come along (compiled, never run): CPython 3.11+ compiles `name.method()`
+    differently when `name` was bound by an import. The node keeps its positions, so the
+    compiled line table is comparable too.
     """
     stmt: ast.stmt = ast.Expr(node) if isinstance(node, ast.Lambda) else node
     if code.co_freevars:
@@ -340,7 +345,7 @@ def _compile_alone(node: ast.Lambda | ast.FunctionDef, code: CodeType) -> CodeTy
             for name in code.co_freevars
         ] + [stmt]
         stmt = enclosing
-    module = ast.fix_missing_locations(ast.Module([stmt], type_ignores=[]))
+    module = ast.fix_missing_locations(ast.Module([*imports, stmt], type_ignores=[]))
     try:
         holder = compile(
             module, code.co_filename, "exec", flags=code.co_flags & _FUTURE_FLAGS,
@@ -349,7 +354,9 @@ def _compile_alone(node: ast.Lambda | ast.FunctionDef, code: CodeType) -> CodeTy
     except (SyntaxError, ValueError):
         return None
     if code.co_freevars:
-        holder = next(c for c in holder.co_consts if isinstance(c, CodeType))
+        holder = next(
+            c for c in holder.co_consts if isinstance(c, CodeType) and c.co_name == "enclosing"
+        )
     return next(
         (c for c in holder.co_consts if isinstance(c, CodeType) and c.co_name == code.co_name),
         None,

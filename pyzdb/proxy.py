@@ -224,6 +224,15 @@ class DatabaseAPI:
         """The seed's name for `checkpoint()`."""
         self.checkpoint()
 
+    def undo(self) -> bool:
+        raise NotImplementedError
+
+    def redo(self) -> bool:
+        raise NotImplementedError
+
+    def history(self) -> list[dict[str, Any]]:
+        raise NotImplementedError
+
     def checkpoint(self) -> None:
         raise NotImplementedError
 

@@ -19,6 +19,7 @@ import math
 import sys
 import types
 from collections.abc import Callable, Mapping
+from string import ascii_lowercase
 
 import pytest
 
@@ -602,3 +603,15 @@ def test_capture_imports_nothing_from_the_server_side() -> None:
     imported |= {node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
     assert not any(name.startswith("RestrictedPython") for name in imported)
     assert {name for name in imported if name.startswith("pyzdb")} == {"pyzdb.errors"}
+
+
+def test_method_call_on_an_imported_name_is_matched():
+    """CPython 3.11+ compiles `name.method()` differently when `name` came from an import."""
+    request = capture(lambda db: ascii_lowercase.upper(), "query")
+    assert request.source == "ascii_lowercase.upper()"
+    assert request.params == {"ascii_lowercase": ascii_lowercase}
+
+
+def test_a_module_used_through_a_method_call_is_refused_by_name():
+    with pytest.raises(UnshippableValue, match="'math'"):
+        capture(lambda db: math.sqrt(db["x"]), "query")
