@@ -1,0 +1,346 @@
+"""`pyzdb-bench`: latency and throughput of a running `pyzdb-server`, like `redis-benchmark`.
+
+Theory of operation
+-------------------
+The clients are separate *processes* (multiprocessing, `spawn`): client threads of one
+interpreter would take turns at its GIL and measure that instead of the server. Each client
+process connects once and then serves the parent over a pipe, one test at a time:
+
+1. warm up (connect, fill the server's compile cache, page in the code) outside the clock;
+2. wait at a barrier shared by all clients, so they start together;
+3. time each of its share of the requests (`perf_counter`), plus its first start and last end.
+
+Latency percentiles come from every request of every client (nearest rank). Throughput is
+all requests over the span from the first client's start to the last client's end;
+`time.monotonic` is `CLOCK_MONOTONIC` on Linux, one clock for all processes of the machine.
+
+The tests write the keys `x` (get, set), `c` (incr) and `l` (comprehension) of the server's
+root, as redis-benchmark writes its own keys: run it against a scratch server, not one that
+holds data you care about. The table helpers are shared with the scripts in `tests/bench/`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import statistics
+import sys
+import threading
+import time
+from array import array
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from typing import Any
+
+DEFAULT_URI = "tcp://127.0.0.1:5559"
+COMPREHENSION = "[v*v for v in db['l'] if v % 2]"
+
+
+def _get(db: Any) -> None:
+    db["x"].get()
+
+
+def _set(db: Any) -> None:
+    db["x"] = 1
+
+
+def _incr(db: Any) -> None:
+    db.execute("db['c'] += 1")
+
+
+def _comprehension(db: Any) -> None:
+    db.query(COMPREHENSION)
+
+
+#: The requests of each test, as DESIGN.md spells them (module level: a spawned client looks
+#: them up by name).
+TESTS: dict[str, Callable[[Any], None]] = {
+    "get": _get, "set": _set, "incr": _incr, "comprehension": _comprehension,
+}
+
+
+# -- statistics and tables (shared with tests/bench/) ----------------------------------------------
+
+
+def percentile(ordered: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile of an already sorted sequence (q in 0..100)."""
+    if not ordered:
+        raise ValueError("percentile of no values")
+    rank = max(1, -(-len(ordered) * q // 100))  # ceil without floats
+    return ordered[min(len(ordered), int(rank)) - 1]
+
+
+def median(values: Sequence[float]) -> float:
+    """The median, the statistic every figure uses: one slow outlier on a noisy box moves
+    a mean, not a median."""
+    return statistics.median(values)
+
+
+def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]],
+                 title: str | None = None) -> str:
+    """A plain-text table: first column left-aligned, the others right-aligned.
+
+    Columns are separated by at least two spaces and no cell holds two consecutive spaces,
+    so a reader (or the smoke test) can split a row back into its cells with `split_row`.
+    """
+    cells = [[_cell(value) for value in row] for row in rows]
+    for row in cells:
+        if len(row) != len(headers):
+            raise ValueError(f"row {row} has {len(row)} cells for {len(headers)} headers")
+    widths = [max([len(header)] + [len(row[i]) for row in cells])
+              for i, header in enumerate(headers)]
+
+    def line(row: Sequence[str]) -> str:
+        first = row[0].ljust(widths[0])
+        rest = [value.rjust(width) for value, width in zip(row[1:], widths[1:], strict=True)]
+        return "  ".join([first, *rest]).rstrip()
+
+    out = [title] if title else []
+    out += [line(list(headers)), "  ".join("-" * width for width in widths)]
+    out += [line(row) for row in cells]
+    return "\n".join(out)
+
+
+def split_row(line: str) -> list[str]:
+    """The cells of one line that `format_table` wrote."""
+    return [cell.strip() for cell in line.strip().split("  ") if cell.strip()]
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        text = f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.3g}"
+    else:
+        text = str(value)
+    return " ".join(text.split())  # never two spaces inside a cell
+
+
+# -- the client processes ----------------------------------------------------------------------
+
+
+@dataclass
+class Result:
+    """Every request of one test: sorted latencies (seconds) and the span they covered."""
+
+    test: str
+    clients: int
+    latencies: list[float]
+    seconds: float
+
+    @property
+    def requests(self) -> int:
+        return len(self.latencies)
+
+    @property
+    def throughput(self) -> float:
+        """Requests per second over the whole run, all clients together."""
+        return self.requests / self.seconds if self.seconds > 0 else float("inf")
+
+    def latency(self, q: float) -> float:
+        return percentile(self.latencies, q)
+
+    def row(self) -> list[Any]:
+        """The row of the `pyzdb-bench` table: latencies in milliseconds."""
+        return [self.test, self.clients, self.requests,
+                *(self.latency(q) * 1000 for q in (50, 95, 99, 100)), self.throughput]
+
+
+HEADERS = ["test", "clients", "requests", "p50 ms", "p95 ms", "p99 ms", "max ms", "req/s"]
+
+
+class BenchError(Exception):
+    """A client could not connect or a request failed: the figures would mean nothing."""
+
+
+def _client_main(uri: str, timeout: float, barrier: Any, pipe: Connection) -> None:
+    """One client process: connect, then run each test the parent names until told to stop."""
+    import pyzdb
+
+    try:
+        db = pyzdb.connect(uri, timeout=timeout)
+        db.query("1")  # reach the server now: a dead URI fails before any test
+    except Exception as exc:
+        pipe.send(("error", f"{type(exc).__name__}: {exc}"))
+        return
+    pipe.send(("ready",))
+    try:
+        while (command := pipe.recv())[0] == "run":
+            _, test, requests, warmup = command
+            pipe.send(_run_share(db, TESTS[test], requests, warmup, barrier))
+    except EOFError:  # the parent went away
+        pass
+    finally:
+        db.close()
+
+
+def _run_share(db: Any, op: Callable[[Any], None], requests: int, warmup: int,
+               barrier: Any) -> tuple[Any, ...]:
+    try:
+        for _ in range(warmup):
+            op(db)
+    except Exception as exc:
+        barrier.abort()
+        return ("error", f"{type(exc).__name__}: {exc}")
+    try:
+        barrier.wait()
+    except threading.BrokenBarrierError:
+        return ("error", "another client failed while warming up")
+    clock = time.perf_counter
+    latencies = array("d")
+    started = time.monotonic()
+    try:
+        for _ in range(requests):
+            before = clock()
+            op(db)
+            latencies.append(clock() - before)
+    except Exception as exc:
+        return ("error", f"{type(exc).__name__}: {exc}")
+    return ("ok", started, time.monotonic(), latencies.tobytes())
+
+
+class ClientPool:
+    """`clients` connected client processes that run tests together on request."""
+
+    def __init__(self, uri: str, clients: int, timeout: float = 10.0) -> None:
+        if clients < 1:
+            raise ValueError("at least one client is needed")
+        context = multiprocessing.get_context("spawn")
+        self.uri = uri
+        self.clients = clients
+        self._barrier = context.Barrier(clients)
+        self._pipes: list[Connection] = []
+        self._processes: list[Any] = []
+        try:
+            for _ in range(clients):
+                mine, theirs = context.Pipe()
+                process = context.Process(target=_client_main, daemon=True,
+                                          args=(uri, timeout, self._barrier, theirs))
+                process.start()
+                theirs.close()
+                self._pipes.append(mine)
+                self._processes.append(process)
+            self._collect("connecting")
+        except BaseException:
+            self.close()
+            raise
+
+    def run(self, test: str, requests: int, warmup: int | None = None) -> Result:
+        """Run `requests` requests of `test`, split evenly over the clients."""
+        if test not in TESTS:
+            raise ValueError(f"unknown test {test!r}: choose from {', '.join(TESTS)}")
+        shares = [requests // self.clients + (i < requests % self.clients)
+                  for i in range(self.clients)]
+        for pipe, share in zip(self._pipes, shares, strict=True):
+            ahead = max(1, min(50, share // 10)) if warmup is None else warmup
+            pipe.send(("run", test, share, ahead))
+        replies = self._collect(test)
+        latencies: list[float] = []
+        for reply in replies:
+            latencies.extend(array("d", reply[3]))
+        latencies.sort()
+        span = max(reply[2] for reply in replies) - min(reply[1] for reply in replies)
+        return Result(test, self.clients, latencies, span)
+
+    def _collect(self, what: str) -> list[tuple[Any, ...]]:
+        replies = []
+        for pipe in self._pipes:
+            try:
+                replies.append(pipe.recv())
+            except EOFError:
+                replies.append(("error", "a client process died"))
+        errors = sorted({reply[1] for reply in replies if reply[0] == "error"})
+        if errors:
+            raise BenchError(f"{what} against {self.uri} failed: {'; '.join(errors)}")
+        return replies
+
+    def close(self) -> None:
+        for pipe in self._pipes:
+            try:
+                pipe.send(("stop",))
+            except OSError:
+                pass
+            pipe.close()
+        for process in self._processes:
+            process.join(5)
+            if process.is_alive():
+                process.kill()
+                process.join()
+
+    def __enter__(self) -> ClientPool:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def prepare(uri: str, tests: Sequence[str], list_size: int, timeout: float) -> None:
+    """Give the keys the tests read a value: `x`, `c`, and `l` of `list_size` ints."""
+    import pyzdb
+
+    db = pyzdb.connect(uri, timeout=timeout)
+    try:
+        db["x"] = 1
+        db["c"] = 0
+        if "comprehension" in tests:
+            # Built by the server: the benchmark measures queries, not the upload of a list.
+            db.execute("db['l'] = list(range(n))", n=list_size)
+    finally:
+        db.close()
+
+
+# -- the console script ------------------------------------------------------------------------
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pyzdb-bench",
+        description="Latency percentiles and throughput of a running pyzdb-server, with N "
+        "concurrent client processes. Writes the keys x, c and l: use a scratch server.",
+    )
+    parser.add_argument("uri", nargs="?", default=DEFAULT_URI,
+                        help=f"server address (default {DEFAULT_URI})")
+    parser.add_argument("-c", "--clients", type=int, default=None, metavar="CLIENTS",
+                        help="concurrent client processes (default 4; 2 with --quick)")
+    parser.add_argument("-n", "--requests", type=int, default=None, metavar="REQUESTS",
+                        help="requests per test, all clients together (default 10000; "
+                        "200 with --quick)")
+    parser.add_argument("--tests", default=",".join(TESTS),
+                        help=f"comma-separated tests to run (default {','.join(TESTS)})")
+    parser.add_argument("--list-size", type=int, default=None, metavar="N",
+                        help="ints in the comprehension's list (default 10000; 1000 with "
+                        "--quick)")
+    parser.add_argument("--timeout", type=float, default=10.0, metavar="S",
+                        help="per-request timeout of each client (default 10)")
+    parser.add_argument("--quick", action="store_true",
+                        help="a tiny run that checks the set-up, not a measurement")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of `pyzdb-bench`: prints the table; exit 1 if the server fails a request."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    clients = args.clients if args.clients is not None else (2 if args.quick else 4)
+    requests = args.requests if args.requests is not None else (200 if args.quick else 10000)
+    list_size = args.list_size if args.list_size is not None else (1000 if args.quick else 10000)
+    tests = [name.strip() for name in args.tests.split(",") if name.strip()]
+    unknown = [name for name in tests if name not in TESTS]
+    if unknown or not tests:
+        parser.error(f"unknown tests {unknown}: choose from {', '.join(TESTS)}")
+    if clients < 1 or requests < clients or list_size < 0:
+        parser.error("need CLIENTS >= 1, REQUESTS >= CLIENTS and a list size >= 0")
+    try:
+        prepare(args.uri, tests, list_size, args.timeout)
+        with ClientPool(args.uri, clients, args.timeout) as pool:
+            results = [pool.run(test, requests) for test in tests]
+    except Exception as exc:  # a ConnectionError, a refused request, a dead client
+        print(f"pyzdb-bench: {exc}", file=sys.stderr)
+        return 1
+    title = (f"pyzdb-bench {args.uri}: {clients} client processes, {requests} requests per "
+             f"test, comprehension over {list_size} ints")
+    print(format_table(HEADERS, [result.row() for result in results], title))
+    return 0
+
+
+__all__ = ["main", "ClientPool", "Result", "BenchError", "TESTS", "HEADERS", "prepare",
+           "percentile", "median", "format_table", "split_row"]
