@@ -168,11 +168,14 @@ def _canonical(text: str) -> str:
     return text
 
 
+@functools.lru_cache(maxsize=1024)
 def _check_source(source: str, syntax: Syntax) -> None:
     """Refuse a source that is too large or does not compile, before anything travels.
 
     A full `compile` (not just `ast.parse`) also reports what the symbol table finds (`return`
-    or `yield` outside a function, `nonlocal` without a binding), with line and offset.
+    or `yield` outside a function, `nonlocal` without a binding), with line and offset. A
+    source that passed is remembered (refusals raise, so they are not): an application sends
+    the same few query strings over and over, and compiling costs more than the round trip.
     """
     size = len(source.encode("utf-8", "surrogatepass"))
     if size > MAX_SOURCE_BYTES:
