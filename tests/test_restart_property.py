@@ -28,6 +28,7 @@ from typing import Any
 
 from hypothesis import HealthCheck, event, given, note, settings
 from hypothesis import strategies as st
+from same_types import assert_same
 
 import pyzdb
 
@@ -78,43 +79,6 @@ def values(keys: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
         lambda inner: st.lists(inner, max_size=4) | st.dictionaries(keys, inner, max_size=4),
         max_leaves=12,
     )
-
-
-# -- type-aware equality (the same rules as tests/test_differential.py) -------------------------
-
-
-def difference(a: Any, b: Any, path: str = "value") -> str | None:
-    """None when `a` and `b` are equal in value and type, recursively; else where they differ."""
-    if type(a) is not type(b):
-        return f"{path}: {type(a).__name__} {a!r} != {type(b).__name__} {b!r}"
-    if isinstance(a, float):
-        return None if repr(a) == repr(b) else f"{path}: {a!r} != {b!r}"
-    if isinstance(a, dict):
-        if len(a) != len(b):
-            return f"{path}: keys {list(a)!r} != {list(b)!r}"
-        for index, (key_a, key_b) in enumerate(zip(a, b, strict=True)):
-            found = difference(key_a, key_b, f"{path}.keys()[{index}]")
-            if found:
-                return found
-        for key in a:
-            found = difference(a[key], b[key], f"{path}[{key!r}]")
-            if found:
-                return found
-        return None
-    if isinstance(a, (list, tuple)):
-        if len(a) != len(b):
-            return f"{path}: length {len(a)} != {len(b)}: {a!r} != {b!r}"
-        for index, (item_a, item_b) in enumerate(zip(a, b, strict=True)):
-            found = difference(item_a, item_b, f"{path}[{index}]")
-            if found:
-                return found
-        return None
-    return None if a == b else f"{path}: {a!r} != {b!r}"
-
-
-def assert_same(got: Any, expected: Any, what: str) -> None:
-    found = difference(got, expected, what)
-    assert found is None, f"pyzdb differs from the CPython model: {found}"
 
 
 def tree_copy(value: Any) -> Any:
