@@ -1,0 +1,5 @@
+# mode: execute
+# expect: SecurityError
+# why: from-import is an import
+from os import system
+system('id')

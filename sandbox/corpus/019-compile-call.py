@@ -1,0 +1,4 @@
+# mode: query
+# expect: SecurityError
+# why: compile produces code objects
+compile('1', 'x', 'eval')

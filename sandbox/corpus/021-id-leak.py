@@ -1,0 +1,4 @@
+# mode: query
+# expect: SecurityError
+# why: id() leaks heap addresses (ASLR)
+id(db)

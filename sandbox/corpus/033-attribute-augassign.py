@@ -1,0 +1,4 @@
+# mode: execute
+# expect: SecurityError
+# why: augmented assignment to an attribute
+db.x += 1

@@ -1,0 +1,4 @@
+# mode: query
+# expect: SecurityError
+# why: an async comprehension is a coroutine
+[x async for x in db]

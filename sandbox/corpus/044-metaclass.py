@@ -1,0 +1,5 @@
+# mode: execute
+# expect: SecurityError
+# why: a metaclass runs code when the class is created
+class A(metaclass=len):
+    pass

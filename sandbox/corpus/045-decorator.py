@@ -1,0 +1,6 @@
+# mode: execute
+# expect: SecurityError
+# why: a decorator calls an arbitrary callable with the function object
+@len
+def f():
+    pass

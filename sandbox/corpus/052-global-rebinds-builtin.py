@@ -1,0 +1,5 @@
+# mode: execute
+# expect: SecurityError
+# why: global would let one request's names outlive it
+global len
+len = 5

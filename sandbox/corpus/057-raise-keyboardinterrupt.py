@@ -1,0 +1,4 @@
+# mode: execute
+# expect: SecurityError
+# why: KeyboardInterrupt is a BaseException
+raise KeyboardInterrupt()

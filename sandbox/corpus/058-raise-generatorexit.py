@@ -1,0 +1,4 @@
+# mode: execute
+# expect: SecurityError
+# why: GeneratorExit is a BaseException
+raise GeneratorExit

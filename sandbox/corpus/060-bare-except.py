@@ -1,0 +1,9 @@
+# mode: execute
+# expect: SecurityError
+# why: a bare except catches everything, the stop included
+while True:
+    try:
+        while True:
+            pass
+    except:
+        pass

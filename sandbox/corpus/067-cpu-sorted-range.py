@@ -1,0 +1,4 @@
+# mode: query
+# expect: LimitExceeded
+# why: sorted materialises and sorts in C
+sorted(range(10**9))

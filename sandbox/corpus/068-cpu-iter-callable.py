@@ -1,0 +1,4 @@
+# mode: query
+# expect: LimitExceeded
+# why: iter(callable, sentinel) is endless and any() consumes it in C
+any(iter(int, 1))

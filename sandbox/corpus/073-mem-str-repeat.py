@@ -1,0 +1,4 @@
+# mode: query
+# expect: LimitExceeded
+# why: one C call would allocate a terabyte
+'x' * 10**12

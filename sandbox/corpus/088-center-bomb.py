@@ -1,0 +1,4 @@
+# mode: query
+# expect: LimitExceeded
+# why: center pads to any width
+'x'.center(10**10)

@@ -1,0 +1,5 @@
+# mode: execute
+# expect: LimitExceeded
+# why: list.extend of an endless iterator
+l = []
+l.extend(iter(int, 1))

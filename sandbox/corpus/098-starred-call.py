@@ -1,0 +1,4 @@
+# mode: query
+# expect: LimitExceeded
+# why: f(*x) builds the argument tuple in C
+max(*iter(int, 1))

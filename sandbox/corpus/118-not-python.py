@@ -1,0 +1,4 @@
+# mode: query
+# expect: SyntaxError
+# why: plain bad syntax
+db[

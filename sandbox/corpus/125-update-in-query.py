@@ -1,0 +1,5 @@
+# mode: query
+# expect: SecurityError
+# why: update in a query
+# requires: store
+db.update({'x': 2})
