@@ -110,8 +110,7 @@ def capture(
     own_name = None
     if isinstance(expr_or_fn, str):
         syntax: Syntax = "eval" if mode == "query" else "exec"
-        source = _canonical(expr_or_fn)
-        _check_source(source, syntax)
+        source = _checked_source(expr_or_fn, syntax)
         root, captured = ROOT, {}
     elif isinstance(expr_or_fn, FunctionType):
         template = _template(expr_or_fn, mode)
@@ -169,13 +168,19 @@ def _canonical(text: str) -> str:
 
 
 @functools.lru_cache(maxsize=1024)
+def _checked_source(text: str, syntax: Syntax) -> str:
+    """The canonical form of a query string, checked; remembered, since applications send the
+    same few strings over and over and compiling costs more than the round trip."""
+    source = _canonical(text)
+    _check_source(source, syntax)
+    return source
+
+
 def _check_source(source: str, syntax: Syntax) -> None:
     """Refuse a source that is too large or does not compile, before anything travels.
 
     A full `compile` (not just `ast.parse`) also reports what the symbol table finds (`return`
-    or `yield` outside a function, `nonlocal` without a binding), with line and offset. A
-    source that passed is remembered (refusals raise, so they are not): an application sends
-    the same few query strings over and over, and compiling costs more than the round trip.
+    or `yield` outside a function, `nonlocal` without a binding), with line and offset.
     """
     size = len(source.encode("utf-8", "surrogatepass"))
     if size > MAX_SOURCE_BYTES:

@@ -27,6 +27,7 @@ See sandbox/README.md for the threat model and every rule with its reason.
 
 from __future__ import annotations
 
+import _signal as _signal_module  # the C functions: no enum conversion on the hot path
 import ast
 import copy
 import ctypes
@@ -719,7 +720,7 @@ class _Limits:
         request, budget = self.request, self.request.budget
         self.started = monotonic()
         request.deadline = self.started + budget.time
-        request.memory_base = resident_memory()
+        request.memory_base = _memory_baseline(self.started)
         if budget.kill_after is not None:  # first: it is the one step that can fail
             faulthandler.dump_traceback_later(budget.time + budget.kill_after, exit=True)
         self.previous_request = activate(request)
@@ -730,12 +731,12 @@ class _Limits:
                             and threading.current_thread() is threading.main_thread())
         self.active = True
         if self.uses_signal:
-            self.previous_handler = signal.signal(signal.SIGALRM, self._on_alarm)
+            self.previous_handler = _ALARM.arm(self)
             self.previous_timer = signal.setitimer(signal.ITIMER_REAL, tick, tick)
         else:
             _WATCHDOG.watch(request, threading.get_ident(), tick)
 
-    def _on_alarm(self, signum: int, frame: Any) -> None:
+    def on_alarm(self, frame: Any) -> None:
         """SIGALRM: interrupts bytecode and big-int arithmetic; re-raises on every tick.
 
         Only in the query's own frames or the guards': a stop raised inside the store's code
@@ -754,7 +755,7 @@ class _Limits:
         if self.uses_signal:
             signal.setitimer(signal.ITIMER_REAL, 0, 0)
             _let_signals_run()
-            signal.signal(signal.SIGALRM, self.previous_handler)
+            _ALARM.disarm(self.previous_handler)
             delay, interval = self.previous_timer
             if delay:
                 remaining = max(delay - (monotonic() - self.started), 0.001)
@@ -765,6 +766,52 @@ class _Limits:
             faulthandler.cancel_dump_traceback_later()
         sys.setrecursionlimit(self.recursion)
         activate(self.previous_request)
+
+
+class _AlarmHandler:
+    """The SIGALRM handler, installed once and left in place while nobody else wants SIGALRM.
+
+    Swapping handlers around every request cost more than a small query (`signal.signal`
+    converts enums in Python, twice a request). So the handler stays installed and forwards to
+    the evaluation in progress; only when the host program has its own SIGALRM handler is
+    that handler swapped out for the request and put back after it.
+    """
+
+    def __init__(self) -> None:
+        self.current: _Limits | None = None
+
+    def __call__(self, signum: int, frame: Any) -> None:
+        if self.current is not None:
+            self.current.on_alarm(frame)
+
+    def arm(self, limits: _Limits) -> Any:
+        """Route SIGALRM to `limits`; returns the handler to restore afterwards (or None)."""
+        self.current = limits
+        installed = _signal_module.getsignal(signal.SIGALRM)
+        if installed is self:
+            return None
+        _signal_module.signal(signal.SIGALRM, self)
+        return None if installed in (signal.SIG_DFL, signal.SIG_IGN, None) else installed
+
+    def disarm(self, previous: Any) -> None:
+        self.current = None
+        if previous is not None:
+            signal.signal(signal.SIGALRM, previous)
+
+
+_ALARM = _AlarmHandler()
+
+#: Seconds a reading of the process's resident size serves as the baseline of the memory
+#: budget: reading /proc costs more than a small query, and the baseline moves slowly.
+MEMORY_BASELINE_AGE = 1.0
+_baseline = (float("-inf"), 0)
+
+
+def _memory_baseline(now: float) -> int:
+    global _baseline
+    if now - _baseline[0] > MEMORY_BASELINE_AGE:
+        _baseline = (now, resident_memory())
+    return _baseline[1]
 
 
 def _interruptible(frame: Any) -> bool:
