@@ -14,13 +14,12 @@ that documented difference on its own, against a CPython reference that copies e
 
 from __future__ import annotations
 
-import ast
 import copy
 import textwrap
 from typing import Any
 
 import pytest
-from same_types import assert_same, same
+from reference import assert_same, cpython_exec, same
 
 # -- the data set -------------------------------------------------------------------------------
 
@@ -1045,26 +1044,6 @@ BY_VALUE_BLOCKS = [
 
 
 # -- helpers --------------------------------------------------------------------------------------
-
-
-RESULT_NAME = "pyzdb_last_expression_value"
-
-
-def cpython_exec(source: str, names: dict[str, Any]) -> Any:
-    """Run `source` with plain `exec`; the value of its final expression statement, else None.
-
-    The final statement, when it is an expression, is rewritten into an assignment to a name
-    no block uses, which is how `db.execute` reports "the value of the last expression".
-    """
-    module = ast.parse(source)
-    if module.body and isinstance(module.body[-1], ast.Expr):
-        last = module.body[-1]
-        module.body[-1] = ast.copy_location(
-            ast.Assign(targets=[ast.Name(RESULT_NAME, ast.Store())], value=last.value), last
-        )
-        ast.fix_missing_locations(module)
-    exec(compile(module, "<cpython>", "exec"), names)  # the CPython reference run
-    return names.get(RESULT_NAME)
 
 
 def load(db: Any) -> None:

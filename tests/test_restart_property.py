@@ -28,7 +28,7 @@ from typing import Any
 
 from hypothesis import HealthCheck, event, given, note, settings
 from hypothesis import strategies as st
-from same_types import assert_same
+from reference import assert_same, cpython_exec
 
 import pyzdb
 
@@ -95,22 +95,6 @@ def tree_copy(value: Any) -> Any:
 
 
 # -- the CPython reference ----------------------------------------------------------------------
-
-RESULT_NAME = "pyzdb_last_expression_value"
-
-
-def cpython_exec(source: str, names: dict[str, Any]) -> Any:
-    """Run `source` with plain `exec`; the value of its final expression statement, else None."""
-    module = ast.parse(source)
-    if module.body and isinstance(module.body[-1], ast.Expr):
-        last = module.body[-1]
-        module.body[-1] = ast.copy_location(
-            ast.Assign(targets=[ast.Name(RESULT_NAME, ast.Store())], value=last.value), last
-        )
-        ast.fix_missing_locations(module)
-    exec(compile(module, "<cpython>", "exec"), names)  # the CPython reference run
-    return names.get(RESULT_NAME)
-
 
 def result_is_unambiguous(source: str) -> bool:
     """True when "the value of the last expression statement" can only mean one thing here."""

@@ -1,4 +1,5 @@
-"""Type-aware equality for tests: pyzdb promises type-for-type round trips, so `==` is too weak.
+"""The CPython reference the tests compare pyzdb with: a plain `exec`, and type-aware equality
+(pyzdb promises type-for-type round trips, so `==` is too weak).
 
 Types must match exactly (bool is not int, tuple is not list), dict keys are compared in order
 and by type, and floats by `repr` (so -0.0 differs from 0.0 and nan equals nan).
@@ -6,6 +7,7 @@ and by type, and floats by `repr` (so -0.0 differs from 0.0 and nan equals nan).
 
 from __future__ import annotations
 
+import ast
 from typing import Any
 
 
@@ -52,3 +54,23 @@ def same(a: Any, b: Any) -> bool:
 def assert_same(got: Any, expected: Any, what: str) -> None:
     found = difference(got, expected, what)
     assert found is None, f"pyzdb differs from the CPython model: {found}"
+
+
+RESULT_NAME = "pyzdb_last_expression_value"
+
+
+def cpython_exec(source: str, names: dict[str, Any]) -> Any:
+    """Run `source` with plain `exec`; the value of its final expression statement, else None.
+
+    The final statement, when it is an expression, is rewritten into an assignment to a name
+    no block uses, which is how `db.execute` reports "the value of the last expression".
+    """
+    module = ast.parse(source)
+    if module.body and isinstance(module.body[-1], ast.Expr):
+        last = module.body[-1]
+        module.body[-1] = ast.copy_location(
+            ast.Assign(targets=[ast.Name(RESULT_NAME, ast.Store())], value=last.value), last
+        )
+        ast.fix_missing_locations(module)
+    exec(compile(module, "<cpython>", "exec"), names)  # the CPython reference run
+    return names.get(RESULT_NAME)
