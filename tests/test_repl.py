@@ -7,6 +7,7 @@ tests compare it line for line; errors go to stderr.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
@@ -295,6 +296,20 @@ class Terminal:
     def send(self, text: str) -> None:
         os.write(self.master, text.encode())
 
+    def interrupt(self, attempts: int = 5) -> str:
+        """Ctrl-C until the prompt comes back, as a person presses it again when nothing happens.
+
+        A SIGINT that lands while readline is between its select() calls can be lost inside
+        CPython's readline module (seen about one time in three on a loaded machine); the REPL's
+        handling of the one that arrives is what this checks.
+        """
+        for _ in range(attempts - 1):
+            self.process.send_signal(signal.SIGINT)
+            with contextlib.suppress(AssertionError):
+                return self.expect(">>> ", timeout=2.0)
+        self.process.send_signal(signal.SIGINT)
+        return self.expect(">>> ")
+
     def close(self) -> int:
         try:
             return self.process.wait(TIMEOUT)
@@ -321,8 +336,7 @@ def test_terminal_prompts_results_ctrl_c_and_ctrl_d(tmp_path):
         assert "43" in terminal.expect(">>> ")
         terminal.send("db['x'] = 0 +")  # half typed, then Ctrl-C: dropped
         terminal.expect("0 +")  # readline's echo: it has read the keys
-        terminal.process.send_signal(signal.SIGINT)
-        assert "KeyboardInterrupt" in terminal.expect(">>> ")
+        assert "KeyboardInterrupt" in terminal.interrupt()
         terminal.send("db['x']\n")
         assert "43" in terminal.expect(">>> ")
         terminal.send("\x04")  # Ctrl-D
