@@ -17,12 +17,12 @@ server loop) serialises calls. Journal records are plain tuples:
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import logging
-import marshal
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,7 +31,7 @@ from . import sandbox
 from .errors import Error, LimitExceeded
 from .journal import Journal
 from .store import Store
-from .values import File, to_plain
+from .values import File, measure, to_plain
 
 log = logging.getLogger("pyzdb.engine")
 
@@ -76,6 +76,20 @@ class Engine:
     # -- opening -----------------------------------------------------------------------------
 
     def _recover(self) -> RecoveryReport:
+        """Load the checkpoint, replay the journal after it, then exempt the tree from the GC.
+
+        The checkpoint payload is ours alone: `Store` consumes it while building the tree, so
+        its memory is reused instead of fragmenting the heap. Afterwards `gc.freeze()` moves
+        every object alive (the whole tree) to the permanent generation. The tree's containers
+        are GC-tracked, so every full collection would otherwise walk all of them again (about
+        a second per million containers on the reference machine), and the GC cannot simply be
+        turned off: each subtree a request removes is a reference cycle (its children's
+        `_parent` points back at it) that only the collector frees. Those made from now on are
+        still collected; a container of the recovered tree that is removed later is not (its
+        cycle is frozen) until the next engine opened in this process: `gc.unfreeze()` and a
+        full collection first reclaim what earlier freezes kept (a closed engine's tree is one
+        cycle through `root._parent`), and keep garbage from being frozen with the tree.
+        """
         started = time.perf_counter()
         checkpoint, records = self.journal.recover()
         self.store = Store(
@@ -88,6 +102,9 @@ class Engine:
                 self.store.apply(effect)
             report.records_replayed += 1
             report.effects_replayed += len(effects)
+        gc.unfreeze()
+        gc.collect()
+        gc.freeze()
         report.seconds = time.perf_counter() - started
         return report
 
@@ -140,18 +157,25 @@ class Engine:
             self.journal.append(("unit", label[:LABEL_CHARS], time.time(), effects), sync=sync)
 
     def detach(self, value: Any) -> Any:
-        """A query result as plain values owned by the caller, within the result budget."""
-        plain = to_plain(value)
+        """A query result as plain values owned by the caller, within the result budget.
+
+        The budget counts the result as the wire would carry it (`values.expanded_size`: every
+        reference to a shared container in full), so an embedded database refuses the same
+        results as a server, and a result bomb (``[[big] * 1000] * 1000``) is refused before
+        anything is copied. A result that is already plain (the usual fresh list the query
+        built, such as a comprehension's) is returned as it is: no tree container is in it and
+        nothing else refers to it (params arrive as copies), so a copy would only cost time.
+        """
         limit = self.config.budget.max_result
-        try:
-            size, has_files = len(marshal.dumps(plain)), False
-        except ValueError:
-            size, has_files = _approximate_size(plain, limit), True
-        if size > limit:
+        found = measure(value, limit)
+        if found.size > limit:
             raise LimitExceeded(
                 f"query result is larger than the result budget of {limit} bytes", "result"
             )
-        return _map_files(plain, self._bind_file) if has_files else plain
+        if found.plain:
+            return value
+        plain = to_plain(value)
+        return _map_files(plain, self._bind_file) if found.files else plain
 
     def _bind_file(self, file: File) -> File:
         """Give a result's `File` a reader, so `f.read()` works in embedded mode."""
@@ -255,18 +279,6 @@ def _fsync_directory(path: Path) -> None:
         os.close(fd)
 
 
-def _walk(value: Any) -> Iterator[Any]:
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        yield item
-        if isinstance(item, dict):
-            stack.extend(item.keys())
-            stack.extend(item.values())
-        elif isinstance(item, (list, tuple, set, frozenset)):
-            stack.extend(item)
-
-
 def _map_files(value: Any, bind: Callable[[File], File]) -> Any:
     if isinstance(value, File):
         return bind(value)
@@ -279,25 +291,6 @@ def _map_files(value: Any, bind: Callable[[File], File]) -> Any:
     if isinstance(value, (set, frozenset)):
         return type(value)(_map_files(item, bind) for item in value)
     return value
-
-
-def _approximate_size(value: Any, limit: int) -> int:
-    """Bytes a result will take on the wire, roughly; stops counting once past `limit`."""
-    if isinstance(value, (str, bytes)):
-        return len(value)
-    if isinstance(value, (int, float, bool)) or value is None:
-        return 9
-    total = 0
-    for item in _walk(value):
-        if isinstance(item, (str, bytes)):
-            total += len(item) + 1
-        elif isinstance(item, int):
-            total += 1 + item.bit_length() // 8
-        else:
-            total += 9
-        if total > limit:
-            break
-    return total
 
 
 __all__ = ["Engine", "EngineConfig", "RecoveryReport"]

@@ -64,6 +64,16 @@ from pyzdb.values import (
 #: about 30 ns a key); larger dicts snapshot their key order once per unit segment instead.
 SMALL_DICT = 64
 
+#: Most containers one mutation may copy into the tree. The tree never holds a container twice,
+#: so a value that shares one (``a = [a, a]`` forty times: 41 objects) is copied once per
+#: reference, 2**41 containers; past this bound the mutation is refused (``budget="size"``).
+#: About 1 GB of tracked dicts, beyond any single write a 1 GiB memory budget allows.
+MAX_ADOPT_NODES = 10_000_000
+
+#: Flat dicts copied per step when a list of them is thawed: a consuming load drops each chunk of
+#: the frozen dicts as soon as it is copied, so the next chunk reuses their memory.
+_CHUNK = 4096
+
 _READ_ONLY = "query is read-only: db.query() cannot change the database, use db.execute()"
 _NO_UNIT = "pyzdb bug: the tree was mutated with no unit open (Store.begin() was not called)"
 
@@ -87,7 +97,21 @@ _lextend = list.extend
 
 
 class _Refused(Exception):
-    """Adoption met something it cannot store; `validate` then says what and where."""
+    """Adoption met something it cannot store; `validate` then says what and where.
+
+    Raised bare where the problem is found; the build loop re-raises it with the location
+    ``(source container, its path below the top, its depth)``, so a consuming thaw can validate
+    the part that is still intact.
+    """
+
+
+class _Room:
+    """How many containers the copies of one mutation may still create (`MAX_ADOPT_NODES`)."""
+
+    __slots__ = ("left",)
+
+    def __init__(self) -> None:
+        self.left = MAX_ADOPT_NODES
 
 
 class _Rec:
@@ -199,12 +223,13 @@ class TrackedDict(dict):
         store, path, depth = _trace(self)
         rec = _gate(store)
         sink = store.blob_sink
+        room = _Room()
         adopted = []
         for key, value in items:
             if key.__class__ not in _SCALARS:
                 check_key(key, path, depth)
             if value.__class__ not in _SCALARS:
-                value = _adopt(value, depth, sink, path, key)
+                value = _adopt(value, depth, sink, path, key, room)
             adopted.append((key, value))
         for key, value in adopted:
             _dict_set(self, key, value, rec, path)
@@ -396,6 +421,7 @@ TrackedDict.__name__ = "dict"
 TrackedList.__name__ = "list"
 _TRACKED = (TrackedDict, TrackedList)
 _DICTS = frozenset({dict, TrackedDict})
+_SOURCE_CONTAINERS = _DICTS | {list, TrackedList}
 register_tree_types(TrackedDict, TrackedList)
 
 
@@ -537,20 +563,26 @@ def _set_slice(lst: TrackedList, index: slice, value: Any) -> None:
         raise ValueError(f"attempt to assign sequence of size {len(items)} "
                          f"to extended slice of size {len(where)}")
     sink = store.blob_sink
-    adopted = [v if v.__class__ in _SCALARS else _adopt(v, depth, sink, path, i)
+    room = _Room()
+    adopted = [v if v.__class__ in _SCALARS else _adopt(v, depth, sink, path, i, room)
                for i, v in zip(where, items, strict=True)]
     for i, v in zip(where, adopted, strict=True):
         _list_splice(lst, i, i + 1, [v], rec, path)
 
 
 def _adopt(value: Any, depth: int, sink: Callable[[bytes], str] | None,
-           path: tuple[Any, ...] | None, key: Any) -> Any:
-    """A validated tracked copy of `value`, to be stored at `key` in a container at `depth`."""
+           path: tuple[Any, ...] | None, key: Any, room: _Room | None = None) -> Any:
+    """A validated tracked copy of `value`, to be stored at `key` in a container at `depth`.
+
+    `room` is shared by the values of one mutation, so together they stay within
+    `MAX_ADOPT_NODES`; refusals raise before anything is written.
+    """
+    where = None if path is None else path + (key,)
     try:
-        return _build(value, depth + 1, sink, False)
+        return _build(value, depth + 1, sink, False, room or _Room(), where)
     except _Refused:
         pass
-    validate(value, None if path is None else path + (key,), depth + 1)
+    validate(value, where, depth + 1)  # the user's value is intact: explain from its top
     raise TypeError(f"cannot store {type(value).__name__}")  # validate disagreed: still refuse
 
 
@@ -558,20 +590,25 @@ def _adopt_all(items: list[Any], depth: int, sink: Callable[[bytes], str] | None
                path: tuple[Any, ...] | None, start: int) -> list[Any]:
     if _SCALARS.issuperset(map(type, items)):
         return items
-    return [v if v.__class__ in _SCALARS else _adopt(v, depth, sink, path, start + i)
+    room = _Room()
+    return [v if v.__class__ in _SCALARS else _adopt(v, depth, sink, path, start + i, room)
             for i, v in enumerate(items)]
 
 
-def _thaw(value: Any, depth: int, path: tuple[Any, ...]) -> Any:
-    """The tree form of a frozen value (journal replay, checkpoint load) for `path`."""
+def _thaw(value: Any, depth: int, path: tuple[Any, ...], consume: bool = False) -> Any:
+    """The tree form of a frozen value (journal replay, checkpoint load) for `path`.
+
+    With `consume`, the frozen containers are emptied as they are copied (see `Store`); a
+    refusal then validates only the container where it happened, the one part still intact.
+    """
     if value.__class__ in _SCALARS:
         return value
     try:
-        return _build(value, depth, None, True)
-    except _Refused:
-        pass
-    validate(value, path, depth, frozen=True)
-    raise ValueError(f"malformed frozen value of type {type(value).__name__}")
+        return _build(value, depth, None, True, None, path, consume)
+    except _Refused as refused:
+        src, rel, level = refused.args or (value, (), depth)
+    validate(src, path + rel, level, frozen=True)
+    raise ValueError(f"malformed frozen value of type {type(src).__name__}")
 
 
 def _own_file(file: File, sink: Callable[[bytes], str] | None) -> File:
@@ -642,13 +679,17 @@ def _build_leaf(value: Any, depth: int, sink: Callable[[bytes], str] | None,
     raise _Refused
 
 
-def _build(value: Any, depth: int, sink: Callable[[bytes], str] | None, frozen: bool) -> Any:
+def _build(value: Any, depth: int, sink: Callable[[bytes], str] | None, frozen: bool,
+           room: _Room | None = None, where: tuple[Any, ...] | None = (),
+           consume: bool = False) -> Any:
     """Tracked copy of `value`, which will sit at nesting `depth`; raises `_Refused`.
 
     One iterative pass that both checks and copies: containers of scalars are copied in C
     (``dict.update``, ``list.extend`` after a C-level type check), and so, nearly, are lists of
     such dicts; only other containers holding containers pay a Python step per item. Children
-    get `_parent`/`_key`; the top's are set by the primitive that stores it.
+    get `_parent`/`_key`; the top's are set by the primitive that stores it. `room` bounds the
+    containers created (adoption; thawing what the tree already held is not bounded), `where`
+    names the target in that refusal, and `consume` empties the frozen source as it goes.
     """
     cls = value.__class__
     if cls in _SCALARS:
@@ -664,9 +705,11 @@ def _build(value: Any, depth: int, sink: Callable[[bytes], str] | None, frozen: 
         raise _Refused
     gc_was_on = pause_gc()
     try:
-        _build_into(top, value, depth, sink, frozen)
+        _build_into(top, value, depth, sink, frozen, room, where, consume)
     finally:
         resume_gc(gc_was_on)
+    if consume:
+        value.clear()  # the caller's top, empty rather than marked
     return top
 
 
@@ -677,64 +720,192 @@ def _flat_dicts(items: Any) -> bool:
             and _SCALARS.issuperset(map(type, chain.from_iterable(map(dict.values, items)))))
 
 
+def _copy_flat_dicts(dst: TrackedList, src: list[Any], consume: bool) -> None:
+    """Append tracked copies of the flat dicts `src` to the empty `dst`.
+
+    Consuming, the copy goes a chunk at a time and each chunk's slots in `src` are released
+    before its copies are made, so the frozen dicts die chunk by chunk and the allocator hands
+    their blocks to the next chunk's copies: a load then leaves no heap of freed blocks
+    interleaved with the tree. A live user value is copied in one go: nothing is freed
+    meanwhile, and chunks would only interleave the copies with the chunks' temporaries.
+    """
+    if not consume:
+        _append_flat_copies(dst, src, 0)
+        return
+    for start in range(0, len(src), _CHUNK):
+        part = src[start:start + _CHUNK]
+        src[start:start + _CHUNK] = repeat(None, len(part))
+        _append_flat_copies(dst, part, start)
+
+
+def _append_flat_copies(dst: TrackedList, items: list[Any], start: int) -> None:
+    """Append tracked copies of `items`, flat dicts, to `dst` from index `start` on.
+
+    ``dict.update`` into an empty dict clones the source's key table in C: no Python step per
+    key, and only one per dict to set its `_parent`/`_key`.
+    """
+    children = list(map(_dnew, repeat(TrackedDict, len(items))))
+    deque(map(_dupdate, children, items), maxlen=0)
+    for i, child in enumerate(children, start):
+        child._parent = dst
+        child._key = i
+    _lextend(dst, children)
+
+
 def _build_into(top: Any, value: Any, depth: int, sink: Callable[[bytes], str] | None,
-                frozen: bool) -> None:
+                frozen: bool, room: _Room | None, where: tuple[Any, ...] | None,
+                consume: bool) -> None:
     scalars = _SCALARS
+    # Adoption counts containers against `room`, and notes the source containers with children
+    # it copied: meeting one again means the value shares it, and one count over the distinct
+    # containers (`_copies`) then says at once whether the expanded copy fits.
+    left = room.left - 1 if room is not None else 0
+    seen: set[int] | None = set() if room is not None else None
     stack = [(value, top, depth)]
     while stack:
         src, dst, level = stack.pop()
-        inner = level + 1
-        if dst.__class__ is TrackedDict:
-            if not scalars.issuperset(map(type, src)):
-                for key in src:
-                    if key.__class__ not in scalars and not _key_ok(key, level):
-                        raise _Refused
-            _dupdate(dst, src)
-            if scalars.issuperset(map(type, src.values())):
-                continue
-            pairs: Iterable[tuple[Any, Any]] = list(src.items())
-            out = None
-        else:
-            if scalars.issuperset(map(type, src)):
-                _lextend(dst, src)
-                continue
-            if inner <= MAX_DEPTH and _flat_dicts(src):
-                children = list(map(_dnew, repeat(TrackedDict, len(src))))
-                for i, child in enumerate(children):
-                    child._parent = dst
-                    child._key = i
-                deque(map(_dupdate, children, src), maxlen=0)
-                _lextend(dst, children)
-                continue
-            out = list(src)
-            pairs = enumerate(out)
-        for key, item in pairs:
-            icls = item.__class__
-            if icls in scalars:
-                continue
-            if icls is dict or icls is TrackedDict:
-                child: Any = _dnew(TrackedDict)
-            elif icls is list or icls is TrackedList:
-                child = _lnew(TrackedList)
-                child._stale = None
+        if consume and _consumed(src):
+            raise ValueError(f"malformed frozen value: a container appears twice, at "
+                             f"{describe(_rel_path(dst, top))}")
+        try:
+            inner = level + 1
+            if dst.__class__ is TrackedDict:
+                if not scalars.issuperset(map(type, src)):
+                    for key in src:
+                        if key.__class__ not in scalars and not _key_ok(key, level):
+                            raise _Refused
+                _dupdate(dst, src)
+                if scalars.issuperset(map(type, src.values())):
+                    continue
+                pairs: Iterable[tuple[Any, Any]] = list(src.items())
+                out = None
             else:
-                child = _build_leaf(item, inner, sink, frozen)
+                if scalars.issuperset(map(type, src)):
+                    _lextend(dst, src)
+                    continue
+                if inner <= MAX_DEPTH and _flat_dicts(src):
+                    left -= len(src)
+                    if room is not None and left < 0:
+                        raise _too_many(where)
+                    _copy_flat_dicts(dst, src, consume)
+                    if consume:
+                        _mark_consumed(src)
+                    continue
+                out = list(src)
+                pairs = enumerate(out)
+            if seen is not None:
+                if id(src) in seen:
+                    seen = None  # shared: count the expansion once, then stop looking
+                    if _copies(value, room.left) > room.left:  # type: ignore[union-attr]
+                        raise _too_many(where)
+                else:
+                    seen.add(id(src))
+            for key, item in pairs:
+                icls = item.__class__
+                if icls in scalars:
+                    continue
+                if icls is dict or icls is TrackedDict:
+                    child: Any = _dnew(TrackedDict)
+                elif icls is list or icls is TrackedList:
+                    child = _lnew(TrackedList)
+                    child._stale = None
+                else:
+                    child = _build_leaf(item, inner, sink, frozen)
+                    if out is None:
+                        _dset(dst, key, child)
+                    else:
+                        out[key] = child
+                    continue
+                if inner > MAX_DEPTH:
+                    raise _Refused
+                left -= 1
+                if room is not None and left < 0:
+                    raise _too_many(where)
+                child._parent = dst
+                child._key = key
+                stack.append((item, child, inner))
                 if out is None:
                     _dset(dst, key, child)
                 else:
                     out[key] = child
-                continue
-            if inner > MAX_DEPTH:
-                raise _Refused
-            child._parent = dst
-            child._key = key
-            stack.append((item, child, inner))
-            if out is None:
-                _dset(dst, key, child)
-            else:
-                out[key] = child
+        except _Refused:
+            raise _Refused(src, _rel_path(dst, top), level) from None
+        pairs = ()  # the stack now holds the only references to the children being copied
         if out is not None:
             _lextend(dst, out)
+        if consume:
+            _mark_consumed(src)
+    if room is not None:
+        room.left = left
+
+
+def _too_many(where: tuple[Any, ...] | None) -> LimitExceeded:
+    return LimitExceeded(
+        f"cannot store the value at {describe(where)}: its copy needs more than "
+        f"{MAX_ADOPT_NODES:,} containers (the tree holds no container twice, so one that the "
+        "value refers to k times is copied k times)", budget="size")
+
+
+def _rel_path(node: Any, top: Any) -> tuple[Any, ...]:
+    """Keys from `top` down to `node`, a container of a copy being built (for messages)."""
+    keys = []
+    while node is not top:
+        keys.append(node._key)
+        node = node._parent
+    return tuple(reversed(keys))
+
+
+_CONSUMED: Any = object()
+
+
+def _mark_consumed(src: Any) -> None:
+    """Empty a copied frozen container, leaving a marker that `_consumed` recognises.
+
+    Emptying drops its references, so each child dies as soon as it is copied in turn; the
+    marker turns a frozen value that holds one container twice (never written by `freeze`)
+    into an error instead of a silently empty second copy.
+    """
+    if src.__class__ is dict:
+        _dclear(src)
+        _dset(src, _CONSUMED, None)
+    else:
+        src[:] = (_CONSUMED,)
+
+
+def _consumed(src: Any) -> bool:
+    if src.__class__ is dict:
+        return len(src) == 1 and _CONSUMED in src
+    return len(src) == 1 and src[0] is _CONSUMED
+
+
+def _copies(value: Any, cap: int) -> int:
+    """Containers in a copy of `value`, every reference copied; past `cap`, some count > cap.
+
+    One visit per distinct container (memoised by id), so ``a = [a, a]`` forty times costs 41
+    visits, not 2**41. A value that contains itself gives -1: the build refuses it by depth.
+    """
+    counts: dict[int, int] = {}
+    entered: set[int] = set()
+    stack: list[tuple[Any, bool]] = [(value, False)]
+    while stack:
+        node, leaving = stack.pop()
+        key = id(node)
+        children = [item for item in (node.values() if node.__class__ in _DICTS else node)
+                    if item.__class__ in _SOURCE_CONTAINERS]
+        if leaving:
+            total = 1 + sum(counts[id(child)] for child in children)
+            if total > cap:
+                return total
+            counts[key] = total
+            continue
+        if key in counts:
+            continue
+        if key in entered:
+            return -1
+        entered.add(key)
+        stack.append((node, True))
+        stack.extend((child, False) for child in children if id(child) not in counts)
+    return counts[id(value)]
 
 
 def _key_ok(key: Any, depth: int) -> bool:
@@ -947,6 +1118,14 @@ class Store:
     then `commit` (returns the effects to journal and pushes an undo unit) or `rollback`.
     `undo`/`redo` apply one whole unit and return its effects, so journaling them keeps the
     result durable; `apply` replays a journaled effect without recording anything.
+
+    ``Store(frozen_root)`` takes the frozen root over (a checkpoint's payload, which its caller
+    owns) and *consumes* it: each frozen container is emptied as soon as it is copied, so its
+    memory goes to the copies that follow instead of staying interleaved with the tree. A load
+    that built the tree beside the whole frozen copy left the process at ~1.8x the plain data
+    (free blocks scattered through every arena); consuming, at ~1.3x. On return `frozen_root`
+    is empty (after a refusal, partly consumed); a frozen root that holds one container twice,
+    which `freeze` never writes, is refused with ValueError.
     """
 
     def __init__(self, frozen_root: dict[Any, Any] | None = None, undo_depth: int = 1000,
@@ -964,7 +1143,7 @@ class Store:
         elif type(frozen_root) is not dict:
             raise TypeError(f"the frozen root must be a dict, not {type(frozen_root).__name__}")
         else:
-            root = _thaw(frozen_root, 0, ())
+            root = _thaw(frozen_root, 0, (), consume=True)
         root._parent = self
         root._key = None
         self.root: TrackedDict = root
@@ -1125,4 +1304,4 @@ class Store:
                     validate(item, None, depth + 1)
 
 
-__all__ = ["SMALL_DICT", "Store", "TrackedDict", "TrackedList"]
+__all__ = ["MAX_ADOPT_NODES", "SMALL_DICT", "Store", "TrackedDict", "TrackedList"]

@@ -9,6 +9,7 @@ tests do the same for random sequences of mutations over several units.
 from __future__ import annotations
 
 import copy
+import gc
 import marshal
 import operator
 import types
@@ -18,10 +19,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import pyzdb
 from pyzdb import store as store_module
 from pyzdb.errors import SecurityError
 from pyzdb.store import Store, TrackedDict, TrackedList
-from pyzdb.values import freeze, to_plain
+from pyzdb.values import freeze, thaw_file, to_plain
 
 
 def typed(value: Any) -> Any:
@@ -785,3 +787,94 @@ def test_augmented_assignment_does_not_copy_the_target() -> None:
     assert effects == [("ins", ("l",), 1, 2), ("ins", ("l", 0), 1, 3),
                        ("ins", ("d", "x"), 1, 1)]
     assert typed(root) == typed({"l": [[1, 3], 2], "d": {"x": [1, 1]}})
+
+
+# -- loading a frozen root: the store consumes it --------------------------------------------
+
+FROZEN_FILE = frozenset({("pyzdb.File", "ab" * 16, "notes.txt", 3)})
+
+
+def frozen_sample() -> dict[Any, Any]:
+    return {
+        "users": [{"id": i, "name": f"u{i}", "age": i % 90} for i in range(10)],
+        "nested": {"a": [1, [2, {"b": (3, (4.5, "x"))}]], "e": {}, "el": [], 2: None},
+        "mixed": [[1, 2], {"k": FROZEN_FILE}, (1, 2), "s", [{"x": 1}, {"y": [2]}]],
+        "t": (1, (2.5, b"x")),
+    }
+
+
+def test_loading_builds_the_tree_and_empties_the_frozen_root(monkeypatch: Any) -> None:
+    monkeypatch.setattr(store_module, "_CHUNK", 3)  # several chunks of flat dicts
+    frozen = frozen_sample()
+    store = Store(frozen)
+    store._check()
+    assert frozen == {}
+    assert typed(store.snapshot()) == typed(frozen_sample())
+    assert type(store.root["users"][9]) is TrackedDict
+    assert store.root["mixed"][1]["k"] == thaw_file(FROZEN_FILE)
+    replica = Store(marshal.loads(marshal.dumps(store.snapshot())))  # as a checkpoint loads
+    assert typed(replica.root) == typed(store.root)
+
+
+def test_loading_releases_each_chunk_of_flat_dicts_before_copying_it(monkeypatch: Any) -> None:
+    monkeypatch.setattr(store_module, "_CHUNK", 3)
+    frozen = {"users": [{"id": i} for i in range(10)]}
+    users = frozen["users"]
+    still_held = []
+    copy_chunk = store_module._append_flat_copies
+
+    def spy(dst: Any, items: list[Any], start: int) -> None:
+        still_held.append(sum(item is not None for item in users))
+        copy_chunk(dst, items, start)
+
+    monkeypatch.setattr(store_module, "_append_flat_copies", spy)
+    store = Store(frozen)
+    assert still_held == [7, 4, 1, 0]  # the frozen list let go of each chunk first
+    assert store.root["users"] == [{"id": i} for i in range(10)]
+    assert [user._key for user in store.root["users"]] == list(range(10))
+
+
+def test_copying_a_user_value_leaves_it_intact() -> None:
+    value = [{"id": i} for i in range(10)] + [[1, [2]]]
+    before = copy.deepcopy(value)
+    store = Store()
+    store.begin()
+    store.root["v"] = value
+    assert value == before
+    store.commit("v")
+
+
+def test_a_frozen_root_holding_a_container_twice_is_refused() -> None:
+    shared = [1, [2]]
+    with pytest.raises(ValueError, match=r"appears twice, at db\['[ab]'\]"):
+        Store({"a": shared, "b": shared})
+    loop: list[Any] = [1]
+    loop.append(loop)
+    with pytest.raises(ValueError, match="appears twice"):
+        Store({"l": loop})
+
+
+def test_a_refusal_during_loading_names_its_full_path() -> None:
+    # the parts already copied are gone: the message comes from the part still intact
+    with pytest.raises(TypeError, match=r"cannot store set at db\['a'\]\[1\]\['k'\]"):
+        Store({"z": [[1], {"y": 2}], "a": [1, {"k": {1}}], "b": [[3]]})
+    with pytest.raises(ValueError, match="not a frozen File"):
+        Store({"a": [{"f": frozenset({1})}]})
+
+
+def test_reopening_a_database_loads_its_checkpoint(tmp_path: Any) -> None:
+    users = [{"id": i, "name": f"u{i}", "tags": ["a"] if i % 7 == 0 else []}
+             for i in range(5000)]
+    db = pyzdb.open(tmp_path, fsync="no")
+    db["u"] = users
+    db.checkpoint()
+    db["after"] = {"x": [1]}  # replayed from the journal on top of the checkpoint
+    db.close()
+    db = pyzdb.open(tmp_path, fsync="no")
+    try:
+        assert db["u"].get() == users and db["after"].get() == {"x": [1]}
+        assert gc.get_freeze_count() > 5000  # the recovered tree is out of the collector's way
+        db.execute("del db['u']")
+        assert db.query("len(db)") == 1
+    finally:
+        db.close()

@@ -16,12 +16,16 @@ import pytest
 
 import pyzdb
 from pyzdb.errors import Error, LimitExceeded
+from pyzdb.protocol import encode_value
 from pyzdb.store import Store, TrackedDict, TrackedList
 from pyzdb.values import (
     MAX_DEPTH,
+    RESULT_DEPTH,
     File,
     check_key,
+    expanded_size,
     freeze,
+    measure,
     thaw_file,
     to_plain,
     validate,
@@ -467,3 +471,46 @@ def test_to_plain_refuses_cycles_and_depth_but_keeps_shared_values() -> None:
         shared = [shared, {"k": shared}]
     copied = to_plain(shared)
     assert copied[0] is copied[1]["k"] and copied is not shared
+
+
+# -- expanded size ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", [
+    [{"a": 1, "b": "x"}, {"b": "y", "a": 2}],  # records, keys in another order
+    [{"a": 1}, {"b": 2}],  # same count, other keys
+    [{"a": 1, 2: "x"}, {"a": 1, 2.0: "y"}],  # keys that are equal across types
+    [{"a": 1}, {"a": [1, 2]}],  # a column that is not all scalars
+    [(1, "x"), [2.5, None], {1, 2}, frozenset({b"z"})],
+    {"k": [2**64, -2**63 - 1, 2**200, -(2**200)], "s": ["é" * 10, "\ud800", "a" * 40]},
+])
+def test_expanded_size_bounds_the_wire_size(value: Any) -> None:
+    wire = len(encode_value(value))
+    assert wire <= expanded_size(value, 10**9)
+    assert wire <= expanded_size(value, wire) <= wire + 16
+
+
+def test_measuring_reads_dicts_without_calling_missing() -> None:
+    value = [collections.defaultdict(list, a=1), collections.defaultdict(list, b=2)]
+    measure(value, 10**6)
+    assert [dict(d) for d in value] == [{"a": 1}, {"b": 2}]
+
+
+def test_measure_says_what_detaching_needs() -> None:
+    store = Store({"l": [{"a": 1}], "f": [FILE]})
+    assert measure([1, "x", (2, 3)], 1000)[1:] == (True, False)
+    assert measure([{"a": 1}] * 3, 1000)[1:] == (True, False)
+    assert measure(store.root["l"], 1000)[1:] == (False, False)
+    assert measure([store.root["l"]], 1000)[1:] == (False, False)
+    assert measure(store.root["f"], 1000)[1:] == (False, True)
+    assert measure([range(3)], 1000) == (2, False, False)  # not data: one byte, never plain
+    assert measure(nested(RESULT_DEPTH + 1, list), 10**6).plain is True  # to_plain's limit
+    assert measure(nested(RESULT_DEPTH + 2, list), 10**6).plain is False  # it refuses this
+
+
+def test_expanded_size_stops_at_the_limit() -> None:
+    assert expanded_size(["x" * 1000] * 10**6, 10_000) > 10_000  # one C pass over the lengths
+    shared: Any = [list(range(1000))]
+    for _ in range(100):
+        shared = [shared, shared]
+    assert expanded_size(shared, 10**6) > 10**6
