@@ -120,7 +120,7 @@ class AsyncConnection:
     async def _exchange(self, exchange: _Exchange, channel: _Channel | None = None) -> Any:
         """`Connection._exchange` with awaits: send, wait, resend on a fresh socket."""
         channel = channel or self._channel(exchange.uri)
-        await channel.socket.send_multipart(exchange.frames)
+        await channel.socket.send(exchange.frame)
         while True:
             if await channel.socket.poll(exchange.wait_time() * 1000, zmq.POLLIN):
                 reply = exchange.accept(await channel.socket.recv_multipart())
@@ -128,7 +128,7 @@ class AsyncConnection:
                     return self._core.outcome(exchange, reply, _no_blob_reader)
             elif exchange.retry():
                 channel.reset()
-                await channel.socket.send_multipart(exchange.frames)
+                await channel.socket.send(exchange.frame)
             else:
                 channel.reset()
                 raise exchange.timeout_error()

@@ -34,6 +34,7 @@ Recovery = newest valid checkpoint + lazy replay of the records after it; after 
 
 from __future__ import annotations
 
+import collections
 import fcntl
 import gc
 import logging
@@ -43,6 +44,7 @@ import os
 import re
 import struct
 import threading
+import time
 import zlib
 from collections.abc import Generator, Iterator
 from contextlib import contextmanager
@@ -81,9 +83,10 @@ class Journal:
     Usage: `payload, records = journal.recover()`, apply `payload` (None when there is no
     checkpoint yet) then every `(seq, record)` of `records`, then `append`/`checkpoint`.
     Appending before `records` is exhausted is refused: only the end of replay knows where
-    the journal ends. Methods may be called from several threads, one at a time; the caller
+    the journal ends. Methods may be called from several threads (a mutex serialises them;
+    `sync()` waits for the disk outside it, so a sync thread never blocks appends); the caller
     must not append while a `checkpoint(payload)` is taken, since `payload` must be the state
-    as of `last_seq`.
+    as of `last_seq`. `durable_seq` says how far the disk is known to have got.
     """
 
     #: Recovery points kept on disk, each with the journal after it: the newest checkpoint,
@@ -110,7 +113,10 @@ class Journal:
         self._fd: int | None = None  # the last segment, open for appending once ready
         self._segment_first = 0  # first seq the open segment holds (or will hold)
         self._last_seq = 0
-        self._dirty = False  # appended since the last fsync
+        #: Seq of the newest record known to be on disk (<= `_last_seq`): an fdatasync that
+        #: covered it has returned. Replies that depend on a record wait for it (`durable_seq`).
+        self._durable_seq = 0
+        self._fsync_times: collections.deque[float] = collections.deque(maxlen=16)
         self._broken: BaseException | None = None
         self._stop = threading.Event()
         self._flusher: threading.Thread | None = None
@@ -239,9 +245,18 @@ class Journal:
             if segments and next_in_last == last + 1:
                 self._fd = os.open(segments[-1][1], os.O_WRONLY | os.O_APPEND)
                 self._segment_first = segments[-1][0]
+                if self.fsync == "always" and last >= segments[-1][0]:
+                    # The records replayed from it may be in the page cache only (a process
+                    # that died between append and fsync): make them durable before anybody
+                    # is shown them.
+                    try:
+                        os.fdatasync(self._fd)
+                    except OSError as exc:
+                        raise self._break(exc, "fsync") from exc
             else:
                 self._start_segment(last + 1)
             self._last_seq = last
+            self._durable_seq = last
             self._state = "ready"
 
     # -- appending ---------------------------------------------------------------------------
@@ -275,22 +290,62 @@ class Journal:
             except OSError as exc:
                 raise self._break(exc, "write") from exc
             self._last_seq = seq
-            self._dirty = True
             if sync and self.fsync == "always":
                 self._sync_locked()
             return seq
 
     def sync(self) -> None:
-        """Under `always`, fsync the appends made with `sync=False`; otherwise the policy's job."""
+        """Under `always`, fsync the appends made with `sync=False`; otherwise the policy's job.
+
+        On return every record appended before the call is durable (`durable_seq` covers it).
+        The fdatasync runs outside the mutex, so other threads keep appending meanwhile (group
+        commit with a sync thread: the next batch is evaluated and appended while this one
+        reaches the disk). It runs on a duplicate of the segment's descriptor: a checkpoint
+        may switch segments and close the original meanwhile (it fsyncs the old segment
+        itself first, under the mutex, so rule 1 holds either way).
+        """
         with self._mutex:
             self._check_writable()
-            if self.fsync == "always":
-                self._sync_locked()
+            if self.fsync != "always" or self._durable_seq >= self._last_seq:
+                return
+            target = self._last_seq
+            try:
+                fd = os.dup(self._fd)
+            except OSError as exc:
+                raise self._break(exc, "fsync") from exc
+        started = time.perf_counter()
+        try:
+            os.fdatasync(fd)
+        except OSError as exc:
+            with self._mutex:
+                raise self._break(exc, "fsync") from exc
+        finally:
+            os.close(fd)
+        self._time_fsync(started)
+        with self._mutex:
+            if target > self._durable_seq:
+                self._durable_seq = target
 
     @property
     def last_seq(self) -> int:
         """Seq of the newest record (0 for an empty journal); the next append gets +1."""
         return self._last_seq
+
+    @property
+    def fsync_seconds(self) -> float:
+        """What an fdatasync of the journal costs on this disk: the shortest of the last 16
+        (0.0 before the first). The shortest, because a busy CPU only ever adds to the time a
+        syncing thread takes to come back; the disk's own latency is the floor."""
+        return min(self._fsync_times, default=0.0)
+
+    @property
+    def durable_seq(self) -> int:
+        """Seq of the newest record known to be on disk: an fdatasync that covered it returned.
+
+        Under `everysec` and `no` it trails `last_seq` by the policy's lag. A reader of another
+        thread sees it only grow.
+        """
+        return self._durable_seq
 
     # -- checkpoints -------------------------------------------------------------------------
 
@@ -410,7 +465,8 @@ class Journal:
             self._flusher.join()
         with self._mutex:
             try:
-                if self._fd is not None and self._dirty and self._broken is None:
+                if (self._fd is not None and self._durable_seq < self._last_seq
+                        and self._broken is None):
                     self._sync_locked()
             finally:
                 if self._fd is not None:
@@ -442,14 +498,23 @@ class Journal:
             )
 
     def _sync_locked(self) -> None:
-        """Fdatasync the open segment if anything was appended since the last sync."""
-        if not self._dirty:
+        """Fdatasync the open segment unless every record is known durable.
+
+        A `sync()` in flight on another thread does not count: its fdatasync may not have
+        returned, and a checkpoint must not start a new segment before the old one is on disk.
+        """
+        if self._durable_seq >= self._last_seq:
             return
+        started = time.perf_counter()
         try:
             os.fdatasync(self._fd)
         except OSError as exc:
             raise self._break(exc, "fsync") from exc
-        self._dirty = False
+        self._time_fsync(started)
+        self._durable_seq = self._last_seq
+
+    def _time_fsync(self, started: float) -> None:
+        self._fsync_times.append(time.perf_counter() - started)
 
     def _break(self, exc: OSError, what: str) -> Error:
         """Refuse every later write (as Redis does when persistence fails); the error to raise."""
@@ -461,7 +526,8 @@ class Journal:
         """The `everysec` thread: fsync at most once per interval, only when there is news."""
         while not self._stop.wait(self.everysec_interval):
             with self._mutex:
-                if not self._dirty or self._broken is not None or self._fd is None:
+                if (self._durable_seq >= self._last_seq or self._broken is not None
+                        or self._fd is None):
                     continue
                 # fsync a duplicate outside the lock: appends go on meanwhile, and a segment
                 # switch cannot close the descriptor under the fsync.
@@ -470,14 +536,20 @@ class Journal:
                 except OSError as exc:
                     self._break(exc, "fsync")
                     continue
-                self._dirty = False
+                target = self._last_seq
+            started = time.perf_counter()
             try:
                 os.fdatasync(fd)
             except OSError as exc:
                 with self._mutex:
                     self._break(exc, "fsync")
+                continue
             finally:
                 os.close(fd)
+            self._time_fsync(started)
+            with self._mutex:
+                if target > self._durable_seq:
+                    self._durable_seq = target
 
     def _start_segment(self, first: int) -> None:
         """Create `journal-<first>.log` complete (rule 1) and make it the open segment."""

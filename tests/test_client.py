@@ -171,6 +171,53 @@ def test_a_repeated_request_id_is_answered_not_run_again(server):
     assert pyzdb.connect(server.uri)["n"].get() == 1
 
 
+@pytest.mark.parametrize("client", ["sync", "asyncio"])
+def test_a_request_is_one_frame_and_a_reply_may_carry_a_delimiter(client):
+    """The client sends no REQ-style empty delimiter (one frame less each way); the server's
+    ROUTER answers with the envelope it got. A reply `[b"", frame]` is accepted too, and a reply
+    of any other shape is dropped (the request goes on waiting for a good one)."""
+    router = zmq.Context.instance().socket(zmq.ROUTER)
+    router.setsockopt(zmq.LINGER, 0)
+    uri = f"tcp://127.0.0.1:{router.bind_to_random_port('tcp://127.0.0.1')}"
+    seen: list[list[bytes]] = []
+
+    def serve() -> None:
+        for answer in ("plain", "delimited", "bad-then-plain"):
+            assert router.poll(10_000)
+            frames = router.recv_multipart()
+            seen.append(frames)
+            request = protocol.decode_request(frames[-1], protocol.MAX_REQUEST_SIZE)
+            reply = protocol.pack(protocol.Reply(request.id, True, answer))
+            identity = frames[0]
+            if answer == "delimited":
+                router.send_multipart([identity, b"", reply])
+            elif answer == "bad-then-plain":
+                router.send_multipart([identity, b"x", reply])
+                router.send_multipart([identity, b"", b"", reply])
+                router.send_multipart([identity, reply])
+            else:
+                router.send_multipart([identity, reply])
+
+    thread = threading.Thread(target=serve)
+    thread.start()
+    try:
+        if client == "sync":
+            db = pyzdb.connect(uri, timeout=5)
+            answers = [db.query("1"), db.query("1"), db.query("1")]
+            db.close()
+        else:
+            async def run() -> list[object]:
+                async with pyzdb.aio.connect(uri, timeout=5) as db:
+                    return [await db.query("1") for _ in range(3)]
+
+            answers = asyncio.run(run())
+    finally:
+        thread.join(10)
+        router.close()
+    assert answers == ["plain", "delimited", "bad-then-plain"]
+    assert [len(frames) for frames in seen] == [2, 2, 2], "identity + one frame, no delimiter"
+
+
 @pytest.mark.parametrize("uri", ["ipc:///tmp/pyzdb-nobody-listens-here.sock", free_tcp_uri()])
 def test_a_dead_uri_raises_connection_error_within_the_timeout(uri):
     db = pyzdb.connect(uri, timeout=0.6)

@@ -495,6 +495,99 @@ def test_everysec_thread_flushes_appends_and_idles_when_clean(tmp_path, fdatasyn
     assert reopen(tmp_path / "data")[1] == [(1, 1), (2, 2), (3, 3)]
 
 
+def test_an_fsync_in_flight_blocks_neither_appends_nor_a_checkpoint(tmp_path, monkeypatch):
+    """`sync()` fdatasyncs outside the mutex, on a duplicate of the segment's descriptor: the
+    loop appends (and may checkpoint, which closes that segment) while a sync thread waits for
+    the disk, and the sync claims durable only what was appended before it started."""
+    directory = tmp_path / "data"
+    journal, _, _ = opened(directory, fsync="always")
+    entered, release = threading.Event(), threading.Event()
+    real = os.fdatasync
+
+    def fdatasync(fd: int) -> None:
+        if threading.current_thread().name == "slow-sync":  # the disk is slow for this one
+            entered.set()
+            assert release.wait(10)
+        real(fd)
+
+    monkeypatch.setattr(os, "fdatasync", fdatasync)
+    errors: list[BaseException] = []
+
+    def in_flight() -> threading.Thread:
+        def run() -> None:
+            try:
+                journal.sync()
+            except BaseException as exc:  # reported by the assertions below
+                errors.append(exc)
+
+        entered.clear()
+        release.clear()
+        thread = threading.Thread(target=run, name="slow-sync")
+        thread.start()
+        assert entered.wait(5)
+        return thread
+
+    for n in range(1, 4):
+        journal.append(n, sync=False)
+    syncing = in_flight()
+    started = time.monotonic()
+    assert journal.append(4, sync=False) == 4
+    assert time.monotonic() - started < 1, "the append waited for the fsync in flight"
+    assert journal.durable_seq == 0, "nothing is durable before an fdatasync returns"
+    release.set()
+    syncing.join(5)
+    assert journal.durable_seq == 3, "the sync covers what was appended before it began"
+
+    syncing = in_flight()  # now covering record 4
+    started = time.monotonic()
+    journal.checkpoint("state@4")  # fsyncs itself, starts segment 5, closes segment 1's fd
+    journal.append(5, sync=False)
+    assert time.monotonic() - started < 1
+    assert journal.durable_seq == 4
+    release.set()
+    syncing.join(5)
+    assert errors == [] and journal.durable_seq == 4, "the duplicate outlived the close"
+    journal.sync()
+    assert journal.durable_seq == 5
+    journal.close()
+    assert reopen(directory) == ("state@4", [(5, 5)])
+
+
+def test_durable_seq_follows_each_policy(tmp_path, fdatasyncs, monkeypatch):
+    monkeypatch.setattr(Journal, "everysec_interval", 0.05)
+    journal, _, _ = opened(tmp_path / "no", fsync="no")
+    journal.append(1)
+    journal.sync()
+    assert (journal.last_seq, journal.durable_seq) == (1, 0)
+    journal.checkpoint("state")  # a checkpoint syncs the journal first, under every policy
+    assert journal.durable_seq == 1
+    journal.close()
+    journal, _, _ = opened(tmp_path / "everysec", fsync="everysec")
+    journal.append(1)
+    deadline = time.monotonic() + 5
+    while journal.durable_seq < 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert journal.durable_seq == 1 and 0 < journal.fsync_seconds < 1
+    journal.close()
+
+
+def test_recovery_under_always_makes_the_replayed_tail_durable(tmp_path, fdatasyncs):
+    """Records a process appended without an fsync before it died may be in the page cache
+    only: a server that replays them must not show them to anybody before they are durable."""
+    directory = tmp_path / "data"
+    journal, _, _ = opened(directory, fsync="always")
+    for n in range(1, 4):
+        journal.append(n, sync=False)
+    journal._state = "closed"  # as if the process died here: no fsync at close
+    os.close(journal._fd)
+    os.close(journal._lock_fd)
+    synced = len(fdatasyncs)
+    journal, _, records = opened(directory, fsync="always")
+    assert records == [(1, 1), (2, 2), (3, 3)]
+    assert len(fdatasyncs) == synced + 1 and journal.durable_seq == 3
+    journal.close()
+
+
 def test_failed_fsync_breaks_the_journal_for_good(tmp_path, monkeypatch):
     journal, _, _ = opened(tmp_path / "data", fsync="always")
     journal.append(1)

@@ -15,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pyzdb import protocol
+from pyzdb.client import CONTROL_PARAM as CONTROL
 from pyzdb.errors import ConnectionError, Error, LimitExceeded, ProtocolError, SecurityError
 from pyzdb.protocol import (
     MAX_COLLISIONS,
@@ -524,6 +525,90 @@ def test_random_and_mutated_bytes_decode_to_a_message_or_a_protocol_error():
     assert outcomes["ok"] and outcomes["refused"]
     assert slowest < 0.5, f"one input took {slowest:.2f} s"
     assert time.perf_counter() - started < 15
+
+
+def general_path(data: bytes, kind: type) -> Request | Reply:
+    """What `decode_request`/`decode_reply` did before their fast path: `unpack` and a type
+    check. Their fast path must be indistinguishable from it."""
+    message = unpack(data, LIMIT)
+    if type(message) is not kind:
+        raise ProtocolError(f"expected a {kind.__name__.lower()}")
+    return message
+
+
+def outcome(decode, *args: object) -> str:
+    try:
+        return repr(decode(*args))
+    except ProtocolError as exc:
+        return f"ProtocolError: {exc}"
+
+
+def small_frames() -> list[bytes]:
+    """Small requests and replies, valid and not: what the fast path sees most."""
+    return [
+        pack(Request(1, "query", "db[k0]", params={"k0": "x", CONTROL: {"wait": 4.0}},
+                     session=b"s" * 16)),
+        pack(Request(2**40, "execute", "db['c'] += 1", syntax="exec", min_seq=7)),
+        pack(Request(3, "query", "v", params={"v": (1, 2)})),  # a marker: the general path
+        pack(Reply(1, True, 1, seq=5)),
+        pack(Reply(2, True, {"a": [1, 2.5, None, b"x"]}, seq=0)),
+        pack(Reply(3, True, (1, 2))),
+        pack(Reply(4, False, error=error_to_info(KeyError("k")))),
+        encode_value(wire_request(params={"_x": 1})),
+        encode_value(wire_request(id=True)),
+        encode_value(wire_request(root="for")),
+        encode_value([1, 1, 1, 1, None, 0, None]),
+        encode_value([1, 1, 1, True, None, -3, None]),
+        b"\x9a\x01\x00\x01\xa5query\xa2db\xa2db" + b"\x91" * 1100 + b"\x00",  # too deep
+        b"\x9a\x01\x00\x01\xa5query\xdb\xff\xff\xff\xff",  # a str longer than the frame
+        pack(Request(1, "ping")) + b"\x00",  # trailing bytes
+        b"\x97\x01\x01\x01\xc3\xc7\x01\x09\x00\x00",  # an extension with a payload
+    ]
+
+
+def test_the_fast_path_of_small_frames_decodes_exactly_as_the_general_path():
+    rng = random.Random(7)
+    frames = small_frames()
+    wrong_kind = {Request: ("expected a request", "expected a request, got a reply"),
+                  Reply: ("expected a reply", "expected a reply, got a request")}
+    for data in frames + list(mutations(frames, rng, 5000)):
+        for decode, kind in ((decode_request, Request), (decode_reply, Reply)):
+            expected = outcome(general_path, data, kind).replace(*wrong_kind[kind])
+            assert outcome(decode, data, LIMIT) == expected, data
+
+
+def test_the_fast_path_keeps_every_bound():
+    deep = b"\x9a\x01\x00\x01\xa5query\xa2db\xa2db" + b"\x91" * 1100 + b"\x00"
+    raises_protocol_error(decode_request, deep, match=f"deeper than {MAX_DEPTH}")
+    with pytest.raises(ProtocolError, match="exceeds the limit of 5 bytes"):
+        decode_request(pack(Request(1, "ping")), 5)
+    lying = b"\x9a\x01\x00\x01\xa5query\xdd\xff\xff\xff\xff"  # 4 G items, in 11 bytes
+    raises_protocol_error(decode_request, lying)
+
+
+def test_a_value_reply_is_packed_without_a_reply_object_byte_for_byte():
+    for request_id, value, seq in [(0, None, 0), (1, [1, (2, 3)], 9), (2**63 - 1, "x", 2**40)]:
+        encoded = Encoded(encode_value(value))
+        assert protocol.pack_value_reply(request_id, encoded, seq) == pack(
+            Reply(request_id, True, value, seq))
+    for bad in [(-1, Encoded(b"\xc0"), 0), (True, Encoded(b"\xc0"), 0),
+                (1, Encoded(b"\xc0"), -1), (1, b"\xc0", 0)]:
+        with pytest.raises(ProtocolError):
+            protocol.pack_value_reply(*bad)
+
+
+def test_the_cache_of_checked_names_is_bounded_and_checks_types():
+    for index in range(protocol._GOOD_NAMES_MAX + 100):
+        Request(1, "query", params={f"n{index}": 1})
+    assert len(protocol._GOOD_NAMES) <= protocol._GOOD_NAMES_MAX
+
+    class Name(str):
+        pass
+
+    with pytest.raises(ProtocolError):
+        Request(1, "query", params={Name("n1"): 1})  # an accepted name, but not a str
+    with pytest.raises(ProtocolError):
+        Request(1, "query", root=Name("db"))
 
 
 def test_every_truncation_of_a_valid_message_is_refused():

@@ -7,6 +7,8 @@ exactly. The second half runs server processes (tests/server_process.py) and att
 
 from __future__ import annotations
 
+import errno
+import os
 import random
 import shutil
 import subprocess
@@ -58,7 +60,8 @@ class Harness:
         return self.ids
 
     def turn(self, messages: int) -> None:
-        """One turn of the loop over exactly `messages` arrived messages."""
+        """One turn of the loop over exactly `messages` arrived messages, then the turns the
+        loop makes as the sync thread reports, until every reply of the turn is out."""
         batch: list[list[bytes]] = []
         deadline = time.monotonic() + 5
         while len(batch) < messages:
@@ -66,6 +69,18 @@ class Harness:
             self.server.socket.poll(100)
             batch += self.server._drain()
         self.server._turn(batch)
+        self.settle()
+
+    def settle(self, timeout: float = 5.0) -> None:
+        """What the loop does while replies wait for the disk: on each word of the sync thread,
+        a turn without messages (which sends what is durable)."""
+        deadline = time.monotonic() + timeout
+        while self.server._outbox and not self.server._stopping:
+            assert time.monotonic() < deadline, "replies still wait for the disk"
+            syncer = self.server._syncer
+            if syncer is not None and zmq.zmq_poll([(syncer.fileno(), zmq.POLLIN)], 100):
+                syncer.clear()
+            self.server._turn([])
 
     def replies(self, name: str, wait: float = 0.3) -> list[Reply]:
         sock, found = self.peer(name), []
@@ -94,26 +109,134 @@ def harness(tmp_path):
         each.close()
 
 
-def test_one_fsync_per_turn_and_no_reply_before_it(harness):
+@pytest.mark.parametrize("overlap", [False, True], ids=["in-the-loop", "in-the-sync-thread"])
+def test_one_fsync_per_turn_and_no_reply_before_it(harness, monkeypatch, overlap):
+    # OVERLAP_FSYNC picks where the fdatasync runs: 0 makes every one slow enough for the
+    # sync thread, a large value keeps them all in the loop.
+    monkeypatch.setattr("pyzdb.server.OVERLAP_FSYNC", 0.0 if overlap else 60.0)
     h = harness()
-    syncs: list[bool] = []
-    real_sync = h.server.engine.sync
+    syncs: list[tuple[str, int, bool]] = []
+    real = os.fdatasync
 
-    def sync() -> None:
-        syncs.append(any(sock.poll(0) for sock in h.peers.values()))
-        real_sync()
+    def fdatasync(fd: int) -> None:
+        # (thread, replies still held, whether any peer could read a reply already)
+        syncs.append((threading.current_thread().name, len(h.server._outbox),
+                      any(sock.poll(0) for sock in h.peers.values())))
+        real(fd)
 
-    h.server.engine.sync = sync
+    monkeypatch.setattr(os, "fdatasync", fdatasync)
     for index in range(10):
         h.send(f"peer{index % 2}", "execute", f"db['k{index}'] = {index}")
     h.turn(10)
-    assert syncs == [False], "one fsync for the turn, and no reply had left before it"
+    thread = "pyzdb-sync" if overlap else "MainThread"
+    assert syncs == [(thread, 10, False)], "one fsync for the turn, and no reply left before it"
     replies = h.replies("peer0") + h.replies("peer1")
     assert len(replies) == 10 and all(reply.ok for reply in replies)
     h.send("peer0", "query", "len(db)", syntax="eval")
     h.turn(1)
-    assert syncs == [False], "a turn of queries needs no fsync"
+    assert len(syncs) == 1, "a turn of queries needs no fsync"
     assert h.replies("peer0")[0].value == 10
+
+
+@pytest.mark.parametrize("overlap", [False, True], ids=["in-the-loop", "in-the-sync-thread"])
+def test_a_failed_fsync_fails_the_waiting_replies_and_stops_the_server(harness, monkeypatch,
+                                                                      overlap):
+    monkeypatch.setattr("pyzdb.server.OVERLAP_FSYNC", 0.0 if overlap else 60.0)
+    h = harness()
+    h.send("a", "execute", "db['x'] = 1")
+    h.turn(1)
+    assert h.replies("a")[0].ok
+
+    def broken(fd: int) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(os, "fdatasync", broken)
+    h.send("a", "execute", "db['x'] = 2")
+    h.send("b", "query", "db['x']", syntax="eval")  # it reads the write: it waits, and fails
+    h.turn(2)
+    replies = h.replies("a") + h.replies("b")
+    assert len(replies) == 2
+    assert all(not r.ok and "could not make writes durable" in r.error.message for r in replies)
+    assert h.server._stopping and h.server.exit_code == 1
+
+
+@pytest.mark.parametrize("overlap", [False, True, None],
+                         ids=["in-the-loop", "in-the-sync-thread", "default-policy"])
+def test_no_reply_leaves_before_the_writes_it_may_reflect_are_durable(tmp_path, monkeypatch,
+                                                                      overlap):
+    """The real loop (`serve_forever`, in this main thread, which the sandbox needs) over a slow
+    disk, with writers and readers in threads on raw DEALER sockets. Each reply is checked on
+    arrival against what the journal has made durable: its `seq` (the newest record when it
+    was made, for queries too) must be. When the sync thread runs the fdatasync, the loop
+    appends the next writes meanwhile; when the loop runs it, nothing can. By default a 20 ms
+    fdatasync is slow enough for the sync thread."""
+    if overlap is not None:
+        monkeypatch.setattr("pyzdb.server.OVERLAP_FSYNC", 0.0 if overlap else 60.0)
+    monkeypatch.setattr("pyzdb.server.IDLE_POLL", 0.05)  # stop() is seen at once
+    scratch = tempfile.mkdtemp(prefix="pyzdb-")
+    uri = f"ipc://{scratch}/server.sock"
+    server = Server(ServerConfig(data=str(tmp_path / "data"), bind=uri))
+    journal = server.engine.journal
+    real = os.fdatasync
+    appended_during_sync: list[bool] = []
+
+    def slow_fdatasync(fd: int) -> None:
+        before = journal.last_seq
+        time.sleep(0.02)
+        real(fd)
+        appended_during_sync.append(journal.last_seq > before)
+
+    monkeypatch.setattr(os, "fdatasync", slow_fdatasync)
+    problems: list[str] = []
+    answered: list[str] = []
+
+    def client(name: str, op: str, source: str, syntax: str, count: int) -> None:
+        sock = zmq.Context.instance().socket(zmq.DEALER)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.connect(uri)
+        try:
+            for request_id in range(1, count + 1):
+                request = Request(request_id, op, source, syntax=syntax, session=name.encode(),
+                                  params={CONTROL_PARAM: {"wait": 5.0}})
+                sock.send(protocol.pack(request))
+                if not sock.poll(10_000):
+                    problems.append(f"{name}: no reply to request {request_id}")
+                    return
+                durable = journal.durable_seq  # the reply has arrived: read it right now
+                reply = protocol.decode_reply(sock.recv_multipart()[-1], 1 << 20)
+                if not reply.ok:
+                    problems.append(f"{name}: {reply.error}")
+                if reply.seq > durable:
+                    problems.append(f"{name}: a reply reflecting seq {reply.seq} arrived while "
+                                    f"only seq {durable} was durable")
+                answered.append(name)
+        finally:
+            sock.close()
+
+    clients = [threading.Thread(target=client, args=(f"w{i}", "execute",
+                                                     f"db['w{i}'] = db.get('w{i}', 0) + 1",
+                                                     "exec", 15)) for i in range(4)]
+    clients += [threading.Thread(target=client, args=(f"r{i}", "query", "len(db)", "eval", 15))
+                for i in range(2)]
+
+    def supervise() -> None:
+        for thread in clients:
+            thread.join(60)
+        server.stop()
+
+    for thread in [*clients, threading.Thread(target=supervise)]:
+        thread.start()
+    try:
+        assert server.serve_forever() == 0
+    finally:
+        server.close()
+        shutil.rmtree(scratch, ignore_errors=True)
+    assert problems == []
+    assert len(answered) == 6 * 15
+    if overlap is not False:
+        assert any(appended_during_sync), "the loop appended while the sync thread synced"
+    else:
+        assert not any(appended_during_sync), "the loop itself synced: nothing else appended"
 
 
 def test_requests_of_other_sessions_wait_for_the_lock_holder(harness):
