@@ -65,7 +65,7 @@ from .engine import Engine, EngineConfig
 from .errors import Error, LimitExceeded, LockTimeout, ProtocolError, SecurityError
 from .protocol import Encoded, Reply, Request
 from .sandbox import Budget
-from .values import to_plain
+from .values import expanded_size, to_plain
 
 log = logging.getLogger("pyzdb.server")
 
@@ -610,18 +610,21 @@ class Server:
     def _encode(self, value: Any) -> Encoded:
         """The engine's `finish`: encode the result once, inside the unit, within the budget.
 
-        A value the codec refuses (a generator, a view, a cycle) goes through `to_plain` for
-        the error the embedded database raises, naming the type and where it sits.
+        The size is checked *before* encoding, counting every reference to a shared container
+        in full as the codec will (`values.expanded_size`): `[[big] * 1000] * 1000` is small in
+        memory but would expand to terabytes on the wire. A value the codec refuses (a
+        generator, a view, a cycle) goes through `to_plain` for the error the embedded database
+        raises, naming the type and where it sits.
         """
-        try:
-            data = protocol.encode_value(value)
-        except (TypeError, ValueError):
-            data = protocol.encode_value(to_plain(value))
-        if len(data) > self._max_result:
+        if expanded_size(value, self._max_result) > self._max_result:
             raise LimitExceeded(
                 f"query result is larger than the result budget of {self._max_result} bytes",
                 "result",
             )
+        try:
+            data = protocol.encode_value(value)
+        except (TypeError, ValueError):
+            data = protocol.encode_value(to_plain(value))
         return Encoded(data)
 
     def _op_lock(self, request: Request, params: dict[str, Any]) -> float:
