@@ -26,9 +26,10 @@ import zmq.asyncio
 
 from . import protocol
 from .capture import capture
-from .client import _Channel, _Core, _Exchange
-from .errors import Error, LockTimeout
+from .client import _Channel, _Core, _Exchange, applied_by
+from .errors import ConnectionError, Error, LockTimeout, ReplicaBehind
 from .proxy import PathProxy
+from .watch import AsyncWatch
 
 log = logging.getLogger("pyzdb.aio")
 
@@ -71,8 +72,9 @@ class AsyncConnection:
     """A remote pyzdb database for asyncio; see `connect`."""
 
     def __init__(self, uri: str, timeout: float = 5.0, read_uris: list[str] | None = None, *,
-                 max_message: int = protocol.MAX_REQUEST_SIZE) -> None:
-        self._core = _Core(uri, timeout, read_uris, max_message)
+                 max_message: int = protocol.MAX_REQUEST_SIZE,
+                 consistency: str = "read-your-writes") -> None:
+        self._core = _Core(uri, timeout, read_uris, max_message, consistency)
         # A shadow of the process-wide context: asyncio sockets, one libzmq context.
         self._context = zmq.asyncio.Context.shadow(zmq.Context.instance().underlying)
         self._channels: dict[str, _Channel] = {}
@@ -97,7 +99,12 @@ class AsyncConnection:
             return await self._exchange(self._core.prepare(op, **fields))
         await self._acquire(self._core.timeout, "held it (a transaction)")
         try:
-            return await self._exchange(self._core.prepare(op, **fields))
+            exchange = self._core.prepare(op, **fields)
+            while True:
+                try:
+                    return await self._exchange(exchange)
+                except (ConnectionError, ReplicaBehind) as exc:
+                    exchange = self._core.reroute(exchange, exc)
         finally:
             self._mutex.release()
 
@@ -184,6 +191,30 @@ class AsyncConnection:
 
     async def ping(self) -> None:
         await self._send("ping")
+
+    # -- the stream: info, the change feed, replicas ---------------------------------------------
+
+    @property
+    def last_seq(self) -> int:
+        """The newest journal seq this connection wrote or read."""
+        return self._core.last_seq
+
+    async def info(self) -> dict[str, Any]:
+        return await self._send("info")
+
+    def watch(self, path: Any, since: int | None = None) -> AsyncWatch:
+        """`async for change in db.watch(path, since)`: see `pyzdb.Connection.watch`."""
+        return AsyncWatch(lambda params: self._send("watch", params=params), path, since)
+
+    async def wait_replicas(self, n: int, timeout: float) -> int:
+        """Wait until `n` replicas applied this connection's last write; how many did."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            count = applied_by(await self._send("info"), self._core.written_seq)
+            if count >= n or loop.time() >= deadline:
+                return count
+            await asyncio.sleep(0.01)
 
     # -- undo, history, checkpoints ------------------------------------------------------------
 
@@ -295,9 +326,10 @@ def _no_blob_reader(digest: str) -> bytes:
 
 
 def connect(uri: str = "tcp://127.0.0.1:5559", timeout: float = 5.0,
-            read_uris: list[str] | None = None) -> AsyncConnection:
+            read_uris: list[str] | None = None,
+            consistency: str = "read-your-writes") -> AsyncConnection:
     """The asyncio twin of `pyzdb.connect`; the connection opens on the first request."""
-    return AsyncConnection(uri, timeout, read_uris)
+    return AsyncConnection(uri, timeout, read_uris, consistency=consistency)
 
 
 __all__ = ["connect", "AsyncConnection", "AsyncPathProxy"]

@@ -40,9 +40,10 @@ from typing import Any
 import zmq
 
 from . import protocol
-from .errors import ConnectionError, Error, LockTimeout, ProtocolError
+from .errors import ConnectionError, Error, LockTimeout, ProtocolError, ReplicaBehind
 from .proxy import DatabaseAPI
 from .values import File
+from .watch import Watch
 
 log = logging.getLogger("pyzdb.client")
 
@@ -63,6 +64,15 @@ _LARGE_REQUEST = 64 * 1024
 #: An extension marker with an empty payload, as the codec writes a `pyzdb.File`: only replies
 #: holding these bytes are walked to attach blob readers (a bytes value may match: harmless).
 _FILE_MARK = b"\xc7\x00\x05"
+#: Longest one attempt of a read at a replica may take (it waits there at most
+#: `QUEUE_SHARE` of it for the seq it must see) before the client asks the next replica, and
+#: how long a replica that did not answer is skipped.
+REPLICA_LIMIT = 2.0
+REPLICA_PAUSE = 5.0
+#: How a connection reads from replicas (`consistency=`).
+CONSISTENCY = ("read-your-writes", "eventual")
+#: Ops whose reply seq is a write of this connection (read-your-writes waits for it).
+_WRITES = frozenset({"execute", "undo", "redo", "unlock", "commit"})
 #: pyzmq's flags as plain ints: its enum flags cost an `enum` call per use on the hot path.
 _NOBLOCK = int(zmq.NOBLOCK)
 _RCVMORE = int(zmq.RCVMORE)
@@ -73,7 +83,7 @@ class _Exchange:
     """One request in flight: its frame, its deadline and its resend schedule."""
 
     __slots__ = ("request", "frame", "uri", "limit", "deadline", "resend_at", "_interval",
-                 "has_files")
+                 "has_files", "tried")
 
     def __init__(self, request: protocol.Request, uri: str, limit: float,
                  max_message: int) -> None:
@@ -92,6 +102,7 @@ class _Exchange:
         self._interval = RETRY_FIRST
         self.resend_at = now + RETRY_FIRST
         self.has_files = False
+        self.tried = 1  # attempts of this read at replicas so far (`_Core.reroute`)
 
     def wait_time(self) -> float:
         """Seconds to wait for a reply before resending (or giving up)."""
@@ -142,9 +153,16 @@ class _Core:
     """A connection's state and rules, without sockets: shared by the sync and asyncio clients."""
 
     def __init__(self, uri: str, timeout: float, read_uris: list[str] | None,
-                 max_message: int) -> None:
+                 max_message: int, consistency: str = "read-your-writes") -> None:
         if not timeout > 0:
             raise ValueError(f"timeout must be a positive number of seconds, not {timeout!r}")
+        if consistency not in CONSISTENCY:
+            raise ValueError(f"consistency must be one of {CONSISTENCY}, not {consistency!r}")
+        self.consistency = consistency
+        #: Newest seq this connection wrote (read-your-writes waits for it), and wrote or read.
+        self.written_seq = 0
+        self.last_seq = 0
+        self._down: dict[str, float] = {}  # replica URI -> until when it is skipped
         self.uri = uri
         self.timeout = float(timeout)
         self.read_uris = list(read_uris or [])
@@ -171,19 +189,62 @@ class _Core:
         queue_wait = self.timeout * QUEUE_SHARE if wait is None else wait
         params[CONTROL_PARAM] = {"wait": queue_wait,
                                  "txn": self.holding if txn is None else txn}
-        request = protocol.Request(next(self._ids), op, source, root, params, syntax,
-                                   self.session)
         uri = self.uri
         if op == "query" and self._readers is not None and not self.holding:
-            uri = next(self._readers)
+            uri = self._next_reader()
+        min_seq = 0
+        if uri != self.uri:
+            limit = min(self.timeout, REPLICA_LIMIT) if limit is None else limit
+            params[CONTROL_PARAM]["wait"] = limit * QUEUE_SHARE
+            if self.consistency == "read-your-writes":
+                min_seq = self.written_seq
+        request = protocol.Request(next(self._ids), op, source, root, params, syntax,
+                                   self.session, min_seq)
         if limit is None:
             limit = self.timeout + (queue_wait if op == "lock" else 0.0)
         return _Exchange(request, uri, limit, self.max_message)
 
-    @staticmethod
-    def outcome(exchange: _Exchange, reply: protocol.Reply,
+    def _next_reader(self) -> str:
+        """The next replica in turn that is not being skipped; the primary if all are."""
+        now = time.monotonic()
+        for _ in range(len(self.read_uris)):
+            uri = next(self._readers)  # type: ignore[arg-type]
+            if self._down.get(uri, 0.0) <= now:
+                return uri
+        return self.uri
+
+    def reroute(self, exchange: _Exchange, error: Error) -> _Exchange:
+        """After a replica failed a read (silent, or behind): the same read elsewhere.
+
+        A silent replica is skipped for `REPLICA_PAUSE` seconds. The next replica in turn gets
+        the read, and the primary once every replica has had it; an error from the primary
+        (or of any other kind) is raised.
+        """
+        if exchange.uri == self.uri or not isinstance(error, (ConnectionError, ReplicaBehind)):
+            raise error
+        if isinstance(error, ConnectionError):
+            self._down[exchange.uri] = time.monotonic() + REPLICA_PAUSE
+        request = exchange.request
+        tried = exchange.tried
+        uri = self.uri if tried >= len(self.read_uris) else self._next_reader()
+        params = dict(request.params)
+        if uri == self.uri:
+            params[CONTROL_PARAM] = {"wait": self.timeout * QUEUE_SHARE, "txn": False}
+        again = protocol.Request(next(self._ids), request.op, request.source, request.root,
+                                 params, request.syntax, request.session,
+                                 request.min_seq if uri != self.uri else 0)
+        limit = self.timeout if uri == self.uri else min(self.timeout, REPLICA_LIMIT)
+        rerouted = _Exchange(again, uri, limit, self.max_message)
+        rerouted.tried = tried + 1
+        return rerouted
+
+    def outcome(self, exchange: _Exchange, reply: protocol.Reply,
                 reader: Callable[[str], bytes]) -> Any:
         """The value of a reply, or its error raised as the matching exception."""
+        if reply.seq > self.last_seq:
+            self.last_seq = reply.seq
+        if reply.ok and exchange.request.op in _WRITES and reply.seq > self.written_seq:
+            self.written_seq = reply.seq
         if not reply.ok:
             assert reply.error is not None
             raise protocol.info_to_exception(reply.error)
@@ -261,8 +322,9 @@ class Connection(DatabaseAPI):
     """A remote pyzdb database; see `connect`. Safe to share between threads."""
 
     def __init__(self, uri: str, timeout: float = 5.0, read_uris: list[str] | None = None, *,
-                 max_message: int = protocol.MAX_REQUEST_SIZE) -> None:
-        self._core = _Core(uri, timeout, read_uris, max_message)
+                 max_message: int = protocol.MAX_REQUEST_SIZE,
+                 consistency: str = "read-your-writes") -> None:
+        self._core = _Core(uri, timeout, read_uris, max_message, consistency)
         self._context = zmq.Context.instance()
         self._channels: dict[str, _Channel] = {}
         self._mutex = threading.RLock()  # one request at a time; held across a lock()
@@ -297,7 +359,12 @@ class Connection(DatabaseAPI):
         try:
             if self._closed:
                 raise Error("the connection is closed")
-            return self._exchange(self._core.prepare(op, **fields))
+            exchange = self._core.prepare(op, **fields)
+            while True:
+                try:
+                    return self._exchange(exchange)
+                except (ConnectionError, ReplicaBehind) as exc:
+                    exchange = self._core.reroute(exchange, exc)
         finally:
             self._mutex.release()
 
@@ -346,6 +413,32 @@ class Connection(DatabaseAPI):
     def ping(self) -> None:
         """One round trip to the primary; raises ConnectionError when it does not answer."""
         self._send("ping")
+
+    # -- the stream: info, the change feed, replicas ---------------------------------------------
+
+    @property
+    def last_seq(self) -> int:
+        """The newest journal seq this connection wrote or read (0 before any request)."""
+        return self._core.last_seq
+
+    def info(self) -> dict[str, Any]:
+        """The server's state by section; ``replication`` shows replicas and their lag."""
+        return self._send("info")
+
+    def watch(self, path: Any, since: int | None = None) -> Watch:
+        """Every change under `path` after `since`, in seq order (see `pyzdb.watch`).
+
+        `since=None` yields the current value first (op ``"initial"``). Raises `HistoryLost`
+        when the records after `since` are no longer retained.
+        """
+        return Watch(lambda params: self._send("watch", params=params), path, since)
+
+    def wait_replicas(self, n: int, timeout: float) -> int:
+        """Wait until `n` replicas applied this connection's last write, or `timeout` passes.
+
+        Returns how many had (like Redis WAIT), which is less than `n` after a timeout.
+        """
+        return wait_replicas(self._send, self._core.written_seq, n, timeout, time.sleep)
 
     # -- undo, history, checkpoints ------------------------------------------------------------
 
@@ -453,14 +546,36 @@ class Connection(DatabaseAPI):
                 self._mutex.release()
 
 
+def applied_by(info: dict[str, Any], seq: int) -> int:
+    """How many replicas a primary's `info` shows at or past `seq`."""
+    replicas = info.get("replication", {}).get("replicas", [])
+    return sum(1 for replica in replicas if replica.get("applied_seq", 0) >= seq)
+
+
+def wait_replicas(send: Callable[[str], Any], seq: int, n: int, timeout: float,
+                  sleep: Callable[[float], Any]) -> int:
+    """`Connection.wait_replicas` for any sender: poll the primary's info until n replicas
+    applied `seq` or `timeout` passed."""
+    deadline = time.monotonic() + timeout
+    while True:
+        count = applied_by(send("info"), seq)
+        if count >= n or time.monotonic() >= deadline:
+            return count
+        sleep(0.01)
+
+
 def connect(uri: str = "tcp://127.0.0.1:5559", timeout: float = 5.0,
-            read_uris: list[str] | None = None) -> Connection:
+            read_uris: list[str] | None = None,
+            consistency: str = "read-your-writes") -> Connection:
     """Connect to a `pyzdb-server`; reads (queries) go round-robin to `read_uris` if given.
 
+    With replicas, a read after a write of this connection waits at the replica until it has
+    applied that write (`consistency="read-your-writes"`, the default); `"eventual"` reads
+    whatever the replica has. A replica that is silent or behind is skipped for the primary.
     Nothing travels until the first request, so a server that is down is reported by that
     request: `pyzdb.ConnectionError` after `timeout` seconds.
     """
-    return Connection(uri, timeout, read_uris)
+    return Connection(uri, timeout, read_uris, consistency=consistency)
 
 
 __all__ = ["connect", "Connection", "CONTROL_PARAM"]

@@ -15,9 +15,11 @@ from typing import Any
 
 from .engine import Engine, EngineConfig, RecoveryReport
 from .errors import Error, LockTimeout
+from .feed import DEFAULT_RETAIN, watch_reply
 from .proxy import DatabaseAPI
 from .sandbox import Budget
 from .values import to_plain
+from .watch import EMBEDDED_POLL, Watch
 
 
 class Database(DatabaseAPI):
@@ -105,6 +107,34 @@ class Database(DatabaseAPI):
         finally:
             self._mutex.release()
 
+    # -- the change feed ---------------------------------------------------------------------------
+
+    @property
+    def last_seq(self) -> int:
+        """The newest journal seq of the database."""
+        return self._engine.last_seq
+
+    def watch(self, path: Any, since: int | None = None) -> Watch:
+        """Every change under `path` after `since`, in seq order (see `pyzdb.watch`)."""
+        return Watch(self._watch_poll, path, since, poll=EMBEDDED_POLL)
+
+    def _watch_poll(self, params: dict[str, Any]) -> dict[str, Any]:
+        with self._mutex:
+            self._check_open()
+            engine = self._engine
+            return to_plain(watch_reply(engine, params, engine.journal.durable_seq))
+
+    def info(self) -> dict[str, Any]:
+        """The database's state (the embedded twin of a server's info)."""
+        with self._mutex:
+            self._check_open()
+            journal = self._engine.journal
+            return {"server": {"role": "embedded", "seq": journal.last_seq,
+                               "durable_seq": journal.durable_seq,
+                               "first_retained_seq": journal.first_seq,
+                               "retain_journal": journal.retain},
+                    "replication": {"role": "embedded", "replicas": []}}
+
     def close(self) -> None:
         """Roll back an open transaction, flush the journal and release the directory."""
         with self._mutex:
@@ -120,12 +150,17 @@ def open(  # noqa: A001 - the public name of DESIGN.md
     time_limit: float | None = None,
     undo_depth: int = 1000,
     budget: Budget | None = None,
+    retain_journal: int = DEFAULT_RETAIN,
 ) -> Database:
-    """Open (creating if needed) a data directory in this process; recovers it first."""
+    """Open (creating if needed) a data directory in this process; recovers it first.
+
+    `retain_journal`: records kept readable after a checkpoint, for `watch(since=...)`.
+    """
     budget = budget or Budget()
     if time_limit is not None:
         budget = dataclasses.replace(budget, time=time_limit)
-    config = EngineConfig(fsync=fsync, budget=budget, undo_depth=undo_depth)
+    config = EngineConfig(fsync=fsync, budget=budget, undo_depth=undo_depth,
+                          retain=retain_journal)
     return Database(Engine(path, config))
 
 

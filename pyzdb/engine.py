@@ -12,11 +12,13 @@ failed request changes nothing while the transaction's earlier requests stay.
 
 The engine knows nothing about sockets or threads: its caller (the embedded `Database`, the
 server loop) serialises calls. Journal records are plain tuples:
-`("unit", label, time, effects)`, `("undo", effects)`, `("redo", effects)`.
+`("unit", label, time, effects)` or, with a tag, `("unit", label, time, tag, effects)`,
+`("undo", effects)`, `("redo", effects)`: the effects are always last.
 """
 
 from __future__ import annotations
 
+import collections
 import gc
 import hashlib
 import logging
@@ -37,6 +39,8 @@ log = logging.getLogger("pyzdb.engine")
 
 #: Longest label kept in the undo history for one unit; labels are for people, not replay.
 LABEL_CHARS = 200
+#: Tagged units whose tags recovery keeps (`Engine.recovered_tags`), newest last.
+TAGS_KEPT = 65536
 
 
 @dataclass
@@ -56,6 +60,8 @@ class EngineConfig:
     fsync: str = "always"
     budget: sandbox.Budget = field(default_factory=sandbox.Budget)
     undo_depth: int = 1000
+    #: Records kept readable after a checkpoint, for change feeds and replicas (`Journal.retain`).
+    retain: int = 0
 
 
 class Engine:
@@ -65,7 +71,11 @@ class Engine:
         self.config = config or EngineConfig()
         self.directory = Path(directory)
         self.blob_dir = self.directory / "blobs"
-        self.journal = Journal(self.directory, fsync=self.config.fsync)
+        self.journal = Journal(self.directory, fsync=self.config.fsync,
+                               retain=self.config.retain)
+        #: `(seq, tag)` of the newest tagged units replayed by recovery (see `run`'s `tag`).
+        self.recovered_tags: collections.deque[tuple[int, Any]] = collections.deque(
+            maxlen=TAGS_KEPT)
         try:
             self.recovery = self._recover()
         except BaseException:
@@ -96,8 +106,10 @@ class Engine:
             checkpoint, undo_depth=self.config.undo_depth, blob_sink=self._store_blob
         )
         report = RecoveryReport(checkpoint_seq=self.journal.last_seq)  # before replay moves it
-        for _seq, record in records:
+        for seq, record in records:
             effects = record[-1]
+            if len(record) == 5:
+                self.recovered_tags.append((seq, record[3]))
             for effect in effects:
                 self.store.apply(effect)
             report.records_replayed += 1
@@ -120,6 +132,7 @@ class Engine:
         root: str = "db",
         sync: bool = True,
         finish: Callable[[Any], Any] | None = None,
+        tag: Callable[[Any], Any] | None = None,
     ) -> Any:
         """Evaluate `source`; `write=False` is a query (any mutation raises SecurityError).
 
@@ -128,6 +141,8 @@ class Engine:
         plain Python values; the server passes its wire encoder instead (one pass, no copy).
         With `sync=False` a committed write is appended to the journal but not fsynced: the
         caller must call `sync()` before acknowledging it (group commit).
+        `tag(value)`, if given, makes plain data journalled with a unit that writes (the
+        server's session, request id and reply: a retry after a crash is answered from it).
         """
         compiled = sandbox.compile_request(source, syntax)
         names = dict(params or {})
@@ -148,13 +163,17 @@ class Engine:
             raise
         store.writable = False
         if mark is None:
-            self._commit_unit(source, sync)
+            self._commit_unit(source, sync, tag and (lambda: tag(value)))
         return value
 
-    def _commit_unit(self, label: str, sync: bool) -> None:
+    def _commit_unit(self, label: str, sync: bool,
+                     tag: Callable[[], Any] | None = None) -> None:
         effects = self.store.commit(label[:LABEL_CHARS])
         if effects:
-            self.journal.append(("unit", label[:LABEL_CHARS], time.time(), effects), sync=sync)
+            record: tuple[Any, ...] = ("unit", label[:LABEL_CHARS], time.time(), effects)
+            if tag is not None:
+                record = (*record[:3], tag(), effects)
+            self.journal.append(record, sync=sync)
 
     def detach(self, value: Any) -> Any:
         """A query result as plain values owned by the caller, within the result budget.
@@ -195,11 +214,12 @@ class Engine:
         self.store.begin()
         self._in_transaction = True
 
-    def commit(self, label: str = "transaction", sync: bool = True) -> None:
+    def commit(self, label: str = "transaction", sync: bool = True,
+               tag: Callable[[], Any] | None = None) -> None:
         if not self._in_transaction:
             raise Error("no transaction is open")
         self._in_transaction = False
-        self._commit_unit(label, sync)
+        self._commit_unit(label, sync, tag)
 
     def rollback(self) -> None:
         if not self._in_transaction:

@@ -40,6 +40,21 @@ class LockTimeout(Error, TimeoutError):
     """The database lock could not be acquired before the caller's timeout."""
 
 
+class ReadOnlyError(Error):
+    """A write (or undo, lock, checkpoint) was sent to a read-only replica; the message names
+    the primary to send it to."""
+
+
+class HistoryLost(Error):
+    """A change feed or replica asked for records the server no longer retains: resuming would
+    skip changes, so it refuses instead (start again from the current value or a checkpoint)."""
+
+
+class ReplicaBehind(Error):
+    """A replica had not applied the seq a read must see (read-your-writes) within the time the
+    read could wait; the client asks another replica or the primary instead."""
+
+
 #: Built-in exception types a query may raise and that cross the wire by name. Anything not in
 #: this table reaches the caller as a plain `Error` carrying the original type's name.
 QUERY_EXCEPTIONS: dict[str, type[Exception]] = {
@@ -55,10 +70,12 @@ QUERY_EXCEPTIONS: dict[str, type[Exception]] = {
 #: pyzdb's own exceptions, by wire name.
 PYZDB_EXCEPTIONS: dict[str, type[Error]] = {
     cls.__name__: cls
-    for cls in (Error, SecurityError, LimitExceeded, ConnectionError, ProtocolError, LockTimeout)
+    for cls in (Error, SecurityError, LimitExceeded, ConnectionError, ProtocolError, LockTimeout,
+                ReadOnlyError, HistoryLost, ReplicaBehind)
 }
 
 __all__ = [
     "Error", "SecurityError", "LimitExceeded", "ConnectionError", "ProtocolError", "LockTimeout",
+    "ReadOnlyError", "HistoryLost", "ReplicaBehind",
     "QUERY_EXCEPTIONS", "PYZDB_EXCEPTIONS",
 ]

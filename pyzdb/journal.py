@@ -96,11 +96,19 @@ class Journal:
     #: Seconds between background fsyncs under the `everysec` policy.
     everysec_interval = 1.0
 
-    def __init__(self, directory: str | os.PathLike[str], fsync: FsyncPolicy = "always") -> None:
+    def __init__(self, directory: str | os.PathLike[str], fsync: FsyncPolicy = "always",
+                 retain: int = 0) -> None:
         if fsync not in ("always", "everysec", "no"):
             raise ValueError(f"fsync policy must be 'always', 'everysec' or 'no', not {fsync!r}")
         self.directory = os.fspath(directory)
         self.fsync = fsync
+        #: At least this many of the newest records stay readable (`records_since`) after a
+        #: checkpoint, with a checkpoint at or before the first of them (change feeds and
+        #: replicas resume from there; see `_drop_covered`).
+        self.retain = retain
+        #: Set by recovery when it cut a torn tail: records were lost, so a history id built
+        #: on this journal must change (replicas that saw them start over).
+        self.cut_tail = False
         try:
             os.makedirs(self.directory)
         except FileExistsError:
@@ -233,6 +241,7 @@ class Journal:
                 )
                 handle.truncate(pos)
                 os.fsync(handle.fileno())
+                self.cut_tail = True
         return expect
 
     def _finish_recovery(
@@ -388,13 +397,69 @@ class Journal:
         """Delete checkpoints beyond `keep_checkpoints` and segments the oldest kept covers."""
         checkpoints = self._list(_CHECKPOINT_NAME)
         keep = self.keep_checkpoints
-        for _, path in checkpoints[:-keep]:
-            os.unlink(path)
+        kept = checkpoints[-keep:]
+        if self.retain > 0:
+            # Retention: the newest checkpoint at or before the first retained record stays,
+            # as the base a resumed feed rebuilds its value from; with none, the journal
+            # reaches back as far as it did (every checkpoint stays until one is old enough).
+            older = [item for item in checkpoints if item[0] <= self._last_seq - self.retain]
+            kept = [older[-1], *(c for c in kept if c != older[-1])] if older else checkpoints
+        for item in checkpoints:
+            if item not in kept:
+                os.unlink(item[1])
         base = checkpoints[-keep][0] if len(checkpoints) >= keep else 0
+        if self.retain > 0:
+            base = min(base, kept[0][0] if kept[0][0] <= self._last_seq - self.retain else 0)
         segments = self._list(_SEGMENT_NAME)
         for (_, path), (next_first, _) in zip(segments, segments[1:], strict=False):
             if next_first - 1 <= base:
                 os.unlink(path)
+
+    def install_checkpoint(self, seq: int, payload: object) -> None:
+        """Start over from `payload`, the state as of `seq` (a replica's bootstrap).
+
+        The checkpoint is made durable first; then every other checkpoint and segment goes,
+        and appending continues at `seq + 1`. A crash in between leaves this checkpoint as the
+        newest recovery point, or the old directory: both are consistent.
+        """
+        with self._mutex:
+            self._check_writable()
+            self._sync_locked()
+            path = os.path.join(self.directory, f"checkpoint-{seq:020d}.ckpt")
+            body = marshal.dumps(payload, _MARSHAL_VERSION)
+            header = _CHECKPOINT_HEADER.pack(
+                _CHECKPOINT_MAGIC, FORMAT_VERSION, seq, len(body), zlib.crc32(body)
+            )
+            _write_new_file(path, header, body)
+            del body
+            old_fd = self._fd
+            self._start_segment(seq + 1)
+            os.close(old_fd)
+            keep = {path, os.path.join(self.directory, f"journal-{seq + 1:020d}.log")}
+            for _, other in self._list(_CHECKPOINT_NAME) + self._list(_SEGMENT_NAME):
+                if other not in keep:
+                    os.unlink(other)
+            _fsync_directory(self.directory)
+            self._last_seq = self._durable_seq = seq
+
+    def checkpoint_seqs(self) -> list[int]:
+        """Seqs of the checkpoints on disk, oldest first."""
+        return [seq for seq, _ in self._list(_CHECKPOINT_NAME)]
+
+    def read_checkpoint(self, seq: int) -> object:
+        """The payload of the checkpoint at `seq` (validated); `Error` if it is gone or bad."""
+        path = os.path.join(self.directory, f"checkpoint-{seq:020d}.ckpt")
+        try:
+            return _read_checkpoint(path, seq)
+        except (OSError, _Corrupt) as exc:
+            raise Error(f"checkpoint at seq {seq} cannot be read: {exc}") from None
+
+    @property
+    def first_seq(self) -> int:
+        """Seq of the oldest record `records_since` can still return (last_seq + 1: none)."""
+        with self._mutex:
+            segments = self._list(_SEGMENT_NAME)
+            return segments[0][0] if segments else self._last_seq + 1
 
     # -- reading for replicas ----------------------------------------------------------------
 

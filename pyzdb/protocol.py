@@ -141,6 +141,10 @@ OPS: Final[Mapping[str, str]] = MappingProxyType({
     "rollback": "roll the open transaction back",
     "ping": "answer at once",
     "blob": "move the bytes of a pyzdb.File",
+    "info": "describe the server's state (role, seqs, replication)",
+    "watch": "changes under a path after a seq (the change feed)",
+    "replicate": "journal records after a seq, for a replica (acknowledges that seq)",
+    "snapshot": "a chunk of the tree as of a seq, for a replica that starts over",
 })
 #: How the server compiles `Request.source`: one expression, or statements.
 SYNTAXES: Final = ("eval", "exec")

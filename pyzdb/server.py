@@ -33,8 +33,11 @@ is a frame over `--max-message`: libzmq (MAXMSGSIZE) drops it with the connectio
 Python sees it, so nobody can answer; the client refuses such requests itself, and one that
 got through anyway ends in the client's ConnectionError, which names the request's size.
 
-The reply cache lives in memory: a write whose reply was lost *and* whose server then
-crashed is not recognised by the restarted server, so its retry runs again.
+The reply cache lives in memory, and is seeded at start from the `(session, request id,
+result)` journalled with each committed write (`pyzdb.feed`): a write whose reply was lost
+*and* whose server then crashed is answered from the journal when retried, not run again.
+Change feeds, replica streams and `info` are `pyzdb.feed.Hub`'s; following a primary is
+`pyzdb.replica.Follower`'s (`--replica-of`).
 """
 
 from __future__ import annotations
@@ -59,7 +62,7 @@ from typing import Any
 import zmq
 from zmq import zmq_poll
 
-from . import protocol
+from . import feed, protocol
 from .client import CONTROL_PARAM
 from .engine import Engine, EngineConfig
 from .errors import Error, LimitExceeded, LockTimeout, ProtocolError, SecurityError
@@ -96,6 +99,9 @@ WARNINGS_PER_SECOND = 10
 _REFUSALS = (SecurityError, LimitExceeded, SyntaxError, ProtocolError)
 #: Ops that neither write nor hold state: their replies are not worth remembering when large.
 _READ_OPS = frozenset({"query", "history", "blob", "ping"})
+#: Ops whose replies are never remembered: pings and the stream ops, which a client repeats
+#: with new arguments rather than retries (their replies would evict those of writes).
+_UNCACHED = frozenset({"ping", "watch", "replicate", "snapshot", "info"})
 #: pyzmq's flags as plain ints: its enum flags cost an `enum` call per use on the hot path.
 _POLLIN = int(zmq.POLLIN)
 _EVENTS = int(zmq.EVENTS)
@@ -120,6 +126,10 @@ class ServerConfig:
     max_message: int = protocol.MAX_REQUEST_SIZE
     #: Allow binding a non-loopback address without authentication.
     insecure: bool = False
+    #: Journal records kept readable after a checkpoint (change feeds, replicas).
+    retain_journal: int = feed.DEFAULT_RETAIN
+    #: Follow the primary at this URI as a read-only replica.
+    replica_of: str | None = None
 
 
 def check_bind(uri: str, insecure: bool = False) -> None:
@@ -309,7 +319,8 @@ class Server:
         if config.time_limit is not None:
             budget = dataclasses.replace(budget, time=config.time_limit)
         self._max_result = budget.max_result
-        self.engine = Engine(config.data, EngineConfig(fsync=config.fsync, budget=budget))
+        self.engine = Engine(config.data, EngineConfig(fsync=config.fsync, budget=budget,
+                                                       retain=config.retain_journal))
         self.recovery = self.engine.recovery
         self.cache = ReplyCache()
         self._stopping = False
@@ -338,6 +349,14 @@ class Server:
             "blob": lambda request, params: self.engine.read_blob(request.source),
         }
         self._journal = self.engine.journal
+        self._follower = None
+        if config.replica_of:
+            from .replica import Follower
+
+            self._follower = Follower(self, config.replica_of)
+            self._ops.update(self._follower.refused_ops())
+        self.hub = feed.Hub(self, self._follower)
+        self._ops.update(self.hub.ops)
         self._syncer: _Syncer | None = None
         self._context = context or zmq.Context()
         self._own_context = context is None
@@ -376,6 +395,9 @@ class Server:
             items.append((wakeup, _POLLIN))
         if self._syncer is not None:
             items.append((self._syncer.fileno(), _POLLIN))
+        if self._follower is not None:
+            items.append((self._follower.fileno(), _POLLIN))
+            self._follower.start()
         try:
             while not self._stopping:
                 batch: list[list[bytes]] = []
@@ -387,6 +409,8 @@ class Server:
                         with contextlib.suppress(BlockingIOError):
                             while self._wakeup[0].recv(4096):
                                 pass
+                    elif self._follower is not None and item == self._follower.fileno():
+                        self._follower.clear()
                     elif self._syncer is not None:
                         self._syncer.clear()
                 self._turn(batch)
@@ -396,10 +420,11 @@ class Server:
 
     def _poll_timeout(self) -> int:
         """Milliseconds until the next lease or queue deadline, at most `IDLE_POLL`."""
-        if self._holder is None and not self._queue:
+        parked = self.hub.next_deadline()
+        if self._holder is None and not self._queue and parked is None:
             return int(IDLE_POLL * 1000)
         now = time.monotonic()
-        deadline = now + IDLE_POLL
+        deadline = now + IDLE_POLL if parked is None else min(now + IDLE_POLL, parked)
         if self._holder is not None:
             deadline = min(deadline, self._lease_deadline)
         for waiting in self._queue:
@@ -435,7 +460,11 @@ class Server:
                 self._handle(frames)
             except Exception:  # a bug, not the client's fault: keep serving the others
                 log.exception("internal error while handling a message; it got no reply")
+        if self._follower is not None:
+            self._follower.apply_ready()
         if self._outbox:
+            self._flush()
+        if self.hub.wake() and self._outbox:  # parked requests whose seq came (once durable)
             self._flush()
 
     def _flush(self) -> None:
@@ -533,6 +562,8 @@ class Server:
             if waiting is not None:  # a retry over a new connection: answer there
                 waiting.envelope = envelope
                 return
+        if self.hub.intercept(envelope, request, params, control):
+            return
         if (self._holder is None or request.session == self._holder
                 or request.op == "ping" or control.get("txn")):
             self._run(envelope, request, params, control)
@@ -590,7 +621,7 @@ class Server:
     def _send(self, envelope: list[bytes], request: Request | None, data: bytes) -> None:
         """Queue a reply until the writes it may reflect are durable; remember it for a retry
         of the request."""
-        if request is not None and request.session and request.op != "ping" and not (
+        if request is not None and request.session and request.op not in _UNCACHED and not (
             request.op in _READ_OPS and len(data) > self.cache.max_bytes // 64
         ):
             self.cache.put((request.session, request.id), data)
@@ -605,7 +636,7 @@ class Server:
     def _op_execute(self, request: Request, params: dict[str, Any]) -> Encoded:
         return self.engine.run(request.source, write=True, syntax=request.syntax,
                                params=params, root=request.root, sync=False,
-                               finish=self._encode)
+                               finish=self._encode, tag=feed.make_tag(request))
 
     def _encode(self, value: Any) -> Encoded:
         """The engine's `finish`: encode the result once, inside the unit, within the budget.
@@ -641,8 +672,9 @@ class Server:
 
     def _op_unlock(self, request: Request, params: dict[str, Any]) -> None:
         self._check_holder(request)
+        tag = feed.make_tag(request)
         try:
-            self.engine.commit(sync=False)
+            self.engine.commit(sync=False, tag=tag and (lambda: tag(None)))
         finally:
             self._release()
 
@@ -717,6 +749,8 @@ class Server:
         syncer, self._syncer = self._syncer, None
         if syncer is not None:
             syncer.stop()
+        if self._follower is not None:
+            self._follower.stop()
         if self._outbox:
             if syncer is not None and syncer.error is not None:
                 self._fail_sync(syncer.error)
@@ -785,6 +819,11 @@ def _parser() -> argparse.ArgumentParser:
                         metavar="BYTES", help="largest request accepted (default 16 MiB)")
     parser.add_argument("--insecure", action="store_true",
                         help="allow a non-loopback --bind without authentication")
+    parser.add_argument("--retain-journal", type=int, default=feed.DEFAULT_RETAIN, metavar="N",
+                        help="journal records kept readable after a checkpoint, for change "
+                        f"feeds and replicas (default {feed.DEFAULT_RETAIN})")
+    parser.add_argument("--replica-of", metavar="URI",
+                        help="serve read-only, following the primary at URI")
     parser.add_argument("-v", "--verbose", action="store_true", help="log every request")
     return parser
 
@@ -794,11 +833,12 @@ def server_main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    if args.lease <= 0 or args.max_message <= 0:
-        print("pyzdb-server: --lease and --max-message must be positive", file=sys.stderr)
+    if args.lease <= 0 or args.max_message <= 0 or args.retain_journal < 0:
+        print("pyzdb-server: --lease and --max-message must be positive, --retain-journal "
+              ">= 0", file=sys.stderr)
         return 2
     config = ServerConfig(args.data, args.bind, args.fsync, args.time_limit, args.lease,
-                          args.max_message, args.insecure)
+                          args.max_message, args.insecure, args.retain_journal, args.replica_of)
     try:
         server = Server(config)
     except ValueError as exc:
