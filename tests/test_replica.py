@@ -1,0 +1,312 @@
+"""Replicas (`pyzdb-server --replica-of`) with real processes: catching up, crashes of either
+side, divergence, retention, promotion, read routing and read-your-writes.
+
+"Identical" is checked the strong way: the whole tree read from the replica equals the
+primary's, and the replica has applied the primary's last seq.
+"""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+
+import pytest
+from server_process import ServerProcess
+
+import pyzdb
+
+
+def info_of(uri):
+    with pyzdb.connect(uri, timeout=10) as db:
+        return db.info()
+
+
+def wait_identical(primary, replica, timeout=60.0):
+    """Wait until the replica applied the primary's last seq; then compare the trees."""
+    with pyzdb.connect(primary.uri, timeout=10) as pdb, \
+            pyzdb.connect(replica.uri, timeout=10) as rdb:
+        target = pdb.info()["server"]["seq"]
+        deadline = time.monotonic() + timeout
+        while rdb.info()["replication"]["applied_seq"] < target:
+            assert time.monotonic() < deadline, (rdb.info(), replica.log())
+            time.sleep(0.02)
+        assert rdb.info()["replication"]["applied_seq"] == target
+        assert rdb.query("db") == pdb.query("db")
+        return target
+
+
+def fill(uri, count, start=0):
+    with pyzdb.connect(uri, timeout=20) as db:
+        for i in range(start, start + count, 50):
+            db.execute("for j in range(a, b): db['r'][j % 300] = {'id': j, 'v': j * 2}",
+                       a=i, b=min(i + 50, start + count))
+
+
+class Writer(threading.Thread):
+    """Writes until stopped; survives its server's crash (the client retries)."""
+
+    def __init__(self, uri):
+        super().__init__()
+        self.uri = uri
+        self.stop = threading.Event()
+        self.count = 0
+
+    def run(self):
+        with pyzdb.connect(self.uri, timeout=30) as db:
+            while not self.stop.is_set():
+                db.execute("db['w'].append(n)", n=self.count)
+                self.count += 1
+
+
+@pytest.fixture
+def primary(tmp_path):
+    server = ServerProcess(tmp_path / "primary").start()
+    with pyzdb.connect(server.uri) as db:
+        db["r"] = {}
+        db["w"] = []
+    yield server
+    server.close()
+
+
+def test_replica_catches_up_from_empty_and_streams(primary, tmp_path):
+    fill(primary.uri, 500)
+    with ServerProcess(tmp_path / "replica", "--replica-of", primary.uri) as replica:
+        wait_identical(primary, replica)
+        fill(primary.uri, 500, 500)  # now by streaming
+        seq = wait_identical(primary, replica)
+        state = info_of(replica.uri)["replication"]
+        assert state["state"] == "streaming" and state["primary"] == primary.uri
+        assert state["lag_records"] == 0
+        deadline = time.monotonic() + 10  # the primary learns it from the next pull
+        while [r["applied_seq"] for r in info_of(primary.uri)["replication"]["replicas"]] != [seq]:
+            assert time.monotonic() < deadline, info_of(primary.uri)
+            time.sleep(0.02)
+        assert replica.log().count("installed a snapshot") == 1
+
+
+def test_replica_bootstraps_from_a_checkpoint_that_dropped_the_journal(tmp_path):
+    with ServerProcess(tmp_path / "primary", "--retain-journal", "5") as primary:
+        with pyzdb.connect(primary.uri) as db:
+            db["r"] = {}
+            fill(primary.uri, 300)
+            db.checkpoint()
+            fill(primary.uri, 300, 300)
+            db.checkpoint()
+            assert db.info()["server"]["first_retained_seq"] > 2
+        with ServerProcess(tmp_path / "replica", "--replica-of", primary.uri) as replica:
+            wait_identical(primary, replica)
+            fill(primary.uri, 100, 600)
+            wait_identical(primary, replica)
+
+
+def test_writes_to_a_replica_are_refused_naming_the_primary(primary, tmp_path):
+    with ServerProcess(tmp_path / "replica", "--replica-of", primary.uri) as replica:
+        wait_identical(primary, replica)
+        with pyzdb.connect(replica.uri) as rdb:
+            for attempt in (lambda: rdb.execute("db['x'] = 1"), rdb.undo, rdb.redo,
+                            rdb.checkpoint, rdb.lock, lambda: rdb.__setitem__("x", 1)):
+                with pytest.raises(pyzdb.ReadOnlyError, match=primary.uri.replace(".", r"\.")):
+                    attempt()
+            assert "x" not in rdb
+            assert rdb.query("len(db['r'])") == 0
+
+
+def test_replica_killed_mid_stream_resumes_with_no_gap(primary, tmp_path):
+    replica = ServerProcess(tmp_path / "replica", "--replica-of", primary.uri).start()
+    writer = Writer(primary.uri)
+    writer.start()
+    try:
+        for _ in range(3):
+            time.sleep(0.5)
+            replica.kill()
+            time.sleep(0.2)
+            replica.restart()
+    finally:
+        writer.stop.set()
+        writer.join()
+    try:
+        wait_identical(primary, replica)
+        with pyzdb.connect(replica.uri) as rdb:
+            assert rdb.query("db['w']") == list(range(writer.count))
+        assert replica.log().count("installed a snapshot") == 1  # resumed, never restarted
+    finally:
+        replica.close()
+
+
+def test_primary_killed_under_write_load_then_the_replica_continues(primary, tmp_path):
+    with ServerProcess(tmp_path / "replica", "--replica-of", primary.uri) as replica:
+        writer = Writer(primary.uri)
+        writer.start()
+        try:
+            time.sleep(0.7)
+            primary.kill()
+            time.sleep(0.3)
+            primary.restart()
+            time.sleep(0.7)
+        finally:
+            writer.stop.set()
+            writer.join()
+        wait_identical(primary, replica)
+        with pyzdb.connect(replica.uri) as rdb:
+            assert rdb.query("db['w']") == list(range(writer.count))
+
+
+def test_replica_behind_the_retained_journal_resyncs(tmp_path):
+    with ServerProcess(tmp_path / "primary", "--retain-journal", "5") as primary:
+        with pyzdb.connect(primary.uri) as db:
+            db["r"] = {}
+        replica = ServerProcess(tmp_path / "replica", "--replica-of", primary.uri).start()
+        try:
+            wait_identical(primary, replica)
+            replica.stop()
+            with pyzdb.connect(primary.uri) as db:
+                fill(primary.uri, 600)
+                db.checkpoint()
+                fill(primary.uri, 600, 600)
+                db.checkpoint()
+                assert db.info()["server"]["first_retained_seq"] > 2
+            replica.restart()
+            wait_identical(primary, replica)
+            assert replica.log().count("installed a snapshot") == 2
+            assert "behind the retained journal" in primary.log()
+        finally:
+            replica.close()
+
+
+def test_a_diverged_replica_is_detected_and_resyncs(tmp_path):
+    primary = ServerProcess(tmp_path / "primary").start()
+    replica = ServerProcess(tmp_path / "replica", "--replica-of", primary.uri)
+    try:
+        fill_dict = "db['r'] = {}"
+        with pyzdb.connect(primary.uri) as db:
+            db.execute(fill_dict)
+        fill(primary.uri, 100)
+        primary.stop()
+        shutil.copytree(tmp_path / "primary", tmp_path / "backup")
+        primary.restart()
+        replica.start()
+        fill(primary.uri, 100, 100)  # the replica sees these...
+        wait_identical(primary, replica)
+        primary.stop()
+        shutil.rmtree(tmp_path / "primary")
+        shutil.copytree(tmp_path / "backup", tmp_path / "primary")  # ...which the restore drops
+        (tmp_path / "primary" / "LOCK").unlink()
+        primary.restart()
+        with pyzdb.connect(primary.uri) as db:  # and a different history is written on top
+            for i in range(150):
+                db.execute("db['r'][k] = 'other'", k=i)
+        wait_identical(primary, replica)
+        assert replica.log().count("installed a snapshot") == 2
+        with pyzdb.connect(replica.uri) as rdb:
+            assert rdb.query("db['r'][0]") == "other"
+    finally:
+        replica.close()
+        primary.close()
+
+
+def test_read_your_writes_through_read_uris_for_1000_pairs(primary, tmp_path):
+    with ServerProcess(tmp_path / "r1", "--replica-of", primary.uri) as one, \
+            ServerProcess(tmp_path / "r2", "--replica-of", primary.uri) as two:
+        wait_identical(primary, one)
+        wait_identical(primary, two)
+        with pyzdb.connect(primary.uri, read_uris=[one.uri, two.uri], timeout=10) as db:
+            for i in range(1000):
+                db["r"]["n"] = i
+                assert db["r"]["n"].get() == i
+            assert db.last_seq >= 1000
+            assert db.wait_replicas(2, 10.0) == 2
+        for replica in (one, two):
+            served = info_of(replica.uri)["replication"]["applied_seq"]
+            assert served >= 1000
+
+
+def test_reads_skip_a_replica_that_does_not_answer(primary, tmp_path):
+    replica = ServerProcess(tmp_path / "replica", "--replica-of", primary.uri).start()
+    try:
+        wait_identical(primary, replica)
+        with pyzdb.connect(primary.uri, read_uris=[replica.uri], timeout=5) as db:
+            db["r"]["x"] = 1
+            replica.kill()
+            started = time.monotonic()
+            assert db["r"]["x"].get() == 1  # from the primary, after one short attempt
+            assert time.monotonic() - started < 4.5
+            assert db["r"]["x"].get() == 1  # and the dead replica is skipped at once
+            assert db.wait_replicas(1, 0.3) == 0
+    finally:
+        replica.close()
+
+
+def test_eventual_consistency_reads_without_waiting(primary, tmp_path):
+    with ServerProcess(tmp_path / "replica", "--replica-of", primary.uri) as replica:
+        wait_identical(primary, replica)
+        with pyzdb.connect(primary.uri, read_uris=[replica.uri],
+                           consistency="eventual") as db:
+            db["r"]["x"] = 1
+            assert db.query("1 + 1") == 2
+        with pytest.raises(ValueError, match="consistency"):
+            pyzdb.connect(primary.uri, consistency="strong")
+
+
+def test_promotion_by_hand(primary, tmp_path):
+    replica = ServerProcess(tmp_path / "replica", "--replica-of", primary.uri).start()
+    try:
+        fill(primary.uri, 100)
+        wait_identical(primary, replica)
+        old_history = info_of(primary.uri)["replication"]["history"]
+        with pyzdb.connect(primary.uri) as db:
+            before = db.query("db")
+        primary.stop()
+        replica.stop()
+        promoted = ServerProcess(tmp_path / "replica").start()  # no --replica-of
+        try:
+            with pyzdb.connect(promoted.uri) as db:
+                assert db.query("db") == before
+                info = db.info()["replication"]
+                assert info["role"] == "primary" and info["history"] != old_history
+                db["r"]["new"] = 1
+                assert db["r"]["new"].get() == 1
+        finally:
+            promoted.close()
+    finally:
+        replica.close()
+
+
+def test_a_write_retried_after_promotion_is_applied_once(primary, tmp_path):
+    from test_feed import _raw_execute
+
+    with pyzdb.connect(primary.uri) as db:
+        db["n"] = 0
+    replica = ServerProcess(tmp_path / "replica", "--replica-of", primary.uri).start()
+    try:
+        session = b"p" * 16
+        first = _raw_execute(primary.uri, session, 3, "db['n'] += 1\ndb['n']")
+        assert first.value == 1
+        wait_identical(primary, replica)
+        primary.kill()
+        replica.stop()
+        promoted = ServerProcess(tmp_path / "replica").start()
+        try:
+            again = _raw_execute(promoted.uri, session, 3, "db['n'] += 1\ndb['n']")
+            assert again.ok and again.value == 1
+            with pyzdb.connect(promoted.uri) as db:
+                assert db["n"].get() == 1
+        finally:
+            promoted.close()
+    finally:
+        replica.close()
+
+
+def test_blobs_are_copied_and_a_watch_fails_over_to_a_replica(primary, tmp_path):
+    with ServerProcess(tmp_path / "replica", "--replica-of", primary.uri) as replica:
+        with pyzdb.connect(primary.uri) as db:
+            db["files"] = {"a": pyzdb.File.from_bytes(b"hello blob", "a.txt")}
+            watch = db.watch("db['files']")
+            initial = next(watch)
+            db["files"]["b"] = 2
+            (change,) = [next(watch)]
+        wait_identical(primary, replica)
+        with pyzdb.connect(replica.uri) as rdb:
+            assert rdb["files"]["a"].get().read() == b"hello blob"
+            resumed = rdb.watch("db['files']", since=initial.seq)
+            assert next(resumed) == change
