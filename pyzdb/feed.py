@@ -70,6 +70,11 @@ SNAPSHOTS = 2
 MAX_PARKED = 10_000
 #: A replica not heard from for this long is not counted (by info or `wait`).
 REPLICA_GONE = 30.0
+#: A replica not heard from for this long no longer holds journal records on the primary.
+REPLICA_FORGET = 3600.0
+#: Records the primary keeps for one replica beyond `--retain-journal`: past this backlog the
+#: replica starts over from a snapshot instead (and the primary logs it).
+REPLICA_BACKLOG = 10_000_000
 #: Results up to this size are journalled with their unit for exactly-once after a crash.
 TAG_RESULT_LIMIT = 64 * 1024
 #: Ops served here without waiting for the lock: they read only the journal or a snapshot.
@@ -192,6 +197,9 @@ class Hub:
         self.ops = {"watch": self._op_watch, "replicate": self._op_replicate,
                     "snapshot": self._op_snapshot, "info": self._op_info}
         seed_reply_cache(server.cache, self.engine)
+        self.backlog = getattr(server.config, "replica_backlog", REPLICA_BACKLOG)
+        if follower is None:
+            self.journal.hold = self.replica_floor
 
     # -- hooks of the server loop --------------------------------------------------------------
 
@@ -339,6 +347,21 @@ class Hub:
             self._snapshots.pop(token, None)
         return {"token": token, "seq": seq, "size": len(data), "history": self.history,
                 "chunk": chunk}
+
+    def replica_floor(self) -> int | None:
+        """The lowest seq a replica still needs (the journal keeps it), within the backlog."""
+        now, last = time.time(), self.engine.last_seq
+        needed = None
+        for seen in list(self.replicas.values()):
+            if now - seen.seen > REPLICA_FORGET:
+                del self.replicas[seen.name]
+            elif last - seen.applied > self.backlog:
+                log.warning("replica %s is %d records behind, past the backlog of %d kept for "
+                            "it: it will start over from a snapshot", seen.name,
+                            last - seen.applied, self.backlog)
+            elif needed is None or seen.applied < needed:
+                needed = seen.applied
+        return needed
 
     # -- info -------------------------------------------------------------------------------------
 
@@ -494,4 +517,4 @@ def make_tag(request: Request) -> Any:
 
 __all__ = ["Hub", "ReplicaSeen", "load_history", "read_replica_state", "record_checksum",
            "seed_reply_cache", "make_tag", "watch_reply", "unfreeze", "write_small_file",
-           "LONG_POLL", "HISTORY_FILE", "REPLICA_FILE", "DEFAULT_RETAIN"]
+           "LONG_POLL", "HISTORY_FILE", "REPLICA_FILE", "DEFAULT_RETAIN", "REPLICA_BACKLOG"]

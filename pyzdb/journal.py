@@ -37,6 +37,7 @@ from __future__ import annotations
 import collections
 import fcntl
 import gc
+import itertools
 import logging
 import marshal
 import mmap
@@ -46,7 +47,7 @@ import struct
 import threading
 import time
 import zlib
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 from contextlib import contextmanager
 from typing import IO, Literal
 
@@ -95,6 +96,9 @@ class Journal:
     keep_checkpoints = 2
     #: Seconds between background fsyncs under the `everysec` policy.
     everysec_interval = 1.0
+    #: Bounds of the in-memory tail of recent records (see `_recent`).
+    recent_bytes = 16 * 1024 * 1024
+    recent_records = 65536
 
     def __init__(self, directory: str | os.PathLike[str], fsync: FsyncPolicy = "always",
                  retain: int = 0) -> None:
@@ -109,6 +113,14 @@ class Journal:
         #: Set by recovery when it cut a torn tail: records were lost, so a history id built
         #: on this journal must change (replicas that saw them start over).
         self.cut_tail = False
+        #: Set by a primary: the lowest seq a replica still needs (None: none), kept like
+        #: retention as long as it asks (see `pyzdb.feed.Hub.replica_floor`).
+        self.hold: Callable[[], int | None] | None = None
+        #: The newest records as appended, `(seq, record, payload size)`, at most
+        #: `recent_bytes` of payload: `records_since` serves a reader near the end (a replica
+        #: or change feed keeping up) from here instead of decoding the segment again.
+        self._recent: collections.deque[tuple[int, object, int]] = collections.deque()
+        self._recent_size = 0
         try:
             os.makedirs(self.directory)
         except FileExistsError:
@@ -299,9 +311,17 @@ class Journal:
             except OSError as exc:
                 raise self._break(exc, "write") from exc
             self._last_seq = seq
+            self._remember(seq, record, size)
             if sync and self.fsync == "always":
                 self._sync_locked()
             return seq
+
+    def _remember(self, seq: int, record: object, size: int) -> None:
+        recent = self._recent
+        recent.append((seq, record, size))
+        self._recent_size += size
+        while self._recent_size > self.recent_bytes or len(recent) > self.recent_records:
+            self._recent_size -= recent.popleft()[2]
 
     def sync(self) -> None:
         """Under `always`, fsync the appends made with `sync=False`; otherwise the policy's job.
@@ -398,18 +418,22 @@ class Journal:
         checkpoints = self._list(_CHECKPOINT_NAME)
         keep = self.keep_checkpoints
         kept = checkpoints[-keep:]
-        if self.retain > 0:
+        floor = self._last_seq - self.retain if self.retain > 0 else None
+        held = self.hold() if self.hold is not None else None
+        if held is not None:
+            floor = held if floor is None else min(floor, held)
+        if floor is not None:
             # Retention: the newest checkpoint at or before the first retained record stays,
             # as the base a resumed feed rebuilds its value from; with none, the journal
             # reaches back as far as it did (every checkpoint stays until one is old enough).
-            older = [item for item in checkpoints if item[0] <= self._last_seq - self.retain]
+            older = [item for item in checkpoints if item[0] <= floor]
             kept = [older[-1], *(c for c in kept if c != older[-1])] if older else checkpoints
         for item in checkpoints:
             if item not in kept:
                 os.unlink(item[1])
         base = checkpoints[-keep][0] if len(checkpoints) >= keep else 0
-        if self.retain > 0:
-            base = min(base, kept[0][0] if kept[0][0] <= self._last_seq - self.retain else 0)
+        if floor is not None:
+            base = min(base, kept[0][0] if kept[0][0] <= floor else 0)
         segments = self._list(_SEGMENT_NAME)
         for (_, path), (next_first, _) in zip(segments, segments[1:], strict=False):
             if next_first - 1 <= base:
@@ -432,6 +456,8 @@ class Journal:
             )
             _write_new_file(path, header, body)
             del body
+            self._recent.clear()
+            self._recent_size = 0
             old_fd = self._fd
             self._start_segment(seq + 1)
             os.close(old_fd)
@@ -485,6 +511,11 @@ class Journal:
                     f"records after seq {seq} were dropped by a checkpoint (the journal now "
                     f"starts at seq {segments[0][0]}): resynchronise from a checkpoint"
                 )
+            recent = self._recent
+            if recent and recent[0][0] <= seq + 1:
+                skip = seq + 1 - recent[0][0]
+                return iter([(found, record) for found, record, _ in
+                             itertools.islice(recent, skip, None)])
             start = max(i for i, (first, _) in enumerate(segments) if first <= seq + 1)
             # Open every file now: a checkpoint may delete them while the caller iterates.
             handles = [(first, path, open(path, "rb")) for first, path in segments[start:]]

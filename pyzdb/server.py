@@ -130,6 +130,8 @@ class ServerConfig:
     retain_journal: int = feed.DEFAULT_RETAIN
     #: Follow the primary at this URI as a read-only replica.
     replica_of: str | None = None
+    #: Records a primary keeps for a lagging replica beyond `retain_journal`.
+    replica_backlog: int = feed.REPLICA_BACKLOG
 
 
 def check_bind(uri: str, insecure: bool = False) -> None:
@@ -824,6 +826,9 @@ def _parser() -> argparse.ArgumentParser:
                         f"feeds and replicas (default {feed.DEFAULT_RETAIN})")
     parser.add_argument("--replica-of", metavar="URI",
                         help="serve read-only, following the primary at URI")
+    parser.add_argument("--replica-backlog", type=int, default=feed.REPLICA_BACKLOG,
+                        metavar="N", help="records kept for a lagging replica beyond "
+                        f"--retain-journal; past it, it resyncs (default {feed.REPLICA_BACKLOG})")
     parser.add_argument("-v", "--verbose", action="store_true", help="log every request")
     return parser
 
@@ -833,12 +838,14 @@ def server_main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    if args.lease <= 0 or args.max_message <= 0 or args.retain_journal < 0:
+    if (args.lease <= 0 or args.max_message <= 0 or args.retain_journal < 0
+            or args.replica_backlog < 0):
         print("pyzdb-server: --lease and --max-message must be positive, --retain-journal "
-              ">= 0", file=sys.stderr)
+              "and --replica-backlog >= 0", file=sys.stderr)
         return 2
     config = ServerConfig(args.data, args.bind, args.fsync, args.time_limit, args.lease,
-                          args.max_message, args.insecure, args.retain_journal, args.replica_of)
+                          args.max_message, args.insecure, args.retain_journal, args.replica_of,
+                          args.replica_backlog)
     try:
         server = Server(config)
     except ValueError as exc:

@@ -152,8 +152,11 @@ def test_primary_killed_under_write_load_then_the_replica_continues(primary, tmp
             assert rdb.query("db['w']") == list(range(writer.count))
 
 
-def test_replica_behind_the_retained_journal_resyncs(tmp_path):
-    with ServerProcess(tmp_path / "primary", "--retain-journal", "5") as primary:
+@pytest.mark.parametrize("backlog", [10, 1000])
+def test_a_replica_away_is_held_records_within_its_backlog_else_resyncs(tmp_path, backlog):
+    """The primary keeps what a known replica still needs, up to --replica-backlog records."""
+    with ServerProcess(tmp_path / "primary", "--retain-journal", "5",
+                       "--replica-backlog", str(backlog)) as primary:
         with pyzdb.connect(primary.uri) as db:
             db["r"] = {}
         replica = ServerProcess(tmp_path / "replica", "--replica-of", primary.uri).start()
@@ -165,11 +168,16 @@ def test_replica_behind_the_retained_journal_resyncs(tmp_path):
                 db.checkpoint()
                 fill(primary.uri, 600, 600)
                 db.checkpoint()
-                assert db.info()["server"]["first_retained_seq"] > 2
+                first = db.info()["server"]["first_retained_seq"]
+                assert first > 2 if backlog == 10 else first <= 2
             replica.restart()
             wait_identical(primary, replica)
-            assert replica.log().count("installed a snapshot") == 2
-            assert "behind the retained journal" in primary.log()
+            if backlog == 10:  # 25 records behind: past the backlog
+                assert replica.log().count("installed a snapshot") == 2
+                assert "past the backlog" in primary.log()
+                assert "behind the retained journal" in primary.log()
+            else:  # held for it: the replica resumes from its own journal
+                assert replica.log().count("installed a snapshot") == 1
         finally:
             replica.close()
 
