@@ -75,6 +75,8 @@ REPLICA_FORGET = 3600.0
 #: Records the primary keeps for one replica beyond `--retain-journal`: past this backlog the
 #: replica starts over from a snapshot instead (and the primary logs it).
 REPLICA_BACKLOG = 10_000_000
+#: Tagged units before the recovered checkpoint read back for the reply cache.
+TAGS_BEFORE_CHECKPOINT = 10_000
 #: Results up to this size are journalled with their unit for exactly-once after a crash.
 TAG_RESULT_LIMIT = 64 * 1024
 #: Ops served here without waiting for the lock: they read only the journal or a snapshot.
@@ -212,7 +214,8 @@ class Hub:
             return self._park(envelope, request, params, control, request.min_seq, True)
         if op in ("watch", "replicate"):
             seq = params.get("since" if op == "watch" else "after")
-            if type(seq) is int and seq >= self._visible() and not params.get("base"):
+            if (type(seq) is int and seq >= self._visible()
+                    and (not params.get("base") or seq > self.engine.last_seq)):
                 if op == "watch" and self.follower is None and seq > self.engine.last_seq:
                     return False  # the primary's history ends before it: HistoryLost now
                 return self._park(envelope, request, params, control, seq, False)
@@ -488,8 +491,22 @@ def _close(stream: Any) -> None:
 
 
 def seed_reply_cache(cache: Any, engine: Any) -> None:
-    """Turn the tags of recovered units into cached replies (exactly-once across a crash)."""
-    for seq, tag in engine.recovered_tags:
+    """Turn the tags of recovered units into cached replies (exactly-once across a crash).
+
+    The units a checkpoint covers are read from the retained journal before it (the newest
+    `TAGS_BEFORE_CHECKPOINT`), so a checkpoint between a write and a crash loses nothing.
+    """
+    tags: list[tuple[int, Any]] = []
+    covered = engine.recovery.checkpoint_seq
+    if covered:
+        start = max(engine.journal.first_seq - 1, covered - TAGS_BEFORE_CHECKPOINT)
+        try:
+            for seq, record in _records(engine.journal, start, covered):
+                if record[0] == "unit" and len(record) == 5:
+                    tags.append((seq, record[3]))
+        except HistoryLost:
+            pass
+    for seq, tag in [*tags, *engine.recovered_tags]:
         if not (type(tag) is tuple and len(tag) == 3 and type(tag[0]) is bytes
                 and type(tag[1]) is int):
             continue

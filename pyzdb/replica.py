@@ -55,6 +55,10 @@ log = logging.getLogger("pyzdb.replica")
 PRIMARY_TIMEOUT = 5.0
 #: Pause before asking a primary that did not answer again.
 RETRY_PAUSE = 0.5
+#: A replica checkpoints its own directory every this many applied records (it refuses the
+#: `checkpoint` op, and the primary's checkpoints are not journal records), so its journal and
+#: its recovery time stay bounded.
+CHECKPOINT_EVERY = 1_000_000
 #: Ops a replica refuses, with what to do instead.
 _WRITE_OPS = ("execute", "undo", "redo", "checkpoint", "lock", "begin", "unlock", "commit",
               "rollback")
@@ -89,6 +93,7 @@ class Follower:
         os.set_blocking(self._write_fd, False)
         self._thread = threading.Thread(target=self._run, name="pyzdb-replica", daemon=True)
         self._last_crc = self._own_last_crc()
+        self._checkpointed = self.engine.recovery.checkpoint_seq
 
     # -- the server's hooks --------------------------------------------------------------------
 
@@ -161,6 +166,9 @@ class Follower:
                 engine.store.apply(effect)
             self._last_crc = crc
         engine.journal.sync()
+        if engine.last_seq - self._checkpointed >= CHECKPOINT_EVERY:
+            engine.checkpoint()
+            self._checkpointed = engine.last_seq
 
     def _install(self, seq: int, tree: Any, history: str) -> None:
         engine = self.engine
@@ -169,6 +177,7 @@ class Follower:
                              blob_sink=engine._store_blob)
         self.history = history
         self._last_crc = None
+        self._checkpointed = seq
         write_small_file(os.path.join(engine.directory, REPLICA_FILE),
                          json.dumps({"primary": self.primary, "history": history}))
         log.info("installed a snapshot of %s at seq %d (history %s)", self.primary, seq, history)

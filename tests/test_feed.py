@@ -267,7 +267,8 @@ def _raw_execute(uri, session, request_id, source):
         sock.close()
 
 
-def test_a_write_retried_after_a_crash_is_applied_once(data_dir):
+@pytest.mark.parametrize("checkpoint", [False, True])
+def test_a_write_retried_after_a_crash_is_applied_once(data_dir, checkpoint):
     with ServerProcess(data_dir) as server:
         with pyzdb.connect(server.uri) as db:
             db["n"] = 0
@@ -275,6 +276,9 @@ def test_a_write_retried_after_a_crash_is_applied_once(data_dir):
         source = "db['n'] += 1\ndb['n']"
         first = _raw_execute(server.uri, session, 7, source)
         assert first.ok and first.value == 1
+        if checkpoint:  # the write is now covered by a checkpoint, not replayed on recovery
+            with pyzdb.connect(server.uri) as db:
+                db.checkpoint()
         server.kill()  # the reply "was lost" and the server crashed: the client retries
         server.restart()
         again = _raw_execute(server.uri, session, 7, source)

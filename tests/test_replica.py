@@ -233,12 +233,12 @@ def test_reads_skip_a_replica_that_does_not_answer(primary, tmp_path):
     replica = ServerProcess(tmp_path / "replica", "--replica-of", primary.uri).start()
     try:
         wait_identical(primary, replica)
-        with pyzdb.connect(primary.uri, read_uris=[replica.uri], timeout=5) as db:
+        with pyzdb.connect(primary.uri, read_uris=[replica.uri], timeout=10) as db:
             db["r"]["x"] = 1
             replica.kill()
             started = time.monotonic()
-            assert db["r"]["x"].get() == 1  # from the primary, after one short attempt
-            assert time.monotonic() - started < 4.5
+            assert db["r"]["x"].get() == 1  # from the primary, after one short attempt (2 s)
+            assert time.monotonic() - started < 8  # not after the whole timeout of 10 s
             assert db["r"]["x"].get() == 1  # and the dead replica is skipped at once
             assert db.wait_replicas(1, 0.3) == 0
     finally:
