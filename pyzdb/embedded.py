@@ -15,7 +15,7 @@ from typing import Any
 
 from .engine import Engine, EngineConfig, RecoveryReport
 from .errors import Error, LockTimeout
-from .feed import DEFAULT_RETAIN, watch_reply
+from .feed import DEFAULT_RETAIN, visible_seq, watch_reply
 from .proxy import DatabaseAPI
 from .sandbox import Budget
 from .values import to_plain
@@ -122,7 +122,7 @@ class Database(DatabaseAPI):
         with self._mutex:
             self._check_open()
             engine = self._engine
-            return to_plain(watch_reply(engine, params, engine.journal.durable_seq))
+            return to_plain(watch_reply(engine, params, visible_seq(engine.journal)))
 
     def info(self) -> dict[str, Any]:
         """The database's state (the embedded twin of a server's info)."""

@@ -27,10 +27,8 @@ that are no longer retained gets `HistoryLost`, never a silent skip.
 the next changes): it is rebuilt from the newest checkpoint at or before it plus the records
 up to it (`_value_at`). The journal keeps such a checkpoint for every retained seq.
 
-*Exactly-once across a crash.* The engine journals `(session, request id, encoded result)`
-with each unit a request committed; `seed_reply_cache` turns those of the recovered records
-back into cached replies, so a retry after a restart, or after promotion of a replica (which
-journalled the same records), is answered without a second execution.
+*Exactly-once across a crash*: the Hub seeds the server's reply cache from the request ids
+journalled with the recovered units (`pyzdb.history`).
 """
 
 from __future__ import annotations
@@ -38,18 +36,24 @@ from __future__ import annotations
 import collections
 import dataclasses
 import itertools
-import json
 import logging
 import os
 import time
 import uuid
-import zlib
 from typing import Any
 
 from . import protocol
 from .changes import MISSING, Shadow, lookup, relevant
 from .errors import Error, HistoryLost, ProtocolError, ReplicaBehind
-from .protocol import Encoded, Reply, Request
+from .history import (
+    REPLICA_FILE,
+    load_history,
+    make_tag,
+    read_replica_state,
+    record_checksum,
+    seed_reply_cache,
+)
+from .protocol import Reply, Request
 from .values import thaw_file
 
 log = logging.getLogger("pyzdb.feed")
@@ -70,67 +74,15 @@ SNAPSHOTS = 2
 MAX_PARKED = 10_000
 #: A replica not heard from for this long is not counted (by info or `wait`).
 REPLICA_GONE = 30.0
+#: Replicas a primary keeps track of (and holds journal records for) at once.
+MAX_REPLICAS = 64
 #: A replica not heard from for this long no longer holds journal records on the primary.
 REPLICA_FORGET = 3600.0
 #: Records the primary keeps for one replica beyond `--retain-journal`: past this backlog the
 #: replica starts over from a snapshot instead (and the primary logs it).
 REPLICA_BACKLOG = 10_000_000
-#: Tagged units before the recovered checkpoint read back for the reply cache.
-TAGS_BEFORE_CHECKPOINT = 10_000
-#: Results up to this size are journalled with their unit for exactly-once after a crash.
-TAG_RESULT_LIMIT = 64 * 1024
 #: Ops served here without waiting for the lock: they read only the journal or a snapshot.
 _JOURNAL_OPS = frozenset({"replicate", "info"})
-HISTORY_FILE = "HISTORY"
-REPLICA_FILE = "REPLICA"
-
-
-# -- history ids ---------------------------------------------------------------------------------
-
-
-def load_history(directory: str | os.PathLike[str], renew: bool) -> str:
-    """The data directory's history id, made anew when `renew` or when there is none."""
-    path = os.path.join(directory, HISTORY_FILE)
-    if not renew:
-        try:
-            with open(path) as handle:
-                found = handle.read().strip()
-            if found:
-                return found
-        except FileNotFoundError:
-            pass
-    history = uuid.uuid4().hex
-    write_small_file(path, history)
-    return history
-
-
-def write_small_file(path: str, text: str) -> None:
-    """Write `text` to `path` whole (temp file, fsync, rename, directory fsync)."""
-    tmp = path + ".tmp"
-    with open(tmp, "w") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-    fd = os.open(os.path.dirname(os.path.abspath(path)), os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def read_replica_state(directory: str | os.PathLike[str]) -> dict[str, Any] | None:
-    """The REPLICA marker of a replica's directory (primary URI, history it follows)."""
-    try:
-        with open(os.path.join(directory, REPLICA_FILE)) as handle:
-            return json.load(handle)
-    except (FileNotFoundError, ValueError):
-        return None
-
-
-def record_checksum(record: Any) -> int:
-    """A checksum of one journal record that both sides of a stream compute alike."""
-    return zlib.crc32(protocol.encode_value(record))
 
 
 def unfreeze(value: Any) -> Any:
@@ -276,7 +228,7 @@ class Hub:
         """Newest seq a stream may show: a primary's durable one (what a crash keeps)."""
         if self.follower is not None:
             return self.engine.last_seq
-        return min(self.journal.durable_seq, self.engine.last_seq)
+        return visible_seq(self.journal)
 
     # -- watch ------------------------------------------------------------------------------------
 
@@ -296,6 +248,8 @@ class Hub:
         if self.follower is not None:
             raise Error("this server is a replica: replicate from its primary "
                         f"{self.follower.primary}")
+        if name not in self.replicas and len(self.replicas) >= MAX_REPLICAS:
+            raise Error(f"this primary already follows {MAX_REPLICAS} replicas")
         self.replicas[name] = ReplicaSeen(name, after, time.time())
         last = self.engine.last_seq
         reason = None
@@ -310,7 +264,9 @@ class Hub:
             log.warning("replica %s fell behind the retained journal: it resyncs from a "
                         "snapshot (raise --retain-journal to avoid this)", name)
         if reason is None:
-            start = after - 1 if after and crc is not None else after
+            # The checksum of the replica's last record, while the primary still has it.
+            checked = after and crc is not None and after >= self.journal.first_seq
+            start = after - 1 if checked else after
             try:
                 found = _records(self.journal, start, min(self._visible(), after + BATCH_RECORDS))
             except HistoryLost as exc:
@@ -364,7 +320,7 @@ class Hub:
                             last - seen.applied, self.backlog)
             elif needed is None or seen.applied < needed:
                 needed = seen.applied
-        return needed
+        return None if needed is None else max(0, needed - 1)  # its last record: the crc
 
     # -- info -------------------------------------------------------------------------------------
 
@@ -407,9 +363,10 @@ def watch_reply(engine: Any, params: dict[str, Any], visible: int,
     longer retained.
     """
     path, since = params.get("path"), params.get("since")
-    if type(path) not in (list, tuple) or not (since is None or type(since) is int):
+    if type(path) not in (list, tuple) or not (since is None or (type(since) is int
+                                                                 and since >= 0)):
         raise ProtocolError("watch needs params path (a list of keys) and since "
-                            "(None or a seq)")
+                            "(None or a seq >= 0)")
     watched = tuple(path)
     last = engine.last_seq
     if since is None:
@@ -436,6 +393,15 @@ def watch_reply(engine: Any, params: dict[str, Any], visible: int,
             records.append([seq, effects])
     reply["seq"], reply["records"] = covered, records
     return reply
+
+
+def visible_seq(journal: Any) -> int:
+    """Newest seq a feed or replica may be shown: under `--fsync always` the durable one, as
+    for replies; under `everysec`/`no` the last (replies do not wait for the disk either, and
+    a tail lost in a crash renews the history id, so replicas start over)."""
+    if journal.fsync == "always":
+        return min(journal.durable_seq, journal.last_seq)
+    return journal.last_seq
 
 
 def _records(journal: Any, after: int, end: int) -> list[tuple[int, Any]]:
@@ -490,48 +456,5 @@ def _close(stream: Any) -> None:
         close()
 
 
-def seed_reply_cache(cache: Any, engine: Any) -> None:
-    """Turn the tags of recovered units into cached replies (exactly-once across a crash).
-
-    The units a checkpoint covers are read from the retained journal before it (the newest
-    `TAGS_BEFORE_CHECKPOINT`), so a checkpoint between a write and a crash loses nothing.
-    """
-    tags: list[tuple[int, Any]] = []
-    covered = engine.recovery.checkpoint_seq
-    if covered:
-        start = max(engine.journal.first_seq - 1, covered - TAGS_BEFORE_CHECKPOINT)
-        try:
-            for seq, record in _records(engine.journal, start, covered):
-                if record[0] == "unit" and len(record) == 5:
-                    tags.append((seq, record[3]))
-        except HistoryLost:
-            pass
-    for seq, tag in [*tags, *engine.recovered_tags]:
-        if not (type(tag) is tuple and len(tag) == 3 and type(tag[0]) is bytes
-                and type(tag[1]) is int):
-            continue
-        session, request_id, data = tag
-        if type(data) is bytes:
-            reply = protocol.pack_value_reply(request_id, Encoded(data), seq)
-        else:
-            reply = protocol.pack(Reply(request_id, False, None, seq, protocol.error_to_info(
-                Error("this request was applied before the server restarted, and its result "
-                      "was too large to keep; it was not run again"))))
-        cache.put((session, request_id), reply)
-
-
-def make_tag(request: Request) -> Any:
-    """The `tag` callback the server passes to the engine for a request with a session."""
-    if not request.session:
-        return None
-
-    def tag(value: Any) -> tuple[bytes, int, bytes | None]:
-        data = value.data if type(value) is Encoded else protocol.encode_value(value)
-        return (request.session, request.id, data if len(data) <= TAG_RESULT_LIMIT else None)
-
-    return tag
-
-
-__all__ = ["Hub", "ReplicaSeen", "load_history", "read_replica_state", "record_checksum",
-           "seed_reply_cache", "make_tag", "watch_reply", "unfreeze", "write_small_file",
-           "LONG_POLL", "HISTORY_FILE", "REPLICA_FILE", "DEFAULT_RETAIN", "REPLICA_BACKLOG"]
+__all__ = ["Hub", "ReplicaSeen", "make_tag", "watch_reply", "visible_seq", "unfreeze",
+           "LONG_POLL", "DEFAULT_RETAIN", "REPLICA_BACKLOG"]

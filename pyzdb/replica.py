@@ -44,7 +44,7 @@ import zmq
 
 from . import protocol
 from .errors import Error, ReadOnlyError
-from .feed import REPLICA_FILE, read_replica_state, record_checksum, write_small_file
+from .history import REPLICA_FILE, read_replica_state, record_checksum, write_small_file
 from .protocol import Request
 from .store import Store
 

@@ -287,3 +287,16 @@ def test_a_write_retried_after_a_crash_is_applied_once(data_dir, checkpoint):
         assert other.value == 2
         with pyzdb.connect(server.uri) as db:
             assert db["n"].get() == 2
+
+
+@pytest.mark.parametrize("fsync", ["everysec", "no"])
+def test_watch_follows_a_database_that_does_not_fsync_every_write(data_dir, fsync):
+    db = pyzdb.open(data_dir, fsync=fsync)
+    try:
+        watch = db.watch("db['x']")
+        take(watch, 1)
+        db["x"] = 1
+        (change,) = take(watch, 1)
+        assert (change.op, change.new) == ("insert", 1)
+    finally:
+        db.close()
