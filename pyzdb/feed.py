@@ -40,6 +40,7 @@ import logging
 import os
 import time
 import uuid
+import zlib
 from typing import Any
 
 from . import protocol
@@ -65,6 +66,8 @@ DEFAULT_RETAIN = 1_000_000
 LONG_POLL = 1.0
 #: Records one reply carries at most (a replica or watcher asks again for the rest).
 BATCH_RECORDS = 2000
+#: Encoded bytes of records one replicate reply carries beyond its first record.
+BATCH_BYTES = 32 * 1024 * 1024
 #: Bytes of a snapshot one reply carries.
 SNAPSHOT_CHUNK = 4 * 1024 * 1024
 #: Seconds a snapshot stays in memory for the replica fetching it; at most `SNAPSHOTS` at once.
@@ -277,8 +280,14 @@ class Hub:
                 found = found[1:]
         if reason is not None:
             return {"resync": reason, "history": self.history, "last": last, "records": []}
-        return {"history": self.history, "last": last,
-                "records": [[seq, record, record_checksum(record)] for seq, record in found]}
+        records, size = [], 0
+        for seq, record in found:  # at least one record; then up to BATCH_BYTES
+            encoded = protocol.encode_value(record)
+            size += len(encoded)
+            if records and size > BATCH_BYTES:
+                break
+            records.append([seq, record, zlib.crc32(encoded)])
+        return {"history": self.history, "last": last, "records": records}
 
     def _op_snapshot(self, request: Request, params: dict[str, Any]) -> dict[str, Any]:
         token, offset = params.get("token"), params.get("offset", 0)

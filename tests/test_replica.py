@@ -318,3 +318,27 @@ def test_blobs_are_copied_and_a_watch_fails_over_to_a_replica(primary, tmp_path)
             assert rdb["files"]["a"].get().read() == b"hello blob"
             resumed = rdb.watch("db['files']", since=initial.seq)
             assert next(resumed) == change
+
+
+def test_asyncio_client_reads_its_writes_from_a_replica_and_waits_for_it(primary, tmp_path):
+    import asyncio
+
+    import pyzdb.aio
+
+    with ServerProcess(tmp_path / "replica", "--replica-of", primary.uri) as replica:
+        wait_identical(primary, replica)
+
+        async def run():
+            async with pyzdb.aio.connect(primary.uri, read_uris=[replica.uri]) as db:
+                seen = []
+                for i in range(50):
+                    await db["r"]["n"].set(i)
+                    seen.append(await db["r"]["n"].get())
+                replicas = await db.wait_replicas(1, 10.0)
+                info = await db.info()
+                return seen, replicas, info, db.last_seq
+
+        seen, replicas, info, last = asyncio.run(run())
+        assert seen == list(range(50))
+        assert replicas == 1
+        assert info["replication"]["replicas"][0]["applied_seq"] >= last
