@@ -53,6 +53,7 @@ from .history import (
     read_replica_state,
     record_checksum,
     seed_reply_cache,
+    tags_before,
 )
 from .protocol import Reply, Request
 from .values import thaw_file
@@ -70,6 +71,8 @@ BATCH_RECORDS = 2000
 BATCH_BYTES = 32 * 1024 * 1024
 #: Bytes of a snapshot one reply carries.
 SNAPSHOT_CHUNK = 4 * 1024 * 1024
+#: Bytes of journalled results a snapshot carries for exactly-once (see `pyzdb.history`).
+SNAPSHOT_TAG_BYTES = 16 * 1024 * 1024
 #: Seconds a snapshot stays in memory for the replica fetching it; at most `SNAPSHOTS` at once.
 SNAPSHOT_TTL = 120.0
 SNAPSHOTS = 2
@@ -148,7 +151,7 @@ class Hub:
                 log.warning("recovery cut a torn tail: new history id %s", self.history)
         self.replicas: dict[str, ReplicaSeen] = {}
         self._parked: list[_Parked] = []
-        self._snapshots: dict[str, tuple[int, bytes, float]] = {}
+        self._snapshots: dict[str, tuple[int, bytes, float, list[Any]]] = {}
         self._commits: collections.deque[tuple[int, float]] = collections.deque(maxlen=100_000)
         self._seen_seq = self.engine.last_seq
         self.ops = {"watch": self._op_watch, "replicate": self._op_replicate,
@@ -296,7 +299,8 @@ class Hub:
         if self.follower is not None:
             raise Error("this server is a replica: take a snapshot from its primary")
         now = time.monotonic()
-        for old in [t for t, (_, _, made) in self._snapshots.items() if now - made > SNAPSHOT_TTL]:
+        for old in [t for t, (_, _, made, _) in self._snapshots.items()
+                    if now - made > SNAPSHOT_TTL]:
             del self._snapshots[old]
         if token is None:
             if self.engine.in_transaction:
@@ -305,16 +309,21 @@ class Hub:
                 del self._snapshots[next(iter(self._snapshots))]
             token = uuid.uuid4().hex
             data = protocol.encode_value(self.engine.store.snapshot())
-            self._snapshots[token] = (self.engine.last_seq, data, now)
+            tags, room = tags_before(self.journal, self.engine.last_seq), SNAPSHOT_TAG_BYTES
+            for entry in tags:  # results beyond the room: "applied, result not kept"
+                room -= len(entry[1][2] or b"")
+                if room < 0:
+                    entry[1] = (*entry[1][:2], None)
+            self._snapshots[token] = (self.engine.last_seq, data, now, tags)
         found = self._snapshots.get(token)
         if found is None:
             raise Error("that snapshot expired: ask for a new one")
-        seq, data, _ = found
+        seq, data, _, tags = found
         chunk = data[offset:offset + SNAPSHOT_CHUNK]
         if offset + len(chunk) >= len(data):
             self._snapshots.pop(token, None)
         return {"token": token, "seq": seq, "size": len(data), "history": self.history,
-                "chunk": chunk}
+                "chunk": chunk, "tags": tags if offset == 0 else []}
 
     def replica_floor(self) -> int | None:
         """The lowest seq a replica still needs (the journal keeps it), within the backlog."""

@@ -28,6 +28,8 @@ from .protocol import Encoded, Reply, Request
 
 HISTORY_FILE = "HISTORY"
 REPLICA_FILE = "REPLICA"
+#: A replica's copy of the tags of the units its snapshot covers (msgpack).
+TAGS_FILE = "REQUEST_IDS"
 #: Results up to this size are journalled with their unit for exactly-once after a crash.
 TAG_RESULT_LIMIT = 64 * 1024
 #: Tagged units before the recovered checkpoint read back for the reply cache.
@@ -79,31 +81,65 @@ def record_checksum(record: Any) -> int:
     return zlib.crc32(protocol.encode_value(record))
 
 
+def tags_before(journal: Any, seq: int, limit: int = TAGS_BEFORE_CHECKPOINT) -> list[Any]:
+    """`[seq, tag]` of the tagged units among the `limit` retained records up to `seq`."""
+    tags: list[Any] = []
+    if not seq:
+        return tags
+    try:
+        stream = journal.records_since(max(journal.first_seq - 1, seq - limit, 0))
+    except Error:  # no longer retained: nothing to read back
+        return tags
+    try:
+        for found, record in stream:
+            if found > seq:
+                break
+            if record[0] == "unit" and len(record) == 5:
+                tags.append([found, record[3]])
+    finally:
+        close = getattr(stream, "close", None)
+        if close is not None:
+            close()
+    return tags
+
+
+def save_tags(directory: str | os.PathLike[str], tags: list[Any]) -> None:
+    """Keep the tags a replica got with a snapshot (the units the snapshot covers)."""
+    path = os.path.join(directory, TAGS_FILE)
+    tmp = path + ".tmp"
+    with open(tmp, "wb") as handle:
+        handle.write(protocol.encode_value(tags))
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+def _load_tags(directory: str | os.PathLike[str]) -> list[Any]:
+    try:
+        with open(os.path.join(directory, TAGS_FILE), "rb") as handle:
+            found = protocol.decode_value(handle.read(), protocol.MAX_REPLY_SIZE)
+    except (FileNotFoundError, Error):
+        return []
+    return found if type(found) is list else []
+
+
 def seed_reply_cache(cache: Any, engine: Any) -> None:
     """Turn the tags of recovered units into cached replies (exactly-once across a crash).
 
     The units a checkpoint covers are read from the retained journal before it (the newest
-    `TAGS_BEFORE_CHECKPOINT`), so a checkpoint between a write and a crash loses nothing.
+    `TAGS_BEFORE_CHECKPOINT`), or, in a replica's directory, from the tags its snapshot came
+    with: a checkpoint or snapshot between a write and a crash loses nothing.
     """
-    tags: list[tuple[int, Any]] = []
-    covered = engine.recovery.checkpoint_seq
-    if covered:
-        start = max(engine.journal.first_seq - 1, covered - TAGS_BEFORE_CHECKPOINT)
-        try:
-            stream = engine.journal.records_since(start)
-        except Error:  # no longer retained: nothing to read back
-            stream = iter(())
-        for seq, record in stream:
-            if seq > covered:
-                break
-            if record[0] == "unit" and len(record) == 5:
-                tags.append((seq, record[3]))
-        close = getattr(stream, "close", None)
-        if close is not None:
-            close()
-    for seq, tag in [*tags, *engine.recovered_tags]:
-        if not (type(tag) is tuple and len(tag) == 3 and type(tag[0]) is bytes
-                and type(tag[1]) is int):
+    replies: dict[tuple[bytes, int], bytes] = {}
+    older = _load_tags(engine.directory) + tags_before(engine.journal,
+                                                       engine.recovery.checkpoint_seq)
+    recovered = [list(item) for item in engine.recovered_tags]
+    for entry in older + recovered:
+        if not (type(entry) is list and len(entry) == 2 and type(entry[0]) is int):
+            continue
+        seq, tag = entry
+        if not (type(tag) in (tuple, list) and len(tag) == 3 and type(tag[0]) is bytes
+                and type(tag[1]) is int and type(tag[2]) in (bytes, type(None))):
             continue
         session, request_id, data = tag
         if type(data) is bytes:
@@ -112,7 +148,10 @@ def seed_reply_cache(cache: Any, engine: Any) -> None:
             reply = protocol.pack(Reply(request_id, False, None, seq, protocol.error_to_info(
                 Error("this request was applied before the server restarted, and its result "
                       "was too large to keep; it was not run again"))))
-        cache.put((session, request_id), reply)
+        replies.pop((session, request_id), None)  # the newest outcome, in order
+        replies[(session, request_id)] = reply
+    for key, reply in replies.items():
+        cache.put(key, reply)
 
 
 def make_tag(request: Request) -> Any:
@@ -127,5 +166,6 @@ def make_tag(request: Request) -> Any:
     return tag
 
 
-__all__ = ["HISTORY_FILE", "REPLICA_FILE", "load_history", "write_small_file",
-           "read_replica_state", "record_checksum", "seed_reply_cache", "make_tag"]
+__all__ = ["HISTORY_FILE", "REPLICA_FILE", "TAGS_FILE", "load_history", "write_small_file",
+           "read_replica_state", "record_checksum", "seed_reply_cache", "make_tag",
+           "tags_before", "save_tags"]

@@ -44,7 +44,13 @@ import zmq
 
 from . import protocol
 from .errors import Error, ReadOnlyError
-from .history import REPLICA_FILE, read_replica_state, record_checksum, write_small_file
+from .history import (
+    REPLICA_FILE,
+    read_replica_state,
+    record_checksum,
+    save_tags,
+    write_small_file,
+)
 from .protocol import Request
 from .store import Store
 
@@ -170,8 +176,9 @@ class Follower:
             engine.checkpoint()
             self._checkpointed = engine.last_seq
 
-    def _install(self, seq: int, tree: Any, history: str) -> None:
+    def _install(self, seq: int, tree: Any, history: str, tags: list[Any]) -> None:
         engine = self.engine
+        save_tags(engine.directory, tags)  # exactly-once for the units the snapshot covers
         engine.journal.install_checkpoint(seq, tree)
         engine.store = Store(tree, undo_depth=engine.config.undo_depth,
                              blob_sink=engine._store_blob)
@@ -262,10 +269,11 @@ class Follower:
             self.caught_up_at = time.time()
 
     def _fetch_snapshot(self, socket: zmq.Socket) -> None:
-        parts, token, offset = [], None, 0
+        parts, token, offset, tags = [], None, 0, []
         while True:
             answer = self._ask(socket, "snapshot", {"token": token, "offset": offset})
             token = answer["token"]
+            tags = answer["tags"] if offset == 0 else tags
             parts.append(answer["chunk"])
             offset += len(answer["chunk"])
             if offset >= answer["size"] or not answer["chunk"]:
@@ -273,7 +281,7 @@ class Follower:
         tree = protocol.decode_value(b"".join(parts), protocol.MAX_REPLY_SIZE)
         self._fetch_blobs(socket, [tree])
         self._resync = False
-        self._hand_over(("snapshot", answer["seq"], tree, answer["history"]))
+        self._hand_over(("snapshot", answer["seq"], tree, answer["history"], tags))
 
     def _hand_over(self, batch: tuple[Any, ...]) -> None:
         """Queue a batch for the main loop and wait until it is applied (the credit)."""

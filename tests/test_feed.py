@@ -162,9 +162,14 @@ def _check_chain(changes, initial):
     return state
 
 
-def test_watch_resumed_100_times_under_concurrent_writers_sees_every_change_once(data_dir):
-    with ServerProcess(data_dir) as server:
+def test_watch_resumed_100_times_under_concurrent_writers_sees_every_change_once(data_dir,
+                                                                              tmp_path):
+    """Resumed at random points, on the primary and (one time in three) on a replica, and once
+    across a crash of the primary."""
+    with ServerProcess(data_dir) as server, \
+            ServerProcess(tmp_path / "replica", "--replica-of", server.uri) as replica:
         db = pyzdb.connect(server.uri, timeout=20)
+        rdb = pyzdb.connect(replica.uri, timeout=20)
         db["orders"] = {}
         first = db.watch("db['orders']")
         initial = take(first, 1)[0]
@@ -178,7 +183,8 @@ def test_watch_resumed_100_times_under_concurrent_writers_sees_every_change_once
         since = initial.seq
         try:
             for resume in range(100):
-                watch = db.watch("db['orders']", since=since)
+                source = rdb if resume % 3 == 2 else db
+                watch = source.watch("db['orders']", since=since)
                 for change in watch:
                     seen.append(change)
                     if watch.seq == change.seq and rng.random() < 0.3:
@@ -205,6 +211,7 @@ def test_watch_resumed_100_times_under_concurrent_writers_sees_every_change_once
         assert _check_chain(seen, initial.new) == final
         assert len(seen) > 200
         db.close()
+        rdb.close()
 
 
 def test_async_watch(data_dir):

@@ -280,17 +280,23 @@ def test_promotion_by_hand(primary, tmp_path):
         replica.close()
 
 
-def test_a_write_retried_after_promotion_is_applied_once(primary, tmp_path):
+@pytest.mark.parametrize("when", ["streamed", "in the snapshot"])
+def test_a_write_retried_after_promotion_is_applied_once(primary, tmp_path, when):
     from test_feed import _raw_execute
 
     with pyzdb.connect(primary.uri) as db:
         db["n"] = 0
-    replica = ServerProcess(tmp_path / "replica", "--replica-of", primary.uri).start()
+    replica = ServerProcess(tmp_path / "replica", "--replica-of", primary.uri)
+    session = b"p" * 16
     try:
-        session = b"p" * 16
+        if when == "streamed":
+            replica.start()
         first = _raw_execute(primary.uri, session, 3, "db['n'] += 1\ndb['n']")
         assert first.value == 1
+        if when != "streamed":
+            replica.start()  # the replica gets the write inside its snapshot
         wait_identical(primary, replica)
+        assert replica.log().count("installed a snapshot") == 1
         primary.kill()
         replica.stop()
         promoted = ServerProcess(tmp_path / "replica").start()
