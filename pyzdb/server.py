@@ -34,7 +34,7 @@ Python sees it, so nobody can answer; the client refuses such requests itself, a
 got through anyway ends in the client's ConnectionError, which names the request's size.
 
 The reply cache lives in memory, and is seeded at start from the `(session, request id,
-result)` journalled with each committed write (`pyzdb.feed`): a write whose reply was lost
+result)` journalled with each committed write (`pyzdb.history`): a write whose reply was lost
 *and* whose server then crashed is answered from the journal when retried, not run again.
 Change feeds, replica streams and `info` are `pyzdb.feed.Hub`'s; following a primary is
 `pyzdb.replica.Follower`'s (`--replica-of`).
@@ -67,6 +67,7 @@ from .client import CONTROL_PARAM
 from .engine import Engine, EngineConfig
 from .errors import Error, LimitExceeded, LockTimeout, ProtocolError, SecurityError
 from .protocol import Encoded, Reply, Request
+from .replica import Follower
 from .sandbox import Budget
 from .values import expanded_size, to_plain
 
@@ -353,8 +354,6 @@ class Server:
         self._journal = self.engine.journal
         self._follower = None
         if config.replica_of:
-            from .replica import Follower
-
             self._follower = Follower(self, config.replica_of)
             self._ops.update(self._follower.refused_ops())
         self.hub = feed.Hub(self, self._follower)
