@@ -348,3 +348,17 @@ def test_asyncio_client_reads_its_writes_from_a_replica_and_waits_for_it(primary
         assert seen == list(range(50))
         assert replicas == 1
         assert info["replication"]["replicas"][0]["applied_seq"] >= last
+
+
+def test_a_torn_tail_cut_by_recovery_renews_the_history_id(primary, tmp_path):
+    before = info_of(primary.uri)["replication"]["history"]
+    assert primary.stop() == 0
+    primary.restart()
+    assert info_of(primary.uri)["replication"]["history"] == before  # a clean restart keeps it
+    primary.stop()
+    last = sorted((tmp_path / "primary").glob("journal-*.log"))[-1]
+    with open(last, "ab") as handle:
+        handle.write(b"\x10\x00\x00\x00torn")  # half a frame: what a crash mid-write leaves
+    primary.restart()
+    assert "cut a torn tail" in primary.log()
+    assert info_of(primary.uri)["replication"]["history"] != before
