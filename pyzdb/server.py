@@ -559,6 +559,7 @@ class Server:
              control: dict[str, Any]) -> None:
         """Run one request on the engine and queue its reply (remembered for retries)."""
         session = request.session
+        started = time.monotonic()
         if session and session == self._holder:
             self._renew()
         try:
@@ -582,6 +583,9 @@ class Server:
                                        protocol.error_to_info(exc)))
         if session and session == self._holder:
             self._renew()
+        log.debug("request %d (%s) of session %s evaluated in %.3f s, reply %d bytes",
+                  request.id, request.op, session.hex() or "-", time.monotonic() - started,
+                  len(data))
         self._send(envelope, request, data)
 
     def _reply(self, envelope: list[bytes], request: Request | None, reply: Reply) -> None:
