@@ -50,20 +50,16 @@ def wire_bound(value: Any, limit: int, depth: int, *, scalars: frozenset[type],
             plain = False
         total += _ELEMENT * len(level)
         if str in types:
-            texts = list(compress(level, map(is_, kinds, repeat(str))))
-            chars = sum(map(len, texts))
-            total += chars if all(map(str.isascii, texts)) else _UTF8_MAX * chars
+            total += _text_bound(_of_type(level, kinds, types, str))
         if bytes in types:
-            total += sum(map(len, compress(level, map(is_, kinds, repeat(bytes)))))
+            total += sum(map(len, _of_type(level, kinds, types, bytes)))
         if int in types:  # beyond 64 bits, 4 + 5 header bytes and one per 8 bits, rounded up
-            bits = sum(map(int.bit_length, compress(level, map(is_, kinds, repeat(int)))))
-            total += (bits + 16 * kinds.count(int)) // 8
+            ints = _of_type(level, kinds, types, int)
+            total += (sum(map(int.bit_length, ints)) + 16 * len(ints)) // 8
         if total > limit:
             return total, plain
-        found_dicts = [list(compress(level, map(is_, kinds, repeat(cls))))
-                       for cls in types & dicts]
-        found_seqs = [list(compress(level, map(is_, kinds, repeat(cls))))
-                      for cls in types & sequences]
+        found_dicts = [_of_type(level, kinds, types, cls) for cls in types & dicts]
+        found_seqs = [_of_type(level, kinds, types, cls) for cls in types & sequences]
         count = (2 * sum(map(len, chain.from_iterable(found_dicts)))
                  + sum(map(len, chain.from_iterable(found_seqs))))
         if not count:
@@ -72,7 +68,11 @@ def wire_bound(value: Any, limit: int, depth: int, *, scalars: frozenset[type],
             return total + _ELEMENT * count, plain
         level = []
         for group in found_dicts:
-            level += chain.from_iterable(group)
+            keys = list(chain.from_iterable(group))
+            if set(map(type, keys)) == {str}:  # str keys, the usual: counted here, in C
+                total += _ELEMENT * len(keys) + _text_bound(keys)
+            else:
+                level += keys
             level += chain.from_iterable(map(dict.values, group))
         for group in found_seqs:
             level += chain.from_iterable(group)
@@ -100,6 +100,19 @@ def nested_lists(items: Any, scalars: frozenset[type], dicts: frozenset[type],
     if not scalars.issuperset(map(type, chain.from_iterable(inner))):
         return None
     return len(inner)
+
+
+def _of_type(level: list[Any], kinds: list[type], types: set[type], cls: type) -> list[Any]:
+    """The items of `level` whose type is exactly `cls` (`kinds`: their types, in order)."""
+    if len(types) == 1:
+        return level
+    return list(compress(level, map(is_, kinds, repeat(cls))))
+
+
+def _text_bound(texts: list[str]) -> int:
+    """UTF-8 bytes of `texts` at most: their length when all are ASCII (checked in O(1) each)."""
+    chars = sum(map(len, texts))
+    return chars if all(map(str.isascii, texts)) else _UTF8_MAX * chars
 
 
 __all__ = ["nested_lists", "wire_bound"]
