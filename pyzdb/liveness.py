@@ -51,6 +51,9 @@ class Watch:
         context = zmq.Context.shadow(socket.context.underlying)
         self._events = context.socket(zmq.PAIR)
         self._events.setsockopt(zmq.LINGER, 0)
+        # No high-water mark: libzmq sends monitor events from its I/O thread and would block
+        # it (every socket of the context) on a full pipe; unread events are a few bytes each.
+        self._events.setsockopt(zmq.RCVHWM, 0)
         self._events.connect(address)
         self._dropped = False
 
