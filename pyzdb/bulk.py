@@ -25,12 +25,15 @@ from typing import Any
 _ELEMENT = 9
 #: UTF-8 bytes per character at most ('surrogatepass' writes a lone surrogate in 3).
 _UTF8_MAX = 4
+#: Types the wire codec writes with a marker (pyzdb.protocol): not native to msgpack.
+_MARKED = frozenset({tuple, set, frozenset})
 
 
 def wire_bound(value: Any, limit: int, depth: int, *, scalars: frozenset[type],
                dicts: frozenset[type], sequences: frozenset[type],
-               plain_types: frozenset[type]) -> tuple[int, bool] | None:
-    """(an upper bound of msgpack's size of `value`, whether it holds only `plain_types`).
+               plain_types: frozenset[type]) -> tuple[int, bool, bool] | None:
+    """(an upper bound of msgpack's size of `value`, whether it holds only `plain_types`,
+    whether it is *native*: scalars, dicts and lists only, which msgpack writes without a hook).
 
     `dicts` and `sequences` are the container types to descend into (the store's tracked
     classes among them), `scalars` the leaf types; a value holding any other type, or nested
@@ -41,6 +44,7 @@ def wire_bound(value: Any, limit: int, depth: int, *, scalars: frozenset[type],
     level = [value]
     total = 0
     plain = True
+    native = True
     for _ in range(depth):
         kinds = list(map(type, level))
         types = set(kinds)
@@ -48,6 +52,8 @@ def wire_bound(value: Any, limit: int, depth: int, *, scalars: frozenset[type],
             return None
         if plain and not plain_types.issuperset(types):
             plain = False
+        if native and not _MARKED.isdisjoint(types):
+            native = False
         total += _ELEMENT * len(level)
         if str in types:
             total += _text_bound(_of_type(level, kinds, types, str))
@@ -57,15 +63,15 @@ def wire_bound(value: Any, limit: int, depth: int, *, scalars: frozenset[type],
             ints = _of_type(level, kinds, types, int)
             total += (sum(map(int.bit_length, ints)) + 16 * len(ints)) // 8
         if total > limit:
-            return total, plain
+            return total, plain, native
         found_dicts = [_of_type(level, kinds, types, cls) for cls in types & dicts]
         found_seqs = [_of_type(level, kinds, types, cls) for cls in types & sequences]
         count = (2 * sum(map(len, chain.from_iterable(found_dicts)))
                  + sum(map(len, chain.from_iterable(found_seqs))))
         if not count:
-            return total, plain
+            return total, plain, native
         if total + _ELEMENT * count > limit:  # the next level alone is over: do not build it
-            return total + _ELEMENT * count, plain
+            return total + _ELEMENT * count, plain, native
         level = []
         for group in found_dicts:
             keys = list(chain.from_iterable(group))

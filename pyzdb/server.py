@@ -65,7 +65,7 @@ from .engine import Engine, EngineConfig
 from .errors import Error, LimitExceeded, LockTimeout, ProtocolError, SecurityError
 from .protocol import Encoded, Reply, Request
 from .sandbox import Budget
-from .values import expanded_size, to_plain
+from .values import measure, to_plain
 
 log = logging.getLogger("pyzdb.server")
 
@@ -620,13 +620,14 @@ class Server:
         generator, a view, a cycle) goes through `to_plain` for the error the embedded database
         raises, naming the type and where it sits.
         """
-        if expanded_size(value, self._max_result) > self._max_result:
+        found = measure(value, self._max_result)
+        if found.size > self._max_result:
             raise LimitExceeded(
                 f"query result is larger than the result budget of {self._max_result} bytes",
                 "result",
             )
         try:
-            data = protocol.encode_value(value)
+            data = protocol.encode_wire(value, found.native)
         except (TypeError, ValueError):
             data = protocol.encode_value(to_plain(value))
         return Encoded(data)

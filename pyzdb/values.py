@@ -628,6 +628,8 @@ class Measure(NamedTuple):
     size: int
     plain: bool
     files: bool
+    #: Only scalars, dicts and lists (tracked ones too): `protocol.encode_native` writes it.
+    native: bool = False
 
 
 def expanded_size(value: Any, limit: int) -> int:
@@ -657,7 +659,7 @@ def measure(value: Any, limit: int) -> Measure:
                       dicts=frozenset(_tree_dicts), sequences=_SEQUENCES | frozenset(_tree_lists),
                       plain_types=_PLAIN_VALUES)
     if fast is not None and fast[0] <= limit:  # a bound within the limit: settled in C
-        return Measure(fast[0], fast[1], False)
+        return Measure(fast[0], fast[1], False, fast[2])
     found = _Sizer(limit, False).run(value)
     return found if found.size <= limit else _Sizer(limit, True).run(value)
 

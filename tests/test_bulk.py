@@ -42,10 +42,25 @@ VALUES = [
 @pytest.mark.parametrize("value", VALUES)
 def test_the_bound_is_never_under_the_wire_size(value):
     wire = len(protocol.encode_value(value))
-    bound, plain = wire_bound(value, 10**9, RESULT_DEPTH, **BOUND_ARGS)
+    bound, plain, native = wire_bound(value, 10**9, RESULT_DEPTH, **BOUND_ARGS)
     assert wire <= bound
     assert plain
     assert measure(value, 10**9).size >= wire
+    assert native == ("tuple" not in repr(value) and "frozenset" not in repr(value)
+                      and "set()" not in repr(value))
+    assert protocol.encode_wire(value, native) == protocol.encode_value(value)
+
+
+def test_native_encoding_of_the_tree_gives_the_strict_encoders_bytes():
+    """The store's subclasses, big ints and lone surrogates: same bytes, or the strict path."""
+    def value() -> dict:
+        return {"users": records(20), "big": [2**70, -(2**64)], "odd": "\ud800", 3: None}
+
+    store = Store(value())  # (a store consumes the value it is built from)
+    found = measure(store.root, 10**9)
+    assert found.native and not found.plain
+    assert protocol.encode_wire(store.root, True) == protocol.encode_value(value())
+    assert protocol.decode_value(protocol.encode_wire(store.root, True), 10**9) == value()
 
 
 def test_the_bound_leaves_files_cycles_depth_and_non_data_to_the_exact_walk():
@@ -65,7 +80,7 @@ def test_the_bound_leaves_files_cycles_depth_and_non_data_to_the_exact_walk():
 def test_a_bomb_stops_the_bound_before_its_expansion_is_built():
     big = list(range(1000))
     bomb = [[big] * 1000] * 1000  # 10**9 elements on the wire
-    bound, _ = wire_bound(bomb, 64 * 2**20, RESULT_DEPTH, **BOUND_ARGS)
+    bound = wire_bound(bomb, 64 * 2**20, RESULT_DEPTH, **BOUND_ARGS)[0]
     assert bound > 64 * 2**20
     assert measure(bomb, 64 * 2**20).size > 64 * 2**20
     shared = ["x" * 10**6] * 1000  # 1 GB on the wire, 1 MB in memory
