@@ -821,13 +821,15 @@ def _build_into(top: Any, value: Any, depth: int, sink: Callable[[bytes], str] |
                     if consume:
                         _mark_consumed(src)
                     continue
-                if not consume and inner < MAX_DEPTH:
+                if inner < MAX_DEPTH:
                     lists = nested_lists(src, scalars, _DICTS, _LISTS)
                     if lists is not None:
                         left -= len(src) + lists
                         if left < 0:
                             raise _too_many(where)
                         _append_records(dst, src)
+                        if consume:
+                            _mark_consumed(src)
                         continue
                 out = list(src)
                 pairs = enumerate(out)
