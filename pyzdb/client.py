@@ -232,7 +232,6 @@ class _Channel:
             socket.connect(self.uri)
         except zmq.ZMQError as exc:
             watch.close()
-            socket.close()
             raise ConnectionError(f"cannot connect to {self.uri!r}: {exc}") from None
         return socket, watch
 
@@ -267,8 +266,7 @@ class _Channel:
         return frames
 
     def close(self) -> None:
-        self.watch.close()
-        self.socket.close(linger=0)
+        self.watch.close()  # closes the socket too, after switching its monitor off
 
 
 class Connection(DatabaseAPI):

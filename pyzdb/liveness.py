@@ -16,8 +16,10 @@ delivers it once the server is up. Only the bytes a dead connection had already 
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
+import weakref
 
 import zmq
 
@@ -56,6 +58,11 @@ class Watch:
         self._events.setsockopt(zmq.RCVHWM, 0)
         self._events.connect(address)
         self._dropped = False
+        # The monitor is switched off before the socket closes, whoever closes it (`close`, or
+        # the garbage collector through this finalizer, which keeps both sockets alive until
+        # then): a socket closed with its monitor on wedged libzmq in this process after a few
+        # hundred connections (no socket of any context could connect any more).
+        self._close = weakref.finalize(self, _shutdown, socket, self._events)
 
     def arm(self) -> None:
         """A request is about to be sent: drops before this moment do not concern it.
@@ -80,7 +87,16 @@ class Watch:
             self._dropped = True
 
     def close(self) -> None:
-        self._events.close(linger=0)
+        """Switch the monitor off, then close the event socket and the watched socket."""
+        self._close()
+
+
+def _shutdown(socket: zmq.Socket, events: zmq.Socket) -> None:
+    if not socket.closed:
+        with contextlib.suppress(zmq.ZMQError):
+            socket.disable_monitor()
+        socket.close(linger=0)
+    events.close(linger=0)
 
 
 __all__ = ["HEARTBEAT_IVL_MS", "HEARTBEAT_TIMEOUT_MS", "Watch", "configure"]

@@ -14,7 +14,7 @@ import threading
 import time
 
 import pytest
-from server_process import ServerProcess
+from server_process import ServerProcess, ping
 
 import pyzdb
 import pyzdb.aio
@@ -113,3 +113,18 @@ def test_a_request_sent_while_the_server_is_down_is_delivered_when_it_comes_up(t
         assert result == [1]
         assert db["n"].get() == 1
         db.close()
+
+
+def test_many_connections_closed_or_dropped_leave_the_process_able_to_connect(tmp_path):
+    """Each client socket carries a monitor; one closed with its monitor on wedged libzmq in
+    the whole process after a few hundred connections (nothing could connect any more)."""
+    for round_ in range(160):
+        with ServerProcess(tmp_path / f"data{round_}") as server:
+            db = pyzdb.connect(server.uri, timeout=10)
+            db["n"] = round_
+            assert db["n"].get() == round_
+            if round_ % 2:
+                db.close()
+            del db
+    with ServerProcess(tmp_path / "last") as server:
+        assert ping(server.uri, 5)
