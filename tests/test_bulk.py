@@ -195,3 +195,16 @@ def test_printf_fast_path_keeps_its_prices(db):
         db.query("'%s-----' % ('x' * 9_999_999)")  # one conversion, over by 4
     with pytest.raises(TypeError):
         db.query("'%d' % 'x'")
+
+
+def test_a_request_raises_the_gc_threshold_only_while_it_runs(tmp_path):
+    import gc
+
+    db = pyzdb.open(tmp_path / "data")
+    before = gc.get_threshold()
+    db.execute("db['x'] = [[i] for i in range(1000)]")
+    with pytest.raises(ZeroDivisionError):
+        db.execute("db['y'] = 1\n1 / 0")
+    assert gc.get_threshold() == before
+    assert db.query("'y' in db") is False
+    db.close()
