@@ -41,7 +41,8 @@ LABEL_CHARS = 200
 #: young collection scans only what was allocated since the last one, and a rarer one means
 #: rarer collections of the older generations, which walk the whole tree. Measured on 100,000
 #: records, building them and updating each: 3.6 s at 700, 2.4 s at 100,000, 1.9 s with the GC
-#: off. Still finite, so cyclic garbage made in a loop is collected every million objects.
+#: off (which a million matches for requests of that size). Still finite, so cyclic garbage a
+#: query makes in a loop is collected every million objects.
 REQUEST_GC_THRESHOLD = 1_000_000
 
 

@@ -615,8 +615,9 @@ class Server:
         """The engine's `finish`: encode the result once, inside the unit, within the budget.
 
         The size is checked *before* encoding, counting every reference to a shared container
-        in full as the codec will (`values.expanded_size`): `[[big] * 1000] * 1000` is small in
-        memory but would expand to terabytes on the wire. A value the codec refuses (a
+        in full as the codec will (`values.measure`): `[[big] * 1000] * 1000` is small in
+        memory but would expand to terabytes on the wire. A value of scalars, dicts and lists
+        only is then written by msgpack in C (`protocol.encode_wire`). A value the codec refuses (a
         generator, a view, a cycle) goes through `to_plain` for the error the embedded database
         raises, naming the type and where it sits.
         """
