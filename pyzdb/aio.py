@@ -125,8 +125,10 @@ class AsyncConnection:
         return channel
 
     async def _exchange(self, exchange: _Exchange, channel: _Channel | None = None) -> Any:
-        """`Connection._exchange` with awaits: send, wait, resend on a fresh socket."""
+        """`Connection._exchange` with awaits: send, wait, resend on a fresh socket if the
+        connection dropped."""
         channel = channel or self._channel(exchange.uri)
+        channel.watch.arm()
         await channel.socket.send(exchange.frame)
         while True:
             if await channel.socket.poll(exchange.wait_time() * 1000, zmq.POLLIN):
@@ -134,8 +136,10 @@ class AsyncConnection:
                 if reply is not None:
                     return self._core.outcome(exchange, reply, _no_blob_reader)
             elif exchange.retry():
-                channel.reset()
-                await channel.socket.send(exchange.frame)
+                if channel.lost():
+                    channel.reset()
+                    channel.watch.arm()
+                    await channel.socket.send(exchange.frame)
             else:
                 channel.reset()
                 raise exchange.timeout_error()

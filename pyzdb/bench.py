@@ -15,8 +15,11 @@ all requests over the span from the first client's start to the last client's en
 `time.monotonic` is `CLOCK_MONOTONIC` on Linux, one clock for all processes of the machine.
 
 The tests write the keys `x` (get, set), `c` (incr) and `l` (comprehension) of the server's
-root, as redis-benchmark writes its own keys: run it against a scratch server, not one that
-holds data you care about. The table helpers are shared with the scripts in `tests/bench/`.
+root, and `--workload a..f` (the YCSB core workloads, `pyzdb.ycsb`) writes `ycsb`. The keys it
+wrote are listed under the root key `pyzdb-bench`, and it refuses to run against a server that
+holds any other key unless given `--force`: a server with data someone cares about is left
+alone. While a test runs, a progress line on stderr counts its requests. The table helpers are
+shared with the scripts in `tests/bench/`.
 """
 
 from __future__ import annotations
@@ -32,6 +35,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
+
+from . import ycsb
 
 DEFAULT_URI = "tcp://127.0.0.1:5559"
 COMPREHENSION = "[v*v for v in db['l'] if v % 2]"
@@ -58,6 +63,14 @@ def _comprehension(db: Any) -> None:
 TESTS: dict[str, Callable[[Any], None]] = {
     "get": _get, "set": _set, "incr": _incr, "comprehension": _comprehension,
 }
+#: Every operation a client process can run: the tests and the YCSB workloads.
+_OPS: dict[str, Callable[[Any], None]] = {
+    **TESTS, **{f"ycsb-{name}": ycsb.operation for name in ycsb.MIXES},
+}
+#: The root key that lists the keys pyzdb-bench wrote (see `claim`).
+MARKER = "pyzdb-bench"
+#: Requests between two updates of the shared progress counter.
+_PROGRESS_EVERY = 64
 
 
 # -- statistics and tables (shared with tests/bench/) ----------------------------------------------
@@ -152,7 +165,8 @@ class BenchError(Exception):
     """A client could not connect or a request failed: the figures would mean nothing."""
 
 
-def _client_main(uri: str, timeout: float, barrier: Any, pipe: Connection) -> None:
+def _client_main(uri: str, timeout: float, barrier: Any, pipe: Connection,
+                 progress: Any) -> None:
     """One client process: connect, then run each test the parent names until told to stop."""
     import pyzdb
 
@@ -165,8 +179,10 @@ def _client_main(uri: str, timeout: float, barrier: Any, pipe: Connection) -> No
     pipe.send(("ready",))
     try:
         while (command := pipe.recv())[0] == "run":
-            _, test, requests, warmup = command
-            pipe.send(_run_share(db, TESTS[test], requests, warmup, barrier))
+            _, test, requests, warmup, params = command
+            if params:
+                ycsb.configure(params)
+            pipe.send(_run_share(db, _OPS[test], requests, warmup, barrier, progress))
     except EOFError:  # the parent went away
         pass
     finally:
@@ -174,7 +190,7 @@ def _client_main(uri: str, timeout: float, barrier: Any, pipe: Connection) -> No
 
 
 def _run_share(db: Any, op: Callable[[Any], None], requests: int, warmup: int,
-               barrier: Any) -> tuple[Any, ...]:
+               barrier: Any, progress: Any) -> tuple[Any, ...]:
     try:
         for _ in range(warmup):
             op(db)
@@ -189,10 +205,13 @@ def _run_share(db: Any, op: Callable[[Any], None], requests: int, warmup: int,
     latencies = array("d")
     started = time.monotonic()
     try:
-        for _ in range(requests):
+        for index in range(1, requests + 1):
             before = clock()
             op(db)
             latencies.append(clock() - before)
+            if not index % _PROGRESS_EVERY:
+                with progress.get_lock():
+                    progress.value += _PROGRESS_EVERY
     except Exception as exc:
         return ("error", f"{type(exc).__name__}: {exc}")
     return ("ok", started, time.monotonic(), latencies.tobytes())
@@ -208,13 +227,15 @@ class ClientPool:
         self.uri = uri
         self.clients = clients
         self._barrier = context.Barrier(clients)
+        self._progress = context.Value("q", 0)
         self._pipes: list[Connection] = []
         self._processes: list[Any] = []
         try:
             for _ in range(clients):
                 mine, theirs = context.Pipe()
                 process = context.Process(target=_client_main, daemon=True,
-                                          args=(uri, timeout, self._barrier, theirs))
+                                          args=(uri, timeout, self._barrier, theirs,
+                                                self._progress))
                 process.start()
                 theirs.close()
                 self._pipes.append(mine)
@@ -224,16 +245,23 @@ class ClientPool:
             self.close()
             raise
 
-    def run(self, test: str, requests: int, warmup: int | None = None) -> Result:
-        """Run `requests` requests of `test`, split evenly over the clients."""
-        if test not in TESTS:
-            raise ValueError(f"unknown test {test!r}: choose from {', '.join(TESTS)}")
+    def run(self, test: str, requests: int, warmup: int | None = None,
+            params: dict[str, Any] | None = None, show: bool = False) -> Result:
+        """Run `requests` requests of `test`, split evenly over the clients.
+
+        `params` configures a YCSB workload in each client (`ycsb.configure`); `show` prints a
+        progress line on stderr while the clients work.
+        """
+        if test not in _OPS:
+            raise ValueError(f"unknown test {test!r}: choose from {', '.join(_OPS)}")
+        with self._progress.get_lock():
+            self._progress.value = 0
         shares = [requests // self.clients + (i < requests % self.clients)
                   for i in range(self.clients)]
         for pipe, share in zip(self._pipes, shares, strict=True):
             ahead = max(1, min(50, share // 10)) if warmup is None else warmup
-            pipe.send(("run", test, share, ahead))
-        replies = self._collect(test)
+            pipe.send(("run", test, share, ahead, params))
+        replies = self._collect(test, requests if show else None)
         latencies: list[float] = []
         for reply in replies:
             latencies.extend(array("d", reply[3]))
@@ -241,7 +269,9 @@ class ClientPool:
         span = max(reply[2] for reply in replies) - min(reply[1] for reply in replies)
         return Result(test, self.clients, latencies, span)
 
-    def _collect(self, what: str) -> list[tuple[Any, ...]]:
+    def _collect(self, what: str, total: int | None = None) -> list[tuple[Any, ...]]:
+        if total is not None:
+            _show_progress(what, self._pipes, self._progress, total)
         replies = []
         for pipe in self._pipes:
             try:
@@ -273,12 +303,55 @@ class ClientPool:
         self.close()
 
 
-def prepare(uri: str, tests: Sequence[str], list_size: int, timeout: float) -> None:
+def _show_progress(what: str, pipes: list[Connection], progress: Any, total: int) -> None:
+    """Until every client has answered: rewrite one stderr line with the requests done."""
+    from multiprocessing.connection import wait
+
+    started = time.monotonic()
+    pending = list(pipes)
+    while pending:
+        ready = wait(pending, timeout=0.5)
+        pending = [pipe for pipe in pending if pipe not in ready]
+        _progress_line(f"{what}: {min(progress.value, total):,}/{total:,} requests, "
+                       f"{time.monotonic() - started:.0f} s")
+    _progress_line("")
+
+
+def _progress_line(text: str) -> None:
+    sys.stderr.write(f"\r{text:<72}\r" if text else "\r" + " " * 72 + "\r")
+    sys.stderr.flush()
+
+
+class NotOurs(BenchError):
+    """The server holds keys pyzdb-bench did not write (and `--force` was not given)."""
+
+
+def claim(db: Any, keys: Sequence[str], force: bool) -> None:
+    """Refuse a server whose root holds keys this tool did not write; then note `keys` as ours.
+
+    The keys pyzdb-bench wrote are listed under `MARKER`, so a second run against the same
+    scratch server goes ahead, and a server holding anybody else's data is refused.
+    """
+    owned = db.query(f"list(db.get({MARKER!r}, []))")
+    foreign = db.query("[k for k in db if k not in owned and k != marker]", owned=owned,
+                       marker=MARKER)
+    if foreign and not force:
+        shown = ", ".join(repr(key) for key in foreign[:5])
+        more = f" and {len(foreign) - 5} more" if len(foreign) > 5 else ""
+        raise NotOurs(f"the server holds data pyzdb-bench did not write (keys {shown}{more}); "
+                      f"it would overwrite {', '.join(keys)}: use a scratch server, or pass "
+                      "--force")
+    db[MARKER] = sorted(set(owned) | set(keys))
+
+
+def prepare(uri: str, tests: Sequence[str], list_size: int, timeout: float,
+            force: bool = False) -> None:
     """Give the keys the tests read a value: `x`, `c`, and `l` of `list_size` ints."""
     import pyzdb
 
     db = pyzdb.connect(uri, timeout=timeout)
     try:
+        claim(db, ["x", "c", "l"], force)
         db["x"] = 1
         db["c"] = 0
         if "comprehension" in tests:
@@ -313,6 +386,17 @@ def _parser() -> argparse.ArgumentParser:
                         help="per-request timeout of each client (default 10)")
     parser.add_argument("--quick", action="store_true",
                         help="a tiny run that checks the set-up, not a measurement")
+    parser.add_argument("--workload", metavar="A..F",
+                        help="run YCSB core workloads instead of the tests, e.g. 'a' or "
+                        "'a,b,c,d,e,f': -n is then the operations per workload")
+    parser.add_argument("--records", type=int, default=None, metavar="N",
+                        help="records loaded into db['ycsb'] (default 100000; 1000 with "
+                        "--quick)")
+    parser.add_argument("--fields", type=int, default=10, metavar="N",
+                        help="fields of 100 bytes per record (default 10)")
+    parser.add_argument("--force", action="store_true",
+                        help="run even if the server holds data pyzdb-bench did not write "
+                        "(it overwrites x, c, l or ycsb)")
     return parser
 
 
@@ -323,6 +407,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     clients = args.clients if args.clients is not None else (2 if args.quick else 4)
     requests = args.requests if args.requests is not None else (200 if args.quick else 10000)
     list_size = args.list_size if args.list_size is not None else (1000 if args.quick else 10000)
+    if args.workload is not None:
+        return _workloads(parser, args, clients, requests)
     tests = [name.strip() for name in args.tests.split(",") if name.strip()]
     unknown = [name for name in tests if name not in TESTS]
     if unknown or not tests:
@@ -330,7 +416,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if clients < 1 or requests < clients or list_size < 0:
         parser.error("need CLIENTS >= 1, REQUESTS >= CLIENTS and a list size >= 0")
     try:
-        prepare(args.uri, tests, list_size, args.timeout)
+        prepare(args.uri, tests, list_size, args.timeout, args.force)
         with ClientPool(args.uri, clients, args.timeout) as pool:
             results = [pool.run(test, requests) for test in tests]
     except Exception as exc:  # a ConnectionError, a refused request, a dead client
@@ -342,5 +428,40 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-__all__ = ["main", "ClientPool", "Result", "BenchError", "TESTS", "HEADERS", "prepare",
-           "percentile", "median", "format_table", "split_row"]
+def _workloads(parser: argparse.ArgumentParser, args: argparse.Namespace, clients: int,
+               requests: int) -> int:
+    """`--workload`: load the records once, run each YCSB workload, print one row each."""
+    import pyzdb
+
+    names = [name.strip().lower() for name in args.workload.split(",") if name.strip()]
+    unknown = [name for name in names if name not in ycsb.MIXES]
+    if unknown or not names:
+        parser.error(f"unknown workloads {unknown}: choose from {', '.join(ycsb.MIXES)}")
+    records = args.records if args.records is not None else (1000 if args.quick else 100_000)
+    if records < 2 or args.fields < 1 or clients < 1 or requests < clients:
+        parser.error("need --records >= 2, --fields >= 1, CLIENTS >= 1, REQUESTS >= CLIENTS")
+    try:
+        db = pyzdb.connect(args.uri, timeout=max(args.timeout, 60.0))
+        try:
+            claim(db, ["ycsb"], args.force)
+            ycsb.load(db, records, args.fields, _progress_line)
+            _progress_line("")
+        finally:
+            db.close()
+        results = []
+        with ClientPool(args.uri, clients, args.timeout) as pool:
+            for name in names:
+                params = {"workload": name, "records": records, "fields": args.fields}
+                result = pool.run(f"ycsb-{name}", requests, params=params, show=True)
+                results.append(result)
+    except Exception as exc:  # a ConnectionError, a refused request, a dead client
+        print(f"pyzdb-bench: {exc}", file=sys.stderr)
+        return 1
+    title = (f"pyzdb-bench {args.uri}: YCSB workloads, {records:,} records of {args.fields} "
+             f"fields, {clients} client processes, {requests} operations per workload")
+    print(format_table(HEADERS, [result.row() for result in results], title))
+    return 0
+
+
+__all__ = ["main", "ClientPool", "MARKER", "NotOurs", "claim", "Result", "BenchError", "TESTS",
+           "HEADERS", "prepare", "percentile", "median", "format_table", "split_row"]

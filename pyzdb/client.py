@@ -9,12 +9,17 @@ the routing envelope it got, so the reply is one frame too. (A REQ socket's `[b"
 works as well: the server answers it with the delimiter, and the client accepts both shapes.)
 
 Every request has a deadline (`timeout`), so no call ever hangs. Inside it the client resends
-in the *lazy pirate* way (zguide ch. 4): when a reply is late it closes the socket with linger
-0, opens a fresh one and sends the **same** id again, after 0.25 s, then 0.5, 1, 2, 2 ... s.
-The server remembers recent replies per session, so a resent write runs at most once, and a
-fresh socket recovers from a server that restarted, as a REQ socket never did in the
-original. A reply whose id is not the one awaited is a late answer to an earlier attempt or
-request, and is dropped.
+only when the *connection* was lost, never because a reply is merely late: a slow request is
+evaluated once and its reply comes back on the socket that sent it. Each socket runs ZMTP
+heartbeats (libzmq's I/O thread answers them even while the server's Python evaluates), so a
+server that died or hangs drops the connection, and a socket monitor reports the drop. While
+waiting, the client looks at the monitor after 0.25 s, then 0.5, 1, 2, 2 ... s; after a drop it
+closes the socket with linger 0, opens a fresh one and sends the **same** id again (the lazy
+pirate of zguide ch. 4, triggered by the connection instead of a timer). The server remembers
+recent replies per session, so a resent write runs at most once, and a fresh socket recovers
+from a server that restarted, as a REQ socket never did in the original. A request sent while
+the server is down waits in the socket until it comes up. A reply whose id is not the one
+awaited is a late answer to an earlier attempt or request, and is dropped.
 
 Everything but the socket loop lives in `_Core` and `_Exchange` (request building, the
 reserved control values, retry schedule, reply matching, error mapping, File readers), which
@@ -39,7 +44,7 @@ from typing import Any
 
 import zmq
 
-from . import protocol
+from . import liveness, protocol
 from .errors import ConnectionError, Error, LockTimeout, ProtocolError, ReplicaBehind
 from .proxy import DatabaseAPI
 from .values import File
@@ -109,7 +114,8 @@ class _Exchange:
         return max(0.0, min(self.resend_at, self.deadline) - time.monotonic())
 
     def retry(self) -> bool:
-        """After a silent wait: False once the deadline has passed, else schedule a resend."""
+        """After a silent wait: False once the deadline has passed, else schedule the next look
+        at the connection (a resend only if it dropped: `_Channel.lost`)."""
         now = time.monotonic()
         if now >= self.deadline:
             return False
@@ -275,22 +281,28 @@ class _Channel:
     def __init__(self, context: zmq.Context, uri: str) -> None:
         self.context = context
         self.uri = uri
-        self.socket = self._open()
+        self.socket, self.watch = self._open()
         self._rcvtimeo = -1  # the socket's RCVTIMEO, ms (-1: wait forever, libzmq's default)
 
-    def _open(self) -> zmq.Socket:
+    def _open(self) -> tuple[zmq.Socket, liveness.Watch]:
         socket = self.context.socket(zmq.DEALER)
         socket.setsockopt(zmq.LINGER, 0)
+        liveness.configure(socket)
+        watch = liveness.Watch(socket)
         try:
             socket.connect(self.uri)
         except zmq.ZMQError as exc:
-            socket.close()
+            watch.close()
             raise ConnectionError(f"cannot connect to {self.uri!r}: {exc}") from None
-        return socket
+        return socket, watch
+
+    def lost(self) -> bool:
+        """The connection dropped since the request was sent: resend it (see `liveness`)."""
+        return self.watch.dropped()
 
     def reset(self) -> None:
-        self.socket.close(linger=0)
-        self.socket = self._open()
+        self.close()
+        self.socket, self.watch = self._open()
         self._rcvtimeo = -1
 
     def receive(self, timeout: float) -> list[bytes] | None:
@@ -315,7 +327,7 @@ class _Channel:
         return frames
 
     def close(self) -> None:
-        self.socket.close(linger=0)
+        self.watch.close()  # closes the socket too, after switching its monitor off
 
 
 class Connection(DatabaseAPI):
@@ -391,8 +403,10 @@ class Connection(DatabaseAPI):
         return channel
 
     def _exchange(self, exchange: _Exchange, channel: _Channel | None = None) -> Any:
-        """Send, wait, resend on a fresh socket until a reply or the deadline (lazy pirate)."""
+        """Send, wait, resend on a fresh socket if the connection dropped, until a reply or the
+        deadline (lazy pirate, triggered by the connection: see `liveness`)."""
         channel = channel or self._channel(exchange.uri)
+        channel.watch.arm()
         channel.socket.send(exchange.frame)
         while True:
             frames = channel.receive(exchange.wait_time())
@@ -401,8 +415,10 @@ class Connection(DatabaseAPI):
                 if reply is not None:
                     return self._core.outcome(exchange, reply, self._read_blob)
             elif exchange.retry():
-                channel.reset()
-                channel.socket.send(exchange.frame)
+                if channel.lost():
+                    channel.reset()
+                    channel.watch.arm()
+                    channel.socket.send(exchange.frame)
             else:
                 channel.reset()  # drop the unanswered request with the socket
                 raise exchange.timeout_error()

@@ -254,6 +254,24 @@ _PRINTF_STR = re.compile(
     re.S)
 _PRINTF_BYTES = re.compile(_PRINTF_STR.pattern.encode(), re.S)
 _DIGITS = re.compile(r"\d+")
+#: A format with one bare %s, %d or %i and no other %: `Request.mod` prices it without a walk.
+_ONE_CONVERSION = re.compile(r"[^%]*%[sdi][^%]*", re.S)
+_ONE_ARG = frozenset({int, float, str})
+#: Short formats already classified by `_one_conversion` (a query formats the same constant
+#: in a loop); bounded, so varied formats cost a regex match each and no memory.
+_FORMATS: dict[str, bool] = {}
+_FORMATS_MAX = 1024
+
+
+def _one_conversion(fmt: str) -> bool:
+    known = _FORMATS.get(fmt)
+    if known is None:
+        known = _ONE_CONVERSION.fullmatch(fmt) is not None
+        if _len(fmt) <= 64:
+            if _len(_FORMATS) >= _FORMATS_MAX:
+                _FORMATS.clear()
+            _FORMATS[fmt] = known
+    return known
 
 
 class Request:
@@ -495,6 +513,11 @@ class Request:
         """`_mod_`: ``a % b``; on str/bytes that is printf formatting, priced first."""
         if self.error is not None:
             self.fail(self.error)
+        if _type(a) is str and _type(b) in _ONE_ARG and _one_conversion(a):
+            # 'user%d' % i, the common case, priced in C: the text of an int is at most
+            # CPython's 4300 digits (int_max_str_digits) plus a sign, of a float fewer.
+            if _len(a) + (_len(b) if _type(b) is str else 4301) <= self.max_size:
+                return a % b
         if _isinstance(a, (str, bytes)):
             self._price_printf(a, b)
         return a % b

@@ -229,6 +229,7 @@ class _LocalPacker(threading.local):
 
     def __init__(self) -> None:
         self.packer = msgpack.Packer(default=_encode_other, use_bin_type=True, strict_types=True)
+        self.native = msgpack.Packer(use_bin_type=True, strict_types=False)
 
 
 _LOCAL = _LocalPacker()
@@ -251,6 +252,24 @@ def encode_value(value: object) -> bytes:
             value, default=_encode_other, use_bin_type=True, strict_types=True,
             unicode_errors="surrogatepass",
         )
+
+
+def encode_wire(value: object, native: bool) -> bytes:
+    """`encode_value`, faster for a value of scalars, dicts and lists only (`native`, as
+    `values.Measure.native` finds it).
+
+    For such a value msgpack writes the store's dict and list subclasses itself, in C, where
+    `encode_value`'s strict packer calls its Python hook once per container (a quarter of the
+    time on a list of records). The bytes are the same: what this packer would write
+    differently is excluded by the caller's measure (a tuple or set would become an array) or
+    refused by it (an int beyond 64 bits, a lone surrogate), and then goes to `encode_value`.
+    """
+    if native:
+        try:
+            return _LOCAL.native.pack(value)
+        except (OverflowError, UnicodeEncodeError):
+            pass
+    return encode_value(value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -994,7 +1013,7 @@ def info_to_exception(info: ErrorInfo) -> BaseException:
 __all__ = [
     "PROTOCOL_VERSION", "SUPPORTED_VERSIONS", "MAX_REQUEST_SIZE", "MAX_REPLY_SIZE", "MAX_DEPTH",
     "MAX_SESSION_BYTES", "MAX_COLLISIONS", "OPS", "SYNTAXES",
-    "encode_value", "decode_value", "Encoded", "pack", "pack_value_reply", "unpack",
+    "encode_value", "encode_wire", "decode_value", "Encoded", "pack", "pack_value_reply", "unpack",
     "decode_request",
     "decode_reply", "request_id_of",
     "Request", "Reply", "ErrorInfo", "error_to_info", "info_to_exception",

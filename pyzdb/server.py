@@ -69,7 +69,7 @@ from .errors import Error, LimitExceeded, LockTimeout, ProtocolError, SecurityEr
 from .protocol import Encoded, Reply, Request
 from .replica import Follower
 from .sandbox import Budget
-from .values import expanded_size, to_plain
+from .values import measure, to_plain
 
 log = logging.getLogger("pyzdb.server")
 
@@ -591,6 +591,7 @@ class Server:
              control: dict[str, Any]) -> None:
         """Run one request on the engine and queue its reply (remembered for retries)."""
         session = request.session
+        started = time.monotonic()
         if session and session == self._holder:
             self._renew()
         try:
@@ -614,6 +615,9 @@ class Server:
                                        protocol.error_to_info(exc)))
         if session and session == self._holder:
             self._renew()
+        log.debug("request %d (%s) of session %s evaluated in %.3f s, reply %d bytes",
+                  request.id, request.op, session.hex() or "-", time.monotonic() - started,
+                  len(data))
         self._send(envelope, request, data)
 
     def _reply(self, envelope: list[bytes], request: Request | None, reply: Reply) -> None:
@@ -643,18 +647,20 @@ class Server:
         """The engine's `finish`: encode the result once, inside the unit, within the budget.
 
         The size is checked *before* encoding, counting every reference to a shared container
-        in full as the codec will (`values.expanded_size`): `[[big] * 1000] * 1000` is small in
-        memory but would expand to terabytes on the wire. A value the codec refuses (a
+        in full as the codec will (`values.measure`): `[[big] * 1000] * 1000` is small in
+        memory but would expand to terabytes on the wire. A value of scalars, dicts and lists
+        only is then written by msgpack in C (`protocol.encode_wire`). A value the codec refuses (a
         generator, a view, a cycle) goes through `to_plain` for the error the embedded database
         raises, naming the type and where it sits.
         """
-        if expanded_size(value, self._max_result) > self._max_result:
+        found = measure(value, self._max_result)
+        if found.size > self._max_result:
             raise LimitExceeded(
                 f"query result is larger than the result budget of {self._max_result} bytes",
                 "result",
             )
         try:
-            data = protocol.encode_value(value)
+            data = protocol.encode_wire(value, found.native)
         except (TypeError, ValueError):
             data = protocol.encode_value(to_plain(value))
         return Encoded(data)

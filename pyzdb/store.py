@@ -45,6 +45,7 @@ from collections.abc import Callable, Iterable
 from itertools import chain, repeat
 from typing import Any
 
+from pyzdb.bulk import nested_lists
 from pyzdb.errors import LimitExceeded, SecurityError
 from pyzdb.values import (
     MAX_DEPTH,
@@ -422,7 +423,8 @@ TrackedDict.__name__ = "dict"
 TrackedList.__name__ = "list"
 _TRACKED = (TrackedDict, TrackedList)
 _DICTS = frozenset({dict, TrackedDict})
-_SOURCE_CONTAINERS = _DICTS | {list, TrackedList}
+_LISTS = frozenset({list, TrackedList})
+_SOURCE_CONTAINERS = _DICTS | _LISTS
 register_tree_types(TrackedDict, TrackedList)
 
 
@@ -753,6 +755,30 @@ def _append_flat_copies(dst: TrackedList, items: list[Any], start: int) -> None:
     _lextend(dst, children)
 
 
+def _append_records(dst: TrackedList, items: list[Any]) -> None:
+    """Append tracked copies of the records `items` (see `bulk.nested_lists`) to `dst`.
+
+    As `_append_flat_copies`, then a tracked copy of each list a record holds, in place of the
+    source's (every reference copied: the tree holds no container twice).
+    """
+    start = len(dst)
+    children = list(map(_dnew, repeat(TrackedDict, len(items))))
+    deque(map(_dupdate, children, items), maxlen=0)
+    lists = _LISTS
+    for i, child in enumerate(children, start):
+        child._parent = dst
+        child._key = i
+        for key, value in dict.items(child):
+            if value.__class__ in lists:
+                copy = _lnew(TrackedList)
+                copy._stale = None
+                _lextend(copy, value)
+                copy._parent = child
+                copy._key = key
+                _dset(child, key, copy)
+    _lextend(dst, children)
+
+
 def _build_into(top: Any, value: Any, depth: int, sink: Callable[[bytes], str] | None,
                 frozen: bool, room: _Room | None, where: tuple[Any, ...] | None,
                 consume: bool) -> None:
@@ -795,6 +821,16 @@ def _build_into(top: Any, value: Any, depth: int, sink: Callable[[bytes], str] |
                     if consume:
                         _mark_consumed(src)
                     continue
+                if inner < MAX_DEPTH:
+                    lists = nested_lists(src, scalars, _DICTS, _LISTS)
+                    if lists is not None:
+                        left -= len(src) + lists
+                        if left < 0:
+                            raise _too_many(where)
+                        _append_records(dst, src)
+                        if consume:
+                            _mark_consumed(src)
+                        continue
                 out = list(src)
                 pairs = enumerate(out)
             if seen is not None:

@@ -30,6 +30,7 @@ from collections.abc import Callable
 from itertools import chain, islice, repeat
 from typing import Any, NamedTuple
 
+from pyzdb.bulk import nested_lists, wire_bound
 from pyzdb.errors import Error, LimitExceeded
 
 #: Deepest nesting of containers (dict, list, tuple) counted from the root: a container whose
@@ -413,6 +414,14 @@ def _freeze_into(top: Any) -> None:
             if _scalar_dicts(node):
                 node[:] = map(dict, node)
                 continue
+            lists = frozenset(_tree_lists)
+            if nested_lists(node, scalars, frozenset(_tree_dicts), lists) is not None:
+                node[:] = map(dict, node)  # records: copied in C, then only their lists
+                for record in node:
+                    for key, item in record.items():
+                        if item.__class__ in lists:
+                            record[key] = list(item)
+                continue
             pairs = enumerate(node)
         for key, item in pairs:
             icls = item.__class__
@@ -593,6 +602,8 @@ def _plain_walk(value: Any, max_depth: int) -> Any:
 _FIXED_SIZE = {_NoneType: 1, bool: 1, float: 9}  # msgpack's size whatever the value
 _MARKED = (tuple, set, frozenset)  # written as [ext mark (3 bytes), *items]
 _PLAIN_RESULT = frozenset({list, dict, tuple, set, frozenset})
+_SEQUENCES = frozenset({list, tuple, set, frozenset})
+_PLAIN_VALUES = SCALAR_TYPES | _PLAIN_RESULT
 # key types whose equal keys are the same type and size (1 == 1.0 == True are not), so keys can
 # be counted by value
 _UNIQUE_KEYS = frozenset({str, bytes, _NoneType})
@@ -617,6 +628,8 @@ class Measure(NamedTuple):
     size: int
     plain: bool
     files: bool
+    #: Only scalars, dicts and lists (tracked ones too): `protocol.encode_native` writes it.
+    native: bool = False
 
 
 def expanded_size(value: Any, limit: int) -> int:
@@ -636,10 +649,17 @@ def expanded_size(value: Any, limit: int) -> int:
 def measure(value: Any, limit: int) -> Measure:
     """`expanded_size` of `value`, and whether it is already plain (see `Measure`).
 
-    A first walk may settle for C-level bounds a little over the exact sizes (``2 + b/4``
-    bytes for an int of b bits, 5 bytes of header for every str); only when their total passes
-    `limit` does a second walk count exactly, so the verdict is the exact one's.
+    First `bulk.wire_bound`, a level at a time in C: a bound within `limit` settles it (and is
+    the size returned, a little over the exact one). Else a walk may settle for C-level bounds
+    a little over the exact sizes (``2 + b/4`` bytes for an int of b bits, 5 bytes of header
+    for every str); only when their total passes `limit` does a second walk count exactly, so
+    the verdict is the exact one's.
     """
+    fast = wire_bound(value, limit, RESULT_DEPTH, scalars=SCALAR_TYPES,
+                      dicts=frozenset(_tree_dicts), sequences=_SEQUENCES | frozenset(_tree_lists),
+                      plain_types=_PLAIN_VALUES)
+    if fast is not None and fast[0] <= limit:  # a bound within the limit: settled in C
+        return Measure(fast[0], fast[1], False, fast[2])
     found = _Sizer(limit, False).run(value)
     return found if found.size <= limit else _Sizer(limit, True).run(value)
 

@@ -92,12 +92,53 @@ def test_pyzdb_bench_reports_an_unreachable_server(tmp_path):
     assert "pyzdb-bench:" in done.stderr and "Traceback" not in done.stderr
 
 
-@pytest.mark.parametrize("script", ["engine_bench.py", "server_bench.py", "replica_bench.py"])
+def test_pyzdb_bench_runs_the_ycsb_workloads(server):
+    done = subprocess.run([str(BENCH_SCRIPT), server.uri, "--workload", "a,b,c,d,e,f",
+                           "--records", "300", "--fields", "3", "-c", "2", "-n", "60"],
+                          capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr
+    rows = table(done.stdout, HEADERS)
+    assert [row[0] for row in rows] == [f"ycsb-{name}" for name in "abcdef"]
+    for row in rows:
+        clients, requests, p50, p95, p99, top, throughput = map(number, row[1:])
+        assert (clients, requests) == (2, 60)
+        assert 0 < p50 <= p95 <= p99 <= top and throughput > 0
+    assert "requests" in done.stderr, "a progress line while it runs"
+    import pyzdb
+
+    db = pyzdb.connect(server.uri)
+    assert db.query("len(db['ycsb'])") >= 300  # workloads D and E insert
+    assert sorted(db.query("db['ycsb'][0]")) == ["field0", "field1", "field2"]
+    db.close()
+
+
+def test_pyzdb_bench_leaves_a_server_with_foreign_data_alone(tmp_path):
+    import pyzdb
+
+    with ServerProcess(tmp_path / "data") as other:
+        db = pyzdb.connect(other.uri)
+        db["x"] = "precious"
+        for extra in ([], ["--workload", "c", "--records", "50", "--fields", "1"]):
+            done = subprocess.run([str(BENCH_SCRIPT), other.uri, "--quick", "-c", "1", "-n",
+                                   "5", *extra], capture_output=True, text=True, timeout=120)
+            assert done.returncode == 1
+            assert "did not write" in done.stderr and "--force" in done.stderr
+            assert db.query("sorted(db)") == ["x"] and db["x"].get() == "precious"
+        done = subprocess.run([str(BENCH_SCRIPT), other.uri, "--quick", "-c", "1", "-n", "5",
+                               "--tests", "get", "--force"], capture_output=True, text=True,
+                              timeout=120)
+        assert done.returncode == 0, done.stderr
+        assert db["x"].get() == 1
+        db.close()
+
+
+@pytest.mark.parametrize("script", ["engine_bench.py", "server_bench.py", "docs_bench.py",
+                                    "replica_bench.py"])
 def test_bench_script_prints_its_figures(script):
     output = run([sys.executable, str(BENCH_DIR / script), "--quick"])
     rows = table(output, FIGURE_HEADERS)
     assert len({row[0] for row in rows}) == len(rows), "each figure has its own row"
     for figure, _value, _baseline, ratio, target, met in rows:
-        assert re.match(r"\([a-d]\) ", figure), figure
+        assert re.match(r"\([a-f]\) ", figure), figure
         assert re.match(r"^[\d,.]+( effects/s|x|x faster)$", ratio), ratio
         assert met in ({"yes", "NO"} if target not in ("-", "report") else {"-"}), met

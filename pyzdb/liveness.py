@@ -1,0 +1,102 @@
+"""Is the connection under a request still there? ZMTP heartbeats plus a socket monitor.
+
+A request that is merely slow must be evaluated once and its reply delivered to the socket
+that sent it, so the client may not resend on a timer: a timer cannot tell a busy server from
+a dead one. The connection can. Every client socket runs ZMTP heartbeats
+(`ZMQ_HEARTBEAT_IVL`/`TIMEOUT`): libzmq's I/O threads send and answer them on both ends, also
+while the server's Python is busy evaluating, so a live server keeps the connection up however
+long it works, and a dead, restarted or frozen one drops it (a killed process at once, by the
+socket closing; a frozen one after `HEARTBEAT_TIMEOUT`). A monitor on the socket reports each
+drop as `EVENT_DISCONNECTED`, and `Watch.dropped()` says whether one came since the request
+was sent: only then is the request resent.
+
+A request sent while no server listens is not lost: a connecting DEALER queues it, and libzmq
+delivers it once the server is up. Only the bytes a dead connection had already carried are.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import os
+import weakref
+
+import zmq
+
+#: Milliseconds between heartbeats, and without any traffic before the connection counts as
+#: dead. Generous: two loaded cores can stall a process for a second, and the request's own
+#: deadline bounds the call anyway.
+HEARTBEAT_IVL_MS = 1000
+HEARTBEAT_TIMEOUT_MS = 10_000
+
+_ids = itertools.count(1)
+_NOBLOCK = int(zmq.NOBLOCK)
+_RCVMORE = int(zmq.RCVMORE)
+_EVENTS = int(zmq.EVENTS)
+_POLLIN = int(zmq.POLLIN)
+
+
+def configure(socket: zmq.Socket) -> None:
+    """Turn on ZMTP heartbeats on a socket before it connects."""
+    socket.setsockopt(zmq.HEARTBEAT_IVL, HEARTBEAT_IVL_MS)
+    socket.setsockopt(zmq.HEARTBEAT_TIMEOUT, HEARTBEAT_TIMEOUT_MS)
+
+
+class Watch:
+    """Disconnect events of one socket, read without blocking (sync and asyncio sockets)."""
+
+    def __init__(self, socket: zmq.Socket) -> None:
+        address = f"inproc://pyzdb-liveness-{os.getpid()}-{next(_ids)}"
+        socket.monitor(address, zmq.EVENT_DISCONNECTED)
+        # A plain (sync) socket on the same libzmq context, also under `zmq.asyncio`:
+        # reading it never awaits.
+        context = zmq.Context.shadow(socket.context.underlying)
+        self._events = context.socket(zmq.PAIR)
+        self._events.setsockopt(zmq.LINGER, 0)
+        # No high-water mark: libzmq sends monitor events from its I/O thread and would block
+        # it (every socket of the context) on a full pipe; unread events are a few bytes each.
+        self._events.setsockopt(zmq.RCVHWM, 0)
+        self._events.connect(address)
+        self._dropped = False
+        # The monitor is switched off before the socket closes, whoever closes it (`close`, or
+        # the garbage collector through this finalizer, which keeps both sockets alive until
+        # then): a socket closed with its monitor on wedged libzmq in this process after a few
+        # hundred connections (no socket of any context could connect any more).
+        self._close = weakref.finalize(self, _shutdown, socket, self._events)
+
+    def arm(self) -> None:
+        """A request is about to be sent: drops before this moment do not concern it.
+
+        Asking the socket's EVENTS costs a third of a receive that fails with EAGAIN, and this
+        runs before every request.
+        """
+        if self._events.getsockopt(_EVENTS) & _POLLIN:
+            self.dropped()
+        self._dropped = False
+
+    def dropped(self) -> bool:
+        """True if the connection dropped since `arm()` (its request may be lost)."""
+        events = self._events
+        while True:
+            try:
+                events.recv(_NOBLOCK)
+            except zmq.Again:
+                return self._dropped
+            while events.getsockopt(_RCVMORE):
+                events.recv(_NOBLOCK)
+            self._dropped = True
+
+    def close(self) -> None:
+        """Switch the monitor off, then close the event socket and the watched socket."""
+        self._close()
+
+
+def _shutdown(socket: zmq.Socket, events: zmq.Socket) -> None:
+    if not socket.closed:
+        with contextlib.suppress(zmq.ZMQError):
+            socket.disable_monitor()
+        socket.close(linger=0)
+    events.close(linger=0)
+
+
+__all__ = ["HEARTBEAT_IVL_MS", "HEARTBEAT_TIMEOUT_MS", "Watch", "configure"]
