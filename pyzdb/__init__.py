@@ -19,7 +19,15 @@ A tour (embedded; `pyzdb.connect(uri)` gives the same interface over the network
 
 from typing import Any
 
-from .errors import ConnectionError, Error, LimitExceeded, LockTimeout, ProtocolError, SecurityError
+from .errors import (
+    AuthenticationError,
+    ConnectionError,
+    Error,
+    LimitExceeded,
+    LockTimeout,
+    ProtocolError,
+    SecurityError,
+)
 from .values import File
 
 #: Imported on first use, so a program that only connects to a server never loads the engine
@@ -38,4 +46,5 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "open", "connect", "Database", "File",
     "Error", "SecurityError", "LimitExceeded", "ConnectionError", "ProtocolError", "LockTimeout",
+    "AuthenticationError",
 ]

@@ -18,13 +18,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import AsyncIterator
 from typing import Any
 
 import zmq
 import zmq.asyncio
 
-from . import protocol
+from . import curve, protocol
 from .capture import capture
 from .client import _Channel, _Core, _Exchange
 from .errors import Error, LockTimeout
@@ -71,8 +72,10 @@ class AsyncConnection:
     """A remote pyzdb database for asyncio; see `connect`."""
 
     def __init__(self, uri: str, timeout: float = 5.0, read_uris: list[str] | None = None, *,
-                 max_message: int = protocol.MAX_REQUEST_SIZE) -> None:
+                 max_message: int = protocol.MAX_REQUEST_SIZE,
+                 key: str | os.PathLike[str] | None = None) -> None:
         self._core = _Core(uri, timeout, read_uris, max_message)
+        self._credential = curve.credential_for(key)
         # A shadow of the process-wide context: asyncio sockets, one libzmq context.
         self._context = zmq.asyncio.Context.shadow(zmq.Context.instance().underlying)
         self._channels: dict[str, _Channel] = {}
@@ -114,7 +117,7 @@ class AsyncConnection:
     def _channel(self, uri: str) -> _Channel:
         channel = self._channels.get(uri)
         if channel is None:
-            channel = self._channels[uri] = _Channel(self._context, uri)
+            channel = self._channels[uri] = _Channel(self._context, uri, self._credential)
         return channel
 
     async def _exchange(self, exchange: _Exchange, channel: _Channel | None = None) -> Any:
@@ -122,7 +125,7 @@ class AsyncConnection:
         channel = channel or self._channel(exchange.uri)
         await channel.socket.send(exchange.frame)
         while True:
-            if await channel.socket.poll(exchange.wait_time() * 1000, zmq.POLLIN):
+            if await channel.poll_async(exchange.wait_time()):
                 reply = exchange.accept(await channel.socket.recv_multipart())
                 if reply is not None:
                     return self._core.outcome(exchange, reply, _no_blob_reader)
@@ -256,7 +259,7 @@ class AsyncConnection:
         await self.unlock()
 
     async def _beat(self, interval: float) -> None:
-        channel = _Channel(self._context, self._core.uri)
+        channel = _Channel(self._context, self._core.uri, self._credential)
         try:
             while True:
                 await asyncio.sleep(interval)
@@ -295,9 +298,11 @@ def _no_blob_reader(digest: str) -> bytes:
 
 
 def connect(uri: str = "tcp://127.0.0.1:5559", timeout: float = 5.0,
-            read_uris: list[str] | None = None) -> AsyncConnection:
-    """The asyncio twin of `pyzdb.connect`; the connection opens on the first request."""
-    return AsyncConnection(uri, timeout, read_uris)
+            read_uris: list[str] | None = None,
+            key: str | os.PathLike[str] | None = None) -> AsyncConnection:
+    """The asyncio twin of `pyzdb.connect` (`key` too); the connection opens on the first
+    request."""
+    return AsyncConnection(uri, timeout, read_uris, key=key)
 
 
 __all__ = ["connect", "AsyncConnection", "AsyncPathProxy"]

@@ -39,8 +39,9 @@ from typing import Any
 
 import zmq
 
-from . import protocol
+from . import curve, protocol
 from .errors import ConnectionError, Error, LockTimeout, ProtocolError
+from .keys import Credential
 from .proxy import DatabaseAPI
 from .values import File
 
@@ -67,6 +68,9 @@ _FILE_MARK = b"\xc7\x00\x05"
 _NOBLOCK = int(zmq.NOBLOCK)
 _RCVMORE = int(zmq.RCVMORE)
 _RCVTIMEO = int(zmq.RCVTIMEO)
+#: While a CURVE handshake is unfinished, the socket is polled in slices this long (s) between
+#: looks at its monitor: a refused key is reported within about this much.
+_HANDSHAKE_SLICE = 0.01
 
 
 class _Exchange:
@@ -211,15 +215,20 @@ class _Channel:
     With a `zmq.asyncio.Context` its sockets are asyncio sockets: `pyzdb.aio` uses it as is.
     """
 
-    def __init__(self, context: zmq.Context, uri: str) -> None:
+    def __init__(self, context: zmq.Context, uri: str,
+                 credential: Credential | None = None) -> None:
         self.context = context
         self.uri = uri
+        self.credential = credential
+        #: The handshake's monitor, until a handshake succeeded (`curve`).
+        self.watch: curve.HandshakeWatch | None = None
         self.socket = self._open()
         self._rcvtimeo = -1  # the socket's RCVTIMEO, ms (-1: wait forever, libzmq's default)
 
     def _open(self) -> zmq.Socket:
         socket = self.context.socket(zmq.DEALER)
         socket.setsockopt(zmq.LINGER, 0)
+        self.watch = curve.apply(socket, self.credential)
         try:
             socket.connect(self.uri)
         except zmq.ZMQError as exc:
@@ -228,6 +237,7 @@ class _Channel:
         return socket
 
     def reset(self) -> None:
+        self._unwatch()
         self.socket.close(linger=0)
         self.socket = self._open()
         self._rcvtimeo = -1
@@ -240,6 +250,8 @@ class _Channel:
         check the socket before and after waiting), and no Poller object or enum arithmetic.
         As with `Socket.poll`, the wait is in whole milliseconds, rounded down.
         """
+        if self.watch is not None:
+            return self._receive_watching(timeout)
         socket = self.socket
         wait = int(timeout * 1000)
         if wait != self._rcvtimeo:
@@ -253,7 +265,50 @@ class _Channel:
             frames.append(socket.recv(_NOBLOCK))
         return frames
 
+    def _receive_watching(self, timeout: float) -> list[bytes] | None:
+        """`receive` while the CURVE handshake is unfinished: a refused key raises
+        AuthenticationError at once (and the socket is replaced), not after the timeout."""
+        deadline = time.monotonic() + timeout
+        while self.watch is not None:
+            try:
+                if self.watch.check(self.uri):
+                    self.watch = None
+                    break
+            except Error:
+                self.reset()
+                raise
+            if self.socket.poll(_HANDSHAKE_SLICE * 1000):
+                break
+            if time.monotonic() >= deadline:
+                return None
+        return self.receive(max(0.0, deadline - time.monotonic()))
+
+    async def poll_async(self, timeout: float) -> bool:
+        """For a `zmq.asyncio` socket: True once a message waits, False after `timeout`;
+        a refused key raises AuthenticationError at once, as in `receive`."""
+        deadline = time.monotonic() + timeout
+        while self.watch is not None:
+            try:
+                if await self.watch.check_async(self.uri):
+                    self.watch = None
+                    break
+            except Error:
+                self.reset()
+                raise
+            if await self.socket.poll(_HANDSHAKE_SLICE * 1000, zmq.POLLIN):
+                return True
+            if time.monotonic() >= deadline:
+                return False
+        return bool(await self.socket.poll(max(0.0, deadline - time.monotonic()) * 1000,
+                                           zmq.POLLIN))
+
+    def _unwatch(self) -> None:
+        if self.watch is not None:
+            self.watch.close()
+            self.watch = None
+
     def close(self) -> None:
+        self._unwatch()
         self.socket.close(linger=0)
 
 
@@ -261,8 +316,10 @@ class Connection(DatabaseAPI):
     """A remote pyzdb database; see `connect`. Safe to share between threads."""
 
     def __init__(self, uri: str, timeout: float = 5.0, read_uris: list[str] | None = None, *,
-                 max_message: int = protocol.MAX_REQUEST_SIZE) -> None:
+                 max_message: int = protocol.MAX_REQUEST_SIZE,
+                 key: str | os.PathLike[str] | None = None) -> None:
         self._core = _Core(uri, timeout, read_uris, max_message)
+        self._credential = curve.credential_for(key)
         self._context = zmq.Context.instance()
         self._channels: dict[str, _Channel] = {}
         self._mutex = threading.RLock()  # one request at a time; held across a lock()
@@ -320,7 +377,7 @@ class Connection(DatabaseAPI):
     def _channel(self, uri: str) -> _Channel:
         channel = self._channels.get(uri)
         if channel is None:
-            channel = self._channels[uri] = _Channel(self._context, uri)
+            channel = self._channels[uri] = _Channel(self._context, uri, self._credential)
         return channel
 
     def _exchange(self, exchange: _Exchange, channel: _Channel | None = None) -> Any:
@@ -422,7 +479,7 @@ class Connection(DatabaseAPI):
 
     def _beat(self, stop: threading.Event, interval: float) -> None:
         """The heartbeat thread: ping on its own socket (sockets are not thread-safe)."""
-        channel = _Channel(self._context, self._core.uri)
+        channel = _Channel(self._context, self._core.uri, self._credential)
         try:
             while not stop.wait(interval):
                 try:
@@ -454,13 +511,16 @@ class Connection(DatabaseAPI):
 
 
 def connect(uri: str = "tcp://127.0.0.1:5559", timeout: float = 5.0,
-            read_uris: list[str] | None = None) -> Connection:
+            read_uris: list[str] | None = None,
+            key: str | os.PathLike[str] | None = None) -> Connection:
     """Connect to a `pyzdb-server`; reads (queries) go round-robin to `read_uris` if given.
 
     Nothing travels until the first request, so a server that is down is reported by that
-    request: `pyzdb.ConnectionError` after `timeout` seconds.
+    request: `pyzdb.ConnectionError` after `timeout` seconds. `key` (else `$PYZDB_KEY`) names
+    a credential file from `pyzdb-keys add` for a server started with `--keys`; a key the
+    server refuses raises `pyzdb.AuthenticationError` at once.
     """
-    return Connection(uri, timeout, read_uris)
+    return Connection(uri, timeout, read_uris, key=key)
 
 
 __all__ = ["connect", "Connection", "CONTROL_PARAM"]

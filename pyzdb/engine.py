@@ -30,6 +30,7 @@ from typing import Any
 from . import sandbox
 from .errors import Error, LimitExceeded
 from .journal import Journal
+from .scope import resolve as resolve_scope
 from .store import Store
 from .values import File, measure, to_plain
 
@@ -120,6 +121,9 @@ class Engine:
         root: str = "db",
         sync: bool = True,
         finish: Callable[[Any], Any] | None = None,
+        scope: tuple[Any, ...] | None = None,
+        budget: sandbox.Budget | None = None,
+        label: str | None = None,
     ) -> Any:
         """Evaluate `source`; `write=False` is a query (any mutation raises SecurityError).
 
@@ -128,17 +132,20 @@ class Engine:
         plain Python values; the server passes its wire encoder instead (one pass, no copy).
         With `sync=False` a committed write is appended to the journal but not fsynced: the
         caller must call `sync()` before acknowledging it (group commit).
+        A scoped key's request passes `scope` (its root name is then bound to that subtree,
+        `pyzdb.scope`), its own `budget`, and a `label` that names its key in the history.
         """
         compiled = sandbox.compile_request(source, syntax)
         names = dict(params or {})
-        names[root] = self.store.root
+        names[root] = self.store.root if scope is None else resolve_scope(self.store.root, scope)
         store = self.store
         mark = store.savepoint() if self._in_transaction else None
         if mark is None:
             store.begin()
         store.writable = write
         try:
-            value = (finish or self.detach)(sandbox.run(compiled, names, self.config.budget))
+            value = (finish or self.detach)(
+                sandbox.run(compiled, names, budget or self.config.budget))
         except BaseException:
             store.writable = False
             if mark is None:
@@ -148,7 +155,7 @@ class Engine:
             raise
         store.writable = False
         if mark is None:
-            self._commit_unit(source, sync)
+            self._commit_unit(source if label is None else label, sync)
         return value
 
     def _commit_unit(self, label: str, sync: bool) -> None:

@@ -40,6 +40,11 @@ class LockTimeout(Error, TimeoutError):
     """The database lock could not be acquired before the caller's timeout."""
 
 
+class AuthenticationError(Error):
+    """A key was refused: wrong, unknown or revoked, a server key that does not match, or a
+    credential file that cannot be trusted (readable by others). Never retried."""
+
+
 #: Built-in exception types a query may raise and that cross the wire by name. Anything not in
 #: this table reaches the caller as a plain `Error` carrying the original type's name.
 QUERY_EXCEPTIONS: dict[str, type[Exception]] = {
@@ -55,10 +60,11 @@ QUERY_EXCEPTIONS: dict[str, type[Exception]] = {
 #: pyzdb's own exceptions, by wire name.
 PYZDB_EXCEPTIONS: dict[str, type[Error]] = {
     cls.__name__: cls
-    for cls in (Error, SecurityError, LimitExceeded, ConnectionError, ProtocolError, LockTimeout)
+    for cls in (Error, SecurityError, LimitExceeded, ConnectionError, ProtocolError, LockTimeout,
+                AuthenticationError)
 }
 
 __all__ = [
     "Error", "SecurityError", "LimitExceeded", "ConnectionError", "ProtocolError", "LockTimeout",
-    "QUERY_EXCEPTIONS", "PYZDB_EXCEPTIONS",
+    "AuthenticationError", "QUERY_EXCEPTIONS", "PYZDB_EXCEPTIONS",
 ]
