@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
+import os
 import statistics
 import sys
 import threading
@@ -313,6 +314,8 @@ def _parser() -> argparse.ArgumentParser:
                         help="per-request timeout of each client (default 10)")
     parser.add_argument("--quick", action="store_true",
                         help="a tiny run that checks the set-up, not a measurement")
+    parser.add_argument("--key", metavar="FILE", help="credential file from pyzdb-keys for a "
+                        "server started with --keys (default $PYZDB_KEY)")
     return parser
 
 
@@ -329,6 +332,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"unknown tests {unknown}: choose from {', '.join(TESTS)}")
     if clients < 1 or requests < clients or list_size < 0:
         parser.error("need CLIENTS >= 1, REQUESTS >= CLIENTS and a list size >= 0")
+    if args.key:  # every client process connects with it (pyzdb.connect reads $PYZDB_KEY)
+        os.environ["PYZDB_KEY"] = args.key
     try:
         prepare(args.uri, tests, list_size, args.timeout)
         with ClientPool(args.uri, clients, args.timeout) as pool:

@@ -27,7 +27,7 @@ class Keyring:
     def __init__(self, root: Path) -> None:
         self.dir = root / "keys"
         self.out = root / "credentials"
-        self.out.mkdir()
+        self.out.mkdir(parents=True)
         keys.init_keys(self.dir)
         for name, role in ROLES.items():
             self.add(name, role)
