@@ -278,6 +278,7 @@ class _Channel:
                 self.reset()
                 raise
             if self.socket.poll(_HANDSHAKE_SLICE * 1000):
+                self._unwatch()  # a reply came: the handshake succeeded
                 break
             if time.monotonic() >= deadline:
                 return None
@@ -296,6 +297,7 @@ class _Channel:
                 self.reset()
                 raise
             if await self.socket.poll(_HANDSHAKE_SLICE * 1000, zmq.POLLIN):
+                self._unwatch()  # a reply came: the handshake succeeded
                 return True
             if time.monotonic() >= deadline:
                 return False
@@ -310,6 +312,12 @@ class _Channel:
     def close(self) -> None:
         self._unwatch()
         self.socket.close(linger=0)
+
+    def __del__(self) -> None:
+        # A channel dropped unclosed: stop its monitor before the GC closes the monitor's
+        # socket, whose events libzmq would otherwise block on (`curve.apply`).
+        with contextlib.suppress(Exception):
+            self._unwatch()
 
 
 class Connection(DatabaseAPI):

@@ -9,6 +9,7 @@ once: `HandshakeWatch` reads it while the first reply is awaited and turns a fai
 
 from __future__ import annotations
 
+import contextlib
 import os
 from typing import Any
 
@@ -40,7 +41,14 @@ def apply(socket: zmq.Socket, credential: Credential | None) -> HandshakeWatch:
     Without a credential the handshake is watched too (it costs ~25 us per new socket): a
     server started with `--keys` then fails it at once, and the client says a key is needed
     instead of timing out.
+
+    A socket whose handshake failed does not reconnect (`RECONNECT_STOP_HANDSHAKE_FAILED`):
+    libzmq would otherwise retry every 0.1 s, and each failure is a monitor event. Monitor
+    events are sent *blocking* from libzmq's I/O thread, so a few hundred unread ones (or one
+    sent to a monitor already closed) would stall every socket of the process's context.
     """
+    with contextlib.suppress(AttributeError, zmq.ZMQError):  # a libzmq without the option
+        socket.setsockopt(zmq.RECONNECT_STOP, zmq.RECONNECT_STOP_HANDSHAKE_FAILED)
     if credential is not None:
         socket.curve_publickey = credential.public
         socket.curve_secretkey = credential.secret
@@ -94,6 +102,7 @@ class HandshakeWatch:
         return False
 
     def close(self) -> None:
+        """Stop the events *before* closing their receiver (see `apply`)."""
         if self.monitor is not None:
             try:
                 self._socket.disable_monitor()
