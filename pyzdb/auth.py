@@ -14,9 +14,8 @@ Theory of operation
   SIGHUP. A reload that fails leaves an *empty* list, so the server refuses every key and logs
   why until a good list is back: it never keeps trusting a key it can no longer read.
 - Session ids are bound to the key: `admit` replaces the client's session with a hash of it
-  and the key's public key,
-  so the reply cache, the lock holder and the lock queue, which are keyed by session, cannot
-  be reached by another key that guesses or replays a session id.
+  and the key's public key, so the reply cache, the lock holder and the lock queue, which are
+  keyed by session, cannot be reached by another key that guesses or replays a session id.
 """
 
 from __future__ import annotations

@@ -92,7 +92,7 @@ def test_pyzdb_bench_reports_an_unreachable_server(tmp_path):
     assert "pyzdb-bench:" in done.stderr and "Traceback" not in done.stderr
 
 
-@pytest.mark.parametrize("script", ["engine_bench.py", "server_bench.py"])
+@pytest.mark.parametrize("script", ["engine_bench.py", "server_bench.py", "curve_bench.py"])
 def test_bench_script_prints_its_figures(script):
     output = run([sys.executable, str(BENCH_DIR / script), "--quick"])
     rows = table(output, FIGURE_HEADERS)
