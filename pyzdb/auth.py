@@ -51,6 +51,11 @@ OP_ROLES: dict[str, str] = {
 }
 _LEVEL = {"read": 0, "write": 1, "admin": 2}
 _SIGNALS_FOR_MAIN = {signal.SIGINT, signal.SIGTERM, signal.SIGALRM, signal.SIGHUP}
+#: pyzmq's flags as plain ints: its enum flags cost an `enum` call per use on the hot path.
+_EVENTS = int(zmq.EVENTS)
+_POLLIN = int(zmq.POLLIN)
+_NOBLOCK = int(zmq.NOBLOCK)
+_RCVMORE = int(zmq.RCVMORE)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,6 +64,11 @@ class Grant:
 
     entry: AccessEntry
     budget: Budget | None = None
+    #: What a session id is hashed with to bind it to this key.
+    salt: bytes = b""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "salt", self.entry.public.encode() + b"\0")
 
     @property
     def scope(self) -> tuple[Any, ...] | None:
@@ -94,6 +104,7 @@ class ServerAuth:
         self._reload_asked = False
         entries, problems = load_access(self.directory)  # at start a bad list is fatal
         self._install(entries, problems)
+        self._access_path = str(self.directory / ACCESS_LIST)  # stat on every turn: no pathlib
         self._signature = self._stat()
         # The authenticator's thread must not take the signals the main thread waits for.
         old = signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS_FOR_MAIN)
@@ -164,7 +175,7 @@ class ServerAuth:
 
     def _stat(self) -> tuple[int, int, int] | None:
         try:
-            info = os.stat(self.directory / ACCESS_LIST)
+            info = os.stat(self._access_path)
         except OSError:
             return None
         return info.st_ino, info.st_mtime_ns, info.st_size
@@ -172,16 +183,23 @@ class ServerAuth:
     # -- messages ------------------------------------------------------------------------------
 
     def drain(self, socket: zmq.Socket, ready: bool, limit: int) -> list[list[bytes]]:
-        """`Server._drain` for a CURVE socket: each message with the User-Id of its sender."""
+        """`Server._drain` for a CURVE socket: each message with the User-Id of its sender.
+
+        Only the first frame is received as a `zmq.Frame` (for its metadata), the rest as
+        bytes: `recv_multipart(copy=False)` measured 5-35 us per message here, this ~2 us.
+        """
         batch: list[list[bytes]] = []
-        while len(batch) < limit and (ready or socket.getsockopt(zmq.EVENTS) & zmq.POLLIN):
+        recv, getsockopt = socket.recv, socket.getsockopt
+        while len(batch) < limit and (ready or getsockopt(_EVENTS) & _POLLIN):
             ready = False
             try:
-                frames = socket.recv_multipart(zmq.NOBLOCK, copy=False)
+                first = recv(_NOBLOCK, copy=False)
             except zmq.Again:
                 break
-            batch.append(Delivery([frame.bytes for frame in frames],
-                                  frames[0].get("User-Id")))
+            frames = [first.bytes, recv(_NOBLOCK)]
+            while getsockopt(_RCVMORE):
+                frames.append(recv(_NOBLOCK))
+            batch.append(Delivery(frames, first.get("User-Id")))
         return batch
 
     def admit(self, frames: list[bytes], request: Request) -> tuple[Request, Grant]:
@@ -199,9 +217,9 @@ class ServerAuth:
             raise SecurityError(f"the {request.op} request needs the {needs} role; the key "
                                 f"{grant.entry.name!r} has the {grant.entry.role} role")
         if request.session:
-            bound = hashlib.blake2b(grant.entry.public.encode() + b"\0" + request.session,
-                                    digest_size=32).digest()
-            request = dataclasses.replace(request, session=bound)
+            bound = hashlib.blake2b(grant.salt + request.session, digest_size=32).digest()
+            request = Request(request.id, request.op, request.source, request.root,
+                              request.params, request.syntax, bound, request.min_seq)
         return request, grant
 
     def close(self) -> None:
