@@ -25,6 +25,7 @@ import hashlib
 import logging
 import os
 import signal
+import time
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,8 @@ OP_ROLES: dict[str, str] = {
     "checkpoint": "admin",
 }
 _LEVEL = {"read": 0, "write": 1, "admin": 2}
+#: Refused handshakes logged per second; the rest are counted.
+REFUSALS_LOGGED = 10
 _SIGNALS_FOR_MAIN = {signal.SIGINT, signal.SIGTERM, signal.SIGALRM, signal.SIGHUP}
 #: pyzmq's flags as plain ints: its enum flags cost an `enum` call per use on the hot path.
 _EVENTS = int(zmq.EVENTS)
@@ -102,6 +105,8 @@ class ServerAuth:
         self._grants: dict[str, Grant] = {}
         self._signature: tuple[int, int, int] | None = None
         self._reload_asked = False
+        self._refusal_window = 0.0  # the authenticator thread's log throttle (`callback`)
+        self._refusals = self._refusals_dropped = 0
         entries, problems = load_access(self.directory)  # at start a bad list is fatal
         self._install(entries, problems)
         self._access_path = str(self.directory / ACCESS_LIST)  # stat on every turn: no pathlib
@@ -134,11 +139,25 @@ class ServerAuth:
         socket.setsockopt(zmq.ZAP_ENFORCE_DOMAIN, 1)
 
     def callback(self, domain: str, key: bytes) -> bool:
-        """ZAP's question, in the authenticator's thread: is this public key (Z85) listed?"""
+        """ZAP's question, in the authenticator's thread: is this public key (Z85) listed?
+
+        Refusals are logged at most `REFUSALS_LOGGED` times a second (then counted), so a
+        stranger retrying handshakes cannot fill the disk through the log.
+        """
         allowed = key.decode("ascii", "replace") in self._grants
         if not allowed:
-            log.warning("refused a CURVE handshake: key %s is not on the access list",
-                        key.decode("ascii", "replace"))
+            now = time.monotonic()
+            if now - self._refusal_window >= 1.0:
+                if self._refusals_dropped:
+                    log.warning("... and %d more refused handshakes in the last second",
+                                self._refusals_dropped)
+                self._refusal_window, self._refusals, self._refusals_dropped = now, 0, 0
+            if self._refusals < REFUSALS_LOGGED:
+                self._refusals += 1
+                log.warning("refused a CURVE handshake: key %s is not on the access list",
+                            key.decode("ascii", "replace"))
+            else:
+                self._refusals_dropped += 1
         return allowed
 
     # -- the list ------------------------------------------------------------------------------

@@ -319,3 +319,24 @@ def test_bind_all_interfaces_with_keys_and_connect_over_loopback(keyring, data_d
             without.start(timeout=20)
     finally:
         without.close()
+
+
+# -- the command line tools ----------------------------------------------------------------------
+
+
+def test_the_repl_and_pyzdb_bench_take_a_key(server, keyring, tmp_path):
+    repl = subprocess.run([str(Path(sys.executable).with_name("pyzdb")), server.uri, "--key",
+                           keyring.key("writer")], input="db['r'] = 41\ndb['r'] + 1\n",
+                          capture_output=True, text=True, timeout=60,
+                          env=os.environ | {"HOME": str(tmp_path)})
+    assert repl.returncode == 0, repl.stderr
+    assert "42" in repl.stdout
+    bench = subprocess.run([str(Path(sys.executable).with_name("pyzdb-bench")), server.uri,
+                            "--quick", "-c", "1", "-n", "10", "--tests", "get", "--key",
+                            keyring.key("writer")], capture_output=True, text=True, timeout=120)
+    assert bench.returncode == 0, bench.stderr
+    refused = subprocess.run([str(Path(sys.executable).with_name("pyzdb-bench")), server.uri,
+                              "--quick", "-c", "1", "-n", "10", "--tests", "get"],
+                             capture_output=True, text=True, timeout=120,
+                             env=os.environ | {"PYZDB_KEY": ""})
+    assert refused.returncode == 1 and "requires a key" in refused.stderr
