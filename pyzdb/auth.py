@@ -120,6 +120,8 @@ class ServerAuth:
             signal.pthread_sigmask(signal.SIG_SETMASK, old)
         self._authenticator.configure_curve_callback(domain=ZAP_DOMAIN,
                                                      credentials_provider=self)
+        log.info("CURVE on: %d keys on the access list of %s", len(self._grants),
+                 self.directory)
 
     @staticmethod
     def check(directory: str | os.PathLike[str]) -> None:
