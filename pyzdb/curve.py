@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import struct
 from typing import Any
 
 import zmq
-from zmq.utils.monitor import parse_monitor_message
 
 from .errors import AuthenticationError
 from .keys import Credential, load_credential
@@ -68,12 +68,14 @@ class HandshakeWatch:
         """Read the events so far: True once a handshake succeeded (the watch is then closed),
         AuthenticationError for a failed one, False while none finished. Sync sockets only."""
         while self.monitor.poll(0):
-            if self._event(parse_monitor_message(self.monitor.recv_multipart()), uri):
+            if self._event(self.monitor.recv_multipart(), uri):
                 return True
         return False
 
-    def _event(self, event: dict[str, Any], uri: str) -> bool:
-        kind = event["event"]
+    def _event(self, frames: list[bytes], uri: str) -> bool:
+        # A monitor event (libzmq 4): frame 1 is the event number (u16) and its value (u32),
+        # frame 2 the endpoint. Parsed here: `zmq.utils.monitor` would import asyncio.
+        kind = struct.unpack("=hi", frames[0][:6])[0]
         if kind == _SUCCEEDED:
             self.close()
             return True
@@ -97,7 +99,7 @@ class HandshakeWatch:
     async def check_async(self, uri: str) -> bool:
         """`check` for a socket of a `zmq.asyncio` context."""
         while await self.monitor.poll(0):
-            if self._event(parse_monitor_message(await self.monitor.recv_multipart()), uri):
+            if self._event(await self.monitor.recv_multipart(), uri):
                 return True
         return False
 

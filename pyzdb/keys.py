@@ -34,7 +34,6 @@ from pathlib import Path
 from typing import Any
 
 import zmq
-import zmq.auth
 
 from .errors import AuthenticationError
 
@@ -126,6 +125,8 @@ def _check_private(path: Path, what: str) -> None:
 
 def load_server_keys(directory: str | os.PathLike[str]) -> tuple[bytes, bytes]:
     """The server's (public, secret) key from `DIR/server.key_secret` (mode 0600 required)."""
+    import zmq.auth  # here, not at the top: it imports asyncio (~50 ms), the client need not
+
     path = Path(directory) / SERVER_SECRET
     _check_private(path, "the server's secret key file")
     try:
@@ -191,6 +192,8 @@ def _entry(item: Any) -> AccessEntry:
 
 def load_credential(path: str | os.PathLike[str]) -> Credential:
     """A client credential file, refused (AuthenticationError) unless it is private (0600)."""
+    import zmq.auth
+
     file = Path(path)
     try:
         _check_private(file, "the key file")
@@ -260,6 +263,8 @@ def _raw_entries(directory: Path) -> list[dict[str, Any]]:
 
 def init_keys(directory: str | os.PathLike[str]) -> Path:
     """Create the server keypair and an empty access list in `directory` (mode 0700)."""
+    import zmq.auth
+
     path = Path(directory)
     path.mkdir(mode=0o700, parents=True, exist_ok=True)
     if (path / SERVER_SECRET).exists() or (path / ACCESS_LIST).exists():
