@@ -123,7 +123,7 @@ class AsyncConnection:
     async def _exchange(self, exchange: _Exchange, channel: _Channel | None = None) -> Any:
         """`Connection._exchange` with awaits: send, wait, resend on a fresh socket."""
         channel = channel or self._channel(exchange.uri)
-        await channel.socket.send(exchange.frame)
+        await channel.send_async(exchange.frame)
         while True:
             if await channel.poll_async(exchange.wait_time()):
                 reply = exchange.accept(await channel.socket.recv_multipart())
@@ -131,7 +131,7 @@ class AsyncConnection:
                     return self._core.outcome(exchange, reply, _no_blob_reader)
             elif exchange.retry():
                 channel.reset()
-                await channel.socket.send(exchange.frame)
+                await channel.send_async(exchange.frame)
             else:
                 channel.reset()
                 raise exchange.timeout_error()

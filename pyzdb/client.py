@@ -40,7 +40,7 @@ from typing import Any
 import zmq
 
 from . import curve, protocol
-from .errors import ConnectionError, Error, LockTimeout, ProtocolError
+from .errors import AuthenticationError, ConnectionError, Error, LockTimeout, ProtocolError
 from .keys import Credential
 from .proxy import DatabaseAPI
 from .values import File
@@ -265,6 +265,41 @@ class _Channel:
             frames.append(socket.recv(_NOBLOCK))
         return frames
 
+    def send(self, frame: bytes) -> None:
+        """Send one request frame without ever blocking.
+
+        A DEALER queues what it sends while it connects, so this succeeds at once, except on a
+        socket whose handshake failed: libzmq then dropped its only peer and does not reconnect
+        (`curve.apply`), and a blocking send would wait forever. That case raises what the
+        handshake's monitor reported (AuthenticationError).
+        """
+        try:
+            self.socket.send(frame, _NOBLOCK)
+        except zmq.Again:
+            self._refused()
+
+    async def send_async(self, frame: bytes) -> None:
+        """`send` for a `zmq.asyncio` socket."""
+        try:
+            await self.socket.send(frame, _NOBLOCK)
+        except zmq.Again:
+            self._refused()
+
+    def _refused(self) -> None:
+        """Raise why the socket has no peer (its handshake failed), and replace the socket."""
+        watch, uri = self.watch, self.uri
+        self.watch = None  # the reset below must not close it: it is read here first
+        try:
+            if watch is not None:
+                watch.failure(uri)
+        finally:
+            if watch is not None:
+                watch.close()
+            self.reset()
+        raise AuthenticationError(
+            f"the handshake with {uri} failed on a reconnect: was the server restarted with "
+            "other keys, or this key revoked?")
+
     def _receive_watching(self, timeout: float) -> list[bytes] | None:
         """`receive` while the CURVE handshake is unfinished: a refused key raises
         AuthenticationError at once (and the socket is replaced), not after the timeout."""
@@ -391,7 +426,7 @@ class Connection(DatabaseAPI):
     def _exchange(self, exchange: _Exchange, channel: _Channel | None = None) -> Any:
         """Send, wait, resend on a fresh socket until a reply or the deadline (lazy pirate)."""
         channel = channel or self._channel(exchange.uri)
-        channel.socket.send(exchange.frame)
+        channel.send(exchange.frame)
         while True:
             frames = channel.receive(exchange.wait_time())
             if frames is not None:
@@ -400,7 +435,7 @@ class Connection(DatabaseAPI):
                     return self._core.outcome(exchange, reply, self._read_blob)
             elif exchange.retry():
                 channel.reset()
-                channel.socket.send(exchange.frame)
+                channel.send(exchange.frame)
             else:
                 channel.reset()  # drop the unanswered request with the socket
                 raise exchange.timeout_error()

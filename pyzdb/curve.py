@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import struct
+import time
 from typing import Any
 
 import zmq
@@ -95,6 +96,16 @@ class HandshakeWatch:
         raise AuthenticationError(
             f"the CURVE handshake with {uri} failed: the server's key is not the one in "
             f"{self.credential.path} (was the server key rotated, or is this another server?)")
+
+    def failure(self, uri: str) -> None:
+        """Raise the failure the monitor reported, reading it blocking (up to 1 s): the caller
+        knows the handshake failed (the socket lost its peer), the event may still be on its
+        way. Works for sync and asyncio sockets alike (it reads the underlying socket)."""
+        monitor = zmq.Socket.shadow(self.monitor.underlying)
+        deadline = time.monotonic() + 1.0
+        while time.monotonic() < deadline:
+            if monitor.poll(50):
+                self._event(monitor.recv_multipart(), uri)
 
     async def check_async(self, uri: str) -> bool:
         """`check` for a socket of a `zmq.asyncio` context."""

@@ -80,6 +80,31 @@ def test_a_listed_key_works_and_everything_else_is_refused_promptly(server, keyr
     assert "refused a CURVE handshake" in server.log()
 
 
+@pytest.mark.parametrize("kind", ["sync", "asyncio"])
+def test_a_handshake_that_failed_before_the_first_request_is_reported(server, keyring, tmp_path,
+                                                                      kind):
+    """The socket connects when the connection is made; by the time of the first request its
+    refused handshake made libzmq drop the peer. The request must not block on that socket."""
+    other = Keyring(tmp_path / "other")
+    for key in (None, other.key("admin")):
+        if kind == "sync":
+            with pyzdb.connect(server.uri, timeout=TIMEOUT, key=key) as db:
+                time.sleep(0.5)
+                _refused_promptly(db.ping, "handshake")
+                _refused_promptly(db.ping, "handshake")  # and again, on the fresh socket
+        else:
+            async def main(key: str | None = key) -> None:
+                async with pyzdb.aio.connect(server.uri, timeout=TIMEOUT, key=key) as db:
+                    for _ in range(2):  # the second on a socket made by the first's refusal
+                        await asyncio.sleep(0.5)
+                        started = time.monotonic()
+                        with pytest.raises(pyzdb.AuthenticationError, match="handshake"):
+                            await db.ping()
+                        assert time.monotonic() - started < PROMPT
+
+            asyncio.run(main())
+
+
 def _unlisted_credential(keyring: Keyring, path: Path) -> str:
     """A well-formed credential with the right server key whose key is on no access list."""
     keyring.add("stranger", "admin")
