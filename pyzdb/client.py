@@ -21,6 +21,11 @@ reserved control values, retry schedule, reply matching, error mapping, File rea
 `pyzdb.aio` shares: only the loops in `Connection._exchange` and `AsyncConnection._exchange`
 differ, by `await`.
 
+Every socket's handshake is watched until it succeeds (`pyzdb.curve`): with a key (`key=`,
+`$PYZDB_KEY`) the socket is a CurveZMQ client, and a key the server refuses, a server key that
+does not match, or a server that wants a key when none was given raise AuthenticationError at
+once instead of a timeout, and are never resent.
+
 The lock (`lock()`/`transaction()`) is a server-side lease: while it is held a daemon thread
 pings every lease/3 from its own socket, so a holder that is idle or busy elsewhere keeps it,
 and a holder that dies loses it after one lease (its transaction rolled back).
