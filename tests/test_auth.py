@@ -365,3 +365,13 @@ def test_the_repl_and_pyzdb_bench_take_a_key(server, keyring, tmp_path):
                              capture_output=True, text=True, timeout=120,
                              env=os.environ | {"PYZDB_KEY": ""})
     assert refused.returncode == 1 and "requires a key" in refused.stderr
+
+
+def test_every_op_of_the_protocol_has_a_role_on_purpose():
+    """An op missing from OP_ROLES needs admin (deny by default); a new op must be classified
+    deliberately, and a scoped key must not reach it unless pyzdb.tenancy confines it."""
+    from pyzdb.auth import OP_ROLES
+    from pyzdb.protocol import OPS
+
+    assert set(OPS) <= set(OP_ROLES), sorted(set(OPS) - set(OP_ROLES))
+    assert set(OP_ROLES.values()) <= {"read", "write", "admin"}
