@@ -13,6 +13,8 @@ units from others'. A scoped key's request is changed on every route out of its 
   same answer, so the reply tells nothing about other tenants.
 - lock: held at most one lease in all; heartbeats do not extend it (`Server._hold_until`).
 - errors: messages and notes spell paths from the scope (`db['x']`), not from the root.
+- ping, rollback, checkpoint (admin): as for anyone. Any other op (`info`, `watch`,
+  replication, ops added later) is refused to a scoped key until it is confined here.
 """
 
 from __future__ import annotations
