@@ -21,6 +21,7 @@ from typing import Any
 
 from .changes import Change
 from .errors import (
+    AuthenticationError,
     ConnectionError,
     Error,
     HistoryLost,
@@ -50,4 +51,5 @@ __all__ = [
     "open", "connect", "Database", "File",
     "Error", "SecurityError", "LimitExceeded", "ConnectionError", "ProtocolError", "LockTimeout",
     "ReadOnlyError", "HistoryLost", "ReplicaBehind", "Change",
+    "AuthenticationError",
 ]

@@ -18,13 +18,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import AsyncIterator
 from typing import Any
 
 import zmq
 import zmq.asyncio
 
-from . import protocol
+from . import curve, protocol
 from .capture import capture
 from .client import _Channel, _Core, _Exchange, applied_by
 from .errors import ConnectionError, Error, LockTimeout, ReplicaBehind
@@ -73,8 +74,10 @@ class AsyncConnection:
 
     def __init__(self, uri: str, timeout: float = 5.0, read_uris: list[str] | None = None, *,
                  max_message: int = protocol.MAX_REQUEST_SIZE,
-                 consistency: str = "read-your-writes") -> None:
+                 consistency: str = "read-your-writes",
+                 key: str | os.PathLike[str] | None = None) -> None:
         self._core = _Core(uri, timeout, read_uris, max_message, consistency)
+        self._credential = curve.credential_for(key)
         # A shadow of the process-wide context: asyncio sockets, one libzmq context.
         self._context = zmq.asyncio.Context.shadow(zmq.Context.instance().underlying)
         self._channels: dict[str, _Channel] = {}
@@ -121,25 +124,23 @@ class AsyncConnection:
     def _channel(self, uri: str) -> _Channel:
         channel = self._channels.get(uri)
         if channel is None:
-            channel = self._channels[uri] = _Channel(self._context, uri)
+            channel = self._channels[uri] = _Channel(self._context, uri, self._credential)
         return channel
 
     async def _exchange(self, exchange: _Exchange, channel: _Channel | None = None) -> Any:
         """`Connection._exchange` with awaits: send, wait, resend on a fresh socket if the
         connection dropped."""
         channel = channel or self._channel(exchange.uri)
-        channel.watch.arm()
-        await channel.socket.send(exchange.frame)
+        await channel.send_async(exchange.frame)
         while True:
-            if await channel.socket.poll(exchange.wait_time() * 1000, zmq.POLLIN):
+            if await channel.poll_async(exchange.wait_time()):
                 reply = exchange.accept(await channel.socket.recv_multipart())
                 if reply is not None:
                     return self._core.outcome(exchange, reply, _no_blob_reader)
             elif exchange.retry():
                 if channel.lost():
                     channel.reset()
-                    channel.watch.arm()
-                    await channel.socket.send(exchange.frame)
+                    await channel.send_async(exchange.frame)
             else:
                 channel.reset()
                 raise exchange.timeout_error()
@@ -291,7 +292,7 @@ class AsyncConnection:
         await self.unlock()
 
     async def _beat(self, interval: float) -> None:
-        channel = _Channel(self._context, self._core.uri)
+        channel = _Channel(self._context, self._core.uri, self._credential)
         try:
             while True:
                 await asyncio.sleep(interval)
@@ -331,9 +332,11 @@ def _no_blob_reader(digest: str) -> bytes:
 
 def connect(uri: str = "tcp://127.0.0.1:5559", timeout: float = 5.0,
             read_uris: list[str] | None = None,
-            consistency: str = "read-your-writes") -> AsyncConnection:
-    """The asyncio twin of `pyzdb.connect`; the connection opens on the first request."""
-    return AsyncConnection(uri, timeout, read_uris, consistency=consistency)
+            consistency: str = "read-your-writes",
+            key: str | os.PathLike[str] | None = None) -> AsyncConnection:
+    """The asyncio twin of `pyzdb.connect` (`key` too); the connection opens on the first
+    request."""
+    return AsyncConnection(uri, timeout, read_uris, consistency=consistency, key=key)
 
 
 __all__ = ["connect", "AsyncConnection", "AsyncPathProxy"]

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
+import os
 import statistics
 import sys
 import threading
@@ -397,6 +398,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--force", action="store_true",
                         help="run even if the server holds data pyzdb-bench did not write "
                         "(it overwrites x, c, l or ycsb)")
+    parser.add_argument("--key", metavar="FILE", help="credential file from pyzdb-keys for a "
+                        "server started with --keys (default $PYZDB_KEY)")
     return parser
 
 
@@ -415,6 +418,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"unknown tests {unknown}: choose from {', '.join(TESTS)}")
     if clients < 1 or requests < clients or list_size < 0:
         parser.error("need CLIENTS >= 1, REQUESTS >= CLIENTS and a list size >= 0")
+    if args.key:  # every client process connects with it (pyzdb.connect reads $PYZDB_KEY)
+        os.environ["PYZDB_KEY"] = args.key
     try:
         prepare(args.uri, tests, list_size, args.timeout, args.force)
         with ClientPool(args.uri, clients, args.timeout) as pool:

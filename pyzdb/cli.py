@@ -62,6 +62,8 @@ def _eval_parser() -> argparse.ArgumentParser:
     where.add_argument("--connect", metavar="URI", help="remote: a pyzdb-server's URI")
     parser.add_argument("--json", action="store_true", help="print the value as JSON")
     parser.add_argument("--timeout", type=float, default=5.0, help="seconds (remote)")
+    parser.add_argument("--key", metavar="FILE", help="credential file from pyzdb-keys (remote; "
+                        "default $PYZDB_KEY)")
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("expr", nargs="?", help="the expression or statements to run")
     source.add_argument("-f", "--file", help="read the statements from FILE ('-': stdin)")
@@ -72,7 +74,7 @@ def _open_database(args: argparse.Namespace) -> Any:
     if args.connect:
         from .client import connect
 
-        return connect(args.connect, timeout=args.timeout)
+        return connect(args.connect, timeout=args.timeout, key=args.key)
     from .embedded import open as open_embedded
 
     return open_embedded(args.data or "./pyzdb-data")

@@ -26,6 +26,11 @@ reserved control values, retry schedule, reply matching, error mapping, File rea
 `pyzdb.aio` shares: only the loops in `Connection._exchange` and `AsyncConnection._exchange`
 differ, by `await`.
 
+Every socket's handshake is watched until it succeeds (`pyzdb.curve`): with a key (`key=`,
+`$PYZDB_KEY`) the socket is a CurveZMQ client, and a key the server refuses, a server key that
+does not match, or a server that wants a key when none was given raise AuthenticationError at
+once instead of a timeout, and are never resent.
+
 The lock (`lock()`/`transaction()`) is a server-side lease: while it is held a daemon thread
 pings every lease/3 from its own socket, so a holder that is idle or busy elsewhere keeps it,
 and a holder that dies loses it after one lease (its transaction rolled back).
@@ -44,8 +49,15 @@ from typing import Any
 
 import zmq
 
-from . import liveness, protocol
-from .errors import ConnectionError, Error, LockTimeout, ProtocolError, ReplicaBehind
+from . import curve, liveness, protocol
+from .errors import (
+    ConnectionError,
+    Error,
+    LockTimeout,
+    ProtocolError,
+    ReplicaBehind,
+)
+from .keys import Credential
 from .proxy import DatabaseAPI
 from .values import File
 from .watch import Watch
@@ -82,6 +94,9 @@ _WRITES = frozenset({"execute", "undo", "redo", "unlock", "commit"})
 _NOBLOCK = int(zmq.NOBLOCK)
 _RCVMORE = int(zmq.RCVMORE)
 _RCVTIMEO = int(zmq.RCVTIMEO)
+#: While a CURVE handshake is unfinished, the socket is polled in slices this long (s) between
+#: looks at its monitor: a refused key is reported within about this much.
+_HANDSHAKE_SLICE = 0.01
 
 
 class _Exchange:
@@ -276,18 +291,24 @@ class _Channel:
     """A DEALER socket to one URI that can be thrown away and reopened (lazy pirate).
 
     With a `zmq.asyncio.Context` its sockets are asyncio sockets: `pyzdb.aio` uses it as is.
+    Its one monitor (`liveness.Watch`) tells a dropped connection (resend) and, until a
+    handshake succeeded, a refused key (`curve`: AuthenticationError at once, never retried).
     """
 
-    def __init__(self, context: zmq.Context, uri: str) -> None:
+    def __init__(self, context: zmq.Context, uri: str,
+                 credential: Credential | None = None) -> None:
         self.context = context
         self.uri = uri
+        self.credential = credential
         self.socket, self.watch = self._open()
+        self._handshaken = False  # until then, receiving also watches the handshake
         self._rcvtimeo = -1  # the socket's RCVTIMEO, ms (-1: wait forever, libzmq's default)
 
     def _open(self) -> tuple[zmq.Socket, liveness.Watch]:
         socket = self.context.socket(zmq.DEALER)
         socket.setsockopt(zmq.LINGER, 0)
         liveness.configure(socket)
+        curve.configure(socket, self.credential)
         watch = liveness.Watch(socket)
         try:
             socket.connect(self.uri)
@@ -303,6 +324,7 @@ class _Channel:
     def reset(self) -> None:
         self.close()
         self.socket, self.watch = self._open()
+        self._handshaken = False
         self._rcvtimeo = -1
 
     def receive(self, timeout: float) -> list[bytes] | None:
@@ -313,6 +335,8 @@ class _Channel:
         check the socket before and after waiting), and no Poller object or enum arithmetic.
         As with `Socket.poll`, the wait is in whole milliseconds, rounded down.
         """
+        if not self._handshaken:
+            return self._receive_watching(timeout)
         socket = self.socket
         wait = int(timeout * 1000)
         if wait != self._rcvtimeo:
@@ -326,6 +350,70 @@ class _Channel:
             frames.append(socket.recv(_NOBLOCK))
         return frames
 
+    def send(self, frame: bytes) -> None:
+        """Send one request frame without ever blocking.
+
+        A DEALER queues what it sends while it connects, so this succeeds at once, except on a
+        socket whose handshake failed: libzmq then dropped its only peer and does not reconnect
+        (`curve.configure`), and a blocking send would wait forever. That case raises what the
+        monitor reported (AuthenticationError).
+        """
+        self.watch.arm()
+        try:
+            self.socket.send(frame, _NOBLOCK)
+        except zmq.Again:
+            self._refused()
+
+    async def send_async(self, frame: bytes) -> None:
+        """`send` for a `zmq.asyncio` socket."""
+        self.watch.arm()
+        try:
+            await self.socket.send(frame, _NOBLOCK)
+        except zmq.Again:
+            self._refused()
+
+    def _refused(self) -> None:
+        """Raise why the socket has no peer (its handshake failed), and replace the socket."""
+        kind = self.watch.handshake_failure(wait=1.0)
+        self.reset()
+        raise curve.refusal(kind, self.credential, self.uri)
+
+    def _handshake_done(self) -> bool:
+        """True once a handshake succeeded; AuthenticationError (socket replaced) if one
+        failed; False while none finished."""
+        state = self.watch.handshake()
+        if state is True:
+            self._handshaken = True
+        elif state is not None:
+            self.reset()
+            raise curve.refusal(state, self.credential, self.uri)
+        return self._handshaken
+
+    def _receive_watching(self, timeout: float) -> list[bytes] | None:
+        """`receive` while the handshake is unfinished: a refused key raises
+        AuthenticationError at once (and the socket is replaced), not after the timeout."""
+        deadline = time.monotonic() + timeout
+        while not self._handshake_done():
+            if self.socket.poll(_HANDSHAKE_SLICE * 1000):
+                self._handshaken = True  # a reply came: the handshake succeeded
+                break
+            if time.monotonic() >= deadline:
+                return None
+        return self.receive(max(0.0, deadline - time.monotonic()))
+
+    async def poll_async(self, timeout: float) -> bool:
+        """For a `zmq.asyncio` socket: True once a message waits, False after `timeout`;
+        a refused key raises AuthenticationError at once, as in `receive`."""
+        deadline = time.monotonic() + timeout
+        while not self._handshake_done():
+            if await self.socket.poll(_HANDSHAKE_SLICE * 1000, zmq.POLLIN):
+                self._handshaken = True  # a reply came: the handshake succeeded
+                return True
+            if time.monotonic() >= deadline:
+                return False
+        return bool(await self.socket.poll(max(0.0, deadline - time.monotonic()) * 1000,
+                                           zmq.POLLIN))
+
     def close(self) -> None:
         self.watch.close()  # closes the socket too, after switching its monitor off
 
@@ -335,8 +423,10 @@ class Connection(DatabaseAPI):
 
     def __init__(self, uri: str, timeout: float = 5.0, read_uris: list[str] | None = None, *,
                  max_message: int = protocol.MAX_REQUEST_SIZE,
-                 consistency: str = "read-your-writes") -> None:
+                 consistency: str = "read-your-writes",
+                 key: str | os.PathLike[str] | None = None) -> None:
         self._core = _Core(uri, timeout, read_uris, max_message, consistency)
+        self._credential = curve.credential_for(key)
         self._context = zmq.Context.instance()
         self._channels: dict[str, _Channel] = {}
         self._mutex = threading.RLock()  # one request at a time; held across a lock()
@@ -399,15 +489,14 @@ class Connection(DatabaseAPI):
     def _channel(self, uri: str) -> _Channel:
         channel = self._channels.get(uri)
         if channel is None:
-            channel = self._channels[uri] = _Channel(self._context, uri)
+            channel = self._channels[uri] = _Channel(self._context, uri, self._credential)
         return channel
 
     def _exchange(self, exchange: _Exchange, channel: _Channel | None = None) -> Any:
         """Send, wait, resend on a fresh socket if the connection dropped, until a reply or the
         deadline (lazy pirate, triggered by the connection: see `liveness`)."""
         channel = channel or self._channel(exchange.uri)
-        channel.watch.arm()
-        channel.socket.send(exchange.frame)
+        channel.send(exchange.frame)
         while True:
             frames = channel.receive(exchange.wait_time())
             if frames is not None:
@@ -417,8 +506,7 @@ class Connection(DatabaseAPI):
             elif exchange.retry():
                 if channel.lost():
                     channel.reset()
-                    channel.watch.arm()
-                    channel.socket.send(exchange.frame)
+                    channel.send(exchange.frame)
             else:
                 channel.reset()  # drop the unanswered request with the socket
                 raise exchange.timeout_error()
@@ -531,7 +619,7 @@ class Connection(DatabaseAPI):
 
     def _beat(self, stop: threading.Event, interval: float) -> None:
         """The heartbeat thread: ping on its own socket (sockets are not thread-safe)."""
-        channel = _Channel(self._context, self._core.uri)
+        channel = _Channel(self._context, self._core.uri, self._credential)
         try:
             while not stop.wait(interval):
                 try:
@@ -582,16 +670,19 @@ def wait_replicas(send: Callable[[str], Any], seq: int, n: int, timeout: float,
 
 def connect(uri: str = "tcp://127.0.0.1:5559", timeout: float = 5.0,
             read_uris: list[str] | None = None,
-            consistency: str = "read-your-writes") -> Connection:
+            consistency: str = "read-your-writes",
+            key: str | os.PathLike[str] | None = None) -> Connection:
     """Connect to a `pyzdb-server`; reads (queries) go round-robin to `read_uris` if given.
 
     With replicas, a read after a write of this connection waits at the replica until it has
     applied that write (`consistency="read-your-writes"`, the default); `"eventual"` reads
     whatever the replica has. A replica that is silent or behind is skipped for the primary.
     Nothing travels until the first request, so a server that is down is reported by that
-    request: `pyzdb.ConnectionError` after `timeout` seconds.
+    request: `pyzdb.ConnectionError` after `timeout` seconds. `key` (else `$PYZDB_KEY`) names
+    a credential file from `pyzdb-keys add` for a server started with `--keys`; a key the
+    server refuses raises `pyzdb.AuthenticationError` at once.
     """
-    return Connection(uri, timeout, read_uris, consistency=consistency)
+    return Connection(uri, timeout, read_uris, consistency=consistency, key=key)
 
 
 __all__ = ["connect", "Connection", "CONTROL_PARAM"]

@@ -32,6 +32,7 @@ from typing import Any
 from . import protocol, sandbox
 from .errors import Error, LimitExceeded, ProtocolError
 from .journal import Journal
+from .scope import resolve as resolve_scope
 from .store import Store
 from .values import File, measure, to_plain
 
@@ -140,6 +141,9 @@ class Engine:
         sync: bool = True,
         finish: Callable[[Any], Any] | None = None,
         tag: Callable[[Any], Any] | None = None,
+        scope: tuple[Any, ...] | None = None,
+        budget: sandbox.Budget | None = None,
+        label: str | None = None,
     ) -> Any:
         """Evaluate `source`; `write=False` is a query (any mutation raises SecurityError).
 
@@ -150,10 +154,12 @@ class Engine:
         caller must call `sync()` before acknowledging it (group commit).
         `tag(value)`, if given, makes plain data journalled with a unit that writes (the
         server's session, request id and reply: a retry after a crash is answered from it).
+        A scoped key's request passes `scope` (its root name is then bound to that subtree,
+        `pyzdb.scope`), its own `budget`, and a `label` that names its key in the history.
         """
         compiled = sandbox.compile_request(source, syntax)
         names = dict(params or {})
-        names[root] = self.store.root
+        names[root] = self.store.root if scope is None else resolve_scope(self.store.root, scope)
         store = self.store
         mark = store.savepoint() if self._in_transaction else None
         if mark is None:
@@ -166,7 +172,8 @@ class Engine:
         thresholds = gc.get_threshold()
         gc.set_threshold(REQUEST_GC_THRESHOLD, *thresholds[1:])
         try:
-            value = (finish or self.detach)(sandbox.run(compiled, names, self.config.budget))
+            value = (finish or self.detach)(
+                sandbox.run(compiled, names, budget or self.config.budget))
         except BaseException:
             store.writable = False
             if mark is None:
@@ -178,7 +185,8 @@ class Engine:
         store.writable = False
         try:
             if mark is None:
-                self._commit_unit(source, sync, tag and (lambda: tag(value)))
+                self._commit_unit(source if label is None else label, sync,
+                                  tag and (lambda: tag(value)))
         finally:
             gc.set_threshold(*thresholds)
         return value

@@ -55,6 +55,11 @@ class ReplicaBehind(Error):
     read could wait; the client asks another replica or the primary instead."""
 
 
+class AuthenticationError(Error):
+    """A key was refused: wrong, unknown or revoked, a server key that does not match, or a
+    credential file that cannot be trusted (readable by others). Never retried."""
+
+
 #: Built-in exception types a query may raise and that cross the wire by name. Anything not in
 #: this table reaches the caller as a plain `Error` carrying the original type's name.
 QUERY_EXCEPTIONS: dict[str, type[Exception]] = {
@@ -71,11 +76,11 @@ QUERY_EXCEPTIONS: dict[str, type[Exception]] = {
 PYZDB_EXCEPTIONS: dict[str, type[Error]] = {
     cls.__name__: cls
     for cls in (Error, SecurityError, LimitExceeded, ConnectionError, ProtocolError, LockTimeout,
-                ReadOnlyError, HistoryLost, ReplicaBehind)
+                ReadOnlyError, HistoryLost, ReplicaBehind, AuthenticationError)
 }
 
 __all__ = [
     "Error", "SecurityError", "LimitExceeded", "ConnectionError", "ProtocolError", "LockTimeout",
-    "ReadOnlyError", "HistoryLost", "ReplicaBehind",
+    "ReadOnlyError", "HistoryLost", "ReplicaBehind", "AuthenticationError",
     "QUERY_EXCEPTIONS", "PYZDB_EXCEPTIONS",
 ]

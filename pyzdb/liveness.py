@@ -12,6 +12,10 @@ was sent: only then is the request resent.
 
 A request sent while no server listens is not lost: a connecting DEALER queues it, and libzmq
 delivers it once the server is up. Only the bytes a dead connection had already carried are.
+
+The same monitor reports the socket's handshakes (`Watch.handshake`): a refused CURVE key never
+produces a message, only a failed handshake, which `pyzdb.curve` turns into an error at once.
+One monitor serves both because libzmq allows one per socket.
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
+import struct
+import time
 import weakref
 
 import zmq
@@ -34,6 +40,10 @@ _NOBLOCK = int(zmq.NOBLOCK)
 _RCVMORE = int(zmq.RCVMORE)
 _EVENTS = int(zmq.EVENTS)
 _POLLIN = int(zmq.POLLIN)
+_DISCONNECTED = int(zmq.EVENT_DISCONNECTED)
+_SUCCEEDED = int(zmq.EVENT_HANDSHAKE_SUCCEEDED)
+_FAILED = (int(zmq.EVENT_HANDSHAKE_FAILED_AUTH) | int(zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL)
+           | int(zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL))
 
 
 def configure(socket: zmq.Socket) -> None:
@@ -43,11 +53,12 @@ def configure(socket: zmq.Socket) -> None:
 
 
 class Watch:
-    """Disconnect events of one socket, read without blocking (sync and asyncio sockets)."""
+    """Disconnect and handshake events of one socket, read without blocking (sync and asyncio
+    sockets)."""
 
     def __init__(self, socket: zmq.Socket) -> None:
         address = f"inproc://pyzdb-liveness-{os.getpid()}-{next(_ids)}"
-        socket.monitor(address, zmq.EVENT_DISCONNECTED)
+        socket.monitor(address, _DISCONNECTED | _SUCCEEDED | _FAILED)
         # A plain (sync) socket on the same libzmq context, also under `zmq.asyncio`:
         # reading it never awaits.
         context = zmq.Context.shadow(socket.context.underlying)
@@ -58,6 +69,8 @@ class Watch:
         self._events.setsockopt(zmq.RCVHWM, 0)
         self._events.connect(address)
         self._dropped = False
+        #: None while no handshake finished, True once one succeeded, else the failure's event.
+        self._handshake: bool | int | None = None
         # The monitor is switched off before the socket closes, whoever closes it (`close`, or
         # the garbage collector through this finalizer, which keeps both sockets alive until
         # then): a socket closed with its monitor on wedged libzmq in this process after a few
@@ -79,16 +92,46 @@ class Watch:
         events = self._events
         while True:
             try:
-                events.recv(_NOBLOCK)
+                frame = events.recv(_NOBLOCK)
             except zmq.Again:
                 return self._dropped
             while events.getsockopt(_RCVMORE):
                 events.recv(_NOBLOCK)
+            self._note(frame)
+
+    def _note(self, frame: bytes) -> None:
+        # A monitor event (libzmq 4): the event number (u16) and its value (u32), then the
+        # endpoint in a second frame.
+        kind = struct.unpack("=hi", frame[:6])[0]
+        if kind == _DISCONNECTED:
             self._dropped = True
+        elif kind == _SUCCEEDED:
+            self._handshake = True
+        else:  # a failure, also after an earlier success (a reconnect to other keys)
+            self._handshake = kind
+
+    def handshake(self) -> bool | int | None:
+        """None while no handshake finished, True once one succeeded, else the event number of
+        the failure (`zmq.EVENT_HANDSHAKE_FAILED_*`)."""
+        self.dropped()
+        return self._handshake
+
+    def handshake_failure(self, wait: float) -> int | None:
+        """The failed handshake's event number, waiting up to `wait` seconds for it: the caller
+        knows the socket lost its peer, and the event may still be on its way."""
+        deadline = time.monotonic() + wait
+        while not _failed(self.handshake()) and time.monotonic() < deadline:
+            self._events.poll(50)
+        state = self._handshake
+        return state if _failed(state) else None
 
     def close(self) -> None:
         """Switch the monitor off, then close the event socket and the watched socket."""
         self._close()
+
+
+def _failed(state: bool | int | None) -> bool:
+    return state is not None and state is not True
 
 
 def _shutdown(socket: zmq.Socket, events: zmq.Socket) -> None:

@@ -334,6 +334,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--json", action="store_true", help="print values as JSON")
     parser.add_argument("--timeout", type=float, default=5.0, metavar="S",
                         help="seconds a request to the server may take (default 5)")
+    parser.add_argument("--key", metavar="FILE", help="credential file from pyzdb-keys "
+                        "(default $PYZDB_KEY)")
     return parser
 
 
@@ -345,7 +347,8 @@ def _open_database(args: argparse.Namespace) -> tuple[DatabaseAPI, str]:
         return open_embedded(args.data), os.path.abspath(args.data)
     from .client import connect
 
-    db = connect(args.uri, timeout=args.timeout) if args.uri else connect(timeout=args.timeout)
+    db = (connect(args.uri, timeout=args.timeout, key=args.key) if args.uri
+          else connect(timeout=args.timeout, key=args.key))
     return db, db.uri
 
 

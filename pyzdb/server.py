@@ -48,6 +48,7 @@ import contextlib
 import dataclasses
 import ipaddress
 import logging
+import math
 import os
 import queue
 import signal
@@ -63,12 +64,21 @@ import zmq
 from zmq import zmq_poll
 
 from . import feed, protocol
+from .auth import ServerAuth
 from .client import CONTROL_PARAM
 from .engine import Engine, EngineConfig
-from .errors import Error, LimitExceeded, LockTimeout, ProtocolError, SecurityError
+from .errors import (
+    AuthenticationError,
+    Error,
+    LimitExceeded,
+    LockTimeout,
+    ProtocolError,
+    SecurityError,
+)
 from .protocol import Encoded, Reply, Request
 from .replica import Follower
 from .sandbox import Budget
+from .tenancy import Tenancy
 from .values import measure, to_plain
 
 log = logging.getLogger("pyzdb.server")
@@ -133,18 +143,25 @@ class ServerConfig:
     replica_of: str | None = None
     #: Records a primary keeps for a lagging replica beyond `retain_journal`.
     replica_backlog: int = feed.REPLICA_BACKLOG
+    #: Keys directory (`pyzdb-keys init`): CURVE on, every message checked (`pyzdb.auth`).
+    keys: str | None = None
+    #: Budget of each request of a scoped key (time s, steps, size), so no tenant starves others.
+    scoped_time: float = 1.0
+    scoped_steps: int = 5_000_000
+    scoped_size: int = 1_000_000
 
 
-def check_bind(uri: str, insecure: bool = False) -> None:
-    """Refuse a bind address other machines could reach unless the operator said `--insecure`.
+def check_bind(uri: str, insecure: bool = False, keys: bool = False) -> None:
+    """Refuse a bind address other machines could reach unless the server authenticates every
+    connection (`keys`) or the operator said `--insecure`.
 
-    There is no authentication yet (keys come with CurveZMQ), so anything but loopback, `ipc://`
-    or `inproc://` would hand the database to the network, as the original did.
+    Without keys, anything but loopback, `ipc://` or `inproc://` would hand the database to the
+    network, as the original did.
     """
     scheme, sep, rest = uri.partition("://")
     if not sep or scheme not in ("tcp", "ipc", "inproc"):
         raise ValueError(f"cannot bind {uri!r}: use tcp://HOST:PORT, ipc://PATH or inproc://NAME")
-    if scheme != "tcp" or insecure:
+    if scheme != "tcp" or insecure or keys:
         return
     host = rest.rpartition(":")[0].strip("[]")
     try:
@@ -154,8 +171,8 @@ def check_bind(uri: str, insecure: bool = False) -> None:
     if not loopback:
         raise ValueError(
             f"refusing to bind {uri!r}: it is not a loopback address and the server has no "
-            "authentication yet; bind 127.0.0.1 (or ipc://), or pass --insecure if a firewall "
-            "guards it"
+            "authentication without --keys DIR (see pyzdb-keys); bind 127.0.0.1 (or ipc://), "
+            "or pass --insecure if a firewall guards it"
         )
 
 
@@ -316,7 +333,9 @@ class Server:
     """The engine behind a ROUTER socket; see the module docstring for one turn of the loop."""
 
     def __init__(self, config: ServerConfig, context: zmq.Context | None = None) -> None:
-        check_bind(config.bind, config.insecure)
+        check_bind(config.bind, config.insecure, config.keys is not None)
+        if config.keys is not None:
+            ServerAuth.check(config.keys)  # before the engine takes the data directory
         self.config = config
         budget = Budget()
         if config.time_limit is not None:
@@ -362,6 +381,14 @@ class Server:
         self._context = context or zmq.Context()
         self._own_context = context is None
         self.socket = self._context.socket(zmq.ROUTER)
+        self._auth: ServerAuth | None = None
+        self._tenancy = Tenancy(self)
+        self._hold_until = math.inf  # a scoped key's lock ends here, heartbeats or not
+        if config.keys is not None:
+            self._auth = ServerAuth(config.keys, self._context, dataclasses.replace(
+                budget, time=config.scoped_time, steps=config.scoped_steps,
+                max_size=config.scoped_size))
+            self._auth.configure(self.socket)
         self.socket.setsockopt(zmq.MAXMSGSIZE, config.max_message)
         self.socket.setsockopt(zmq.LINGER, 1000)
         try:
@@ -387,6 +414,9 @@ class Server:
         signal.set_wakeup_fd(self._wakeup[1].fileno(), warn_on_full_buffer=False)
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, lambda signum, frame: self.stop())
+        if self._auth is not None:
+            auth = self._auth
+            signal.signal(signal.SIGHUP, lambda signum, frame: auth.ask_reload())
 
     def serve_forever(self) -> int:
         """Serve until `stop()`; returns the process exit status (0 unless the journal broke)."""
@@ -437,6 +467,8 @@ class Server:
         exception a receive on an empty socket raises; `ready`: the poll just said a message
         is there). A ROUTER prefixes every message with the sender's identity, so each has at
         least two frames."""
+        if self._auth is not None:
+            return self._auth.drain(self.socket, ready, BATCH_LIMIT)
         batch = []
         sock = self.socket
         recv, getsockopt = sock.recv, sock.getsockopt
@@ -454,6 +486,8 @@ class Server:
 
     def _turn(self, batch: list[list[bytes]]) -> None:
         """Steps 2-4 of the module docstring: expire, handle, then send what is durable."""
+        if self._auth is not None:
+            self._auth.refresh()  # a revoked key is refused from its next message
         if self._holder is not None or self._queue:
             self._expire(time.monotonic())
         for frames in batch:
@@ -548,7 +582,9 @@ class Server:
         try:
             request = protocol.decode_request(body, self.config.max_message)
             params, control = _split_control(request)
-        except ProtocolError as exc:
+            if self._auth is not None:
+                request, control["grant"] = self._auth.admit(frames, request)
+        except (ProtocolError, AuthenticationError, SecurityError) as exc:
             self._refuse(envelope, protocol.request_id_of(body), exc)
             return
         key = (request.session, request.id)
@@ -600,7 +636,9 @@ class Server:
                     "the lock of this connection was released and its transaction rolled back "
                     f"(its lease of {self.config.lease:g} s expired, or the server restarted)"
                 )
-            value = self._ops[request.op](request, params)
+            grant = control.get("grant")
+            value = (self._ops[request.op](request, params) if grant is None
+                     else self._tenancy.run(grant, request, params))
             if type(value) is Encoded:  # query and execute: no Reply object to build
                 data = protocol.pack_value_reply(request.id, value, self.engine.last_seq)
             else:
@@ -699,11 +737,12 @@ class Server:
     # -- the lock and its queue --------------------------------------------------------------
 
     def _renew(self) -> None:
-        self._lease_deadline = time.monotonic() + self.config.lease
+        self._lease_deadline = min(time.monotonic() + self.config.lease, self._hold_until)
 
     def _release(self) -> None:
         log.debug("session %s released the lock", self._holder.hex() if self._holder else "-")
         self._holder = None
+        self._hold_until = math.inf
 
     def _expire(self, now: float) -> None:
         if self._holder is not None and now >= self._lease_deadline:
@@ -770,6 +809,8 @@ class Server:
             self.engine.close()
         finally:
             self.socket.close()
+            if self._auth is not None:
+                self._auth.close()
             if self._own_context:
                 self._context.term()
             if self._wakeup is not None:
@@ -834,6 +875,14 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--replica-backlog", type=int, default=feed.REPLICA_BACKLOG,
                         metavar="N", help="records kept for a lagging replica beyond "
                         f"--retain-journal; past it, it resyncs (default {feed.REPLICA_BACKLOG})")
+    parser.add_argument("--keys", metavar="DIR", help="CURVE keys and access list made by "
+                        "pyzdb-keys: every connection authenticated, roles and scopes enforced")
+    parser.add_argument("--scoped-time", type=float, default=1.0, metavar="S",
+                        help="wall-time budget of a scoped key's request (default 1)")
+    parser.add_argument("--scoped-steps", type=int, default=5_000_000, metavar="N",
+                        help="loop-step budget of a scoped key's request (default 5000000)")
+    parser.add_argument("--scoped-size", type=int, default=1_000_000, metavar="N",
+                        help="largest object a scoped key's request may build (default 1000000)")
     parser.add_argument("-v", "--verbose", action="store_true", help="log every request")
     return parser
 
@@ -850,7 +899,8 @@ def server_main(argv: Sequence[str] | None = None) -> int:
         return 2
     config = ServerConfig(args.data, args.bind, args.fsync, args.time_limit, args.lease,
                           args.max_message, args.insecure, args.retain_journal, args.replica_of,
-                          args.replica_backlog)
+                          args.replica_backlog, args.keys, args.scoped_time, args.scoped_steps,
+                          args.scoped_size)
     try:
         server = Server(config)
     except ValueError as exc:

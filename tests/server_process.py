@@ -34,6 +34,7 @@ from pathlib import Path
 import zmq
 
 from pyzdb import protocol
+from pyzdb.keys import load_credential
 
 #: The console script installed beside this interpreter (`pip install -e .`).
 SERVER_SCRIPT = Path(sys.executable).with_name("pyzdb-server")
@@ -46,10 +47,16 @@ def free_tcp_uri() -> str:
         return f"tcp://127.0.0.1:{probe.getsockname()[1]}"
 
 
-def ping(uri: str, timeout: float) -> bool:
-    """True if a pyzdb server at `uri` answers a ping within `timeout` seconds."""
+def ping(uri: str, timeout: float, key: str | os.PathLike[str] | None = None) -> bool:
+    """True if a pyzdb server at `uri` answers a ping within `timeout` seconds (with `key`, a
+    credential file, for a server started with `--keys`)."""
     sock = zmq.Context.instance().socket(zmq.DEALER)
     sock.setsockopt(zmq.LINGER, 0)
+    if key is not None:
+        credential = load_credential(key)
+        sock.curve_publickey = credential.public
+        sock.curve_secretkey = credential.secret
+        sock.curve_serverkey = credential.server
     sock.setsockopt(zmq.RECONNECT_IVL, 5)  # the server may bind a moment after we connect
     try:
         sock.connect(uri)
@@ -66,8 +73,9 @@ class ServerProcess:
     """One server on `data_dir`; `uri` is where it listens (the same across restarts)."""
 
     def __init__(self, data_dir: str | os.PathLike[str], *args: str, tcp: bool = False,
-                 script: bool = False) -> None:
+                 script: bool = False, key: str | os.PathLike[str] | None = None) -> None:
         self.data_dir = Path(data_dir)
+        self.key = key  # the credential the start-up ping uses (`--keys` servers)
         self.args = list(args)
         self.script = script
         # ipc paths are limited to ~100 bytes: pytest's tmp_path can be longer.
@@ -91,7 +99,7 @@ class ServerProcess:
         else:
             self.process = _Zygote.get().fork(self.argv, self.log_path)
         deadline = time.monotonic() + timeout
-        while not ping(self.uri, 0.1):
+        while not ping(self.uri, 0.1, self.key):
             if self.process.poll() is not None:
                 raise RuntimeError(f"pyzdb-server exited with {self.process.returncode}:\n"
                                    f"{self.log()}")

@@ -133,7 +133,7 @@ def test_pyzdb_bench_leaves_a_server_with_foreign_data_alone(tmp_path):
 
 
 @pytest.mark.parametrize("script", ["engine_bench.py", "server_bench.py", "docs_bench.py",
-                                    "replica_bench.py"])
+                                    "replica_bench.py", "curve_bench.py"])
 def test_bench_script_prints_its_figures(script):
     output = run([sys.executable, str(BENCH_DIR / script), "--quick"])
     rows = table(output, FIGURE_HEADERS)
