@@ -21,6 +21,7 @@ from typing import Any
 
 from .errors import ConnectionError, Error, LimitExceeded, LockTimeout, ProtocolError, SecurityError
 from .values import File
+from .version import __version__
 
 #: Imported on first use, so a program that only connects to a server never loads the engine
 #: (nor RestrictedPython): the client does not know about the sandbox.
@@ -36,6 +37,6 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
-    "open", "connect", "Database", "File",
+    "__version__", "open", "connect", "Database", "File",
     "Error", "SecurityError", "LimitExceeded", "ConnectionError", "ProtocolError", "LockTimeout",
 ]

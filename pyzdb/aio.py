@@ -26,7 +26,7 @@ import zmq.asyncio
 
 from . import protocol
 from .capture import capture
-from .client import _Channel, _Core, _Exchange
+from .client import DEFAULT_TIMEOUT, _Channel, _Core, _Exchange
 from .errors import Error, LockTimeout
 from .proxy import PathProxy
 
@@ -70,7 +70,8 @@ class AsyncPathProxy(PathProxy):
 class AsyncConnection:
     """A remote pyzdb database for asyncio; see `connect`."""
 
-    def __init__(self, uri: str, timeout: float = 5.0, read_uris: list[str] | None = None, *,
+    def __init__(self, uri: str, timeout: float = DEFAULT_TIMEOUT,
+                 read_uris: list[str] | None = None, *,
                  max_message: int = protocol.MAX_REQUEST_SIZE) -> None:
         self._core = _Core(uri, timeout, read_uris, max_message)
         # A shadow of the process-wide context: asyncio sockets, one libzmq context.
@@ -185,6 +186,10 @@ class AsyncConnection:
     async def ping(self) -> None:
         await self._send("ping")
 
+    async def info(self) -> dict[str, dict[str, Any]]:
+        """The server's state in sections, like Redis INFO (see `pyzdb.info`)."""
+        return await self._send("info")
+
     # -- undo, history, checkpoints ------------------------------------------------------------
 
     async def undo(self) -> bool:
@@ -294,7 +299,7 @@ def _no_blob_reader(digest: str) -> bytes:
     raise Error("File.read() would block the event loop: use `await db.read_file(f)`")
 
 
-def connect(uri: str = "tcp://127.0.0.1:5559", timeout: float = 5.0,
+def connect(uri: str = "tcp://127.0.0.1:5559", timeout: float = DEFAULT_TIMEOUT,
             read_uris: list[str] | None = None) -> AsyncConnection:
     """The asyncio twin of `pyzdb.connect`; the connection opens on the first request."""
     return AsyncConnection(uri, timeout, read_uris)

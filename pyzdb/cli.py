@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from .values import File
+from .version import version_line
 
 
 def to_json(value: Any) -> Any:
@@ -60,8 +61,10 @@ def _eval_parser() -> argparse.ArgumentParser:
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--data", metavar="DIR", help="embedded: open this data directory")
     where.add_argument("--connect", metavar="URI", help="remote: a pyzdb-server's URI")
+    parser.add_argument("--version", action="version", version=version_line("pyzdb-eval"))
     parser.add_argument("--json", action="store_true", help="print the value as JSON")
-    parser.add_argument("--timeout", type=float, default=5.0, help="seconds (remote)")
+    parser.add_argument("--timeout", type=float, default=None,
+                        help="seconds a request may take (remote; default 10)")
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("expr", nargs="?", help="the expression or statements to run")
     source.add_argument("-f", "--file", help="read the statements from FILE ('-': stdin)")

@@ -57,6 +57,10 @@ RETRY_MAX = 2.0
 #: Share of `timeout` a request may wait in the server's lock queue, so that the server's
 #: LockTimeout reply reaches the client before the client's own deadline.
 QUEUE_SHARE = 0.8
+#: Default seconds a request may take. It must exceed the server's default time budget (5 s,
+#: `Budget.time`) with room for the round trip, or a runaway query's `LimitExceeded` arrives
+#: after the client has given up and reported a dead server instead.
+DEFAULT_TIMEOUT = 10.0
 #: Requests from this size up may have been dropped by a server with a small --max-message
 #: (libzmq drops them with the connection, so the server cannot answer): a timeout says so.
 _LARGE_REQUEST = 64 * 1024
@@ -260,7 +264,8 @@ class _Channel:
 class Connection(DatabaseAPI):
     """A remote pyzdb database; see `connect`. Safe to share between threads."""
 
-    def __init__(self, uri: str, timeout: float = 5.0, read_uris: list[str] | None = None, *,
+    def __init__(self, uri: str, timeout: float = DEFAULT_TIMEOUT,
+                 read_uris: list[str] | None = None, *,
                  max_message: int = protocol.MAX_REQUEST_SIZE) -> None:
         self._core = _Core(uri, timeout, read_uris, max_message)
         self._context = zmq.Context.instance()
@@ -348,6 +353,10 @@ class Connection(DatabaseAPI):
         self._send("ping")
 
     # -- undo, history, checkpoints ------------------------------------------------------------
+
+    def info(self) -> dict[str, dict[str, Any]]:
+        """The server's state in sections, like Redis INFO (see `pyzdb.info`)."""
+        return self._send("info")
 
     def undo(self) -> bool:
         """Take back the last committed unit (durably); False when there is nothing to undo."""
@@ -453,7 +462,7 @@ class Connection(DatabaseAPI):
                 self._mutex.release()
 
 
-def connect(uri: str = "tcp://127.0.0.1:5559", timeout: float = 5.0,
+def connect(uri: str = "tcp://127.0.0.1:5559", timeout: float = DEFAULT_TIMEOUT,
             read_uris: list[str] | None = None) -> Connection:
     """Connect to a `pyzdb-server`; reads (queries) go round-robin to `read_uris` if given.
 

@@ -14,7 +14,8 @@ import threading
 from typing import Any
 
 from .engine import Engine, EngineConfig, RecoveryReport
-from .errors import Error, LockTimeout
+from .errors import Error, LimitExceeded, LockTimeout, SecurityError
+from .info import RequestStats, engine_sections
 from .proxy import DatabaseAPI
 from .sandbox import Budget
 from .values import to_plain
@@ -28,6 +29,7 @@ class Database(DatabaseAPI):
         self._mutex = threading.RLock()
         self._lock_depth = 0
         self._closed = False
+        self._stats = RequestStats()
 
     @property
     def recovery(self) -> RecoveryReport:
@@ -40,7 +42,17 @@ class Database(DatabaseAPI):
         params = to_plain(params)
         with self._mutex:
             self._check_open()
-            return self._engine.run(source, write=write, syntax=syntax, params=params, root=root)
+            try:
+                value = self._engine.run(source, write=write, syntax=syntax, params=params,
+                                         root=root)
+            except (SecurityError, LimitExceeded, SyntaxError):
+                self._stats.record(b"", "refused")
+                raise
+            except Exception:
+                self._stats.record(b"", "failed")
+                raise
+            self._stats.record(b"", "ok")
+            return value
 
     def _check_open(self) -> None:
         if self._closed:
@@ -65,6 +77,15 @@ class Database(DatabaseAPI):
         with self._mutex:
             self._check_open()
             return self._engine.history()
+
+    def info(self) -> dict[str, dict[str, Any]]:
+        """The database's state in sections (see `pyzdb.info`): version, journal, tree..."""
+        with self._mutex:
+            self._check_open()
+            sections = engine_sections(self._engine, "embedded", self._stats.started)
+            sections["clients"] = self._stats.section()
+            sections["clients"]["connected"] = 1
+            return sections
 
     def checkpoint(self) -> None:
         with self._mutex:

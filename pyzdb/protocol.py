@@ -141,6 +141,7 @@ OPS: Final[Mapping[str, str]] = MappingProxyType({
     "rollback": "roll the open transaction back",
     "ping": "answer at once",
     "blob": "move the bytes of a pyzdb.File",
+    "info": "describe the server's state in sections (pyzdb.info)",
 })
 #: How the server compiles `Request.source`: one expression, or statements.
 SYNTAXES: Final = ("eval", "exec")

@@ -236,6 +236,10 @@ class DatabaseAPI:
     def checkpoint(self) -> None:
         raise NotImplementedError
 
+    def info(self) -> dict[str, dict[str, Any]]:
+        """The database's state in sections, like Redis INFO (see `pyzdb.info`)."""
+        raise NotImplementedError
+
     def __enter__(self) -> DatabaseAPI:
         return self
 

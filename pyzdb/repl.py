@@ -43,6 +43,7 @@ from .capture import ROOT, SOURCE_NAME
 from .cli import format_error, format_value
 from .errors import SecurityError
 from .proxy import DatabaseAPI
+from .version import version_line
 
 PS1 = ">>> "
 PS2 = "... "
@@ -331,9 +332,10 @@ def _parser() -> argparse.ArgumentParser:
                        help="a pyzdb-server's URI (default tcp://127.0.0.1:5559)")
     where.add_argument("--data", metavar="DIR",
                        help="embedded: open this data directory in this process instead")
+    parser.add_argument("--version", action="version", version=version_line("pyzdb"))
     parser.add_argument("--json", action="store_true", help="print values as JSON")
-    parser.add_argument("--timeout", type=float, default=5.0, metavar="S",
-                        help="seconds a request to the server may take (default 5)")
+    parser.add_argument("--timeout", type=float, default=None, metavar="S",
+                        help="seconds a request to the server may take (default 10)")
     return parser
 
 

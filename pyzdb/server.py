@@ -62,10 +62,13 @@ from zmq import zmq_poll
 from . import protocol
 from .client import CONTROL_PARAM
 from .engine import Engine, EngineConfig
-from .errors import Error, LimitExceeded, LockTimeout, ProtocolError, SecurityError
+from .errors import Error, LimitExceeded, LockTimeout, ProtocolError
+from .info import RequestStats, engine_sections
 from .protocol import Encoded, Reply, Request
+from .requestlog import log_failure, log_request
 from .sandbox import Budget
 from .values import expanded_size, to_plain
+from .version import version_line
 
 log = logging.getLogger("pyzdb.server")
 
@@ -92,8 +95,6 @@ MAX_QUEUE = 10_000
 #: Bad-input warnings logged per second; the rest are counted and summarised, so a hostile
 #: peer cannot fill the disk through the log.
 WARNINGS_PER_SECOND = 10
-#: Errors that mean a request was refused rather than failed on its own terms.
-_REFUSALS = (SecurityError, LimitExceeded, SyntaxError, ProtocolError)
 #: Ops that neither write nor hold state: their replies are not worth remembering when large.
 _READ_OPS = frozenset({"query", "history", "blob", "ping"})
 #: pyzmq's flags as plain ints: its enum flags cost an `enum` call per use on the hot path.
@@ -215,6 +216,9 @@ class _Throttle:
         self._dropped = 0
 
     def warning(self, message: str, *args: object) -> None:
+        self.log(logging.WARNING, message, *args)
+
+    def log(self, level: int, message: str, *args: object) -> None:
         now = time.monotonic()
         if now - self._window >= 1.0:
             if self._dropped:
@@ -222,7 +226,7 @@ class _Throttle:
             self._window, self._count, self._dropped = now, 0, 0
         if self._count < self.rate:
             self._count += 1
-            log.warning(message, *args)
+            log.log(level, message, *args)
         else:
             self._dropped += 1
 
@@ -336,7 +340,9 @@ class Server:
             "rollback": self._op_rollback,
             "ping": lambda request, params: None,
             "blob": lambda request, params: self.engine.read_blob(request.source),
+            "info": lambda request, params: self.info(),
         }
+        self.stats = RequestStats()
         self._journal = self.engine.journal
         self._syncer: _Syncer | None = None
         self._context = context or zmq.Context()
@@ -561,6 +567,8 @@ class Server:
         session = request.session
         if session and session == self._holder:
             self._renew()
+        started = time.perf_counter()
+        outcome = "ok"
         try:
             if control.get("txn") and session != self._holder:
                 raise LockTimeout(
@@ -573,13 +581,12 @@ class Server:
             else:
                 data = protocol.pack(Reply(request.id, True, value, self.engine.last_seq))
         except Exception as exc:
-            # Refusals and overruns are what a hostile or broken client causes: worth a
-            # (throttled) warning. A query's own KeyError is the caller's business.
-            say = self._bad.warning if isinstance(exc, _REFUSALS) else log.debug
-            say("request %d (%s) of session %s failed: %s: %s", request.id, request.op,
-                session.hex() or "-", type(exc).__name__, exc)
+            outcome = log_failure(self._bad, request, exc)
             data = protocol.pack(Reply(request.id, False, None, self.engine.last_seq,
                                        protocol.error_to_info(exc)))
+        self.stats.record(session, outcome)
+        if log.isEnabledFor(logging.DEBUG):
+            log_request(request, data, started, outcome)
         if session and session == self._holder:
             self._renew()
         self._send(envelope, request, data)
@@ -597,6 +604,16 @@ class Server:
         self._outbox.append((self.engine.last_seq, envelope, request.id if request else 0, data))
 
     # -- the ops -----------------------------------------------------------------------------
+
+    def info(self) -> dict[str, dict[str, Any]]:
+        """`db.info()`: the engine's sections plus this server's; add a feature's section here."""
+        sections = engine_sections(self.engine, "primary", self.stats.started)
+        sections["server"]["bind"] = self.endpoint
+        sections["server"]["lease_seconds"] = self.config.lease
+        sections["clients"] = self.stats.section()
+        sections["clients"]["lock_holder"] = self._holder.hex() if self._holder else None
+        sections["clients"]["queued"] = len(self._queue)
+        return sections
 
     def _op_query(self, request: Request, params: dict[str, Any]) -> Encoded:
         return self.engine.run(request.source, write=False, syntax=request.syntax,
@@ -785,6 +802,7 @@ def _parser() -> argparse.ArgumentParser:
                         metavar="BYTES", help="largest request accepted (default 16 MiB)")
     parser.add_argument("--insecure", action="store_true",
                         help="allow a non-loopback --bind without authentication")
+    parser.add_argument("--version", action="version", version=version_line("pyzdb-server"))
     parser.add_argument("-v", "--verbose", action="store_true", help="log every request")
     return parser
 

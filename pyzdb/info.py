@@ -1,0 +1,170 @@
+"""`db.info()`: the state of a database in sections, like Redis `INFO`.
+
+Why a dict of sections assembled in one place: the server, the embedded database and later
+features (replication, auth) each know a part of the picture. `engine_sections` gives what any
+engine knows (version, data directory, journal, tree, budgets); a caller adds its own sections
+to the dict it returns (`server` adds `clients`), so a new feature adds one key, not a new call.
+
+Every value is plain data (str, int, float, bool, None) so it travels over the wire as is and
+prints as JSON.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import platform
+import sys
+import time
+from typing import Any
+
+from .version import __version__
+
+#: Containers visited to estimate the tree's memory before extrapolating from the top-level keys
+#: seen so far: `info` must answer in milliseconds even for a tree of millions of values.
+SIZE_SAMPLE_NODES = 200_000
+
+
+class RequestStats:
+    """Counts of requests served and refused, and the sessions seen recently (`connected`)."""
+
+    #: A session that sent nothing for this many seconds no longer counts as connected.
+    RECENT = 60.0
+
+    def __init__(self) -> None:
+        self.started = time.time()
+        self.served = 0
+        self.refused = 0
+        self.failed = 0
+        self._seen: dict[bytes, float] = {}
+
+    def record(self, session: bytes, outcome: str) -> None:
+        """One request answered: `outcome` is "ok", "refused" (sandbox, budget, bad input) or
+        "failed" (the query's own exception)."""
+        self.served += 1
+        if outcome == "refused":
+            self.refused += 1
+        elif outcome == "failed":
+            self.failed += 1
+        if session:
+            now = time.monotonic()
+            self._seen[session] = now
+            if len(self._seen) > 4096:
+                self._forget(now)
+
+    def _forget(self, now: float) -> None:
+        for session, seen in list(self._seen.items()):
+            if now - seen > self.RECENT:
+                del self._seen[session]
+
+    def section(self) -> dict[str, Any]:
+        self._forget(time.monotonic())
+        return {"connected": len(self._seen), "requests_served": self.served,
+                "requests_refused": self.refused, "requests_failed": self.failed}
+
+
+def engine_sections(engine: Any, role: str, started: float) -> dict[str, dict[str, Any]]:
+    """What any engine can say about itself, as sections: server, journal, tree, budgets."""
+    journal = engine.journal
+    directory = os.path.abspath(engine.directory)
+    journal_bytes, checkpoint_bytes, checkpoint_seq = _files(directory)
+    keys, approx = tree_size(engine.store.root)
+    budget = engine.config.budget
+    return {
+        "server": {
+            "version": __version__,
+            "python": platform.python_version(),
+            "role": role,
+            "pid": os.getpid(),
+            "uptime_seconds": round(time.time() - started, 3),
+            "data_directory": directory,
+        },
+        "journal": {
+            "last_seq": journal.last_seq,
+            "durable_seq": journal.durable_seq,
+            "fsync": engine.config.fsync,
+            "journal_bytes": journal_bytes,
+            "checkpoint_seq": checkpoint_seq,
+            "checkpoint_bytes": checkpoint_bytes,
+            "in_transaction": engine.in_transaction,
+        },
+        "tree": {"top_level_keys": keys, "approx_bytes": approx},
+        "budgets": {field.name: getattr(budget, field.name)
+                    for field in dataclasses.fields(budget)},
+    }
+
+
+def _files(directory: str) -> tuple[int, int, int | None]:
+    """Bytes of the journal segments, bytes and seq of the newest checkpoint."""
+    journal_bytes = 0
+    newest: tuple[int, int] | None = None
+    try:
+        entries = list(os.scandir(directory))
+    except OSError:
+        return 0, 0, None
+    for entry in entries:
+        name = entry.name
+        try:
+            if name.startswith("journal-") and name.endswith(".log"):
+                journal_bytes += entry.stat().st_size
+            elif name.startswith("checkpoint-") and name.endswith(".ckpt"):
+                seq = int(name[len("checkpoint-"):-len(".ckpt")])
+                if newest is None or seq > newest[0]:
+                    newest = (seq, entry.stat().st_size)
+        except (OSError, ValueError):
+            continue
+    if newest is None:
+        return journal_bytes, 0, None
+    return journal_bytes, newest[1], newest[0]
+
+
+def tree_size(root: dict[Any, Any]) -> tuple[int, int]:
+    """(top-level keys, approximate bytes of the tree), by `sys.getsizeof` over the values.
+
+    After `SIZE_SAMPLE_NODES` containers the rest is extrapolated from the average of the
+    top-level values measured so far, so the answer stays fast on a large tree.
+    """
+    total = sys.getsizeof(root)
+    visited = 0
+    measured = 0
+    for key, value in root.items():
+        if visited >= SIZE_SAMPLE_NODES:
+            break
+        size, nodes = _deep_size(value)
+        total += size + sys.getsizeof(key)
+        visited += nodes
+        measured += 1
+    if measured and measured < len(root):
+        total = int(total * len(root) / measured)
+    return len(root), total
+
+
+def _deep_size(value: Any) -> tuple[int, int]:
+    size = 0
+    nodes = 0
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        size += sys.getsizeof(item)
+        if isinstance(item, dict):
+            nodes += 1
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, (list, tuple)):
+            nodes += 1
+            stack.extend(item)
+    return size, nodes
+
+
+def format_info(sections: dict[str, dict[str, Any]]) -> str:
+    """The sections as Redis prints INFO: `# section` then `name: value` lines."""
+    lines: list[str] = []
+    for name, fields in sections.items():
+        if lines:
+            lines.append("")
+        lines.append(f"# {name}")
+        lines.extend(f"{key}: {value}" for key, value in fields.items())
+    return "\n".join(lines)
+
+
+__all__ = ["RequestStats", "engine_sections", "tree_size", "format_info", "SIZE_SAMPLE_NODES"]
