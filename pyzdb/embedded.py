@@ -13,6 +13,7 @@ import os
 import threading
 from typing import Any
 
+from .endpoint import in_use_hint
 from .engine import Engine, EngineConfig, RecoveryReport
 from .errors import Error, LimitExceeded, LockTimeout, SecurityError
 from .info import RequestStats, engine_sections
@@ -147,7 +148,13 @@ def open(  # noqa: A001 - the public name of DESIGN.md
     if time_limit is not None:
         budget = dataclasses.replace(budget, time=time_limit)
     config = EngineConfig(fsync=fsync, budget=budget, undo_depth=undo_depth)
-    return Database(Engine(path, config))
+    try:
+        engine = Engine(path, config)
+    except Error as exc:
+        if "in use by another process" in str(exc):
+            raise Error(f"{exc}; {in_use_hint(path)}") from None
+        raise
+    return Database(engine)
 
 
 __all__ = ["Database", "open"]

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from .capture import capture
+from .proxyrules import path_step, refuse_value_operations, spell_step
 
 #: Methods of the stored types that never write: called through a read-only query, so they
 #: also work against a read-only replica.
@@ -41,9 +42,8 @@ class PathProxy:
         self._written = False
 
     def _target(self, params: dict[str, Any]) -> str:
-        for index, key in enumerate(self._path):
-            params[f"k{index}"] = key
-        return "db" + "".join(f"[k{index}]" for index in range(len(self._path)))
+        return "db" + "".join(path_step(index, key, params)
+                              for index, key in enumerate(self._path))
 
     def _ask(self, write: bool, template: str, syntax: str = "eval", **values: Any) -> Any:
         params: dict[str, Any] = {}
@@ -70,11 +70,12 @@ class PathProxy:
     def __iter__(self) -> Iterator[Any]:
         return iter(self._ask(False, "list({t})"))
 
-    def __bool__(self) -> bool:
-        return self._ask(False, "bool({t})")
-
     def __repr__(self) -> str:
-        return "<pyzdb path db" + "".join(f"[{key!r}]" for key in self._path) + ">"
+        return f"<pyzdb path {self._spelling()}>"
+
+    def _spelling(self) -> str:
+        """The path as the user wrote it: `db['users'][:2]`."""
+        return "db" + "".join(spell_step(key) for key in self._path)
 
     # -- writing -----------------------------------------------------------------------------
 
@@ -108,6 +109,24 @@ class PathProxy:
     def __ior__(self, value: Any) -> PathProxy:
         return self._augment("|=", value)
 
+    def __itruediv__(self, value: Any) -> PathProxy:
+        return self._augment("/=", value)
+
+    def __ifloordiv__(self, value: Any) -> PathProxy:
+        return self._augment("//=", value)
+
+    def __imod__(self, value: Any) -> PathProxy:
+        return self._augment("%=", value)
+
+    def __ipow__(self, value: Any) -> PathProxy:
+        return self._augment("**=", value)
+
+    def __iand__(self, value: Any) -> PathProxy:
+        return self._augment("&=", value)
+
+    def __ixor__(self, value: Any) -> PathProxy:
+        return self._augment("^=", value)
+
     # -- methods of the stored value -----------------------------------------------------------
 
     def __getattr__(self, name: str) -> Callable[..., Any]:
@@ -125,6 +144,9 @@ class PathProxy:
         if name in VIEW_METHODS:
             template = f"list({template})"
         return self._ask(name not in READ_METHODS, template, **values)
+
+
+refuse_value_operations(PathProxy)
 
 
 def _already_written(value: Any, path: tuple[Any, ...]) -> bool:

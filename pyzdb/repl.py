@@ -40,7 +40,7 @@ from datetime import datetime
 from typing import Any, TextIO
 
 from .capture import ROOT, SOURCE_NAME
-from .cli import format_error, format_value
+from .cli import format_error, format_value, open_target
 from .errors import SecurityError
 from .proxy import DatabaseAPI
 from .version import version_line
@@ -341,14 +341,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def _open_database(args: argparse.Namespace) -> tuple[DatabaseAPI, str]:
     """The database and where it is, for the banner."""
-    if args.data is not None:
-        from .embedded import open as open_embedded
-
-        return open_embedded(args.data), os.path.abspath(args.data)
-    from .client import connect
-
-    db = connect(args.uri, timeout=args.timeout) if args.uri else connect(timeout=args.timeout)
-    return db, db.uri
+    db = open_target(args.uri, args.data, args.timeout)
+    return db, os.path.abspath(args.data) if args.data is not None else db.uri
 
 
 def main(argv: Sequence[str] | None = None) -> int:

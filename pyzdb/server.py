@@ -61,6 +61,7 @@ from zmq import zmq_poll
 
 from . import protocol
 from .client import CONTROL_PARAM
+from .endpoint import remove_endpoint, write_endpoint
 from .engine import Engine, EngineConfig
 from .errors import Error, LimitExceeded, LockTimeout, ProtocolError
 from .info import RequestStats, engine_sections
@@ -356,6 +357,7 @@ class Server:
             self.close()
             raise Error(f"cannot bind {config.bind}: {exc}") from None
         self.endpoint = self.socket.getsockopt_string(zmq.LAST_ENDPOINT)
+        write_endpoint(config.data, self.endpoint)
         if config.fsync == "always":
             self._syncer = _Syncer(self._journal)
 
@@ -742,6 +744,7 @@ class Server:
         if self._holder is not None:
             log.info("rolling back the open transaction of session %s", self._holder.hex())
             self._holder = None
+        remove_endpoint(self.config.data)
         try:
             self.engine.close()
         finally:
