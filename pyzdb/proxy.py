@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from .capture import capture
+from .hints import add_hints, hinting
 from .proxyrules import path_step, refuse_value_operations, spell_step
 
 #: Methods of the stored types that never write: called through a read-only query, so they
@@ -49,7 +50,11 @@ class PathProxy:
         params: dict[str, Any] = {}
         target = self._target(params)
         params.update(values)
-        return self._db._call(write, template.format(t=target), syntax, params)
+        try:
+            return self._db._call(write, template.format(t=target), syntax, params)
+        except Exception as error:
+            add_hints(error, None, "execute")
+            raise
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -168,13 +173,17 @@ class DatabaseAPI:
 
     def query(self, expr: Any, /, **params: Any) -> Any:
         """Evaluate one expression (a string or a lambda) read-only; return its value."""
-        request = capture(expr, "query", params)
-        return self._call(False, request.source, request.syntax, request.params, request.root)
+        with hinting(expr, "query"):
+            request = capture(expr, "query", params)
+            return self._call(False, request.source, request.syntax, request.params,
+                              request.root)
 
     def execute(self, source: Any, /, **params: Any) -> Any:
         """Run statements atomically; return the value of the last expression statement."""
-        request = capture(source, "execute", params)
-        return self._call(True, request.source, request.syntax, request.params, request.root)
+        with hinting(source, "execute"):
+            request = capture(source, "execute", params)
+            return self._call(True, request.source, request.syntax, request.params,
+                              request.root)
 
     # -- the root as a path --------------------------------------------------------------------
 

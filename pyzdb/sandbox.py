@@ -194,6 +194,8 @@ def _clean_syntax_error(exc: SyntaxError) -> SyntaxError:
 
 
 def _refusal(problems: list[str]) -> str:
+    if any("import is not allowed" in problem for problem in problems):  # one rule, one line
+        problems = [problem for problem in problems if "alias is not allowed" not in problem]
     shown = problems[:20]
     more = f"\n... and {len(problems) - 20} more" if len(problems) > 20 else ""
     return "query refused by the sandbox:\n" + "\n".join(shown) + more
@@ -236,7 +238,7 @@ def _name_problem(name: str | None) -> str | None:
     if name in _RESERVED_NAMES:
         return f"name {name!r} is reserved (a query has no output: its value is the result)"
     if name in _ESCAPE_NAMES or name in _BASE_EXCEPTIONS:
-        return f"{name} is not available in a query (see sandbox/README.md)"
+        return f"{name} is not available in a query (see pyzdb.sandbox_rules() or `pyzdb --rules`)"
     return None
 
 
@@ -264,7 +266,8 @@ def _node_problems(node: ast.AST) -> list[str]:
             found.append("annotations are not allowed")
     elif isinstance(node, ast.Call):
         if isinstance(node.func, ast.Name) and node.func.id in _ABSENT_CALLS:
-            found.append(f"{node.func.id}() is not available in a query (see sandbox/README.md)")
+            found.append(f"{node.func.id}() is not available in a query "
+                         "(see pyzdb.sandbox_rules() or `pyzdb --rules`)")
     elif isinstance(node, ast.ExceptHandler):
         found.append(_name_problem(node.name))
         if node.type is None:
