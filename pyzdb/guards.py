@@ -41,6 +41,7 @@ from time import monotonic
 from typing import Any
 
 from .errors import Error, LimitExceeded, SecurityError
+from .strformat import format_map_method, format_method
 
 #: Deepest tuple-in-tuple nesting a query may build. CPython hashes nested tuples recursively in
 #: C with no depth check; ~150,000 levels overflow an 8 MiB stack. Stored tuples are at most
@@ -100,7 +101,7 @@ class AsyncStop(Stop):
 #
 # Left out on purpose, with the reason:
 #   every name starting with "_"   dunders reach classes, frames, globals (refused at compile)
-#   str.format, str.format_map     '{0.__class__.__mro__}' traverses attributes in C
+#   str.format, str.format_map     only through `strformat` (fields use the guards)
 #   str/bytes.maketrans, translate a table maps one character to an arbitrarily long string
 #   bytes.fromhex, float.fromhex   class methods: nothing needs them on an instance
 #   int.to_bytes, int.from_bytes   a length argument allocates that many bytes at once
@@ -124,7 +125,7 @@ _SET_WRITE = ("add clear difference_update discard intersection_update pop remov
 
 ATTRIBUTES: dict[type, frozenset[str]] = {
     str: frozenset(_STR_BYTES_COMMON + "casefold encode isdecimal isidentifier isnumeric "
-                   "isprintable".split()),
+                   "isprintable format format_map".split()),
     bytes: frozenset(_STR_BYTES_COMMON + ["decode", "hex"]),
     list: frozenset("append clear copy count extend index insert pop remove reverse sort".split()),
     tuple: frozenset(["count", "index"]),
@@ -961,6 +962,7 @@ for _cls in (str, bytes):
     for _name in ("join", "replace", "center", "ljust", "rjust", "zfill", "expandtabs"):
         _METHODS[_cls][_name] = getattr(Request, f"m_{_name}")
 _METHODS[str]["encode"] = Request.m_encode
+_METHODS[str].update(format=format_method, format_map=format_map_method)  # see strformat
 _METHODS[bytes]["decode"] = Request.m_decode
 _METHODS[list]["extend"] = Request.m_extend
 _METHODS[dict].update(update=Request.m_update, items=Request.m_items,
@@ -1034,6 +1036,10 @@ def _request() -> Request:
     return _current.request  # type: ignore[no-any-return]
 
 
+#: The request the builtins of this thread charge (for builtins defined outside this module).
+current_request = _request
+
+
 def _make_builtins() -> dict[str, Any]:
     """The wrapped builtins: each bounds its input through the current `Request`."""
 
@@ -1077,6 +1083,8 @@ def _make_builtins() -> dict[str, Any]:
 
     def iter(obj: Any, sentinel: Any = _MISSING, /) -> Iterator[Any]:
         if sentinel is _MISSING:
+            if _iter(obj) is obj:  # an iterator: iter(it) is it, as in CPython; every
+                return obj  # consumer (for, list(), sum()...) bounds it on its own
             return _request().lazy_iter(obj)
         return _request().lazy_iter(_iter(obj, sentinel))
 

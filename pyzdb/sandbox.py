@@ -46,6 +46,7 @@ from typing import Any, Literal
 
 from RestrictedPython.transformer import RestrictingNodeTransformer, copy_locations
 
+from . import guards
 from .errors import Error, LimitExceeded, SecurityError
 from .guards import (
     ALL_ATTRIBUTES,
@@ -57,6 +58,7 @@ from .guards import (
     activate,
     resident_memory,
 )
+from .idioms import idiom_builtins
 
 #: The file name of query code objects: how a traceback frame is recognised as the query's.
 FILENAME = "<query>"
@@ -117,9 +119,13 @@ _ESCAPE_NAMES = frozenset({"getattr", "setattr", "delattr", "hasattr", "eval", "
                            "bytearray", "classmethod", "staticmethod"})
 #: Builtins a query does not have but whose names are ordinary variable names (``type``,
 #: ``id``, ``open``): refused only when called by that name, e.g. ``type(x).append``.
-_ABSENT_CALLS = frozenset({"type", "id", "hash", "format", "pow", "issubclass", "callable",
+_ABSENT_CALLS = frozenset({"id", "hash", "format", "pow", "issubclass", "callable",
                            "ascii", "slice", "complex", "aiter", "anext", "open", "input",
                            "dir", "object", "property", "help", "exit", "quit"})
+#: `type` (for data values) and stubs that refuse the absent names however they are reached.
+guards.BUILTINS.update(idiom_builtins(
+    guards.BUILTINS, guards.EXCEPTIONS, lambda message: guards.current_request().refuse(message),
+    _ABSENT_CALLS))
 
 
 @dataclass(frozen=True, eq=False)
@@ -655,15 +661,16 @@ _AUG_SYMBOLS = {
 
 
 def _capture_last_expression(tree: ast.Module) -> None:
-    """Exec mode: the last top-level expression statement assigns ``_result_``."""
-    for index in range(len(tree.body) - 1, -1, -1):
-        statement = tree.body[index]
-        if isinstance(statement, ast.Expr):
-            assign = ast.Assign(targets=[ast.Name("_result_", ast.Store())],
-                                value=statement.value)
-            copy_locations(assign, statement)
-            tree.body[index] = assign
-            return
+    """Exec mode: the last statement, if it is an expression, assigns ``_result_``.
+
+    As in IPython and the REPL: an expression in the middle (`db['a'] * 2` followed by an
+    assignment) is evaluated and dropped, not returned.
+    """
+    if tree.body and isinstance(tree.body[-1], ast.Expr):
+        statement = tree.body[-1]
+        assign = ast.Assign(targets=[ast.Name("_result_", ast.Store())], value=statement.value)
+        copy_locations(assign, statement)
+        tree.body[-1] = assign
 
 
 # -- running ------------------------------------------------------------------------------------
