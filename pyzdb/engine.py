@@ -30,6 +30,7 @@ from typing import Any
 from . import sandbox
 from .errors import Error, LimitExceeded
 from .journal import Journal
+from .labels import spell
 from .store import Store
 from .values import File, measure, to_plain
 
@@ -148,7 +149,7 @@ class Engine:
             raise
         store.writable = False
         if mark is None:
-            self._commit_unit(source, sync)
+            self._commit_unit(spell(source, params), sync)
         return value
 
     def _commit_unit(self, label: str, sync: bool) -> None:

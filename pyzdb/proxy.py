@@ -19,6 +19,7 @@ from typing import Any
 
 from .capture import capture
 from .hints import add_hints, hinting
+from .labels import respell_notes, spell
 from .proxyrules import path_step, refuse_value_operations, spell_step
 
 #: Methods of the stored types that never write: called through a read-only query, so they
@@ -50,9 +51,11 @@ class PathProxy:
         params: dict[str, Any] = {}
         target = self._target(params)
         params.update(values)
+        source = template.format(t=target)
         try:
-            return self._db._call(write, template.format(t=target), syntax, params)
+            return self._db._call(write, source, syntax, params)
         except Exception as error:
+            respell_notes(error, source, spell(source, params))
             add_hints(error, None, "execute")
             raise
 
