@@ -30,6 +30,7 @@ _VALUE_OPERATIONS = {
     "__and__": "&", "__rand__": "&", "__or__": "|", "__ror__": "|", "__xor__": "^",
     "__rxor__": "^", "__lshift__": "<<", "__rlshift__": "<<", "__rshift__": ">>",
     "__rrshift__": ">>", "__divmod__": "divmod()", "__rdivmod__": "divmod()",
+    "__hash__": "hash() (a dict key, a set member)",
 }
 
 
@@ -50,11 +51,10 @@ def _refusal(dunder: str, operation: str) -> Any:
 def refuse_value_operations(cls: type) -> None:
     """Give `cls` every value operation, each raising the TypeError that says to call .get().
 
-    Defining `__eq__` makes the class unhashable, as it should be: a place is not a key.
+    `__hash__` refuses too: a place is not a key, and its value might be one.
     """
     for dunder, operation in _VALUE_OPERATIONS.items():
         setattr(cls, dunder, _refusal(dunder, operation))
-    cls.__hash__ = None  # type: ignore[assignment]
 
 
 def path_step(index: int, key: Any, params: dict[str, Any]) -> str:

@@ -97,7 +97,9 @@ MAX_QUEUE = 10_000
 #: peer cannot fill the disk through the log.
 WARNINGS_PER_SECOND = 10
 #: Ops that neither write nor hold state: their replies are not worth remembering when large.
-_READ_OPS = frozenset({"query", "history", "blob", "ping"})
+_READ_OPS = frozenset({"query", "history", "blob", "ping", "info"})
+#: Ops answered at once even while another session holds the lock: they read no data.
+_UNQUEUED_OPS = frozenset({"ping", "info"})
 #: pyzmq's flags as plain ints: its enum flags cost an `enum` call per use on the hot path.
 _POLLIN = int(zmq.POLLIN)
 _EVENTS = int(zmq.EVENTS)
@@ -542,7 +544,7 @@ class Server:
                 waiting.envelope = envelope
                 return
         if (self._holder is None or request.session == self._holder
-                or request.op == "ping" or control.get("txn")):
+                or request.op in _UNQUEUED_OPS or control.get("txn")):
             self._run(envelope, request, params, control)
             if self._holder is None and self._queue:
                 self._serve_queue()
