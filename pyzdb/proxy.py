@@ -274,6 +274,9 @@ class DatabaseAPI:
         """The database's state in sections, like Redis INFO (see `pyzdb.info`)."""
         raise NotImplementedError
 
+    def ping(self) -> None:
+        """Check the database answers (a round trip for a server; nothing in-process)."""
+
     def __enter__(self) -> DatabaseAPI:
         return self
 

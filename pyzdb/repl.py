@@ -199,7 +199,7 @@ class Repl:
         else:
             text = format_value(value, self.as_json)
         self.last_text = text
-        if self.terminal and not self.as_json:
+        if self.terminal and not self.as_json and command not in ("history", "info"):
             text = render(value, text)[0]
         print(text, file=self.stdout, flush=True)
 
