@@ -143,7 +143,8 @@ class AsyncConnection:
                                 request.root)
 
     async def execute(self, source: Any, /, **params: Any) -> Any:
-        """Run statements atomically; return the value of the last expression statement."""
+        """Run statements atomically; return the value of the last statement if it is an
+        expression (else None)."""
         request = capture(source, "execute", params)
         return await self._call(True, request.source, request.syntax, request.params,
                                 request.root)

@@ -994,8 +994,9 @@ def _subclass_table(cls: type) -> dict[str, Any] | None:
 # -- builtins ------------------------------------------------------------------------------------
 #
 # Left out on purpose, with the reason:
-#   type, object, super, getattr, setattr, delattr, hasattr, vars, dir, globals, locals
+#   object, super, getattr, setattr, delattr, hasattr, vars, dir, globals, locals
 #                     reach classes, namespaces and attributes the guards would not see
+#                     (`type` is added by `pyzdb.idioms`: data values only, guarded answers)
 #   eval, exec, compile, __import__, open, input, breakpoint, help, exit, quit
 #                     code, modules, files, the console, the process
 #   print             a query has no output: it returns its result

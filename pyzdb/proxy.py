@@ -182,7 +182,8 @@ class DatabaseAPI:
                               request.root)
 
     def execute(self, source: Any, /, **params: Any) -> Any:
-        """Run statements atomically; return the value of the last expression statement."""
+        """Run statements atomically; return the value of the last statement if it is an
+        expression (else None)."""
         with hinting(source, "execute"):
             request = capture(source, "execute", params)
             return self._call(True, request.source, request.syntax, request.params,

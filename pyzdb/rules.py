@@ -20,8 +20,8 @@ A query is Python run next to the data, with:
   str.format/format_map (fields may index data; no attribute traversal);
 - no import and no modules (use the builtins: x ** 0.5 for a square root, round(), abs(),
   divmod(), min/max/sum), no classes, no open(), no getattr/eval/exec, no names starting
-  with '_', no print (the value of the expression, or of the last expression statement of
-  db.execute, is the result).
+  with '_', no print (the value of the expression, or of db.execute's last statement if it
+  is an expression, is the result).
 Budgets per request: time, steps (items iterated), size of anything built, memory, result
 size. An overrun raises pyzdb.LimitExceeded and changes nothing; a refusal raises
 pyzdb.SecurityError.
