@@ -28,6 +28,7 @@ from . import protocol
 from .capture import capture
 from .client import DEFAULT_TIMEOUT, _Channel, _Core, _Exchange
 from .errors import Error, LockTimeout
+from .hints import hinting
 from .proxy import PathProxy
 
 log = logging.getLogger("pyzdb.aio")
@@ -138,16 +139,18 @@ class AsyncConnection:
 
     async def query(self, expr: Any, /, **params: Any) -> Any:
         """Evaluate one expression (a string or a lambda) read-only; return its value."""
-        request = capture(expr, "query", params)
-        return await self._call(False, request.source, request.syntax, request.params,
-                                request.root)
+        with hinting(expr, "query"):
+            request = capture(expr, "query", params)
+            return await self._call(False, request.source, request.syntax, request.params,
+                                    request.root)
 
     async def execute(self, source: Any, /, **params: Any) -> Any:
         """Run statements atomically; return the value of the last statement if it is an
         expression (else None)."""
-        request = capture(source, "execute", params)
-        return await self._call(True, request.source, request.syntax, request.params,
-                                request.root)
+        with hinting(source, "execute"):
+            request = capture(source, "execute", params)
+            return await self._call(True, request.source, request.syntax, request.params,
+                                    request.root)
 
     def __getitem__(self, key: Any) -> AsyncPathProxy:
         return AsyncPathProxy(self, (key,))  # type: ignore[arg-type]
