@@ -28,7 +28,7 @@ from . import protocol
 from .capture import capture
 from .client import DEFAULT_TIMEOUT, _Channel, _Core, _Exchange
 from .errors import Error, LockTimeout
-from .hints import hinting
+from .hints import add_hints
 from .proxy import PathProxy
 
 log = logging.getLogger("pyzdb.aio")
@@ -139,18 +139,24 @@ class AsyncConnection:
 
     async def query(self, expr: Any, /, **params: Any) -> Any:
         """Evaluate one expression (a string or a lambda) read-only; return its value."""
-        with hinting(expr, "query"):
+        try:
             request = capture(expr, "query", params)
             return await self._call(False, request.source, request.syntax, request.params,
                                     request.root)
+        except Exception as error:  # a hint where the fix is known (`pyzdb.hints`)
+            add_hints(error, expr if isinstance(expr, str) else None, "query")
+            raise
 
     async def execute(self, source: Any, /, **params: Any) -> Any:
         """Run statements atomically; return the value of the last statement if it is an
         expression (else None)."""
-        with hinting(source, "execute"):
+        try:
             request = capture(source, "execute", params)
             return await self._call(True, request.source, request.syntax, request.params,
                                     request.root)
+        except Exception as error:  # a hint where the fix is known (`pyzdb.hints`)
+            add_hints(error, source if isinstance(source, str) else None, "execute")
+            raise
 
     def __getitem__(self, key: Any) -> AsyncPathProxy:
         return AsyncPathProxy(self, (key,))  # type: ignore[arg-type]

@@ -149,7 +149,7 @@ class Engine:
             raise
         store.writable = False
         if mark is None:
-            self._commit_unit(spell(source, params), sync)
+            self._commit_unit(spell(source, params) if write else source, sync)
         return value
 
     def _commit_unit(self, label: str, sync: bool) -> None:

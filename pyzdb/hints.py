@@ -10,10 +10,7 @@ that tracebacks, `pyzdb-eval` and the REPL print after it.
 from __future__ import annotations
 
 import ast
-import contextlib
 import re
-from collections.abc import Iterator
-from typing import Any
 
 #: Modules people reach for in a query; none exists there.
 MODULES = frozenset(
@@ -96,14 +93,4 @@ def add_hints(error: BaseException, source: str | None, mode: str) -> None:
             notes = error.__notes__
 
 
-@contextlib.contextmanager
-def hinting(source: Any, mode: str) -> Iterator[None]:
-    """Add hints to any exception raised inside; `source` is what the user passed."""
-    try:
-        yield
-    except Exception as error:
-        add_hints(error, source if isinstance(source, str) else None, mode)
-        raise
-
-
-__all__ = ["hints_for", "add_hints", "hinting", "MODULES"]
+__all__ = ["hints_for", "add_hints", "MODULES"]

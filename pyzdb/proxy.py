@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from .capture import capture
-from .hints import add_hints, hinting
+from .hints import add_hints
 from .labels import respell_notes, spell
 from .proxyrules import path_step, refuse_value_operations, spell_step
 
@@ -176,18 +176,24 @@ class DatabaseAPI:
 
     def query(self, expr: Any, /, **params: Any) -> Any:
         """Evaluate one expression (a string or a lambda) read-only; return its value."""
-        with hinting(expr, "query"):
+        try:
             request = capture(expr, "query", params)
             return self._call(False, request.source, request.syntax, request.params,
                               request.root)
+        except Exception as error:  # a hint where the fix is known (`pyzdb.hints`)
+            add_hints(error, expr if isinstance(expr, str) else None, "query")
+            raise
 
     def execute(self, source: Any, /, **params: Any) -> Any:
         """Run statements atomically; return the value of the last statement if it is an
         expression (else None)."""
-        with hinting(source, "execute"):
+        try:
             request = capture(source, "execute", params)
             return self._call(True, request.source, request.syntax, request.params,
                               request.root)
+        except Exception as error:  # a hint where the fix is known (`pyzdb.hints`)
+            add_hints(error, source if isinstance(source, str) else None, "execute")
+            raise
 
     # -- the root as a path --------------------------------------------------------------------
 
