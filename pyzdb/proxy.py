@@ -44,8 +44,14 @@ class PathProxy:
         self._written = False
 
     def _target(self, params: dict[str, Any]) -> str:
-        return "db" + "".join(path_step(index, key, params)
-                              for index, key in enumerate(self._path))
+        steps = []
+        for index, key in enumerate(self._path):
+            if type(key) is slice:
+                steps.append(path_step(index, key, params))
+            else:
+                params[f"k{index}"] = key
+                steps.append(f"[k{index}]")
+        return "db" + "".join(steps)
 
     def _ask(self, write: bool, template: str, syntax: str = "eval", **values: Any) -> Any:
         params: dict[str, Any] = {}
