@@ -12,6 +12,8 @@ used as a value (`key=id`, `f = hash; f(x)`: refused when called).
   `TrackedDict` underneath; it answers `dict`, as it would after a restart. Exceptions answer
   their class. Anything else (a function, an iterator, a File) is refused: its type would be
   a constructor the sandbox does not price. The three-argument form makes a class: refused.
+- `x.__name__` (rewritten by the sandbox to `_name_of_(x)`) answers for what `type()` answers,
+  the exception classes and the builtins: `type(v).__name__ == 'dict'`. Nothing else.
 - The names a query does not have (`id`, `hash`, `open`, ...) are stubs that refuse when
   called, with the message the compiler gives for a direct call.
 """
@@ -55,7 +57,17 @@ def idiom_builtins(builtins: dict[str, Any], exceptions: tuple[type, ...],
                       "bytes, list, tuple, dict, set, frozenset, range) and exceptions in a "
                       "query; isinstance() works for the rest")
 
-    made: dict[str, Any] = {"type": type}
+    #: What `x.__name__` may read: the answers of type(), the exceptions, the builtins.
+    named = {id(value): value for value in (*answers.values(), *exceptions, *builtins.values())}
+
+    def name_of(obj: Any) -> Any:
+        """`_name_of_`: the rewrite of ``x.__name__``."""
+        if named.get(id(obj)) is obj:
+            return obj.__name__
+        return refuse(f"__name__ is readable on types and builtins only, not on a value of "
+                      f"type {obj.__class__.__name__}")
+
+    made: dict[str, Any] = {"type": type, "_name_of_": name_of}
     for name in sorted(absent - {"type"}):
         made[name] = _stub(name, refuse)
     return made

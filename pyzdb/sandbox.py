@@ -254,7 +254,9 @@ def _node_problems(node: ast.AST) -> list[str]:
     if isinstance(node, ast.Name):
         found.append(_name_problem(node.id))
     elif isinstance(node, ast.Attribute):
-        if node.attr.startswith("_"):
+        if node.attr == "__name__" and isinstance(node.ctx, ast.Load):
+            pass  # `type(v).__name__`: `_Policy` makes it a guarded call (pyzdb.idioms)
+        elif node.attr.startswith("_"):
             found.append(f"attribute {node.attr!r} starts with '_'")
         elif node.attr not in ALL_ATTRIBUTES:
             found.append(f"attribute {node.attr!r} is not available on any data type")
@@ -380,6 +382,13 @@ class _Policy(RestrictingNodeTransformer):  # type: ignore[misc]
     Every rewrite keeps the location of the node it replaces, so error notes point at the
     query's own text.
     """
+
+    def visit_Attribute(self, node: ast.Attribute) -> ast.AST:
+        """``x.__name__`` (a read) becomes ``_name_of_(x)``: types and builtins answer, as in
+        ``type(v).__name__``; anything else is refused by the guard (`pyzdb.idioms`)."""
+        if node.attr == "__name__" and isinstance(node.ctx, ast.Load):
+            return _call("_name_of_", [self.visit(node.value)], node)
+        return super().visit_Attribute(node)
 
     # -- arithmetic --------------------------------------------------------------------------
 

@@ -23,7 +23,8 @@ SNIPPETS = Path(__file__).resolve().parent / "data" / "tutorial_snippets.txt"
 #: The rules a refusal may cite (sandbox.py, guards.py, idioms.py, strformat.py messages).
 STATED_RULES = re.compile(
     r"is not available in a query|(is|are) not allowed|is not available on any data type|"
-    r"is reserved|starts with '_'|are not accessible|attribute '\w+' of \w+ is not allowed"
+    r"is reserved|starts with '_'|are not accessible|attribute '\w+' of \w+ is not allowed|"
+    r"is readable on types and builtins only"
 )
 
 
