@@ -61,14 +61,15 @@ def meta_command(source: str) -> tuple[str, str] | None:
     if len(tree.body) != 1 or not isinstance(tree.body[0], ast.Expr):
         return None
     call = tree.body[0].value
-    if not isinstance(call, ast.Call) or call.args or call.keywords:
+    if not isinstance(call, ast.Call):
         return None
     func = call.func
-    if (isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name)
-            and func.value.id == ROOT and func.attr in CONNECTION_CALLS):
-        return func.attr, ""
-    if isinstance(func, ast.Name) and func.id == "help":
+    if isinstance(func, ast.Name) and func.id == "help":  # help(len) too: the REPL's help
         return "help", ""
+    if (isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name)
+            and func.value.id == ROOT and func.attr in CONNECTION_CALLS
+            and not call.args and not call.keywords):
+        return func.attr, ""
     return None
 
 
