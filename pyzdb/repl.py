@@ -463,8 +463,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 repl.loop(_read_terminal)
         else:
             repl.loop(_read_line)
-    except BrokenPipeError:  # `pyzdb < script | head`: the reader left
-        db.close()
+    except BrokenPipeError:  # `pyzdb < script | head`: the reader left (finally closes db)
         quiet_broken_pipe()
     finally:
         if repl.locked:
