@@ -33,10 +33,12 @@ from .errors import (
     SecurityError,
 )
 from .values import File
+from .version import __version__
 
 #: Imported on first use, so a program that only connects to a server never loads the engine
 #: (nor RestrictedPython): the client does not know about the sandbox.
-_LAZY = {"open": ".embedded", "Database": ".embedded", "connect": ".client"}
+_LAZY = {"open": ".embedded", "Database": ".embedded", "connect": ".client",
+         "sandbox_rules": ".rules"}
 
 
 def __getattr__(name: str) -> Any:
@@ -48,7 +50,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
-    "open", "connect", "Database", "File",
+    "__version__", "open", "connect", "sandbox_rules", "Database", "File",
     "Error", "SecurityError", "LimitExceeded", "ConnectionError", "ProtocolError", "LockTimeout",
     "ReadOnlyError", "HistoryLost", "ReplicaBehind", "Change",
     "AuthenticationError",

@@ -27,8 +27,9 @@ import zmq.asyncio
 
 from . import curve, protocol
 from .capture import capture
-from .client import _Channel, _Core, _Exchange, applied_by
+from .client import DEFAULT_TIMEOUT, _Channel, _Core, _Exchange, applied_by
 from .errors import ConnectionError, Error, LockTimeout, ReplicaBehind
+from .hints import add_hints
 from .proxy import PathProxy
 from .watch import AsyncWatch
 
@@ -72,7 +73,8 @@ class AsyncPathProxy(PathProxy):
 class AsyncConnection:
     """A remote pyzdb database for asyncio; see `connect`."""
 
-    def __init__(self, uri: str, timeout: float = 5.0, read_uris: list[str] | None = None, *,
+    def __init__(self, uri: str, timeout: float = DEFAULT_TIMEOUT,
+                 read_uris: list[str] | None = None, *,
                  max_message: int = protocol.MAX_REQUEST_SIZE,
                  consistency: str = "read-your-writes",
                  key: str | os.PathLike[str] | None = None) -> None:
@@ -149,15 +151,24 @@ class AsyncConnection:
 
     async def query(self, expr: Any, /, **params: Any) -> Any:
         """Evaluate one expression (a string or a lambda) read-only; return its value."""
-        request = capture(expr, "query", params)
-        return await self._call(False, request.source, request.syntax, request.params,
-                                request.root)
+        try:
+            request = capture(expr, "query", params)
+            return await self._call(False, request.source, request.syntax, request.params,
+                                    request.root)
+        except Exception as error:  # a hint where the fix is known (`pyzdb.hints`)
+            add_hints(error, expr if isinstance(expr, str) else None, "query")
+            raise
 
     async def execute(self, source: Any, /, **params: Any) -> Any:
-        """Run statements atomically; return the value of the last expression statement."""
-        request = capture(source, "execute", params)
-        return await self._call(True, request.source, request.syntax, request.params,
-                                request.root)
+        """Run statements atomically; return the value of the last statement if it is an
+        expression (else None)."""
+        try:
+            request = capture(source, "execute", params)
+            return await self._call(True, request.source, request.syntax, request.params,
+                                    request.root)
+        except Exception as error:  # a hint where the fix is known (`pyzdb.hints`)
+            add_hints(error, source if isinstance(source, str) else None, "execute")
+            raise
 
     def __getitem__(self, key: Any) -> AsyncPathProxy:
         return AsyncPathProxy(self, (key,))  # type: ignore[arg-type]
@@ -204,7 +215,8 @@ class AsyncConnection:
         """The newest journal seq this connection wrote or read."""
         return self._core.last_seq
 
-    async def info(self) -> dict[str, Any]:
+    async def info(self) -> dict[str, dict[str, Any]]:
+        """The server's state in sections, like Redis INFO (see `pyzdb.info`)."""
         return await self._send("info")
 
     def watch(self, path: Any, since: int | None = None) -> AsyncWatch:
@@ -330,7 +342,7 @@ def _no_blob_reader(digest: str) -> bytes:
     raise Error("File.read() would block the event loop: use `await db.read_file(f)`")
 
 
-def connect(uri: str = "tcp://127.0.0.1:5559", timeout: float = 5.0,
+def connect(uri: str = "tcp://127.0.0.1:5559", timeout: float = DEFAULT_TIMEOUT,
             read_uris: list[str] | None = None,
             consistency: str = "read-your-writes",
             key: str | os.PathLike[str] | None = None) -> AsyncConnection:

@@ -38,6 +38,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from . import ycsb
+from .version import version_line
 
 DEFAULT_URI = "tcp://127.0.0.1:5559"
 COMPREHENSION = "[v*v for v in db['l'] if v % 2]"
@@ -385,6 +386,7 @@ def _parser() -> argparse.ArgumentParser:
                         "--quick)")
     parser.add_argument("--timeout", type=float, default=10.0, metavar="S",
                         help="per-request timeout of each client (default 10)")
+    parser.add_argument("--version", action="version", version=version_line("pyzdb-bench"))
     parser.add_argument("--quick", action="store_true",
                         help="a tiny run that checks the set-up, not a measurement")
     parser.add_argument("--workload", metavar="A..F",

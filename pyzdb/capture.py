@@ -48,6 +48,7 @@ from types import CodeType, FunctionType, MethodType, ModuleType
 from typing import Literal
 
 from pyzdb.errors import Error
+from pyzdb.sourcefind import typed_sources
 
 Mode = Literal["query", "execute"]
 Syntax = Literal["eval", "exec"]
@@ -266,13 +267,32 @@ def _template_of(
     key = (code, code.co_filename)
     template = _TEMPLATES.get(key)
     if template is None:
-        text = _file_text(code, module_globals, what, mode)
-        node = _find_node(code, _parse(code.co_filename, text), what, mode)
+        text, node = _locate(code, module_globals, what, mode)
         template = _build_template(code, node, text)
         if len(_TEMPLATES) >= _TEMPLATES_MAX:
             _TEMPLATES.clear()
         _TEMPLATES[key] = template
     return template
+
+
+def _locate(code: CodeType, module_globals: dict[str, object], what: str,
+            mode: Mode) -> tuple[str, ast.Lambda | ast.FunctionDef]:
+    """The source text holding the code, and the code's node in it.
+
+    linecache first; then the places typed code leaves its text (`sourcefind`): the
+    readline history of the plain prompt, `python -c`'s argument. A candidate counts only if
+    the code's own node is found in it.
+    """
+    try:
+        text = _file_text(code, module_globals, what, mode)
+    except CaptureError:
+        for text in typed_sources(code.co_filename):
+            try:
+                return text, _find_node(code, ast.parse(text), what, mode)
+            except (SyntaxError, ValueError, CaptureError):
+                continue
+        raise
+    return text, _find_node(code, _parse(code.co_filename, text), what, mode)
 
 
 def _file_text(code: CodeType, module_globals: dict[str, object], what: str, mode: Mode) -> str:
@@ -287,9 +307,10 @@ def _file_text(code: CodeType, module_globals: dict[str, object], what: str, mod
     lines = linecache.getlines(filename, module_globals)
     if not lines:
         raise CaptureError(
-            f"cannot find the source of {what} (file {filename!r}): code typed at the plain "
-            f"Python prompt or built by exec()/eval() keeps no source, and pyzdb ships source, "
-            f'not bytecode; write the query as a string: db.{mode}("...", name=value)'
+            f"cannot find the source of {what} (file {filename!r}): code built by "
+            f"exec()/eval() without a linecache entry, or typed at a prompt without readline, "
+            f"keeps no source, and pyzdb ships source, not bytecode; write the query as a "
+            f'string: db.{mode}("...", name=value)'
         )
     return "".join(lines).replace("\r\n", "\n").replace("\r", "\n")
 

@@ -75,6 +75,10 @@ RETRY_MAX = 2.0
 #: Share of `timeout` a request may wait in the server's lock queue, so that the server's
 #: LockTimeout reply reaches the client before the client's own deadline.
 QUEUE_SHARE = 0.8
+#: Default seconds a request may take. It must exceed the server's default time budget (5 s,
+#: `Budget.time`) with room for the round trip, or a runaway query's `LimitExceeded` arrives
+#: after the client has given up and reported a dead server instead.
+DEFAULT_TIMEOUT = 10.0
 #: Requests from this size up may have been dropped by a server with a small --max-message
 #: (libzmq drops them with the connection, so the server cannot answer): a timeout says so.
 _LARGE_REQUEST = 64 * 1024
@@ -421,7 +425,8 @@ class _Channel:
 class Connection(DatabaseAPI):
     """A remote pyzdb database; see `connect`. Safe to share between threads."""
 
-    def __init__(self, uri: str, timeout: float = 5.0, read_uris: list[str] | None = None, *,
+    def __init__(self, uri: str, timeout: float = DEFAULT_TIMEOUT,
+                 read_uris: list[str] | None = None, *,
                  max_message: int = protocol.MAX_REQUEST_SIZE,
                  consistency: str = "read-your-writes",
                  key: str | os.PathLike[str] | None = None) -> None:
@@ -525,10 +530,6 @@ class Connection(DatabaseAPI):
         """The newest journal seq this connection wrote or read (0 before any request)."""
         return self._core.last_seq
 
-    def info(self) -> dict[str, Any]:
-        """The server's state by section; ``replication`` shows replicas and their lag."""
-        return self._send("info")
-
     def watch(self, path: Any, since: int | None = None) -> Watch:
         """Every change under `path` after `since`, in seq order (see `pyzdb.watch`).
 
@@ -545,6 +546,11 @@ class Connection(DatabaseAPI):
         return wait_replicas(self._send, self._core.written_seq, n, timeout, time.sleep)
 
     # -- undo, history, checkpoints ------------------------------------------------------------
+
+    def info(self) -> dict[str, dict[str, Any]]:
+        """The server's state in sections, like Redis INFO (see `pyzdb.info`); ``replication``
+        shows replicas and their lag."""
+        return self._send("info")
 
     def undo(self) -> bool:
         """Take back the last committed unit (durably); False when there is nothing to undo."""
@@ -668,7 +674,7 @@ def wait_replicas(send: Callable[[str], Any], seq: int, n: int, timeout: float,
         sleep(0.01)
 
 
-def connect(uri: str = "tcp://127.0.0.1:5559", timeout: float = 5.0,
+def connect(uri: str = "tcp://127.0.0.1:5559", timeout: float = DEFAULT_TIMEOUT,
             read_uris: list[str] | None = None,
             consistency: str = "read-your-writes",
             key: str | os.PathLike[str] | None = None) -> Connection:

@@ -13,9 +13,11 @@ import os
 import threading
 from typing import Any
 
+from .endpoint import in_use_hint
 from .engine import Engine, EngineConfig, RecoveryReport
-from .errors import Error, LockTimeout
+from .errors import Error, LimitExceeded, LockTimeout, SecurityError
 from .feed import DEFAULT_RETAIN, visible_seq, watch_reply
+from .info import RequestStats, engine_sections
 from .proxy import DatabaseAPI
 from .sandbox import Budget
 from .values import to_plain
@@ -30,6 +32,7 @@ class Database(DatabaseAPI):
         self._mutex = threading.RLock()
         self._lock_depth = 0
         self._closed = False
+        self._stats = RequestStats()
 
     @property
     def recovery(self) -> RecoveryReport:
@@ -42,7 +45,17 @@ class Database(DatabaseAPI):
         params = to_plain(params)
         with self._mutex:
             self._check_open()
-            return self._engine.run(source, write=write, syntax=syntax, params=params, root=root)
+            try:
+                value = self._engine.run(source, write=write, syntax=syntax, params=params,
+                                         root=root)
+            except (SecurityError, LimitExceeded, SyntaxError):
+                self._stats.record(b"", "refused")
+                raise
+            except Exception:
+                self._stats.record(b"", "failed")
+                raise
+            self._stats.record(b"", "ok")
+            return value
 
     def _check_open(self) -> None:
         if self._closed:
@@ -67,6 +80,21 @@ class Database(DatabaseAPI):
         with self._mutex:
             self._check_open()
             return self._engine.history()
+
+    def info(self) -> dict[str, dict[str, Any]]:
+        """The database's state in sections (see `pyzdb.info`): version, journal, tree..."""
+        with self._mutex:
+            self._check_open()
+            sections = engine_sections(self._engine, "embedded", self._stats.started)
+            sections["clients"] = self._stats.section()
+            sections["clients"]["connected"] = 1
+            journal = self._engine.journal
+            sections["server"].update({"seq": journal.last_seq,
+                                       "durable_seq": journal.durable_seq,
+                                       "first_retained_seq": journal.first_seq,
+                                       "retain_journal": journal.retain})
+            sections["replication"] = {"role": "embedded", "replicas": []}
+            return sections
 
     def checkpoint(self) -> None:
         with self._mutex:
@@ -124,17 +152,6 @@ class Database(DatabaseAPI):
             engine = self._engine
             return to_plain(watch_reply(engine, params, visible_seq(engine.journal)))
 
-    def info(self) -> dict[str, Any]:
-        """The database's state (the embedded twin of a server's info)."""
-        with self._mutex:
-            self._check_open()
-            journal = self._engine.journal
-            return {"server": {"role": "embedded", "seq": journal.last_seq,
-                               "durable_seq": journal.durable_seq,
-                               "first_retained_seq": journal.first_seq,
-                               "retain_journal": journal.retain},
-                    "replication": {"role": "embedded", "replicas": []}}
-
     def close(self) -> None:
         """Roll back an open transaction, flush the journal and release the directory."""
         with self._mutex:
@@ -161,7 +178,13 @@ def open(  # noqa: A001 - the public name of DESIGN.md
         budget = dataclasses.replace(budget, time=time_limit)
     config = EngineConfig(fsync=fsync, budget=budget, undo_depth=undo_depth,
                           retain=retain_journal)
-    return Database(Engine(path, config))
+    try:
+        engine = Engine(path, config)
+    except Error as exc:
+        if "in use by another process" in str(exc):
+            raise Error(f"{exc}; {in_use_hint(path)}") from None
+        raise
+    return Database(engine)
 
 
 __all__ = ["Database", "open"]

@@ -32,6 +32,7 @@ from typing import Any
 from . import protocol, sandbox
 from .errors import Error, LimitExceeded, ProtocolError
 from .journal import Journal
+from .labels import spell
 from .scope import resolve as resolve_scope
 from .store import Store
 from .values import File, measure, to_plain
@@ -185,8 +186,9 @@ class Engine:
         store.writable = False
         try:
             if mark is None:
-                self._commit_unit(source if label is None else label, sync,
-                                  tag and (lambda: tag(value)))
+                if label is None:
+                    label = spell(source, params) if write else source
+                self._commit_unit(label, sync, tag and (lambda: tag(value)))
         finally:
             gc.set_threshold(*thresholds)
         return value

@@ -343,11 +343,15 @@ class Hub:
     # -- info -------------------------------------------------------------------------------------
 
     def _op_info(self, request: Request, params: dict[str, Any]) -> dict[str, Any]:
-        return {"server": {"role": "primary" if self.follower is None else "replica",
-                           "seq": self.engine.last_seq, "durable_seq": self.journal.durable_seq,
-                           "first_retained_seq": self.journal.first_seq,
-                           "retain_journal": self.journal.retain, "pid": os.getpid()},
-                "replication": self.replication_info()}
+        """The server's `info` sections with the stream's figures and a ``replication``
+        section added."""
+        sections = self.server.info()
+        sections["server"].update({"seq": self.engine.last_seq,
+                                   "durable_seq": self.journal.durable_seq,
+                                   "first_retained_seq": self.journal.first_seq,
+                                   "retain_journal": self.journal.retain})
+        sections["replication"] = self.replication_info()
+        return sections
 
     def replication_info(self) -> dict[str, Any]:
         """The ``replication`` section of info: replicas (primary) or the stream (replica)."""

@@ -41,6 +41,7 @@ from time import monotonic
 from typing import Any
 
 from .errors import Error, LimitExceeded, SecurityError
+from .strformat import format_map_method, format_method
 
 #: Deepest tuple-in-tuple nesting a query may build. CPython hashes nested tuples recursively in
 #: C with no depth check; ~150,000 levels overflow an 8 MiB stack. Stored tuples are at most
@@ -100,7 +101,7 @@ class AsyncStop(Stop):
 #
 # Left out on purpose, with the reason:
 #   every name starting with "_"   dunders reach classes, frames, globals (refused at compile)
-#   str.format, str.format_map     '{0.__class__.__mro__}' traverses attributes in C
+#   str.format, str.format_map     only through `strformat` (fields use the guards)
 #   str/bytes.maketrans, translate a table maps one character to an arbitrarily long string
 #   bytes.fromhex, float.fromhex   class methods: nothing needs them on an instance
 #   int.to_bytes, int.from_bytes   a length argument allocates that many bytes at once
@@ -124,7 +125,7 @@ _SET_WRITE = ("add clear difference_update discard intersection_update pop remov
 
 ATTRIBUTES: dict[type, frozenset[str]] = {
     str: frozenset(_STR_BYTES_COMMON + "casefold encode isdecimal isidentifier isnumeric "
-                   "isprintable".split()),
+                   "isprintable format format_map".split()),
     bytes: frozenset(_STR_BYTES_COMMON + ["decode", "hex"]),
     list: frozenset("append clear copy count extend index insert pop remove reverse sort".split()),
     tuple: frozenset(["count", "index"]),
@@ -984,6 +985,7 @@ for _cls in (str, bytes):
     for _name in ("join", "replace", "center", "ljust", "rjust", "zfill", "expandtabs"):
         _METHODS[_cls][_name] = getattr(Request, f"m_{_name}")
 _METHODS[str]["encode"] = Request.m_encode
+_METHODS[str].update(format=format_method, format_map=format_map_method)  # see strformat
 _METHODS[bytes]["decode"] = Request.m_decode
 _METHODS[list]["extend"] = Request.m_extend
 _METHODS[dict].update(update=Request.m_update, items=Request.m_items,
@@ -1015,8 +1017,9 @@ def _subclass_table(cls: type) -> dict[str, Any] | None:
 # -- builtins ------------------------------------------------------------------------------------
 #
 # Left out on purpose, with the reason:
-#   type, object, super, getattr, setattr, delattr, hasattr, vars, dir, globals, locals
+#   object, super, getattr, setattr, delattr, hasattr, vars, dir, globals, locals
 #                     reach classes, namespaces and attributes the guards would not see
+#                     (`type` is added by `pyzdb.idioms`: data values only, guarded answers)
 #   eval, exec, compile, __import__, open, input, breakpoint, help, exit, quit
 #                     code, modules, files, the console, the process
 #   print             a query has no output: it returns its result
@@ -1055,6 +1058,10 @@ def activate(request: Request | None) -> Request | None:
 
 def _request() -> Request:
     return _current.request  # type: ignore[no-any-return]
+
+
+#: The request the builtins of this thread charge (for builtins defined outside this module).
+current_request = _request
 
 
 def _make_builtins() -> dict[str, Any]:
@@ -1100,6 +1107,8 @@ def _make_builtins() -> dict[str, Any]:
 
     def iter(obj: Any, sentinel: Any = _MISSING, /) -> Iterator[Any]:
         if sentinel is _MISSING:
+            if _iter(obj) is obj:  # an iterator: iter(it) is it, as in CPython; every
+                return obj  # consumer (for, list(), sum()...) bounds it on its own
             return _request().lazy_iter(obj)
         return _request().lazy_iter(_iter(obj, sentinel))
 
@@ -1145,15 +1154,7 @@ def _make_builtins() -> dict[str, Any]:
         return _request().to_text(obj, "r")
 
     def range(*args: Any) -> Any:
-        result = _range(*args)
-        request = _request()
-        try:
-            n = _len(result)
-        except OverflowError:
-            n = request.max_size + 1
-        if n > request.max_size:
-            request.too_big("a range", n)
-        return result
+        return lazy_range(_request(), _range(*args))
 
     def int(x: Any = 0, /, *args: Any, **kwargs: Any) -> Any:
         if _isinstance(x, (_str, _bytes)) and _len(x) > INT_TEXT_LIMIT:
@@ -1201,6 +1202,24 @@ def _make_builtins() -> dict[str, Any]:
 
 #: The builtins of every query: `PLAIN_BUILTINS` plus the wrappers, shared and never mutated.
 BUILTINS: dict[str, Any] = {**PLAIN_BUILTINS, **_make_builtins()}
+
+
+def lazy_range(request: Request, result: range) -> range:
+    """range(): a range is lazy, so building one costs nothing and is not priced as a copy;
+    `materialize` prices `list(range(n))`, and iterating charges steps. One cap remains: a
+    range longer than the steps budget could never be iterated to its end in a query, and a
+    C-level scan of it (`1.5 in r`, `r.count(1.5)`, which the time budget cannot interrupt)
+    stays within what the steps budget already allows for any iteration."""
+    try:
+        n = _len(result)
+    except OverflowError:
+        n = sys.maxsize
+    if n > request.budget.steps:
+        request.fail(LimitExceeded(
+            f"query made a range of {n} items, longer than its steps budget of "
+            f"{request.budget.steps} (a range is lazy, but a query could never iterate it)",
+            "steps"))
+    return result
 
 
 def _guarded_sum(request: Request, iterable: Iterable[Any], start: Any) -> Any:

@@ -141,7 +141,7 @@ OPS: Final[Mapping[str, str]] = MappingProxyType({
     "rollback": "roll the open transaction back",
     "ping": "answer at once",
     "blob": "move the bytes of a pyzdb.File",
-    "info": "describe the server's state (role, seqs, replication)",
+    "info": "describe the server's state in sections (pyzdb.info)",
     "watch": "changes under a path after a seq (the change feed)",
     "replicate": "journal records after a seq, for a replica (acknowledges that seq)",
     "snapshot": "a chunk of the tree as of a seq, for a replica that starts over",

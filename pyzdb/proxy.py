@@ -18,6 +18,9 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from .capture import capture
+from .hints import add_hints
+from .labels import respell_notes, spell
+from .proxyrules import path_step, refuse_value_operations, spell_step
 
 #: Methods of the stored types that never write: called through a read-only query, so they
 #: also work against a read-only replica.
@@ -41,15 +44,26 @@ class PathProxy:
         self._written = False
 
     def _target(self, params: dict[str, Any]) -> str:
+        steps = []
         for index, key in enumerate(self._path):
-            params[f"k{index}"] = key
-        return "db" + "".join(f"[k{index}]" for index in range(len(self._path)))
+            if type(key) is slice:
+                steps.append(path_step(index, key, params))
+            else:
+                params[f"k{index}"] = key
+                steps.append(f"[k{index}]")
+        return "db" + "".join(steps)
 
     def _ask(self, write: bool, template: str, syntax: str = "eval", **values: Any) -> Any:
         params: dict[str, Any] = {}
         target = self._target(params)
         params.update(values)
-        return self._db._call(write, template.format(t=target), syntax, params)
+        source = template.format(t=target)
+        try:
+            return self._db._call(write, source, syntax, params)
+        except Exception as error:
+            respell_notes(error, source, spell(source, params))
+            add_hints(error, None, "execute")
+            raise
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -70,11 +84,12 @@ class PathProxy:
     def __iter__(self) -> Iterator[Any]:
         return iter(self._ask(False, "list({t})"))
 
-    def __bool__(self) -> bool:
-        return self._ask(False, "bool({t})")
-
     def __repr__(self) -> str:
-        return "<pyzdb path db" + "".join(f"[{key!r}]" for key in self._path) + ">"
+        return f"<pyzdb path {self._spelling()}>"
+
+    def _spelling(self) -> str:
+        """The path as the user wrote it: `db['users'][:2]`."""
+        return "db" + "".join(spell_step(key) for key in self._path)
 
     # -- writing -----------------------------------------------------------------------------
 
@@ -108,6 +123,24 @@ class PathProxy:
     def __ior__(self, value: Any) -> PathProxy:
         return self._augment("|=", value)
 
+    def __itruediv__(self, value: Any) -> PathProxy:
+        return self._augment("/=", value)
+
+    def __ifloordiv__(self, value: Any) -> PathProxy:
+        return self._augment("//=", value)
+
+    def __imod__(self, value: Any) -> PathProxy:
+        return self._augment("%=", value)
+
+    def __ipow__(self, value: Any) -> PathProxy:
+        return self._augment("**=", value)
+
+    def __iand__(self, value: Any) -> PathProxy:
+        return self._augment("&=", value)
+
+    def __ixor__(self, value: Any) -> PathProxy:
+        return self._augment("^=", value)
+
     # -- methods of the stored value -----------------------------------------------------------
 
     def __getattr__(self, name: str) -> Callable[..., Any]:
@@ -125,6 +158,9 @@ class PathProxy:
         if name in VIEW_METHODS:
             template = f"list({template})"
         return self._ask(name not in READ_METHODS, template, **values)
+
+
+refuse_value_operations(PathProxy)
 
 
 def _already_written(value: Any, path: tuple[Any, ...]) -> bool:
@@ -146,13 +182,24 @@ class DatabaseAPI:
 
     def query(self, expr: Any, /, **params: Any) -> Any:
         """Evaluate one expression (a string or a lambda) read-only; return its value."""
-        request = capture(expr, "query", params)
-        return self._call(False, request.source, request.syntax, request.params, request.root)
+        try:
+            request = capture(expr, "query", params)
+            return self._call(False, request.source, request.syntax, request.params,
+                              request.root)
+        except Exception as error:  # a hint where the fix is known (`pyzdb.hints`)
+            add_hints(error, expr if isinstance(expr, str) else None, "query")
+            raise
 
     def execute(self, source: Any, /, **params: Any) -> Any:
-        """Run statements atomically; return the value of the last expression statement."""
-        request = capture(source, "execute", params)
-        return self._call(True, request.source, request.syntax, request.params, request.root)
+        """Run statements atomically; return the value of the last statement if it is an
+        expression (else None)."""
+        try:
+            request = capture(source, "execute", params)
+            return self._call(True, request.source, request.syntax, request.params,
+                              request.root)
+        except Exception as error:  # a hint where the fix is known (`pyzdb.hints`)
+            add_hints(error, source if isinstance(source, str) else None, "execute")
+            raise
 
     # -- the root as a path --------------------------------------------------------------------
 
@@ -235,6 +282,13 @@ class DatabaseAPI:
 
     def checkpoint(self) -> None:
         raise NotImplementedError
+
+    def info(self) -> dict[str, dict[str, Any]]:
+        """The database's state in sections, like Redis INFO (see `pyzdb.info`)."""
+        raise NotImplementedError
+
+    def ping(self) -> None:
+        """Check the database answers (a round trip for a server; nothing in-process)."""
 
     def __enter__(self) -> DatabaseAPI:
         return self

@@ -32,6 +32,7 @@ import argparse
 import ast
 import code
 import contextlib
+import difflib
 import os
 import re
 import sys
@@ -40,9 +41,13 @@ from datetime import datetime
 from typing import Any, TextIO
 
 from .capture import ROOT, SOURCE_NAME
-from .cli import format_error, format_value
+from .cli import format_error, format_value, open_target, quiet_broken_pipe
 from .errors import SecurityError
+from .info import format_info
 from .proxy import DatabaseAPI
+from .replmeta import CONNECTION_CALLS, HELP, Completer, Timer, meta_command, render
+from .rules import sandbox_rules
+from .version import version_line
 
 PS1 = ">>> "
 PS2 = "... "
@@ -63,9 +68,18 @@ class Repl:
     """One session on an open database: read blocks, ship each whole, print what comes back."""
 
     def __init__(self, db: DatabaseAPI, *, as_json: bool = False, stdout: TextIO | None = None,
-                 stderr: TextIO | None = None) -> None:
+                 stderr: TextIO | None = None, terminal: bool = False) -> None:
         self.db = db
         self.as_json = as_json
+        #: A person at a terminal: long values are pretty-printed and cut (`.full` shows all).
+        self.terminal = terminal
+        #: Whether any request failed: a piped session then exits with status 1.
+        self.failed = False
+        #: Names the session's blocks assigned: a NameError for one of them gets the hint
+        #: that names do not persist; any other is a typo.
+        self.assigned: set[str] = set()
+        self.timer = Timer()
+        self.last_text: str | None = None
         self.stdout = stdout or sys.stdout
         self.stderr = stderr or sys.stderr
         #: Whether `db.lock()` was typed and not yet released: closing then rolls it back.
@@ -94,6 +108,8 @@ class Repl:
         As in Python, a compound statement ends with a blank line; a line back at the margin
         ends it too, since code pasted or piped from a file need not have one.
         """
+        if not self.pending and line.lstrip().startswith("."):  # `.timer on`: not Python
+            return self.run(line)
         self.pending.append(line)
         source = "\n".join(self.pending)
         try:
@@ -103,6 +119,7 @@ class Repl:
             self.pending = []
             if block and not line[:1].isspace() and _is_complete(block + "\n"):
                 return self.run(block) and self.feed(line)
+            self.failed = True
             self._error(describe_error(_best_syntax_error(error, source), source))
             return True
         if not complete:
@@ -119,18 +136,49 @@ class Repl:
         command = command_of(source)
         if command in ("exit", "quit"):
             return False
+        meta = meta_command(source) if command is None else None
+        if meta is not None and meta[0] in ("help", "exit", "rules", "full", "timer"):
+            return self._meta(*meta)
+        self.timer.start()
         try:
-            if command is None:
+            if meta is not None:
+                value = getattr(self.db, meta[0])()
+                command = meta[0]
+            elif command is None:
                 value = self.db.execute(source)
             else:
                 value = self._command(command)
         except KeyboardInterrupt:  # a server goes on with the request: say so
             self._error("KeyboardInterrupt: stopped waiting; the request may still complete")
         except Exception as error:  # any failure is shown and the session goes on
-            hint = hint_for(error, source)
+            self.failed = True
+            hint = hint_for(error, source, self.assigned)
             self._error(describe_error(error, source) + (f"\nhint: {hint}" if hint else ""))
         else:
+            self.assigned |= assigned_names(source)
             self._show(value, command)
+        timing = self.timer.line()
+        if timing:
+            print(timing, file=self.stdout, flush=True)
+        return True
+
+    def _meta(self, name: str, argument: str) -> bool:
+        """A meta command (`help`, `.timer on`, ...); False means exit."""
+        if name == "exit":
+            return False
+        if name == "help":
+            text = HELP
+        elif name == "rules":
+            text = sandbox_rules()
+        elif name == "full":
+            text = self.last_text if self.last_text is not None else "(no value yet)"
+        elif argument in ("on", "off"):
+            self.timer.on = argument == "on"
+            text = f"timer {argument}"
+        else:
+            self._error(".timer takes on or off")
+            return True
+        print(text, file=self.stdout, flush=True)
         return True
 
     def _command(self, name: str) -> Any:
@@ -146,8 +194,13 @@ class Repl:
             return
         if command == "history" and not self.as_json:
             text = format_history(value)
+        elif command == "info" and not self.as_json:
+            text = format_info(value)
         else:
             text = format_value(value, self.as_json)
+        self.last_text = text
+        if self.terminal and not self.as_json and command not in ("history", "info"):
+            text = render(value, text)[0]
         print(text, file=self.stdout, flush=True)
 
     def _error(self, text: str) -> None:
@@ -194,15 +247,48 @@ def command_of(source: str) -> str | None:
     return None
 
 
-def hint_for(error: Exception, source: str) -> str | None:
-    """What a REPL user most likely meant, for the two surprises of running on a server."""
+def hint_for(error: Exception, source: str, assigned: set[str] | None = None) -> str | None:
+    """What a REPL user most likely meant, for the two surprises of running on a server.
+
+    `assigned`: the names earlier blocks of the session assigned, if known; a NameError for
+    any other name is a typo (or a module), not a name that did not persist.
+    """
     if isinstance(error, NameError):
+        name = getattr(error, "name", None) or _missing_name(str(error))
+        if assigned is not None and name not in assigned:
+            return typo_hint(name)
         return ("each line or block runs alone on the database: names assigned by an earlier "
                 "one are gone (keep values in db, or use them in the same block)")
     command = _command_named_in(source) if isinstance(error, SecurityError) else None
     if command:
         return f"db.{command}() is a call on the connection, not query code: type it alone"
     return None
+
+
+def _missing_name(message: str) -> str | None:
+    match = re.search(r"name '(\w+)' is not defined", message)
+    return match[1] if match else None
+
+
+def typo_hint(name: str | None) -> str | None:
+    """`did you mean 'len'?` for a name close to a builtin of the sandbox."""
+    if not name:
+        return None
+    from .guards import BUILTINS
+
+    close = difflib.get_close_matches(name, [*BUILTINS, ROOT], n=1)
+    return f"did you mean {close[0]!r}?" if close else None
+
+
+def assigned_names(source: str) -> set[str]:
+    """Names a block binds at its top level (assignments, for targets, defs)."""
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError):
+        return set()
+    return {node.id for node in ast.walk(tree)
+            if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store)} | {
+        node.name for node in ast.walk(tree) if isinstance(node, ast.FunctionDef)}
 
 
 def _command_named_in(source: str) -> str | None:
@@ -296,15 +382,22 @@ def _read_line(prompt: str) -> str:
 
 
 @contextlib.contextmanager
-def _readline_history(path: str) -> Iterator[None]:
-    """Load the history file and save it on the way out; nothing if readline is missing."""
+def _readline_history(path: str, completer: Completer | None = None) -> Iterator[None]:
+    """Load the history file and save it on the way out; nothing if readline is missing.
+
+    With a `completer`, Tab completes (and indents an empty line); without one it indents.
+    """
     try:
         import readline
     except ImportError:
         yield
         return
-    # Tab indents a block: with no completer set, readline would complete file names.
-    if "libedit" in (readline.__doc__ or ""):
+    libedit = "libedit" in (readline.__doc__ or "")
+    if completer is not None:
+        readline.set_completer(completer.complete)
+        readline.set_completer_delims("")  # the completer sees the whole line before the cursor
+        readline.parse_and_bind("bind ^I rl_complete" if libedit else "tab: complete")
+    elif libedit:  # with no completer set, readline would complete file names
         readline.parse_and_bind("bind ^I ed-insert")
     else:
         readline.parse_and_bind("tab: tab-insert")
@@ -331,9 +424,12 @@ def _parser() -> argparse.ArgumentParser:
                        help="a pyzdb-server's URI (default tcp://127.0.0.1:5559)")
     where.add_argument("--data", metavar="DIR",
                        help="embedded: open this data directory in this process instead")
+    parser.add_argument("--version", action="version", version=version_line("pyzdb"))
     parser.add_argument("--json", action="store_true", help="print values as JSON")
-    parser.add_argument("--timeout", type=float, default=5.0, metavar="S",
-                        help="seconds a request to the server may take (default 5)")
+    parser.add_argument("--rules", action="store_true",
+                        help="print what a query may use (the sandbox's rules) and exit")
+    parser.add_argument("--timeout", type=float, default=None, metavar="S",
+                        help="seconds a request to the server may take (default 10)")
     parser.add_argument("--key", metavar="FILE", help="credential file from pyzdb-keys "
                         "(default $PYZDB_KEY)")
     return parser
@@ -341,21 +437,17 @@ def _parser() -> argparse.ArgumentParser:
 
 def _open_database(args: argparse.Namespace) -> tuple[DatabaseAPI, str]:
     """The database and where it is, for the banner."""
-    if args.data is not None:
-        from .embedded import open as open_embedded
-
-        return open_embedded(args.data), os.path.abspath(args.data)
-    from .client import connect
-
-    db = (connect(args.uri, timeout=args.timeout, key=args.key) if args.uri
-          else connect(timeout=args.timeout, key=args.key))
-    return db, db.uri
+    db = open_target(args.uri, args.data, args.timeout, args.key)
+    return db, os.path.abspath(args.data) if args.data is not None else db.uri
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `pyzdb`: 0 at the end of the input, 1 if the database cannot be opened,
     130 if Ctrl-C stopped the opening."""
     args = _parser().parse_args(argv)
+    if args.rules:
+        print(sandbox_rules())
+        return 0
     try:
         db, where = _open_database(args)
     except KeyboardInterrupt:  # Ctrl-C while recovering a large directory, say
@@ -363,22 +455,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as error:  # a locked or unreadable directory, a malformed URI
         print(f"pyzdb: {format_error(error)}", file=sys.stderr)
         return 1
-    repl = Repl(db, as_json=args.json)
     interactive = sys.stdin.isatty()
+    repl = Repl(db, as_json=args.json, terminal=interactive and sys.stdout.isatty())
     try:
         if interactive:
             print(f"pyzdb on {where}: each line or block runs there as one request; "
-                  "Ctrl-D exits.")
-            with _readline_history(os.path.expanduser(HISTORY_FILE)):
+                  "type help for help, Ctrl-D exits.")
+            with _readline_history(os.path.expanduser(HISTORY_FILE), make_completer(db)):
                 repl.loop(_read_terminal)
         else:
             repl.loop(_read_line)
+    except BrokenPipeError:  # `pyzdb < script | head`: the reader left (finally closes db)
+        quiet_broken_pipe()
     finally:
         if repl.locked:
             print("pyzdb: the lock was still held: its changes are rolled back",
                   file=sys.stderr)
         db.close()
-    return 0
+    # Like a shell script: piped input that hit an error exits 1, so `make` and CI notice.
+    return 1 if repl.failed and not interactive else 0
+
+
+def make_completer(db: DatabaseAPI) -> Completer:
+    """Tab completion from the sandbox's own tables (builtins, methods of the data types)."""
+    from .guards import ALL_ATTRIBUTES, BUILTINS
+
+    return Completer(db, list(BUILTINS), list(ALL_ATTRIBUTES),
+                     sorted(COMMANDS | CONNECTION_CALLS))
 
 
 __all__ = ["Repl", "main", "command_of", "describe_error", "error_position", "format_history",

@@ -46,6 +46,7 @@ from typing import Any, Literal
 
 from RestrictedPython.transformer import RestrictingNodeTransformer, copy_locations
 
+from . import guards
 from .errors import Error, LimitExceeded, SecurityError
 from .guards import (
     ALL_ATTRIBUTES,
@@ -57,6 +58,7 @@ from .guards import (
     activate,
     resident_memory,
 )
+from .idioms import idiom_builtins
 
 #: The file name of query code objects: how a traceback frame is recognised as the query's.
 FILENAME = "<query>"
@@ -117,9 +119,13 @@ _ESCAPE_NAMES = frozenset({"getattr", "setattr", "delattr", "hasattr", "eval", "
                            "bytearray", "classmethod", "staticmethod"})
 #: Builtins a query does not have but whose names are ordinary variable names (``type``,
 #: ``id``, ``open``): refused only when called by that name, e.g. ``type(x).append``.
-_ABSENT_CALLS = frozenset({"type", "id", "hash", "format", "pow", "issubclass", "callable",
+_ABSENT_CALLS = frozenset({"id", "hash", "format", "pow", "issubclass", "callable",
                            "ascii", "slice", "complex", "aiter", "anext", "open", "input",
                            "dir", "object", "property", "help", "exit", "quit"})
+#: `type` (for data values) and stubs that refuse the absent names however they are reached.
+guards.BUILTINS.update(idiom_builtins(
+    guards.BUILTINS, guards.EXCEPTIONS, lambda message: guards.current_request().refuse(message),
+    _ABSENT_CALLS))
 
 
 @dataclass(frozen=True, eq=False)
@@ -194,6 +200,8 @@ def _clean_syntax_error(exc: SyntaxError) -> SyntaxError:
 
 
 def _refusal(problems: list[str]) -> str:
+    if any("import is not allowed" in problem for problem in problems):  # one rule, one line
+        problems = [problem for problem in problems if "alias is not allowed" not in problem]
     shown = problems[:20]
     more = f"\n... and {len(problems) - 20} more" if len(problems) > 20 else ""
     return "query refused by the sandbox:\n" + "\n".join(shown) + more
@@ -236,7 +244,7 @@ def _name_problem(name: str | None) -> str | None:
     if name in _RESERVED_NAMES:
         return f"name {name!r} is reserved (a query has no output: its value is the result)"
     if name in _ESCAPE_NAMES or name in _BASE_EXCEPTIONS:
-        return f"{name} is not available in a query (see sandbox/README.md)"
+        return f"{name} is not available in a query (see pyzdb.sandbox_rules() or `pyzdb --rules`)"
     return None
 
 
@@ -246,7 +254,9 @@ def _node_problems(node: ast.AST) -> list[str]:
     if isinstance(node, ast.Name):
         found.append(_name_problem(node.id))
     elif isinstance(node, ast.Attribute):
-        if node.attr.startswith("_"):
+        if node.attr == "__name__" and isinstance(node.ctx, ast.Load):
+            pass  # `type(v).__name__`: `_Policy` makes it a guarded call (pyzdb.idioms)
+        elif node.attr.startswith("_"):
             found.append(f"attribute {node.attr!r} starts with '_'")
         elif node.attr not in ALL_ATTRIBUTES:
             found.append(f"attribute {node.attr!r} is not available on any data type")
@@ -264,7 +274,8 @@ def _node_problems(node: ast.AST) -> list[str]:
             found.append("annotations are not allowed")
     elif isinstance(node, ast.Call):
         if isinstance(node.func, ast.Name) and node.func.id in _ABSENT_CALLS:
-            found.append(f"{node.func.id}() is not available in a query (see sandbox/README.md)")
+            found.append(f"{node.func.id}() is not available in a query "
+                         "(see pyzdb.sandbox_rules() or `pyzdb --rules`)")
     elif isinstance(node, ast.ExceptHandler):
         found.append(_name_problem(node.name))
         if node.type is None:
@@ -371,6 +382,13 @@ class _Policy(RestrictingNodeTransformer):  # type: ignore[misc]
     Every rewrite keeps the location of the node it replaces, so error notes point at the
     query's own text.
     """
+
+    def visit_Attribute(self, node: ast.Attribute) -> ast.AST:
+        """``x.__name__`` (a read) becomes ``_name_of_(x)``: types and builtins answer, as in
+        ``type(v).__name__``; anything else is refused by the guard (`pyzdb.idioms`)."""
+        if node.attr == "__name__" and isinstance(node.ctx, ast.Load):
+            return _call("_name_of_", [self.visit(node.value)], node)
+        return super().visit_Attribute(node)
 
     # -- arithmetic --------------------------------------------------------------------------
 
@@ -652,15 +670,16 @@ _AUG_SYMBOLS = {
 
 
 def _capture_last_expression(tree: ast.Module) -> None:
-    """Exec mode: the last top-level expression statement assigns ``_result_``."""
-    for index in range(len(tree.body) - 1, -1, -1):
-        statement = tree.body[index]
-        if isinstance(statement, ast.Expr):
-            assign = ast.Assign(targets=[ast.Name("_result_", ast.Store())],
-                                value=statement.value)
-            copy_locations(assign, statement)
-            tree.body[index] = assign
-            return
+    """Exec mode: the last statement, if it is an expression, assigns ``_result_``.
+
+    As in IPython and the REPL: an expression in the middle (`db['a'] * 2` followed by an
+    assignment) is evaluated and dropped, not returned.
+    """
+    if tree.body and isinstance(tree.body[-1], ast.Expr):
+        statement = tree.body[-1]
+        assign = ast.Assign(targets=[ast.Name("_result_", ast.Store())], value=statement.value)
+        copy_locations(assign, statement)
+        tree.body[-1] = assign
 
 
 # -- running ------------------------------------------------------------------------------------

@@ -66,6 +66,7 @@ from zmq import zmq_poll
 from . import feed, protocol
 from .auth import ServerAuth
 from .client import CONTROL_PARAM
+from .endpoint import remove_endpoint, write_endpoint
 from .engine import Engine, EngineConfig
 from .errors import (
     AuthenticationError,
@@ -75,11 +76,14 @@ from .errors import (
     ProtocolError,
     SecurityError,
 )
+from .info import RequestStats, engine_sections
 from .protocol import Encoded, Reply, Request
 from .replica import Follower
+from .requestlog import log_failure, log_request
 from .sandbox import Budget
 from .tenancy import Tenancy
 from .values import measure, to_plain
+from .version import version_line
 
 log = logging.getLogger("pyzdb.server")
 
@@ -106,13 +110,13 @@ MAX_QUEUE = 10_000
 #: Bad-input warnings logged per second; the rest are counted and summarised, so a hostile
 #: peer cannot fill the disk through the log.
 WARNINGS_PER_SECOND = 10
-#: Errors that mean a request was refused rather than failed on its own terms.
-_REFUSALS = (SecurityError, LimitExceeded, SyntaxError, ProtocolError)
 #: Ops that neither write nor hold state: their replies are not worth remembering when large.
-_READ_OPS = frozenset({"query", "history", "blob", "ping"})
+_READ_OPS = frozenset({"query", "history", "blob", "ping", "info"})
 #: Ops whose replies are never remembered: pings and the stream ops, which a client repeats
 #: with new arguments rather than retries (their replies would evict those of writes).
 _UNCACHED = frozenset({"ping", "watch", "replicate", "snapshot", "info"})
+#: Ops answered at once even while another session holds the lock: they read no data.
+_UNQUEUED_OPS = frozenset({"ping", "info"})
 #: pyzmq's flags as plain ints: its enum flags cost an `enum` call per use on the hot path.
 _POLLIN = int(zmq.POLLIN)
 _EVENTS = int(zmq.EVENTS)
@@ -245,6 +249,9 @@ class _Throttle:
         self._dropped = 0
 
     def warning(self, message: str, *args: object) -> None:
+        self.log(logging.WARNING, message, *args)
+
+    def log(self, level: int, message: str, *args: object) -> None:
         now = time.monotonic()
         if now - self._window >= 1.0:
             if self._dropped:
@@ -252,7 +259,7 @@ class _Throttle:
             self._window, self._count, self._dropped = now, 0, 0
         if self._count < self.rate:
             self._count += 1
-            log.warning(message, *args)
+            log.log(level, message, *args)
         else:
             self._dropped += 1
 
@@ -369,7 +376,9 @@ class Server:
             "rollback": self._op_rollback,
             "ping": lambda request, params: None,
             "blob": lambda request, params: self.engine.read_blob(request.source),
+            "info": lambda request, params: self.info(),
         }
+        self.stats = RequestStats()
         self._journal = self.engine.journal
         self._follower = None
         if config.replica_of:
@@ -397,6 +406,7 @@ class Server:
             self.close()
             raise Error(f"cannot bind {config.bind}: {exc}") from None
         self.endpoint = self.socket.getsockopt_string(zmq.LAST_ENDPOINT)
+        write_endpoint(config.data, self.endpoint)
         if config.fsync == "always":
             self._syncer = _Syncer(self._journal)
 
@@ -602,7 +612,7 @@ class Server:
         if self.hub.intercept(envelope, request, params, control):
             return
         if (self._holder is None or request.session == self._holder
-                or request.op == "ping" or control.get("txn")):
+                or request.op in _UNQUEUED_OPS or control.get("txn")):
             self._run(envelope, request, params, control)
             if self._holder is None and self._queue:
                 self._serve_queue()
@@ -627,9 +637,10 @@ class Server:
              control: dict[str, Any]) -> None:
         """Run one request on the engine and queue its reply (remembered for retries)."""
         session = request.session
-        started = time.monotonic()
         if session and session == self._holder:
             self._renew()
+        started = time.perf_counter()
+        outcome = "ok"
         try:
             if control.get("txn") and session != self._holder:
                 raise LockTimeout(
@@ -644,18 +655,14 @@ class Server:
             else:
                 data = protocol.pack(Reply(request.id, True, value, self.engine.last_seq))
         except Exception as exc:
-            # Refusals and overruns are what a hostile or broken client causes: worth a
-            # (throttled) warning. A query's own KeyError is the caller's business.
-            say = self._bad.warning if isinstance(exc, _REFUSALS) else log.debug
-            say("request %d (%s) of session %s failed: %s: %s", request.id, request.op,
-                session.hex() or "-", type(exc).__name__, exc)
+            outcome = log_failure(self._bad, request, exc)
             data = protocol.pack(Reply(request.id, False, None, self.engine.last_seq,
                                        protocol.error_to_info(exc)))
+        self.stats.record(session, outcome)
+        if log.isEnabledFor(logging.DEBUG):
+            log_request(request, data, started, outcome)
         if session and session == self._holder:
             self._renew()
-        log.debug("request %d (%s) of session %s evaluated in %.3f s, reply %d bytes",
-                  request.id, request.op, session.hex() or "-", time.monotonic() - started,
-                  len(data))
         self._send(envelope, request, data)
 
     def _reply(self, envelope: list[bytes], request: Request | None, reply: Reply) -> None:
@@ -671,6 +678,17 @@ class Server:
         self._outbox.append((self.engine.last_seq, envelope, request.id if request else 0, data))
 
     # -- the ops -----------------------------------------------------------------------------
+
+    def info(self) -> dict[str, dict[str, Any]]:
+        """`db.info()`: the engine's sections plus this server's; add a feature's section here."""
+        role = "primary" if self._follower is None else "replica"
+        sections = engine_sections(self.engine, role, self.stats.started)
+        sections["server"]["bind"] = self.endpoint
+        sections["server"]["lease_seconds"] = self.config.lease
+        sections["clients"] = self.stats.section()
+        sections["clients"]["lock_holder"] = self._holder.hex() if self._holder else None
+        sections["clients"]["queued"] = len(self._queue)
+        return sections
 
     def _op_query(self, request: Request, params: dict[str, Any]) -> Encoded:
         return self.engine.run(request.source, write=False, syntax=request.syntax,
@@ -805,6 +823,7 @@ class Server:
         if self._holder is not None:
             log.info("rolling back the open transaction of session %s", self._holder.hex())
             self._holder = None
+        remove_endpoint(self.config.data)
         try:
             self.engine.close()
         finally:
@@ -883,6 +902,7 @@ def _parser() -> argparse.ArgumentParser:
                         help="loop-step budget of a scoped key's request (default 5000000)")
     parser.add_argument("--scoped-size", type=int, default=1_000_000, metavar="N",
                         help="largest object a scoped key's request may build (default 1000000)")
+    parser.add_argument("--version", action="version", version=version_line("pyzdb-server"))
     parser.add_argument("-v", "--verbose", action="store_true", help="log every request")
     return parser
 
