@@ -30,6 +30,7 @@ from typing import Any
 from . import sandbox
 from .errors import Error, LimitExceeded
 from .journal import Journal
+from .limits import late_overrun
 from .store import Store
 from .values import File, measure, to_plain
 
@@ -137,8 +138,12 @@ class Engine:
         if mark is None:
             store.begin()
         store.writable = write
+        budget = self.config.budget
+        started = time.monotonic()
         try:
-            value = (finish or self.detach)(sandbox.run(compiled, names, self.config.budget))
+            value = (finish or self.detach)(sandbox.run(compiled, names, budget))
+            if time.monotonic() - started > budget.time:
+                raise late_overrun(budget)
         except BaseException:
             store.writable = False
             if mark is None:

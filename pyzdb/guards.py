@@ -47,6 +47,12 @@ from .errors import Error, LimitExceeded, SecurityError
 #: `pyzdb.values.MAX_DEPTH` deep and decoded parameters are bounded by the codec's own limit.
 MAX_TUPLE_DEPTH = 1000
 
+#: Deepest nesting of iterator wrappers (a map of a filter of a zip of an iter of ...) a query
+#: may build. Advancing the outer one calls each inner one's `__next__` in C with no recursion
+#: check: ~200,000 levels overflow the C stack (SIGSEGV). A generator expression in between
+#: is a Python frame, which the recursion limit bounds instead.
+MAX_ITER_DEPTH = 500
+
 #: Longest str/bytes `int()` accepts, whatever the base (CPython's own default
 #: limit is 4300 digits; this holds even if the host raised or disabled it).
 INT_TEXT_LIMIT = 5000
@@ -236,17 +242,60 @@ _SIZED.add(ItemsView)
 class Checked:
     """A `zip`/`enumerate` iterator whose tuples are depth-checked unless unpacked at once."""
 
-    __slots__ = ("raw", "check")
+    __slots__ = ("raw", "check", "depth")
 
-    def __init__(self, raw: Iterator[Any], check: Callable[[Any], Any]) -> None:
+    def __init__(self, raw: Iterator[Any], check: Callable[[Any], Any], depth: int = 1) -> None:
         self.raw = raw
         self.check = check
+        self.depth = depth
 
     def __iter__(self) -> Iterator[Any]:
-        return _map(self.check, self.raw)
+        return _nested(_NMap(self.check, self.raw), self.depth)
 
     def __next__(self) -> Any:
         return self.check(next(self.raw))
+
+
+class _NChain(chain):
+    """`Request.lazy_iter`'s iterator: C speed, and it knows how deep iterators nest in it."""
+
+    __slots__ = ("depth",)
+
+
+class _NMap(map):
+    __slots__ = ("depth",)
+
+
+class _NFilter(filter):
+    __slots__ = ("depth",)
+
+
+_NESTED = frozenset({_NChain, _NMap, _NFilter, Checked})
+
+
+def _nested(wrapper: Any, depth: int) -> Any:
+    wrapper.depth = depth
+    return wrapper
+
+
+def _nest_depth(sources: Iterable[Any]) -> int:
+    """Depth of a new wrapper of `sources`: one more than the deepest (plain data is 0, an
+    iterator of unknown kind 1); over `MAX_ITER_DEPTH` the request is refused."""
+    depth = 0
+    for source in sources:
+        cls = _type(source)
+        if cls in _NESTED:
+            inner = source.depth
+        elif cls in _SIZED:
+            continue
+        else:
+            inner = 1
+        if inner > depth:
+            depth = inner
+    if depth >= MAX_ITER_DEPTH:
+        _request().refuse(f"iterators nested more than {MAX_ITER_DEPTH} deep are refused "
+                          "(advancing them would overflow the C stack)")
+    return depth + 1
 
 
 _PRINTF_STR = re.compile(
@@ -319,7 +368,7 @@ class Request:
 
     def lazy_iter(self, obj: Any) -> Iterator[Any]:
         """Iterate `obj` drawing one step per item from the shared account, at C speed."""
-        return chain(compress(obj, self.lazy), self._tail())
+        return _nested(_NChain(compress(obj, self.lazy), self._tail()), _nest_depth((obj,)))
 
     def _tail(self) -> Iterator[Any]:
         # Reached when compress stops: either `obj` ran out, or the account did.
@@ -1061,19 +1110,22 @@ def _make_builtins() -> dict[str, Any]:
 
     def enumerate(iterable: Iterable[Any], start: int = 0) -> Checked:
         request = _request()
-        return Checked(_enumerate(request.getiter(iterable), start), request.check_tuple)
+        return Checked(_enumerate(request.getiter(iterable), start), request.check_tuple,
+                       _nest_depth((iterable,)))
 
     def zip(*iterables: Iterable[Any], strict: bool = False) -> Checked:
         request = _request()
         return Checked(_zip(*_map(request.getiter, iterables), strict=strict),
-                       request.check_tuple)
+                       request.check_tuple, _nest_depth(iterables))
 
     def map(function: Any, iterable: Iterable[Any], /, *iterables: Iterable[Any]) -> Any:
         getiter = _request().getiter
-        return _map(function, getiter(iterable), *_map(getiter, iterables))
+        return _nested(_NMap(function, getiter(iterable), *_map(getiter, iterables)),
+                       _nest_depth((iterable, *iterables)))
 
     def filter(function: Any, iterable: Iterable[Any], /) -> Any:
-        return _filter(function, _request().getiter(iterable))
+        return _nested(_NFilter(function, _request().getiter(iterable)),
+                       _nest_depth((iterable,)))
 
     def iter(obj: Any, sentinel: Any = _MISSING, /) -> Iterator[Any]:
         if sentinel is _MISSING:

@@ -309,6 +309,11 @@ class Server:
         if config.time_limit is not None:
             budget = dataclasses.replace(budget, time=config.time_limit)
         self._max_result = budget.max_result
+        self._budget_time = budget.time
+        #: Set by the supervisor (`pyzdb.supervisor`): the page it watches, the requests it
+        #: quarantined (a resend of one gets an error, never a second run).
+        self.inflight: Any = None
+        self.quarantine: dict[tuple[bytes, int], Any] = {}
         self.engine = Engine(config.data, EngineConfig(fsync=config.fsync, budget=budget))
         self.recovery = self.engine.recovery
         self.cache = ReplyCache()
@@ -529,6 +534,11 @@ class Server:
                           request.id, request.session.hex())
                 self._outbox.append((self.engine.last_seq, envelope, request.id, cached))
                 return
+            if key in self.quarantine:
+                self._reply(envelope, request, Reply(
+                    request.id, False, None, self.engine.last_seq,
+                    protocol.error_to_info(Error(self.quarantine[key].message()))))
+                return
             waiting = self._queued.get(key)
             if waiting is not None:  # a retry over a new connection: answer there
                 waiting.envelope = envelope
@@ -567,7 +577,15 @@ class Server:
                     "the lock of this connection was released and its transaction rolled back "
                     f"(its lease of {self.config.lease:g} s expired, or the server restarted)"
                 )
-            value = self._ops[request.op](request, params)
+            if self.inflight is not None and request.op in ("query", "execute"):
+                self.inflight.enter(session, request.id, envelope[0], request.op,
+                                    self._budget_time)
+                try:
+                    value = self._ops[request.op](request, params)
+                finally:
+                    self.inflight.leave()
+            else:
+                value = self._ops[request.op](request, params)
             if type(value) is Encoded:  # query and execute: no Reply object to build
                 data = protocol.pack_value_reply(request.id, value, self.engine.last_seq)
             else:
@@ -786,6 +804,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--insecure", action="store_true",
                         help="allow a non-loopback --bind without authentication")
     parser.add_argument("-v", "--verbose", action="store_true", help="log every request")
+    parser.add_argument("--kill-grace", type=float, default=1.0, metavar="S",
+                        help="seconds past its time budget a request may run inside one C "
+                        "call before the supervisor kills and restarts the worker (default 1)")
+    parser.add_argument("--no-supervisor", action="store_true",
+                        help="serve in this process, without a supervisor to restart it")
     return parser
 
 
@@ -794,11 +817,31 @@ def server_main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    if args.lease <= 0 or args.max_message <= 0:
-        print("pyzdb-server: --lease and --max-message must be positive", file=sys.stderr)
+    if args.lease <= 0 or args.max_message <= 0 or not args.kill_grace > 0:
+        print("pyzdb-server: --lease, --max-message and --kill-grace must be positive",
+              file=sys.stderr)
         return 2
     config = ServerConfig(args.data, args.bind, args.fsync, args.time_limit, args.lease,
                           args.max_message, args.insecure)
+    try:
+        check_bind(config.bind, config.insecure)
+    except ValueError as exc:
+        print(f"pyzdb-server: {exc}", file=sys.stderr)
+        return 2
+    if args.no_supervisor:
+        return _serve(config, None, {}, None)
+    from .supervisor import Supervisor
+
+    def serve(inflight: Any, quarantine: dict[tuple[bytes, int], Any],
+              ready: Callable[[], None]) -> int:
+        return _serve(config, inflight, quarantine, ready)
+
+    return Supervisor(serve, config.data, args.kill_grace).run()
+
+
+def _serve(config: ServerConfig, inflight: Any, quarantine: dict[tuple[bytes, int], Any],
+           ready: Callable[[], None] | None) -> int:
+    """Recover, bind and serve until stopped (the worker of the supervisor, or the process)."""
     try:
         server = Server(config)
     except ValueError as exc:
@@ -807,12 +850,16 @@ def server_main(argv: Sequence[str] | None = None) -> int:
     except (Error, OSError) as exc:
         log.error("cannot start: %s", exc)
         return 1
+    server.inflight = inflight
+    server.quarantine = quarantine
     report = server.recovery
     log.info("recovered %s: checkpoint seq %d, %d records (%d effects) replayed in %.3f s",
              config.data, report.checkpoint_seq, report.records_replayed,
              report.effects_replayed, report.seconds)
     log.info("serving on %s (fsync %s, lease %g s)", server.endpoint, config.fsync, config.lease)
     server.install_signal_handlers()
+    if ready is not None:
+        ready()
     status = server.serve_forever()
     log.info("stopped")
     return status

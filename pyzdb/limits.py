@@ -1,0 +1,23 @@
+"""Budget checks made around the sandbox rather than inside it.
+
+The guards stop a request between Python-level steps. A single C call (a sort, a comparison,
+building a set) runs to its end, and so does the store's own work after the query (detaching
+or encoding the result, validating what it stored). When such a step is the last one, no guard
+runs after it to notice the overrun. `late_overrun` is the engine's last look before it
+commits: a request over its time budget is rolled back, whichever step overran.
+"""
+
+from __future__ import annotations
+
+from .errors import LimitExceeded
+from .guards import Budget
+
+
+def late_overrun(budget: Budget) -> LimitExceeded:
+    """The error of a request that finished, but after its time budget: it must not commit."""
+    return LimitExceeded(
+        f"query ran longer than its time budget of {budget.time} s (in its last step); "
+        "its effects were undone", "time")
+
+
+__all__ = ["late_overrun"]
