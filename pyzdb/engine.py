@@ -30,7 +30,7 @@ from typing import Any
 from . import sandbox
 from .errors import Error, LimitExceeded
 from .journal import Journal
-from .limits import late_overrun
+from .limits import late_overrun, unreplayable
 from .store import Store
 from .values import File, measure, to_plain
 
@@ -97,10 +97,13 @@ class Engine:
             checkpoint, undo_depth=self.config.undo_depth, blob_sink=self._store_blob
         )
         report = RecoveryReport(checkpoint_seq=self.journal.last_seq)  # before replay moves it
-        for _seq, record in records:
+        for seq, record in records:
             effects = record[-1]
-            for effect in effects:
-                self.store.apply(effect)
+            try:
+                for effect in effects:
+                    self.store.apply(effect)
+            except Exception as exc:
+                raise unreplayable(self.journal.directory, seq, exc) from None
             report.records_replayed += 1
             report.effects_replayed += len(effects)
         gc.unfreeze()

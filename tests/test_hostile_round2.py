@@ -212,3 +212,37 @@ def test_kill_9_of_the_worker_mid_request_loses_nothing_acknowledged(tmp_path):
         finally:
             database.close()
             slow.close()
+
+
+# -- the database always reopens --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("case", load("reopen"), ids=ids(load("reopen")))
+def test_keys_that_cannot_be_replayed_are_refused_when_written(db, data_dir, case):
+    db.execute("db.update(seed)", seed=SEED)
+    db.execute("for k in db['d']:\n    db['d'][k] = 2")  # a path through the dict
+    before = fingerprint(db)
+    with pytest.raises(TypeError, match="NaN"):
+        db.execute(case["source"])
+    assert fingerprint(db) == before
+    db.execute("for k in list(db['d']):\n    del db['d'][k]")
+    after = fingerprint(db)
+    if not hasattr(db, "_engine"):
+        return  # remote: the refusal is the server's; replay is the engine's, checked embedded
+    db.close()
+    reopened = pyzdb.open(data_dir)
+    try:
+        assert fingerprint(reopened) == after
+    finally:
+        reopened.close()
+
+
+def test_recovery_names_the_record_it_cannot_apply(tmp_path):
+    from pyzdb.engine import Engine
+
+    engine = Engine(tmp_path / "data")
+    engine.journal.append(("unit", "ok", 0.0, [("set", (), "n", {})]), sync=True)
+    engine.journal.append(("unit", "bad", 0.0, [("set", ("n", "gone"), "x", 1)]), sync=True)
+    engine.close()
+    with pytest.raises(pyzdb.Error, match=r"journal record seq 2 cannot be applied .*KeyError"):
+        Engine(tmp_path / "data")
