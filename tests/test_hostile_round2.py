@@ -183,7 +183,7 @@ def test_kill_9_of_the_worker_mid_request_loses_nothing_acknowledged(tmp_path):
         try:
             for i in range(50):
                 database[f"k{i}"] = i
-            worker = worker_pids(server)[-1]
+            worker = server.worker_pid
             outcome: list[object] = []
 
             def run_slow() -> None:
