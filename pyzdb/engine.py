@@ -277,7 +277,7 @@ class Engine:
         try:
             return (self.blob_dir / digest).read_bytes()
         except FileNotFoundError:
-            raise Error(f"blob {digest} is missing from {self.blob_dir}") from None
+            raise Error(f"blob {digest} is missing from the data directory") from None
 
 
 def _fsync_directory(path: Path) -> None:

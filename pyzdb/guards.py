@@ -85,6 +85,8 @@ class Budget:
     max_result: int = 64 * 2**20
     memory: int = 2**30
     kill_after: float | None = None
+    #: The process's resident size no request may push it past (`--max-memory`), or None.
+    max_memory: int | None = None
 
 
 class Stop(BaseException):  # noqa: N818 - a control-flow signal, not an error type
@@ -351,8 +353,15 @@ class Request:
                 self.error = LimitExceeded(
                     f"query ran longer than its time budget of {self.budget.time} s", "time")
             elif self.memory_base is not None:
-                grown = resident_memory() - self.memory_base
-                if grown > self.budget.memory:
+                resident = resident_memory()
+                grown = resident - self.memory_base
+                ceiling = self.budget.max_memory
+                if ceiling is not None and resident > ceiling and grown > 0:
+                    self.error = LimitExceeded(
+                        f"MemoryError: query would take the server past its memory ceiling of "
+                        f"{ceiling >> 20} MiB (--max-memory); its effects were undone",
+                        "memory")
+                elif grown > self.budget.memory:
                     self.error = LimitExceeded(
                         f"query grew the process by {grown >> 20} MiB, over its memory budget "
                         f"of {self.budget.memory >> 20} MiB", "memory")

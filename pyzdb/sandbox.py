@@ -35,6 +35,7 @@ import faulthandler
 import functools
 import keyword
 import os
+import re
 import signal
 import sys
 import threading
@@ -944,7 +945,8 @@ def _rebuild(exc: Exception, request: Request) -> Exception:
 
 def _plain_arg(arg: Any, request: Request) -> Any:
     cls = type(arg)
-    if cls is str:
+    if cls is str:  # C code formats reprs into messages ("<function ... at 0x7f...>")
+        arg = _ADDRESS.sub("0x...", arg)
         return arg if len(arg) <= ARG_LIMIT else arg[:ARG_LIMIT] + "..."
     if cls is bytes:
         return arg if len(arg) <= ARG_LIMIT else arg[:ARG_LIMIT] + b"..."
@@ -955,6 +957,10 @@ def _plain_arg(arg: Any, request: Request) -> Any:
     if cls is tuple and all(_plain_arg(item, request) is item for item in arg):
         return arg
     return repr(arg)
+
+
+#: A heap address as CPython prints it in a repr: never sent to a client.
+_ADDRESS = re.compile(r"0x[0-9a-fA-F]{6,}")
 
 
 def _locate(tb: TracebackType | None, source: str) -> tuple[int, int | None, str] | None:

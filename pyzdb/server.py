@@ -63,6 +63,7 @@ from . import protocol
 from .client import CONTROL_PARAM
 from .engine import Engine, EngineConfig
 from .errors import Error, LimitExceeded, LockTimeout, ProtocolError, SecurityError
+from .limits import default_max_memory, parse_size
 from .protocol import Encoded, Reply, Request
 from .sandbox import Budget
 from .values import expanded_size, to_plain
@@ -120,6 +121,8 @@ class ServerConfig:
     max_message: int = protocol.MAX_REQUEST_SIZE
     #: Allow binding a non-loopback address without authentication.
     insecure: bool = False
+    #: Resident size (bytes) no request may push the process past; None: no ceiling.
+    max_memory: int | None = None
 
 
 def check_bind(uri: str, insecure: bool = False) -> None:
@@ -308,6 +311,8 @@ class Server:
         budget = Budget()
         if config.time_limit is not None:
             budget = dataclasses.replace(budget, time=config.time_limit)
+        if config.max_memory is not None:
+            budget = dataclasses.replace(budget, max_memory=config.max_memory)
         self._max_result = budget.max_result
         self._budget_time = budget.time
         #: Set by the supervisor (`pyzdb.supervisor`): the page it watches, the requests it
@@ -807,6 +812,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--kill-grace", type=float, default=1.0, metavar="S",
                         help="seconds past its time budget a request may run inside one C "
                         "call before the supervisor kills and restarts the worker (default 1)")
+    parser.add_argument("--max-memory", type=parse_size, default=default_max_memory(),
+                        metavar="SIZE", help="resident size a request may not push the "
+                        "server past, e.g. 512M or 4G (default: half of the machine's memory)")
     parser.add_argument("--no-supervisor", action="store_true",
                         help="serve in this process, without a supervisor to restart it")
     return parser
@@ -822,7 +830,7 @@ def server_main(argv: Sequence[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     config = ServerConfig(args.data, args.bind, args.fsync, args.time_limit, args.lease,
-                          args.max_message, args.insecure)
+                          args.max_message, args.insecure, args.max_memory)
     try:
         check_bind(config.bind, config.insecure)
     except ValueError as exc:

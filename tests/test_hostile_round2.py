@@ -246,3 +246,50 @@ def test_recovery_names_the_record_it_cannot_apply(tmp_path):
     engine.close()
     with pytest.raises(pyzdb.Error, match=r"journal record seq 2 cannot be applied .*KeyError"):
         Engine(tmp_path / "data")
+
+
+# -- the memory ceiling -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("case", load("memory"), ids=ids(load("memory")))
+def test_a_request_past_the_memory_ceiling_is_refused_and_undone(tmp_path, case):
+    with ServerProcess(tmp_path / "data", "--max-memory", "400M", "--time-limit", "60") as server:
+        database = pyzdb.connect(server.uri, timeout=120.0)
+        try:
+            database["l"] = [0]
+            with pytest.raises(pyzdb.LimitExceeded, match="memory ceiling") as caught:
+                database.execute(case["source"])
+            assert caught.value.budget == "memory"
+            assert "mark" not in database
+            assert database.query("len(db['l'])") == 1
+            assert len(worker_pids(server)) == 1, "the worker died instead of refusing"
+        finally:
+            database.close()
+
+
+# -- replies show no addresses and no server paths --------------------------------------------
+
+ADDRESS = re.compile(r"0x[0-9a-fA-F]{6,}")
+
+
+def _reply_text(exc: BaseException) -> str:
+    return "\n".join([str(exc), *getattr(exc, "__notes__", [])])
+
+
+@pytest.mark.parametrize("case", load("leaks"), ids=ids(load("leaks")))
+def test_errors_carry_no_addresses(db, case):
+    with pytest.raises(Exception) as caught:  # noqa: B017 - the type varies; the text matters
+        db.execute(case["source"])
+    assert not ADDRESS.search(_reply_text(caught.value)), _reply_text(caught.value)
+
+
+def test_a_missing_blob_does_not_name_the_server_path(tmp_path):
+    with ServerProcess(tmp_path / "data") as server:
+        database = pyzdb.connect(server.uri, timeout=30.0)
+        try:
+            with pytest.raises(pyzdb.Error) as caught:
+                database._read_blob("0" * 64)
+            assert str(tmp_path) not in _reply_text(caught.value)
+            assert "missing" in str(caught.value)
+        finally:
+            database.close()
