@@ -162,7 +162,12 @@ class Engine:
     def _commit_unit(self, label: str, sync: bool) -> None:
         effects = self.store.commit(label[:LABEL_CHARS])
         if effects:
-            self.journal.append(("unit", label[:LABEL_CHARS], time.time(), effects), sync=sync)
+            try:
+                self.journal.append(("unit", label[:LABEL_CHARS], time.time(), effects),
+                                    sync=sync)
+            except BaseException:  # not in the journal: it must not stay in memory either
+                self.store.discard_last()
+                raise
 
     def detach(self, value: Any) -> Any:
         """A query result as plain values owned by the caller, within the result budget.
@@ -230,7 +235,11 @@ class Engine:
         if effects is None:
             return False
         if effects:
-            self.journal.append((kind, effects), sync=sync)
+            try:
+                self.journal.append((kind, effects), sync=sync)
+            except BaseException:  # take the step back: memory must match the journal
+                (self.store.redo if kind == "undo" else self.store.undo)()
+                raise
         return True
 
     def history(self) -> list[dict[str, Any]]:

@@ -1207,6 +1207,12 @@ class Store:
         self._rec = None
         self._marks = []
 
+    def discard_last(self) -> None:
+        """Undo the last committed unit and forget it: its journal record could not be written
+        (the write failed), so it must leave no trace, not even on the redo stack."""
+        if self._swap(self._undo, self._redo) is not None:
+            self._redo.pop()
+
     def undo(self) -> list[tuple[Any, ...]] | None:
         """Undo the last committed unit; return the effects that did it (None: nothing to undo)."""
         return self._swap(self._undo, self._redo)

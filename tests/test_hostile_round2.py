@@ -293,3 +293,40 @@ def test_a_missing_blob_does_not_name_the_server_path(tmp_path):
             assert "missing" in str(caught.value)
         finally:
             database.close()
+
+
+# -- journal failures stop writes, not the server ---------------------------------------------
+
+
+@pytest.mark.parametrize("case", load("journal"), ids=ids(load("journal")))
+def test_a_failed_journal_append_undoes_the_write_and_refuses_later_ones(tmp_path, case):
+    import glob
+    import resource
+
+    data_dir = tmp_path / "data"
+    with ServerProcess(data_dir) as server:
+        database = pyzdb.connect(server.uri, timeout=30.0)
+        try:
+            database.execute("db['x'] = 1\ndb['l'] = [1]")
+            before = fingerprint(database)
+            journal = sum(os.path.getsize(p) for p in glob.glob(f"{data_dir}/journal-*.log"))
+            resource.prlimit(server.worker_pid, resource.RLIMIT_FSIZE,
+                             (journal + 1000, resource.RLIM_INFINITY))
+            with pytest.raises(pyzdb.Error, match="journal write failed"):
+                database.execute(case["source"])
+            assert fingerprint(database) == before, "the failed write stayed in memory"
+            with pytest.raises(pyzdb.Error, match="refuses writes"):
+                database["x"] = 2
+            assert database["x"].get() == 1 and server.alive()
+            assert len(worker_pids(server)) == 1
+        finally:
+            database.close()
+        assert server.stop() == 0
+        server.start()
+        database = pyzdb.connect(server.uri, timeout=30.0)
+        try:
+            assert fingerprint(database) == before
+            database["x"] = 3
+            assert database["x"].get() == 3
+        finally:
+            database.close()
