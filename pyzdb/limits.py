@@ -29,16 +29,19 @@ def late_overrun(budget: Budget) -> LimitExceeded:
 
 
 def unreplayable(directory: str, seq: int, exc: Exception) -> Error:
-    """Recovery met a journal record it cannot apply: say which one and why, never skip it.
+    """Recovery met a journal record it cannot apply: say which one, where and why.
 
     Starting with the record left out would silently lose it and every later write that
-    depends on it, so the operator decides, with the seq in hand.
+    depends on it, so the operator decides, with `pyzdb-recover --until SEQ`.
     """
+    from .recover import locate
+
+    where = locate(directory, seq)
+    place = f" ({where[0]}, offset {where[1]})" if where is not None else ""
     return Error(
-        f"cannot recover {directory}: journal record seq {seq} cannot be applied "
-        f"({type(exc).__name__}: {exc}); the records before it are intact. Keep a copy of the "
-        "data directory, then remove that record and the ones after it to start from seq "
-        f"{seq - 1}")
+        f"cannot recover {directory}: journal record seq {seq}{place} cannot be applied "
+        f"({type(exc).__name__}: {exc}); the records before it are intact. To start from "
+        f"them, run `pyzdb-recover {directory} --until {seq}` (it copies the directory first)")
 
 
 def parse_size(text: str) -> int:

@@ -21,6 +21,8 @@ import marshal
 import os
 import re
 import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -237,17 +239,6 @@ def test_keys_that_cannot_be_replayed_are_refused_when_written(db, data_dir, cas
         reopened.close()
 
 
-def test_recovery_names_the_record_it_cannot_apply(tmp_path):
-    from pyzdb.engine import Engine
-
-    engine = Engine(tmp_path / "data")
-    engine.journal.append(("unit", "ok", 0.0, [("set", (), "n", {})]), sync=True)
-    engine.journal.append(("unit", "bad", 0.0, [("set", ("n", "gone"), "x", 1)]), sync=True)
-    engine.close()
-    with pytest.raises(pyzdb.Error, match=r"journal record seq 2 cannot be applied .*KeyError"):
-        Engine(tmp_path / "data")
-
-
 # -- the memory ceiling -----------------------------------------------------------------------
 
 
@@ -330,3 +321,37 @@ def test_a_failed_journal_append_undoes_the_write_and_refuses_later_ones(tmp_pat
             assert database["x"].get() == 3
         finally:
             database.close()
+
+
+RECOVER_SCRIPT = Path(sys.executable).with_name("pyzdb-recover")
+
+
+def test_pyzdb_recover_until_cuts_the_journal_after_a_backup(tmp_path):
+    from pyzdb.engine import Engine
+
+    data_dir = tmp_path / "data"
+    engine = Engine(data_dir)
+    engine.journal.append(("unit", "ok", 0.0, [("set", (), "n", {"a": 1})]), sync=True)
+    engine.journal.append(("unit", "bad", 0.0, [("set", ("n", "gone"), "x", 1)]), sync=True)
+    engine.journal.append(("unit", "later", 0.0, [("set", (), "m", 2)]), sync=True)
+    engine.close()
+    with pytest.raises(pyzdb.Error, match=r"seq 2 \(journal-\d+\.log, offset \d+\) cannot be "
+                       r"applied .*pyzdb-recover .* --until 2"):
+        Engine(data_dir)
+    check = subprocess.run([str(RECOVER_SCRIPT), str(data_dir)], capture_output=True,
+                           text=True, timeout=60)
+    assert check.returncode == 1 and "seq 2" in check.stderr
+    fixed = subprocess.run([str(RECOVER_SCRIPT), str(data_dir), "--until", "2"],
+                           capture_output=True, text=True, timeout=60)
+    assert fixed.returncode == 0, fixed.stderr
+    assert "dropped 2 journal record(s) from seq 2" in fixed.stdout
+    backups = list(tmp_path.glob("data.before-recover-*"))
+    assert len(backups) == 1 and any(backups[0].glob("journal-*.log"))
+    database = pyzdb.open(data_dir)
+    try:
+        assert database.get() == {"n": {"a": 1}}
+        database["m"] = 3
+    finally:
+        database.close()
+    with pytest.raises(pyzdb.Error):  # the backup still holds the bad record, untouched
+        Engine(backups[0])
