@@ -678,6 +678,8 @@ def run(compiled: Compiled, names: dict[str, object], budget: Budget) -> object:
     an `Exception` escapes. The result's size is left to the engine, which detaches it within
     `Budget.max_result` (`pyzdb.engine.Engine.detach`).
     """
+    if _LEFTOVERS:
+        release_leftovers()
     request = Request(budget)
     scope = request.make_globals()
     for name, value in names.items():
@@ -699,9 +701,24 @@ def run(compiled: Compiled, names: dict[str, object], budget: Budget) -> object:
                 value = value.view
     except BaseException as exc:  # noqa: BLE001 - the boundary: everything is translated
         error = _translate(exc, request, compiled.source)
+        _LEFTOVERS.append(exc)  # its frames hold the query's locals
+    _LEFTOVERS.append(scope)
     if error is not None:
         raise error  # outside the except block: no __context__ chaining to the query's frames
     return value
+
+
+#: What the last evaluation left behind (its globals; the exception whose frames hold its
+#: locals). Freeing a structure the query built -- up to the memory budget, millions of
+#: objects -- is one long C call; it happens in `release_leftovers`, which the server calls
+#: once the request is answered and off the supervisor's clock, and `run` calls before the
+#: next evaluation's budget starts.
+_LEFTOVERS: list[Any] = []
+
+
+def release_leftovers() -> None:
+    """Free what the last evaluation left behind (see `_LEFTOVERS`)."""
+    _LEFTOVERS.clear()
 
 
 class _Limits:
@@ -988,4 +1005,5 @@ def _locate(tb: TracebackType | None, source: str) -> tuple[int, int | None, str
     return line, column, text.strip()[:200]
 
 
-__all__ = ["Budget", "Compiled", "compile_request", "run", "FILENAME", "MAX_SOURCE"]
+__all__ = ["Budget", "Compiled", "compile_request", "run", "release_leftovers", "FILENAME",
+           "MAX_SOURCE"]

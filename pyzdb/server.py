@@ -65,7 +65,7 @@ from .engine import Engine, EngineConfig
 from .errors import Error, LimitExceeded, LockTimeout, ProtocolError, SecurityError
 from .limits import default_max_memory, parse_size
 from .protocol import Encoded, Reply, Request
-from .sandbox import Budget
+from .sandbox import Budget, release_leftovers
 from .values import expanded_size, to_plain
 
 log = logging.getLogger("pyzdb.server")
@@ -589,6 +589,7 @@ class Server:
                     value = self._ops[request.op](request, params)
                 finally:
                     self.inflight.leave()
+                    release_leftovers()
             else:
                 value = self._ops[request.op](request, params)
             if type(value) is Encoded:  # query and execute: no Reply object to build
