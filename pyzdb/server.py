@@ -63,6 +63,7 @@ from . import protocol
 from .client import CONTROL_PARAM
 from .engine import Engine, EngineConfig
 from .errors import Error, LimitExceeded, LockTimeout, ProtocolError, SecurityError
+from .fairness import FairReplyCache, QueueShares
 from .limits import default_max_memory, parse_size
 from .protocol import Encoded, Reply, Request
 from .sandbox import Budget, release_leftovers
@@ -123,6 +124,8 @@ class ServerConfig:
     insecure: bool = False
     #: Resident size (bytes) no request may push the process past; None: no ceiling.
     max_memory: int | None = None
+    #: Seconds one session may hold the lock, however often it renews its lease.
+    lock_max_hold: float = 300.0
 
 
 def check_bind(uri: str, insecure: bool = False) -> None:
@@ -321,7 +324,9 @@ class Server:
         self.quarantine: dict[tuple[bytes, int], Any] = {}
         self.engine = Engine(config.data, EngineConfig(fsync=config.fsync, budget=budget))
         self.recovery = self.engine.recovery
-        self.cache = ReplyCache()
+        self.cache = FairReplyCache()
+        self._shares = QueueShares()
+        self._hold_deadline = 0.0
         self._stopping = False
         self.exit_code = 0
         #: Replies to send: (journal seq it may reflect, envelope, request id, frame), in order.
@@ -411,7 +416,7 @@ class Server:
         now = time.monotonic()
         deadline = now + IDLE_POLL
         if self._holder is not None:
-            deadline = min(deadline, self._lease_deadline)
+            deadline = min(deadline, self._lease_deadline, self._hold_deadline)
         for waiting in self._queue:
             deadline = min(deadline, waiting.deadline)
         return int(max(0.0, deadline - now) * 1000)
@@ -432,7 +437,9 @@ class Server:
                 break
             frames = [identity, recv(_NOBLOCK)]
             while getsockopt(_RCVMORE):
-                frames.append(recv(_NOBLOCK))
+                frame = recv(_NOBLOCK)
+                if len(frames) <= MAX_ENVELOPE + 2:  # more is refused anyway: keep no more
+                    frames.append(frame)
             batch.append(frames)
         return batch
 
@@ -554,7 +561,14 @@ class Server:
             if self._holder is None and self._queue:
                 self._serve_queue()
             return
+        if not self._shares.admit(request.session or envelope[0]):
+            self._reply(envelope, request, Reply(
+                request.id, False, None, self.engine.last_seq, protocol.error_to_info(
+                    LockTimeout(f"the database is locked and this client has "
+                                f"{self._shares.per_client} requests waiting already"))))
+            return
         if len(self._queue) >= MAX_QUEUE:
+            self._shares.release(request.session or envelope[0])
             self._reply(envelope, request, Reply(
                 request.id, False, None, self.engine.last_seq, protocol.error_to_info(
                     LockTimeout(f"the database is locked and {MAX_QUEUE} requests wait already"))))
@@ -580,7 +594,9 @@ class Server:
             if control.get("txn") and session != self._holder:
                 raise LockTimeout(
                     "the lock of this connection was released and its transaction rolled back "
-                    f"(its lease of {self.config.lease:g} s expired, or the server restarted)"
+                    f"(its lease of {self.config.lease:g} s expired, it held the lock past "
+                    f"--lock-max-hold of {self.config.lock_max_hold:g} s, or the server "
+                    "restarted)"
                 )
             if self.inflight is not None and request.op in ("query", "execute"):
                 self.inflight.enter(session, request.id, envelope[0], request.op,
@@ -660,6 +676,7 @@ class Server:
         self.engine.begin()
         self._holder = request.session
         self._renew()
+        self._hold_deadline = time.monotonic() + self.config.lock_max_hold
         log.debug("session %s holds the lock", request.session.hex())
         return self.config.lease
 
@@ -691,10 +708,13 @@ class Server:
         self._holder = None
 
     def _expire(self, now: float) -> None:
-        if self._holder is not None and now >= self._lease_deadline:
-            log.warning("session %s was silent past its lease of %g s: its transaction is "
-                        "rolled back and the lock released", self._holder.hex(),
-                        self.config.lease)
+        if self._holder is not None and (now >= self._lease_deadline
+                                         or now >= self._hold_deadline):
+            why = (f"held the lock past --lock-max-hold ({self.config.lock_max_hold:g} s)"
+                   if now >= self._hold_deadline else
+                   f"was silent past its lease of {self.config.lease:g} s")
+            log.warning("session %s %s: its transaction is rolled back and the lock released",
+                        self._holder.hex(), why)
             try:
                 self.engine.rollback()
             finally:
@@ -730,6 +750,7 @@ class Server:
                 index += 1
 
     def _unqueue(self, waiting: _Waiting) -> None:
+        self._shares.release(waiting.request.session or waiting.envelope[0])
         self._queue.remove(waiting)
         self._queued.pop((waiting.request.session, waiting.request.id), None)
 
@@ -816,6 +837,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-memory", type=parse_size, default=default_max_memory(),
                         metavar="SIZE", help="resident size a request may not push the "
                         "server past, e.g. 512M or 4G (default: half of the machine's memory)")
+    parser.add_argument("--lock-max-hold", type=float, default=300.0, metavar="S",
+                        help="seconds one connection may hold the lock, even while it keeps "
+                        "renewing its lease (default 300)")
     parser.add_argument("--no-supervisor", action="store_true",
                         help="serve in this process, without a supervisor to restart it")
     return parser
@@ -826,12 +850,14 @@ def server_main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    if args.lease <= 0 or args.max_message <= 0 or not args.kill_grace > 0:
-        print("pyzdb-server: --lease, --max-message and --kill-grace must be positive",
-              file=sys.stderr)
+    if (args.lease <= 0 or args.max_message <= 0 or not args.kill_grace > 0
+            or not args.lock_max_hold > 0):
+        print("pyzdb-server: --lease, --max-message, --kill-grace and --lock-max-hold must be "
+              "positive", file=sys.stderr)
         return 2
     config = ServerConfig(args.data, args.bind, args.fsync, args.time_limit, args.lease,
-                          args.max_message, args.insecure, args.max_memory)
+                          args.max_message, args.insecure, args.max_memory,
+                          args.lock_max_hold)
     try:
         check_bind(config.bind, config.insecure)
     except ValueError as exc:

@@ -29,9 +29,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import zmq
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from server_process import ServerProcess
 
 import pyzdb
+from pyzdb import protocol
+from pyzdb.client import CONTROL_PARAM
+from pyzdb.fairness import FairReplyCache
 from pyzdb.sandbox import Budget
 from pyzdb.values import freeze
 
@@ -355,3 +361,127 @@ def test_pyzdb_recover_until_cuts_the_journal_after_a_backup(tmp_path):
         database.close()
     with pytest.raises(pyzdb.Error):  # the backup still holds the bad record, untouched
         Engine(backups[0])
+
+
+# -- the wire: one client must not take from the others ---------------------------------------
+
+WIRE = {case["name"]: case for case in load("wire")}
+
+
+def _raw(uri: str) -> zmq.Socket:
+    sock = zmq.Context.instance().socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.connect(uri)
+    return sock
+
+
+def _answer(sock: zmq.Socket, timeout: float = 30.0) -> protocol.Reply:
+    assert sock.poll(int(timeout * 1000)), "no reply"
+    return protocol.decode_reply(sock.recv_multipart()[-1], protocol.MAX_REPLY_SIZE)
+
+
+@pytest.fixture(scope="module")
+def wire_server(tmp_path_factory) -> Iterator[ServerProcess]:
+    with ServerProcess(tmp_path_factory.mktemp("wire") / "data", "--lock-max-hold", "2",
+                       "--time-limit", "30") as server:
+        yield server
+
+
+def test_a_message_of_many_frames_is_answered_with_an_error(wire_server):
+    assert WIRE["many-frames"]
+    sock = _raw(wire_server.uri)
+    try:
+        sock.send_multipart([b""] + [b"x" * 100] * 1000)
+        reply = _answer(sock)
+        assert not reply.ok and "message frame" in reply.error.message
+        sock.send_multipart([b"", protocol.pack(protocol.Request(3, "ping"))])
+        assert _answer(sock).ok
+    finally:
+        sock.close()
+
+
+def test_one_client_cannot_fill_the_lock_queue(wire_server):
+    assert WIRE["queue-flood"]
+    holder = pyzdb.connect(wire_server.uri, timeout=30.0)
+    flood, other = _raw(wire_server.uri), _raw(wire_server.uri)
+    try:
+        holder.lock()
+        control = {CONTROL_PARAM: {"wait": 20.0}}
+        for request_id in range(1, 101):
+            flood.send_multipart([b"", protocol.pack(protocol.Request(
+                request_id, "query", "1", params=control, session=b"F" * 16))])
+        refused = [_answer(flood, 10.0) for _ in range(100 - 64)]
+        assert all(not r.ok and "requests waiting already" in r.error.message
+                   for r in refused)
+        assert sorted(r.id for r in refused) == list(range(65, 101))
+        other.send_multipart([b"", protocol.pack(protocol.Request(
+            1, "query", "2", params=control, session=b"O" * 16))])
+        time.sleep(0.3)
+        holder.unlock()
+        answers = {}
+        while len(answers) < 65:
+            for sock in (other, flood):
+                if sock.poll(10):
+                    reply = protocol.decode_reply(sock.recv_multipart()[-1],
+                                                  protocol.MAX_REPLY_SIZE)
+                    answers[(sock is other, reply.id)] = reply
+        assert answers[(True, 1)].ok and answers[(True, 1)].value == 2
+    finally:
+        holder.close()
+        flood.close()
+        other.close()
+
+
+def test_large_replies_of_one_client_do_not_evict_another_clients_reply(wire_server):
+    assert WIRE["reply-cache-eviction"]
+    sock, session = _raw(wire_server.uri), os.urandom(16)
+    heavy = pyzdb.connect(wire_server.uri, timeout=60.0)
+    try:
+        write = protocol.pack(protocol.Request(
+            7, "execute", "db['n'] = db.get('n', 0) + 1", syntax="exec", session=session))
+        sock.send_multipart([b"", write])
+        assert _answer(sock).ok
+        for i in range(8):  # 8 x 9.5 MB of write replies: more than the 64 MiB cache
+            assert len(heavy.execute(f"db['h'] = {i}\n'x' * 9_500_000")) == 9_500_000
+        sock.send_multipart([b"", write])  # the resend of a write whose reply was lost
+        assert _answer(sock).ok
+        assert heavy["n"].get() == 1, "the resent write ran twice"
+    finally:
+        sock.close()
+        heavy.close()
+
+
+def test_a_lock_holder_that_keeps_renewing_loses_the_lock_after_max_hold(wire_server):
+    assert WIRE["lock-hog"]
+    hog = pyzdb.connect(wire_server.uri, timeout=30.0)
+    other = pyzdb.connect(wire_server.uri, timeout=30.0)
+    try:
+        hog.lock()
+        hog["held"] = 1
+        started = time.monotonic()
+        with pytest.raises(pyzdb.LockTimeout, match="lock-max-hold"):
+            while time.monotonic() - started < 20.0:  # renews its 10 s lease every 0.2 s
+                hog.ping()
+                time.sleep(0.2)
+        assert 1.9 < time.monotonic() - started < 10.0
+        other.lock(timeout=5.0)
+        other.unlock()
+        assert "held" not in other
+    finally:
+        hog.close()
+        other.close()
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(min_value=0, max_value=5),
+                          st.integers(min_value=0, max_value=3000)), max_size=300))
+def test_the_fair_reply_cache_keeps_its_bounds_and_the_light_sessions(puts):
+    cache = FairReplyCache(per_session=8, max_entries=40, max_bytes=10_000)
+    light = b"light"
+    cache.put((light, 1), b"l" * 10)
+    for n, (session, size) in enumerate(puts, start=1):
+        cache.put((bytes([session]), n), b"x" * size)
+        assert len(cache) <= 40 and cache._bytes <= 10_000
+        assert all(len(ids) <= 8 for ids in cache._sessions.values())
+        assert cache._bytes == sum(map(len, cache._replies.values()))
+    assert cache.get((light, 1)) == b"l" * 10 or len(cache) == 40
