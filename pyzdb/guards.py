@@ -34,6 +34,7 @@ import os
 import re
 import sys
 import threading
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from itertools import chain, compress, count, islice, repeat
@@ -52,6 +53,12 @@ MAX_TUPLE_DEPTH = 1000
 #: check: ~200,000 levels overflow the C stack (SIGSEGV). A generator expression in between
 #: is a Python frame, which the recursion limit bounds instead.
 MAX_ITER_DEPTH = 500
+
+#: Most items one C call may insert into a set or dict under a single hash value unless they
+#: are all equal. Distinct keys that share a hash (ints equal modulo 2**61 - 1, tuples built
+#: from them) make each insertion walk all the others: 200,000 of them took minutes in one
+#: `set()` call, which no signal interrupts. Equal duplicates are cheap and allowed.
+COLLISION_LIMIT = 2048
 
 #: Longest str/bytes `int()` accepts, whatever the base (CPython's own default
 #: limit is 4300 digits; this holds even if the host raised or disabled it).
@@ -176,6 +183,7 @@ _sum, _min, _max, _any, _all, _iter = sum, min, max, any, all, iter
 _list, _tuple, _set, _frozenset, _dict, _bytes, _str = list, tuple, set, frozenset, dict, bytes, str
 _sorted, _map, _filter, _zip, _enumerate, _range = sorted, map, filter, zip, enumerate, range
 _int, _round, _isinstance, _type, _len, _repr = int, round, isinstance, type, len, repr
+_first = operator.itemgetter(0)
 
 
 class ItemsView:
@@ -449,6 +457,29 @@ class Request:
     def iter_unpack(self, iterable: Any, spec: tuple[tuple[int, Any], ...]) -> Iterator[Any]:
         """`_iter_unpack_`: ``for a, *b in x``: each item is unpacked as in `unpack`."""
         return _map(self.unpack, self.getiter(iterable, True), repeat(spec))
+
+    def check_hashes(self, keys: Any, pairs: bool = False) -> Any:
+        """`keys` (a materialized list; with `pairs`, of key-value pairs), refused if building
+        a set or dict from it in C would be quadratic (see `COLLISION_LIMIT`)."""
+        if _len(keys) <= COLLISION_LIMIT:
+            return keys
+        try:
+            items = _list(_map(_first, keys)) if pairs else keys
+            hashes = _list(_map(hash, items))
+        except (TypeError, IndexError, KeyError):
+            return keys  # the constructor raises its own error for these
+        counts = Counter(hashes)
+        if _max(counts.values()) <= COLLISION_LIMIT:
+            return keys
+        big = {h for h, m in counts.items() if m > COLLISION_LIMIT}
+        first = _dict(_zip(reversed(hashes), reversed(items), strict=True))  # hash -> 1st item
+        chosen = _list(_map(big.__contains__, hashes))
+        if not _all(_map(operator.eq, compress(items, chosen),
+                         _map(first.__getitem__, compress(hashes, chosen)))):
+            self.fail(LimitExceeded(
+                f"more than {COLLISION_LIMIT} distinct keys share one hash value: building a "
+                "set or dict of them takes quadratic time in one step", "time"))
+        return keys
 
     # -- tuples: depth and expanded size ------------------------------------------------------
 
@@ -899,7 +930,7 @@ class Request:
 
         def update(other: Any = (), /, **kwargs: Any) -> None:
             if not hasattr(other, "keys"):
-                other = self.materialize(other)
+                other = self.check_hashes(self.materialize(other), pairs=True)
             size = _len(d) + _len(other) + _len(kwargs)
             if size > self.max_size:
                 self.too_big("a dict", size)
@@ -917,7 +948,7 @@ class Request:
         method = getattr(obj, name)
 
         def call(*others: Any) -> Any:
-            return method(*_map(self.materialize, others))
+            return method(*(self.check_hashes(self.materialize(other)) for other in others))
         call.__name__ = call.__qualname__ = name
         return call
 
@@ -1149,15 +1180,17 @@ def _make_builtins() -> dict[str, Any]:
         return request.check_tuple(_tuple(request.materialize(iterable)))
 
     def set(iterable: Iterable[Any] = (), /) -> Any:
-        return _set(_request().materialize(iterable))
+        request = _request()
+        return _set(request.check_hashes(request.materialize(iterable)))
 
     def frozenset(iterable: Iterable[Any] = (), /) -> Any:
-        return _frozenset(_request().materialize(iterable))
+        request = _request()
+        return _frozenset(request.check_hashes(request.materialize(iterable)))
 
     def dict(*args: Any, **kwargs: Any) -> Any:
         request = _request()
         if args and not hasattr(args[0], "keys"):
-            args = (request.materialize(args[0]), *args[1:])
+            args = (request.check_hashes(request.materialize(args[0]), pairs=True), *args[1:])
         if args and _len(args[0]) + _len(kwargs) > request.max_size:
             request.too_big("a dict", _len(args[0]) + _len(kwargs))
         return _dict(*args, **kwargs)

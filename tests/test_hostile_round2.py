@@ -116,6 +116,7 @@ def strict_server(tmp_path_factory) -> Iterator[ServerProcess]:
 @pytest.mark.parametrize("case", load("budget"), ids=ids(load("budget")))
 def test_a_c_call_past_its_budget_ends_and_never_runs_twice(strict_server, case):
     database = pyzdb.connect(strict_server.uri, timeout=60.0)
+    workers_before = len(worker_pids(strict_server))
     try:
         database["acked"] = case["name"]
         runs = database.query("db.get('runs', 0)")
@@ -131,6 +132,11 @@ def test_a_c_call_past_its_budget_ends_and_never_runs_twice(strict_server, case)
     finally:
         database.close()
     assert strict_server.alive()
+    workers = len(worker_pids(strict_server))
+    if case["stops"] == "priced":
+        assert workers == workers_before, "a priced case killed the worker"
+    else:
+        assert workers == workers_before + 1, strict_server.log()
 
 
 def test_other_clients_are_served_after_a_stuck_request(strict_server):
@@ -140,7 +146,8 @@ def test_other_clients_are_served_after_a_stuck_request(strict_server):
 
     def hang() -> None:
         try:
-            stuck.query("len(set(range(0, (2**61 - 1) * 300000, 2**61 - 1)))")
+            stuck.execute("a = [1]\nb = [1]\nfor i in range(40):\n    a = [a, a]\n"
+                          "    b = [b, b]\na < b")
         except BaseException as exc:  # noqa: BLE001 - inspected below
             errors.append(exc)
 
@@ -485,3 +492,18 @@ def test_the_fair_reply_cache_keeps_its_bounds_and_the_light_sessions(puts):
         assert all(len(ids) <= 8 for ids in cache._sessions.values())
         assert cache._bytes == sum(map(len, cache._replies.values()))
     assert cache.get((light, 1)) == b"l" * 10 or len(cache) == 40
+
+
+PRICED = [case for case in load("budget") if case["stops"] == "priced"]
+
+
+@pytest.mark.parametrize("case", PRICED, ids=ids(PRICED))
+def test_colliding_keys_are_priced_before_the_c_call_embedded(tmp_path, case):
+    database = pyzdb.open(tmp_path / "data", budget=Budget(time=5.0))
+    try:
+        with pytest.raises(pyzdb.LimitExceeded, match="share one hash value"):
+            database.execute(case["source"])  # before: minutes inside one C call
+        ages = database.query("len(set([i % 90 for i in range(100000)]))")
+        assert ages == 90  # equal duplicates share a hash too, and are cheap: allowed
+    finally:
+        database.close()
