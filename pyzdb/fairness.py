@@ -36,7 +36,7 @@ class FairReplyCache:
         self._sessions: dict[bytes, collections.deque[int]] = {}
         self._weight: dict[bytes, int] = {}  # bytes remembered per session
         self._bytes = 0
-        #: (-bytes, session), possibly stale: a popped entry counts only if it still matches.
+        #: (-bytes, session), possibly stale (too high): see `_heaviest`.
         self._heap: list[tuple[int, bytes]] = []
 
     def get(self, key: tuple[bytes, int]) -> bytes | None:
@@ -55,7 +55,11 @@ class FairReplyCache:
         ids.append(request_id)
         self._replies[key] = reply
         self._bytes += len(reply)
-        self._reweigh(session, len(reply))
+        weight = self._weight[session] = self._weight[session] + len(reply)
+        heapq.heappush(self._heap, (-weight, session))
+        if len(self._heap) > 4 * len(self._weight) + 64:  # drop the stale entries
+            self._heap = [(-w, s) for s, w in self._weight.items()]
+            heapq.heapify(self._heap)
         while len(self._replies) > self.max_entries or self._bytes > self.max_bytes:
             heaviest = self._heaviest()
             self._drop(heaviest, self._sessions[heaviest].popleft())
@@ -64,24 +68,22 @@ class FairReplyCache:
         size = len(self._replies.pop((session, request_id)))
         self._bytes -= size
         if self._sessions[session]:
-            self._reweigh(session, -size)
+            self._weight[session] -= size  # its heap entry is now too high: see _heaviest
         else:
             del self._sessions[session], self._weight[session]
 
-    def _reweigh(self, session: bytes, delta: int) -> None:
-        weight = self._weight[session] = self._weight[session] + delta
-        heapq.heappush(self._heap, (-weight, session))
-        if len(self._heap) > 4 * len(self._weight) + 64:  # drop the stale entries
-            self._heap = [(-w, s) for s, w in self._weight.items()]
-            heapq.heapify(self._heap)
-
     def _heaviest(self) -> bytes:
-        heap = self._heap
+        """The session remembering the most bytes. Heap entries are pushed when a session
+        grows; one that shrank since is found stale here and pushed again at its weight."""
+        heap, weights = self._heap, self._weight
         while True:
             weight, session = heap[0]
-            if self._weight.get(session) == -weight:
+            current = weights.get(session)
+            if current == -weight:
                 return session
             heapq.heappop(heap)
+            if current is not None:
+                heapq.heappush(heap, (-current, session))
 
     def session_bytes(self, session: bytes) -> int:
         """Bytes of the replies remembered for `session` (0 if none)."""
