@@ -1,10 +1,11 @@
 """Per-client shares of what the server keeps for its clients: remembered replies, queue slots.
 
-`server.ReplyCache` evicted the oldest reply overall when it was full, so one client that gets
-large replies (or uses many sessions) pushed out everybody else's; a client whose write reply
-was lost and then evicted ran the write again when it resent. `FairReplyCache` keeps the same
-interface and bounds, and evicts from the *heaviest* session instead (most bytes remembered):
-a client's large replies cost its own history first, and the small replies of the others stay.
+The server's reply cache used to evict the oldest reply overall when it was full, so one
+client that gets large replies (or uses many sessions) pushed out everybody else's; a client
+whose write reply was lost and then evicted ran the write again when it resent.
+`FairReplyCache` (the server's `ReplyCache`) has the same bounds and evicts from the *heaviest*
+session instead (most bytes remembered): a client's large replies cost its own history
+first, and the small replies of the others stay.
 
 `QueueShares` counts the lock-queue entries of each client, so that one client cannot fill
 the queue that every client waits in.
@@ -17,14 +18,18 @@ import heapq
 
 #: Lock-queue entries one client (session, else peer identity) may have waiting at once.
 QUEUE_PER_CLIENT = 64
+#: Sessions with a single reply `FairReplyCache` looks past, at most, for one with more: with
+#: many one-reply sessions (cheap to make) an eviction must stay cheap.
+_SCAN = 8
 
 
 class FairReplyCache:
     """The replies each session got recently, so a retried request is answered, not re-run.
 
-    The interface and bounds of `server.ReplyCache` (`per_session` ids per session,
-    `max_entries` and `max_bytes` overall); overflow is taken from the heaviest session, its
-    oldest reply first (see the module docstring).
+    Bounded three ways: `per_session` ids per session, `max_entries` and `max_bytes` overall.
+    A client waits for each reply before the next request (or has a few in flight), so the
+    last few ids of a session are all a retry can name. Overflow is taken from the heaviest
+    session, its oldest reply first (see the module docstring).
     """
 
     def __init__(self, per_session: int = 64, max_entries: int = 65536,
@@ -61,8 +66,8 @@ class FairReplyCache:
             self._heap = [(-w, s) for s, w in self._weight.items()]
             heapq.heapify(self._heap)
         while len(self._replies) > self.max_entries or self._bytes > self.max_bytes:
-            heaviest = self._heaviest()
-            self._drop(heaviest, self._sessions[heaviest].popleft())
+            victim = self._heaviest(session)
+            self._drop(victim, self._sessions[victim].popleft())
 
     def _drop(self, session: bytes, request_id: int) -> None:
         size = len(self._replies.pop((session, request_id)))
@@ -72,18 +77,36 @@ class FairReplyCache:
         else:
             del self._sessions[session], self._weight[session]
 
-    def _heaviest(self) -> bytes:
-        """The session remembering the most bytes. Heap entries are pushed when a session
-        grows; one that shrank since is found stale here and pushed again at its weight."""
-        heap, weights = self._heap, self._weight
-        while True:
-            weight, session = heap[0]
-            current = weights.get(session)
-            if current == -weight:
-                return session
-            heapq.heappop(heap)
-            if current is not None:
-                heapq.heappush(heap, (-current, session))
+    def _heaviest(self, newest: bytes) -> bytes:
+        """The session to evict from: the one remembering the most bytes among those with
+        more than one reply, so that every session keeps its last reply (the one a resend
+        names) while any other can go; failing that (or past the `_SCAN` heaviest), the
+        heaviest other than `newest` (the session just answered), and `newest` itself last.
+
+        Heap entries are pushed when a session grows; one that shrank since is found stale
+        here and pushed again at its weight.
+        """
+        heap, weights, sessions = self._heap, self._weight, self._sessions
+        singles: list[tuple[int, bytes]] = []
+        try:
+            while heap and len(singles) < _SCAN:
+                weight, session = heapq.heappop(heap)
+                current = weights.get(session)
+                if current != -weight:
+                    if current is not None:
+                        heapq.heappush(heap, (-current, session))
+                    continue
+                if len(sessions[session]) > 1:
+                    heapq.heappush(heap, (weight, session))
+                    return session
+                singles.append((weight, session))
+            for _, session in singles:
+                if session != newest:
+                    return session
+            return newest
+        finally:
+            for entry in singles:
+                heapq.heappush(heap, entry)
 
     def session_bytes(self, session: bytes) -> int:
         """Bytes of the replies remembered for `session` (0 if none)."""

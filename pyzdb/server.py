@@ -63,7 +63,8 @@ from . import protocol
 from .client import CONTROL_PARAM
 from .engine import Engine, EngineConfig
 from .errors import Error, LimitExceeded, LockTimeout, ProtocolError, SecurityError
-from .fairness import FairReplyCache, QueueShares
+from .fairness import FairReplyCache as ReplyCache
+from .fairness import QueueShares
 from .limits import default_max_memory, parse_size
 from .protocol import Encoded, Reply, Request
 from .sandbox import Budget, release_leftovers
@@ -150,54 +151,6 @@ def check_bind(uri: str, insecure: bool = False) -> None:
             "authentication yet; bind 127.0.0.1 (or ipc://), or pass --insecure if a firewall "
             "guards it"
         )
-
-
-class ReplyCache:
-    """The replies each session got recently, so a retried request is answered, not re-run.
-
-    Bounded three ways: `per_session` ids per session, `max_entries` and `max_bytes` overall.
-    Eviction takes the oldest entry overall, which belongs to the least recently active
-    session, and is that session's oldest too (both orders are insertion orders), so it is a
-    `popleft` of its deque. A client waits for each reply before the next request (or has at
-    most a few in flight), so the last few ids of a session are all a retry can name.
-    """
-
-    def __init__(self, per_session: int = 64, max_entries: int = 65536,
-                 max_bytes: int = 64 * 1024 * 1024) -> None:
-        self.per_session = per_session
-        self.max_entries = max_entries
-        self.max_bytes = max_bytes
-        self._replies: collections.OrderedDict[tuple[bytes, int], bytes] = (
-            collections.OrderedDict()
-        )
-        self._sessions: dict[bytes, collections.deque[int]] = {}
-        self._bytes = 0
-
-    def get(self, key: tuple[bytes, int]) -> bytes | None:
-        return self._replies.get(key)
-
-    def put(self, key: tuple[bytes, int], reply: bytes) -> None:
-        session, request_id = key
-        ids = self._sessions.get(session)
-        if ids is None:
-            ids = self._sessions[session] = collections.deque()
-        elif len(ids) >= self.per_session:
-            self._drop((session, ids.popleft()))
-        ids.append(request_id)
-        self._replies[key] = reply
-        self._bytes += len(reply)
-        while len(self._replies) > self.max_entries or self._bytes > self.max_bytes:
-            oldest = next(iter(self._replies))
-            self._sessions[oldest[0]].popleft()
-            self._drop(oldest)
-
-    def _drop(self, key: tuple[bytes, int]) -> None:
-        self._bytes -= len(self._replies.pop(key))
-        if not self._sessions[key[0]]:
-            del self._sessions[key[0]]
-
-    def __len__(self) -> int:
-        return len(self._replies)
 
 
 @dataclass
@@ -324,7 +277,7 @@ class Server:
         self.quarantine: dict[tuple[bytes, int], Any] = {}
         self.engine = Engine(config.data, EngineConfig(fsync=config.fsync, budget=budget))
         self.recovery = self.engine.recovery
-        self.cache = FairReplyCache()
+        self.cache = ReplyCache()
         self._shares = QueueShares()
         self._hold_deadline = 0.0
         self._stopping = False
