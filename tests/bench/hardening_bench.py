@@ -4,11 +4,12 @@
     python tests/bench/hardening_bench.py --baseline /tmp/baseline [--rounds R] [--quick]
 
 Each round runs every workload once in a fresh process per tree (alternating which tree goes
-first), and each figure is the median over rounds of (this tree / baseline): under 1.05 is the
-issue's "no more than 5%". Workloads, on the records workload of the other benchmarks:
+first), each process keeps the fastest of 5 repetitions of a workload, and each figure is the
+median over rounds of (this tree / baseline): under 1.05 is the issue's "no more than 5%".
+Workloads, on the records workload of the other benchmarks:
 
 - embedded: storing 100,000 small dicts `{'id', 'name', 'age'}` in one execute; a
-  comprehension over them; map/filter over them (the iterator-depth guard); 3,000 small
+  comprehension over them; map/filter over them (the iterator-depth guard); 2,000 small
   executes `db['c'] += 1` (fsync `no`: the per-request path, late-overrun check included);
 - remote: a real `pyzdb-server` of each tree (this tree's under its supervisor) on ipc://,
   `--fsync no`, both running at once; one client process alternates batches of 50 requests
@@ -41,8 +42,11 @@ from pyzdb.engine import Engine, EngineConfig
 out = {}
 engine = Engine(tempfile.mkdtemp(), EngineConfig(fsync="no"))
 records = [{"id": i, "name": "user%d" % i, "age": i % 90} for i in range(n)]
-def timed(name, fn):
-    started = time.perf_counter(); fn(); out[name] = time.perf_counter() - started
+def timed(name, fn, repeat=5):
+    best = float("inf")
+    for _ in range(repeat):  # the fastest of a few: load on this machine only adds
+        started = time.perf_counter(); fn(); best = min(best, time.perf_counter() - started)
+    out[name] = best
 timed(f"embedded: store {n:,} records",
       lambda: engine.run("db['r'] = r", write=True, syntax="exec", params={"r": records}))
 timed(f"embedded: comprehension over {n:,} records",
