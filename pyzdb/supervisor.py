@@ -19,7 +19,8 @@ forks a *worker* that does all the serving, and stays behind as a small supervis
    recovers the data directory from its journal. A write is acknowledged only after its
    journal record is durable, so nothing acknowledged is lost; the killed request was never
    acknowledged, and its effects are not in the journal;
-4. forwards SIGTERM/SIGINT to the worker and exits with its status.
+4. forwards SIGTERM/SIGINT to the worker and exits with its status, and SIGHUP (a reload
+   request, for the worker to handle) without stopping.
 
 The worker gets SIGKILL when the supervisor dies (`PR_SET_PDEATHSIG`), so a `kill -9` of the
 `pyzdb-server` pid (what an operator or a test kills) takes both down, as before.
@@ -53,6 +54,8 @@ _HEAD = struct.Struct("<dQBBB")
 _FIELD = 64  # bytes kept of the session, the peer identity and the op
 _PAGE = _HEAD.size + 3 * _FIELD
 _PR_SET_PDEATHSIG = 1
+#: Signals the supervisor passes on to the worker: the ones an operator sends `pyzdb-server`.
+_FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
 @dataclass(frozen=True)
@@ -125,8 +128,7 @@ class Supervisor:
         self._recent: list[float] = []
 
     def run(self) -> int:
-        previous = {signum: signal.signal(signum, self._forward)
-                    for signum in (signal.SIGTERM, signal.SIGINT)}
+        previous = {signum: signal.signal(signum, self._forward) for signum in _FORWARDED}
         try:
             status, ready = self._start()
             if not ready:
@@ -155,7 +157,7 @@ class Supervisor:
             _die_with_parent()
             status = 1
             try:
-                for signum in (signal.SIGTERM, signal.SIGINT):
+                for signum in _FORWARDED:
                     signal.signal(signum, signal.SIG_DFL)
 
                 def ready() -> None:
@@ -246,7 +248,8 @@ class Supervisor:
                   reason)
 
     def _forward(self, signum: int, frame: object) -> None:
-        self._stopping = True
+        if signum != signal.SIGHUP:  # SIGHUP (reload) is the worker's business alone
+            self._stopping = True
         if self.worker:
             try:
                 os.kill(self.worker, signum)
