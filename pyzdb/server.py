@@ -67,6 +67,7 @@ from .fairness import FairReplyCache as ReplyCache
 from .fairness import QueueShares
 from .limits import default_max_memory, parse_size
 from .protocol import Encoded, Reply, Request
+from .redact import Redactor
 from .sandbox import Budget, release_leftovers
 from .values import expanded_size, to_plain
 
@@ -278,6 +279,7 @@ class Server:
         self.engine = Engine(config.data, EngineConfig(fsync=config.fsync, budget=budget))
         self.recovery = self.engine.recovery
         self.cache = ReplyCache()
+        self._redact = Redactor(config.data)
         self._shares = QueueShares()
         self._hold_deadline = 0.0
         self._stopping = False
@@ -572,7 +574,7 @@ class Server:
             say("request %d (%s) of session %s failed: %s: %s", request.id, request.op,
                 session.hex() or "-", type(exc).__name__, exc)
             data = protocol.pack(Reply(request.id, False, None, self.engine.last_seq,
-                                       protocol.error_to_info(exc)))
+                                       protocol.error_to_info(self._redact(exc))))
         if session and session == self._holder:
             self._renew()
         self._send(envelope, request, data)

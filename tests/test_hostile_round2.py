@@ -287,6 +287,24 @@ def test_errors_carry_no_addresses(db, case):
     assert not ADDRESS.search(_reply_text(caught.value)), _reply_text(caught.value)
 
 
+def test_a_failed_checkpoint_does_not_name_the_server_path(tmp_path):
+    import resource
+
+    with ServerProcess(tmp_path / "data") as server:
+        database = pyzdb.connect(server.uri, timeout=30.0)
+        try:
+            database["x"] = "y" * 100_000
+            resource.prlimit(server.worker_pid, resource.RLIMIT_FSIZE,
+                             (1000, resource.RLIM_INFINITY))
+            with pytest.raises(pyzdb.Error, match="could not be written") as caught:
+                database.checkpoint()
+            text = _reply_text(caught.value)
+            assert str(tmp_path) not in text and "<data directory>" in text, text
+            assert str(tmp_path) in server.log()  # the operator's log keeps the path
+        finally:
+            database.close()
+
+
 def test_a_missing_blob_does_not_name_the_server_path(tmp_path):
     with ServerProcess(tmp_path / "data") as server:
         database = pyzdb.connect(server.uri, timeout=30.0)

@@ -1,7 +1,9 @@
 """Round two, class 5: replies that carried heap addresses or the server's paths.
 
 Each case fails on the server; the error a client gets must show no `0x...` address and no
-part of the data directory's path.
+part of the data directory's path. Two more are not query sources and have their own tests:
+a blob that is missing (its error named the blob directory) and a checkpoint that cannot be
+written (the OS error named the file).
 """
 
 CASES = [
