@@ -49,10 +49,11 @@ CRASH_LOOP = 5.0
 MAX_BACKOFF = 2.0
 #: Seconds a new worker waits for the previous process of the data directory to let go.
 LOCK_WAIT = 1.0
-#: The page: kill-at (monotonic seconds, 0.0 = idle), request id, lengths of session/peer/op.
-_HEAD = struct.Struct("<dQBBB")
 _FIELD = 64  # bytes kept of the session, the peer identity and the op
-_PAGE = _HEAD.size + 3 * _FIELD
+#: The page: kill-at (monotonic seconds, 0.0 = idle), request id, lengths of session, peer
+#: and op, then the three (zero-padded): one `pack_into` per request.
+_PAGE = struct.Struct(f"<dQBBB{_FIELD}s{_FIELD}s{_FIELD}s")
+_IDLE = struct.Struct("<d")  # clearing kill-at alone marks the page idle
 _PR_SET_PDEATHSIG = 1
 #: Signals the supervisor passes on to the worker: the ones an operator sends `pyzdb-server`.
 _FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
@@ -78,36 +79,27 @@ class InFlight:
 
     def __init__(self, grace: float) -> None:
         self.grace = grace
-        self._page = mmap.mmap(-1, _PAGE)  # anonymous and shared: inherited across fork
+        self._page = mmap.mmap(-1, _PAGE.size)  # anonymous and shared: inherited across fork
 
     def enter(self, session: bytes, request_id: int, peer: bytes, op: str,
               seconds: float) -> None:
         """The worker, before it evaluates: this request must end within `seconds` + grace."""
-        page = self._page
         session, peer, name = session[:_FIELD], peer[:_FIELD], op.encode()[:_FIELD]
-        base = _HEAD.size
-        page[base:base + len(session)] = session
-        page[base + _FIELD:base + _FIELD + len(peer)] = peer
-        page[base + 2 * _FIELD:base + 2 * _FIELD + len(name)] = name
-        _HEAD.pack_into(page, 0, time.monotonic() + seconds + self.grace,
-                        request_id & 0xFFFFFFFFFFFFFFFF, len(session), len(peer), len(name))
+        _PAGE.pack_into(self._page, 0, time.monotonic() + seconds + self.grace,
+                        request_id & 0xFFFFFFFFFFFFFFFF, len(session), len(peer), len(name),
+                        session, peer, name)
 
     def leave(self) -> None:
         """The worker, once the request is answered (or failed on its own terms)."""
-        _HEAD.pack_into(self._page, 0, 0.0, 0, 0, 0, 0)
+        _IDLE.pack_into(self._page, 0, 0.0)
 
     def read(self) -> tuple[float, Quarantined | None]:
         """The supervisor: (kill-at, the request in flight) or (0.0, None) when idle."""
-        kill_at, request_id, ns, npeer, nop = _HEAD.unpack_from(self._page, 0)
+        kill_at, request_id, ns, npeer, nop, session, peer, op = _PAGE.unpack_from(self._page)
         if not kill_at:
             return 0.0, None
-        base = _HEAD.size
-        page = self._page
-        return kill_at, Quarantined(
-            bytes(page[base:base + ns]), request_id,
-            bytes(page[base + _FIELD:base + _FIELD + npeer]),
-            bytes(page[base + 2 * _FIELD:base + 2 * _FIELD + nop]).decode("ascii", "replace"),
-            "")
+        return kill_at, Quarantined(session[:ns], request_id, peer[:npeer],
+                                    op[:nop].decode("ascii", "replace"), "")
 
 
 #: What the worker runs: (the page, the quarantine so far, call when serving) -> exit status.
