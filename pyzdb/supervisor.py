@@ -187,7 +187,7 @@ class Supervisor:
             if status is not None:
                 return status
             kill_at, _ = self.inflight.read()
-            if kill_at and time.monotonic() > kill_at and not self._stopping:
+            if kill_at and time.monotonic() > kill_at:
                 log.error("worker pid %d is stuck in a request past its budget: killing it",
                           self.worker)
                 self._kill("ran past its time budget and was stopped by a restart")
