@@ -13,8 +13,8 @@ Workloads, on the records workload of the other benchmarks:
   comprehension over them; map/filter over them (the iterator-depth guard); 2,000 small
   executes `db['c'] += 1` (fsync `no`: the per-request path, late-overrun check included);
 - remote: a real `pyzdb-server` of each tree (this tree's under its supervisor) on ipc://,
-  `--fsync no`, both running at once; one client process alternates batches of 50 requests
-  between them (`db['x'].get()`, then `db['c'] += 1`), so both see the same load on this
+  `--fsync no` and then `always`, both running at once; one client alternates batches of 50
+  requests between them (`db['x'].get()`, then `db['c'] += 1`), so both see the same load on this
   noisy machine. The client code is this tree's for both (the hardening did not change it).
 """
 
@@ -74,10 +74,14 @@ def run_tree(tree: Path, n: int, small: int) -> dict[str, float]:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-SERVER = "import sys; from pyzdb.server import server_main; sys.exit(server_main(sys.argv[1:]))"
+#: A server of the tree given first: `python -c` puts the working directory first on sys.path.
+SERVER = ("import sys; sys.path.insert(0, sys.argv.pop(1)); import pyzdb.server as s; "
+          "assert s.__file__.startswith(sys.path[0]), s.__file__; "
+          "sys.exit(s.server_main(sys.argv[1:]))")
 
 
-def remote(trees: dict[str, Path], small: int, batch: int = 50) -> dict[str, dict[str, float]]:
+def remote(trees: dict[str, Path], small: int, batch: int = 50,
+           fsync: str = "no") -> dict[str, dict[str, float]]:
     """Seconds per tree for `small` gets and `small` increments, alternating batches."""
     import time
 
@@ -89,8 +93,9 @@ def remote(trees: dict[str, Path], small: int, batch: int = 50) -> dict[str, dic
         for name, tree in trees.items():
             uri = f"ipc://{scratch}/{name}.sock"
             servers[name] = subprocess.Popen(
-                [sys.executable, "-c", SERVER, "--data", str(scratch / name), "--bind", uri,
-                 "--fsync", "no"], env={**os.environ, "PYTHONPATH": str(tree)},
+                [sys.executable, "-c", SERVER, str(tree), "--data", str(scratch / name),
+                 "--bind", uri, "--fsync", fsync], env={**os.environ, "PYTHONPATH": str(tree)},
+                cwd=scratch,
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             clients[name] = pyzdb.connect(uri, timeout=30)
             clients[name]["x"] = 1
@@ -134,9 +139,11 @@ def main() -> int:
         got = {}
         for name, tree in trees if index % 2 == 0 else reversed(trees):
             got[name] = run_tree(tree, n, small)
-        far = remote(dict(trees), small)
-        for name in got:
-            got[name].update(far[name])
+        for fsync in ("no", "always"):
+            far = remote(dict(trees), small, fsync=fsync)
+            for name in got:
+                got[name].update({f"{key} (fsync {fsync})": value
+                                  for key, value in far[name].items()})
         for key in got["new"]:
             ratios.setdefault(key, []).append(got["new"][key] / got["old"][key])
             pairs.setdefault(key, []).append((got["new"][key], got["old"][key]))
