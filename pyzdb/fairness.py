@@ -41,31 +41,43 @@ class FairReplyCache:
         self._sessions: dict[bytes, collections.deque[int]] = {}
         self._weight: dict[bytes, int] = {}  # bytes remembered per session
         self._bytes = 0
-        #: (-bytes, session), possibly stale (too high): see `_heaviest`.
+        #: (-bytes, session), possibly stale: see `_heaviest`. Every session has an entry at
+        #: `_pushed[session]` >= its weight; a put pushes only past that.
         self._heap: list[tuple[int, bytes]] = []
+        self._pushed: dict[bytes, int] = {}
 
     def get(self, key: tuple[bytes, int]) -> bytes | None:
         return self._replies.get(key)
 
     def put(self, key: tuple[bytes, int], reply: bytes) -> None:
-        if key in self._replies:  # the same request answered again: keep the first answer
+        replies = self._replies
+        if key in replies:  # the same request answered again: keep the first answer
             return
         session, request_id = key
         ids = self._sessions.get(session)
         if ids is None:
             ids = self._sessions[session] = collections.deque()
-            self._weight[session] = 0
-        elif len(ids) >= self.per_session:
-            self._drop(session, ids.popleft())
+            weight = 0
+        else:
+            weight = self._weight[session]
+            if len(ids) >= self.per_session:
+                gone = len(replies.pop((session, ids.popleft())))
+                weight -= gone
+                self._bytes -= gone
         ids.append(request_id)
-        self._replies[key] = reply
-        self._bytes += len(reply)
-        weight = self._weight[session] = self._weight[session] + len(reply)
-        heapq.heappush(self._heap, (-weight, session))
-        if len(self._heap) > 4 * len(self._weight) + 64:  # drop the stale entries
-            self._heap = [(-w, s) for s, w in self._weight.items()]
-            heapq.heapify(self._heap)
-        while len(self._replies) > self.max_entries or self._bytes > self.max_bytes:
+        replies[key] = reply
+        size = len(reply)
+        self._bytes += size
+        weight += size
+        self._weight[session] = weight
+        if weight > self._pushed.get(session, -1):  # the heap must hold it at least this high
+            self._pushed[session] = weight
+            heapq.heappush(self._heap, (-weight, session))
+            if len(self._heap) > 4 * len(self._weight) + 64:  # drop the stale entries
+                self._heap = [(-w, s) for s, w in self._weight.items()]
+                heapq.heapify(self._heap)
+                self._pushed = dict(self._weight)
+        while len(replies) > self.max_entries or self._bytes > self.max_bytes:
             victim = self._heaviest(session)
             self._drop(victim, self._sessions[victim].popleft())
 
@@ -75,7 +87,7 @@ class FairReplyCache:
         if self._sessions[session]:
             self._weight[session] -= size  # its heap entry is now too high: see _heaviest
         else:
-            del self._sessions[session], self._weight[session]
+            del self._sessions[session], self._weight[session], self._pushed[session]
 
     def _heaviest(self, newest: bytes) -> bytes:
         """The session to evict from: the one remembering the most bytes among those with
@@ -83,8 +95,9 @@ class FairReplyCache:
         names) while any other can go; failing that (or past the `_SCAN` heaviest), the
         heaviest other than `newest` (the session just answered), and `newest` itself last.
 
-        Heap entries are pushed when a session grows; one that shrank since is found stale
-        here and pushed again at its weight.
+        Heap entries are pushed when a session grows past its highest entry; a stale entry
+        (the session shrank, or was pushed higher since) is dropped here, and a session's
+        highest one is replaced by one at its weight.
         """
         heap, weights, sessions = self._heap, self._weight, self._sessions
         singles: list[tuple[int, bytes]] = []
@@ -93,7 +106,8 @@ class FairReplyCache:
                 weight, session = heapq.heappop(heap)
                 current = weights.get(session)
                 if current != -weight:
-                    if current is not None:
+                    if current is not None and self._pushed[session] == -weight:
+                        self._pushed[session] = current  # its highest entry, made exact
                         heapq.heappush(heap, (-current, session))
                     continue
                 if len(sessions[session]) > 1:

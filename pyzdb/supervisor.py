@@ -54,6 +54,8 @@ _FIELD = 64  # bytes kept of the session, the peer identity and the op
 #: and op, then the three (zero-padded): one `pack_into` per request.
 _PAGE = struct.Struct(f"<dQBBB{_FIELD}s{_FIELD}s{_FIELD}s")
 _IDLE = struct.Struct("<d")  # clearing kill-at alone marks the page idle
+_OP_NAMES = {"query": b"query", "execute": b"execute"}
+_monotonic = time.monotonic
 _PR_SET_PDEATHSIG = 1
 #: Signals the supervisor passes on to the worker: the ones an operator sends `pyzdb-server`.
 _FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
@@ -84,8 +86,9 @@ class InFlight:
     def enter(self, session: bytes, request_id: int, peer: bytes, op: str,
               seconds: float) -> None:
         """The worker, before it evaluates: this request must end within `seconds` + grace."""
-        session, peer, name = session[:_FIELD], peer[:_FIELD], op.encode()[:_FIELD]
-        _PAGE.pack_into(self._page, 0, time.monotonic() + seconds + self.grace,
+        name = _OP_NAMES.get(op) or op.encode()[:_FIELD]
+        session, peer = session[:_FIELD], peer[:_FIELD]
+        _PAGE.pack_into(self._page, 0, _monotonic() + seconds + self.grace,
                         request_id & 0xFFFFFFFFFFFFFFFF, len(session), len(peer), len(name),
                         session, peer, name)
 
