@@ -89,15 +89,17 @@ def nested_lists(items: Any, scalars: frozenset[type], dicts: frozenset[type],
                  lists: frozenset[type]) -> int | None:
     """How many lists the records `items` hold, or None if they are not records.
 
-    Records: dicts (of `dicts`) with scalar keys, whose values are scalars or lists (of
-    `lists`) of scalars, as in ``{'id': 1, 'name': 'a', 'tags': ['x', 'y']}``. Checked with
-    C-level passes, no Python step per record, so the store can copy and freeze such a list a
-    record at a time (`dict.update` clones a record's table in C) and touch only its lists.
+    Records: dicts (of `dicts`) with scalar keys other than floats (a NaN key takes the exact
+    path, which refuses it), whose values are scalars or lists (of `lists`) of scalars, as in
+    ``{'id': 1, 'name': 'a', 'tags': ['x', 'y']}``. Checked with C-level passes, no Python
+    step per record, so the store can copy and freeze such a list a record at a time
+    (`dict.update` clones a record's table in C) and touch only its lists.
     """
     if not dicts.issuperset(map(type, items)):
         return None
-    if not scalars.issuperset(map(type, chain.from_iterable(items))):
-        return None
+    key_types = set(map(type, chain.from_iterable(items)))
+    if float in key_types or not scalars.issuperset(key_types):
+        return None  # a float key may be a NaN, which the exact path refuses
     values = list(chain.from_iterable(map(dict.values, items)))
     kinds = list(map(type, values))
     if not (scalars | lists).issuperset(kinds):

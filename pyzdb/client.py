@@ -306,6 +306,9 @@ class _Channel:
         self.credential = credential
         self.socket, self.watch = self._open()
         self._handshaken = False  # until then, receiving also watches the handshake
+        self._reconnect = False  # a handshake with this URI succeeded before (`curve`)
+        self._strikes = 0  # handshakes failed "with no detail" in a row (`curve.is_refusal`)
+        self._judged = False  # this socket's failed handshake was counted
         self._rcvtimeo = -1  # the socket's RCVTIMEO, ms (-1: wait forever, libzmq's default)
 
     def _open(self) -> tuple[zmq.Socket, liveness.Watch]:
@@ -328,7 +331,7 @@ class _Channel:
     def reset(self) -> None:
         self.close()
         self.socket, self.watch = self._open()
-        self._handshaken = False
+        self._handshaken = self._judged = False
         self._rcvtimeo = -1
 
     def receive(self, timeout: float) -> list[bytes] | None:
@@ -367,6 +370,7 @@ class _Channel:
             self.socket.send(frame, _NOBLOCK)
         except zmq.Again:
             self._refused()
+            self.socket.send(frame, _NOBLOCK)  # a fresh socket queues it
 
     async def send_async(self, frame: bytes) -> None:
         """`send` for a `zmq.asyncio` socket."""
@@ -375,20 +379,33 @@ class _Channel:
             await self.socket.send(frame, _NOBLOCK)
         except zmq.Again:
             self._refused()
+            await self.socket.send(frame, _NOBLOCK)
 
     def _refused(self) -> None:
-        """Raise why the socket has no peer (its handshake failed), and replace the socket."""
+        """The socket has no peer (its handshake failed): replace it, and raise
+        AuthenticationError if that failure means the key was refused."""
         kind = self.watch.handshake_failure(wait=1.0)
+        refused = kind is None or self._refusal(kind)
         self.reset()
-        raise curve.refusal(kind, self.credential, self.uri)
+        if refused:
+            raise curve.refusal(kind, self.credential, self.uri)
+
+    def _refusal(self, kind: int) -> bool:
+        """Count this socket's failed handshake once; does it mean a refused key?"""
+        if not self._judged:
+            self._judged = True
+            self._strikes += 1
+        return curve.is_refusal(kind, self._reconnect, self._strikes)
 
     def _handshake_done(self) -> bool:
-        """True once a handshake succeeded; AuthenticationError (socket replaced) if one
-        failed; False while none finished."""
+        """True once a handshake succeeded; AuthenticationError (socket replaced) if the key
+        was refused; False while none finished (or one failed as a dropped connection does:
+        the request's resend schedule handles it)."""
         state = self.watch.handshake()
         if state is True:
-            self._handshaken = True
-        elif state is not None:
+            self._handshaken = self._reconnect = True
+            self._strikes = 0
+        elif state is not None and self._refusal(state):
             self.reset()
             raise curve.refusal(state, self.credential, self.uri)
         return self._handshaken

@@ -21,6 +21,7 @@ from .keys import Credential, load_credential
 KEY_ENV = "PYZDB_KEY"
 _FAILED_AUTH = int(zmq.EVENT_HANDSHAKE_FAILED_AUTH)
 _FAILED_PROTOCOL = int(zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL)
+_FAILED_NO_DETAIL = int(zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL)
 
 
 def credential_for(key: str | os.PathLike[str] | None) -> Credential | None:
@@ -50,6 +51,18 @@ def configure(socket: zmq.Socket, credential: Credential | None) -> None:
         socket.curve_serverkey = credential.server
 
 
+def is_refusal(kind: int, reconnect: bool, strikes: int) -> bool:
+    """Does a failed handshake mean the key was refused (never retried)?
+
+    A failure "with no detail" is what a wrong server key, or no key for a server with keys,
+    gives (over ipc), but also what a server that died mid-handshake gives. It counts as a
+    refusal only on a channel that never completed a handshake with that URI and failed so
+    `strikes` >= 2 times in a row (a fresh socket was tried); otherwise it is a dropped
+    connection, resent like any other.
+    """
+    return kind != _FAILED_NO_DETAIL or (not reconnect and strikes >= 2)
+
+
 def refusal(kind: int | None, credential: Credential | None, uri: str) -> AuthenticationError:
     """The error for a failed handshake (`kind` is its monitor event; None: not reported)."""
     if kind is None:
@@ -74,4 +87,4 @@ def refusal(kind: int | None, credential: Credential | None, uri: str) -> Authen
         f"{credential.path} (was the server key rotated, or is this another server?)")
 
 
-__all__ = ["KEY_ENV", "configure", "credential_for", "refusal"]
+__all__ = ["KEY_ENV", "configure", "credential_for", "is_refusal", "refusal"]

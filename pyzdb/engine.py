@@ -33,6 +33,7 @@ from . import protocol, sandbox
 from .errors import Error, LimitExceeded, ProtocolError
 from .journal import Journal
 from .labels import spell
+from .limits import late_overrun, unreplayable
 from .scope import resolve as resolve_scope
 from .store import Store
 from .values import File, measure, to_plain
@@ -119,8 +120,11 @@ class Engine:
             effects = record[-1]
             if len(record) == 5:
                 self.recovered_tags.append((seq, record[3]))
-            for effect in effects:
-                self.store.apply(effect)
+            try:
+                for effect in effects:
+                    self.store.apply(effect)
+            except Exception as exc:
+                raise unreplayable(self.journal.directory, seq, exc) from None
             report.records_replayed += 1
             report.effects_replayed += len(effects)
         gc.unfreeze()
@@ -172,9 +176,12 @@ class Engine:
         # allocations, so a query making cyclic garbage in a loop stays bounded in memory.
         thresholds = gc.get_threshold()
         gc.set_threshold(REQUEST_GC_THRESHOLD, *thresholds[1:])
+        budget = budget or self.config.budget
+        started = time.monotonic()
         try:
-            value = (finish or self.detach)(
-                sandbox.run(compiled, names, budget or self.config.budget))
+            value = (finish or self.detach)(sandbox.run(compiled, names, budget))
+            if time.monotonic() - started > budget.time:
+                raise late_overrun(budget)
         except BaseException:
             store.writable = False
             if mark is None:
@@ -200,7 +207,11 @@ class Engine:
             record: tuple[Any, ...] = ("unit", label[:LABEL_CHARS], time.time(), effects)
             if tag is not None:
                 record = (*record[:3], tag(), effects)
-            self.journal.append(record, sync=sync)
+            try:
+                self.journal.append(record, sync=sync)
+            except BaseException:  # not in the journal: it must not stay in memory either
+                self.store.discard_last()
+                raise
 
     def detach(self, value: Any) -> Any:
         """A query result as plain values owned by the caller, within the result budget.
@@ -270,7 +281,11 @@ class Engine:
         if effects is None:
             return False
         if effects:
-            self.journal.append((kind, effects), sync=sync)
+            try:
+                self.journal.append((kind, effects), sync=sync)
+            except BaseException:  # take the step back: memory must match the journal
+                (self.store.redo if kind == "undo" else self.store.undo)()
+                raise
         return True
 
     def history(self) -> list[dict[str, Any]]:
@@ -317,7 +332,7 @@ class Engine:
         try:
             return (self.blob_dir / digest).read_bytes()
         except FileNotFoundError:
-            raise Error(f"blob {digest} is missing from {self.blob_dir}") from None
+            raise Error(f"blob {digest} is missing from the data directory") from None
 
 
 def _fsync_directory(path: Path) -> None:

@@ -34,6 +34,7 @@ import os
 import re
 import sys
 import threading
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from itertools import chain, compress, count, islice, repeat
@@ -47,6 +48,18 @@ from .strformat import format_map_method, format_method
 #: C with no depth check; ~150,000 levels overflow an 8 MiB stack. Stored tuples are at most
 #: `pyzdb.values.MAX_DEPTH` deep and decoded parameters are bounded by the codec's own limit.
 MAX_TUPLE_DEPTH = 1000
+
+#: Deepest nesting of iterator wrappers (a map of a filter of a zip of an iter of ...) a query
+#: may build. Advancing the outer one calls each inner one's `__next__` in C with no recursion
+#: check: ~200,000 levels overflow the C stack (SIGSEGV). A generator expression in between
+#: is a Python frame, which the recursion limit bounds instead.
+MAX_ITER_DEPTH = 500
+
+#: Most items one C call may insert into a set or dict under a single hash value unless they
+#: are all equal. Distinct keys that share a hash (ints equal modulo 2**61 - 1, tuples built
+#: from them) make each insertion walk all the others: 200,000 of them took minutes in one
+#: `set()` call, which no signal interrupts. Equal duplicates are cheap and allowed.
+COLLISION_LIMIT = 2048
 
 #: Longest str/bytes `int()` accepts, whatever the base (CPython's own default
 #: limit is 4300 digits; this holds even if the host raised or disabled it).
@@ -80,6 +93,8 @@ class Budget:
     max_result: int = 64 * 2**20
     memory: int = 2**30
     kill_after: float | None = None
+    #: The process's resident size no request may push it past (`--max-memory`), or None.
+    max_memory: int | None = None
 
 
 class Stop(BaseException):  # noqa: N818 - a control-flow signal, not an error type
@@ -169,6 +184,7 @@ _sum, _min, _max, _any, _all, _iter = sum, min, max, any, all, iter
 _list, _tuple, _set, _frozenset, _dict, _bytes, _str = list, tuple, set, frozenset, dict, bytes, str
 _sorted, _map, _filter, _zip, _enumerate, _range = sorted, map, filter, zip, enumerate, range
 _int, _round, _isinstance, _type, _len, _repr = int, round, isinstance, type, len, repr
+_first = operator.itemgetter(0)
 
 
 class ItemsView:
@@ -237,17 +253,60 @@ _SIZED.add(ItemsView)
 class Checked:
     """A `zip`/`enumerate` iterator whose tuples are depth-checked unless unpacked at once."""
 
-    __slots__ = ("raw", "check")
+    __slots__ = ("raw", "check", "depth")
 
-    def __init__(self, raw: Iterator[Any], check: Callable[[Any], Any]) -> None:
+    def __init__(self, raw: Iterator[Any], check: Callable[[Any], Any], depth: int = 1) -> None:
         self.raw = raw
         self.check = check
+        self.depth = depth
 
     def __iter__(self) -> Iterator[Any]:
-        return _map(self.check, self.raw)
+        return _nested(_NMap(self.check, self.raw), self.depth)
 
     def __next__(self) -> Any:
         return self.check(next(self.raw))
+
+
+class _NChain(chain):
+    """`Request.lazy_iter`'s iterator: C speed, and it knows how deep iterators nest in it."""
+
+    __slots__ = ("depth",)
+
+
+class _NMap(map):
+    __slots__ = ("depth",)
+
+
+class _NFilter(filter):
+    __slots__ = ("depth",)
+
+
+_NESTED = frozenset({_NChain, _NMap, _NFilter, Checked})
+
+
+def _nested(wrapper: Any, depth: int) -> Any:
+    wrapper.depth = depth
+    return wrapper
+
+
+def _nest_depth(sources: Iterable[Any]) -> int:
+    """Depth of a new wrapper of `sources`: one more than the deepest (plain data is 0, an
+    iterator of unknown kind 1); over `MAX_ITER_DEPTH` the request is refused."""
+    depth = 0
+    for source in sources:
+        cls = _type(source)
+        if cls in _NESTED:
+            inner = source.depth
+        elif cls in _SIZED:
+            continue
+        else:
+            inner = 1
+        if inner > depth:
+            depth = inner
+    if depth >= MAX_ITER_DEPTH:
+        _request().refuse(f"iterators nested more than {MAX_ITER_DEPTH} deep are refused "
+                          "(advancing them would overflow the C stack)")
+    return depth + 1
 
 
 _PRINTF_STR = re.compile(
@@ -321,8 +380,15 @@ class Request:
                 self.error = LimitExceeded(
                     f"query ran longer than its time budget of {self.budget.time} s", "time")
             elif self.memory_base is not None:
-                grown = resident_memory() - self.memory_base
-                if grown > self.budget.memory:
+                resident = resident_memory()
+                grown = resident - self.memory_base
+                ceiling = self.budget.max_memory
+                if ceiling is not None and resident > ceiling and grown > 0:
+                    self.error = LimitExceeded(
+                        f"MemoryError: query would take the server past its memory ceiling of "
+                        f"{ceiling >> 20} MiB (--max-memory); its effects were undone",
+                        "memory")
+                elif grown > self.budget.memory:
                     self.error = LimitExceeded(
                         f"query grew the process by {grown >> 20} MiB, over its memory budget "
                         f"of {self.budget.memory >> 20} MiB", "memory")
@@ -338,7 +404,7 @@ class Request:
 
     def lazy_iter(self, obj: Any) -> Iterator[Any]:
         """Iterate `obj` drawing one step per item from the shared account, at C speed."""
-        return chain(compress(obj, self.lazy), self._tail())
+        return _nested(_NChain(compress(obj, self.lazy), self._tail()), _nest_depth((obj,)))
 
     def _tail(self) -> Iterator[Any]:
         # Reached when compress stops: either `obj` ran out, or the account did.
@@ -410,6 +476,29 @@ class Request:
     def iter_unpack(self, iterable: Any, spec: tuple[tuple[int, Any], ...]) -> Iterator[Any]:
         """`_iter_unpack_`: ``for a, *b in x``: each item is unpacked as in `unpack`."""
         return _map(self.unpack, self.getiter(iterable, True), repeat(spec))
+
+    def check_hashes(self, keys: Any, pairs: bool = False) -> Any:
+        """`keys` (a materialized list; with `pairs`, of key-value pairs), refused if building
+        a set or dict from it in C would be quadratic (see `COLLISION_LIMIT`)."""
+        if _len(keys) <= COLLISION_LIMIT:
+            return keys
+        try:
+            items = _list(_map(_first, keys)) if pairs else keys
+            hashes = _list(_map(hash, items))
+        except (TypeError, IndexError, KeyError):
+            return keys  # the constructor raises its own error for these
+        counts = Counter(hashes)
+        if _max(counts.values()) <= COLLISION_LIMIT:
+            return keys
+        big = {h for h, m in counts.items() if m > COLLISION_LIMIT}
+        first = _dict(_zip(reversed(hashes), reversed(items), strict=True))  # hash -> 1st item
+        chosen = _list(_map(big.__contains__, hashes))
+        if not _all(_map(operator.eq, compress(items, chosen),
+                         _map(first.__getitem__, compress(hashes, chosen)))):
+            self.fail(LimitExceeded(
+                f"more than {COLLISION_LIMIT} distinct keys share one hash value: building a "
+                "set or dict of them takes quadratic time in one step", "time"))
+        return keys
 
     # -- tuples: depth and expanded size ------------------------------------------------------
 
@@ -865,7 +954,7 @@ class Request:
 
         def update(other: Any = (), /, **kwargs: Any) -> None:
             if not hasattr(other, "keys"):
-                other = self.materialize(other)
+                other = self.check_hashes(self.materialize(other), pairs=True)
             size = _len(d) + _len(other) + _len(kwargs)
             if size > self.max_size:
                 self.too_big("a dict", size)
@@ -883,7 +972,7 @@ class Request:
         method = getattr(obj, name)
 
         def call(*others: Any) -> Any:
-            return method(*_map(self.materialize, others))
+            return method(*(self.check_hashes(self.materialize(other)) for other in others))
         call.__name__ = call.__qualname__ = name
         return call
 
@@ -1091,19 +1180,22 @@ def _make_builtins() -> dict[str, Any]:
 
     def enumerate(iterable: Iterable[Any], start: int = 0) -> Checked:
         request = _request()
-        return Checked(_enumerate(request.getiter(iterable), start), request.check_tuple)
+        return Checked(_enumerate(request.getiter(iterable), start), request.check_tuple,
+                       _nest_depth((iterable,)))
 
     def zip(*iterables: Iterable[Any], strict: bool = False) -> Checked:
         request = _request()
         return Checked(_zip(*_map(request.getiter, iterables), strict=strict),
-                       request.check_tuple)
+                       request.check_tuple, _nest_depth(iterables))
 
     def map(function: Any, iterable: Iterable[Any], /, *iterables: Iterable[Any]) -> Any:
         getiter = _request().getiter
-        return _map(function, getiter(iterable), *_map(getiter, iterables))
+        return _nested(_NMap(function, getiter(iterable), *_map(getiter, iterables)),
+                       _nest_depth((iterable, *iterables)))
 
     def filter(function: Any, iterable: Iterable[Any], /) -> Any:
-        return _filter(function, _request().getiter(iterable))
+        return _nested(_NFilter(function, _request().getiter(iterable)),
+                       _nest_depth((iterable,)))
 
     def iter(obj: Any, sentinel: Any = _MISSING, /) -> Iterator[Any]:
         if sentinel is _MISSING:
@@ -1120,15 +1212,17 @@ def _make_builtins() -> dict[str, Any]:
         return request.check_tuple(_tuple(request.materialize(iterable)))
 
     def set(iterable: Iterable[Any] = (), /) -> Any:
-        return _set(_request().materialize(iterable))
+        request = _request()
+        return _set(request.check_hashes(request.materialize(iterable)))
 
     def frozenset(iterable: Iterable[Any] = (), /) -> Any:
-        return _frozenset(_request().materialize(iterable))
+        request = _request()
+        return _frozenset(request.check_hashes(request.materialize(iterable)))
 
     def dict(*args: Any, **kwargs: Any) -> Any:
         request = _request()
         if args and not hasattr(args[0], "keys"):
-            args = (request.materialize(args[0]), *args[1:])
+            args = (request.check_hashes(request.materialize(args[0]), pairs=True), *args[1:])
         if args and _len(args[0]) + _len(kwargs) > request.max_size:
             request.too_big("a dict", _len(args[0]) + _len(kwargs))
         return _dict(*args, **kwargs)

@@ -85,7 +85,8 @@ class Watch:
         """
         if self._events.getsockopt(_EVENTS) & _POLLIN:
             self.dropped()
-        self._dropped = False
+        # A socket whose last handshake failed is as good as dropped: it may not reconnect.
+        self._dropped = _failed(self._handshake)
 
     def dropped(self) -> bool:
         """True if the connection dropped since `arm()` (its request may be lost)."""
@@ -109,6 +110,7 @@ class Watch:
             self._handshake = True
         else:  # a failure, also after an earlier success (a reconnect to other keys)
             self._handshake = kind
+            self._dropped = True  # the socket does not reconnect by itself (`curve`)
 
     def handshake(self) -> bool | int | None:
         """None while no handshake finished, True once one succeeded, else the event number of

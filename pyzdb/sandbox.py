@@ -35,6 +35,7 @@ import faulthandler
 import functools
 import keyword
 import os
+import re
 import signal
 import sys
 import threading
@@ -696,6 +697,8 @@ def run(compiled: Compiled, names: dict[str, object], budget: Budget) -> object:
     an `Exception` escapes. The result's size is left to the engine, which detaches it within
     `Budget.max_result` (`pyzdb.engine.Engine.detach`).
     """
+    if _LEFTOVERS:
+        _LEFTOVERS.clear()  # `release_leftovers`, inlined: this is every request's path
     request = Request(budget)
     scope = request.make_globals()
     for name, value in names.items():
@@ -717,9 +720,24 @@ def run(compiled: Compiled, names: dict[str, object], budget: Budget) -> object:
                 value = value.view
     except BaseException as exc:  # noqa: BLE001 - the boundary: everything is translated
         error = _translate(exc, request, compiled.source)
+        _LEFTOVERS.append(exc)  # its frames hold the query's locals
+    _LEFTOVERS.append(scope)
     if error is not None:
         raise error  # outside the except block: no __context__ chaining to the query's frames
     return value
+
+
+#: What the last evaluation left behind (its globals; the exception whose frames hold its
+#: locals). Freeing a structure the query built -- up to the memory budget, millions of
+#: objects -- is one long C call; it happens in `release_leftovers`, which the server calls
+#: once the request is answered and off the supervisor's clock, and `run` calls before the
+#: next evaluation's budget starts.
+_LEFTOVERS: list[Any] = []
+
+
+def release_leftovers() -> None:
+    """Free what the last evaluation left behind (see `_LEFTOVERS`)."""
+    _LEFTOVERS.clear()
 
 
 class _Limits:
@@ -963,7 +981,8 @@ def _rebuild(exc: Exception, request: Request) -> Exception:
 
 def _plain_arg(arg: Any, request: Request) -> Any:
     cls = type(arg)
-    if cls is str:
+    if cls is str:  # C code formats reprs into messages ("<function ... at 0x7f...>")
+        arg = _ADDRESS.sub("0x...", arg)
         return arg if len(arg) <= ARG_LIMIT else arg[:ARG_LIMIT] + "..."
     if cls is bytes:
         return arg if len(arg) <= ARG_LIMIT else arg[:ARG_LIMIT] + b"..."
@@ -974,6 +993,10 @@ def _plain_arg(arg: Any, request: Request) -> Any:
     if cls is tuple and all(_plain_arg(item, request) is item for item in arg):
         return arg
     return repr(arg)
+
+
+#: A heap address as CPython prints it in a repr: never sent to a client.
+_ADDRESS = re.compile(r"0x[0-9a-fA-F]{6,}")
 
 
 def _locate(tb: TracebackType | None, source: str) -> tuple[int, int | None, str] | None:
@@ -1001,4 +1024,5 @@ def _locate(tb: TracebackType | None, source: str) -> tuple[int, int | None, str
     return line, column, text.strip()[:200]
 
 
-__all__ = ["Budget", "Compiled", "compile_request", "run", "FILENAME", "MAX_SOURCE"]
+__all__ = ["Budget", "Compiled", "compile_request", "run", "release_leftovers", "FILENAME",
+           "MAX_SOURCE"]

@@ -46,6 +46,7 @@ import argparse
 import collections
 import contextlib
 import dataclasses
+import functools
 import ipaddress
 import logging
 import math
@@ -76,11 +77,15 @@ from .errors import (
     ProtocolError,
     SecurityError,
 )
+from .fairness import FairReplyCache as ReplyCache
+from .fairness import QueueShares
 from .info import RequestStats, engine_sections
+from .limits import default_max_memory, parse_size
 from .protocol import Encoded, Reply, Request
+from .redact import Redactor
 from .replica import Follower
 from .requestlog import log_failure, log_request
-from .sandbox import Budget
+from .sandbox import Budget, release_leftovers
 from .tenancy import Tenancy
 from .values import measure, to_plain
 from .version import version_line
@@ -153,6 +158,10 @@ class ServerConfig:
     scoped_time: float = 1.0
     scoped_steps: int = 5_000_000
     scoped_size: int = 1_000_000
+    #: Resident size (bytes) no request may push the process past; None: no ceiling.
+    max_memory: int | None = None
+    #: Seconds one session may hold the lock, however often it renews its lease.
+    lock_max_hold: float = 300.0
 
 
 def check_bind(uri: str, insecure: bool = False, keys: bool = False) -> None:
@@ -178,54 +187,6 @@ def check_bind(uri: str, insecure: bool = False, keys: bool = False) -> None:
             "authentication without --keys DIR (see pyzdb-keys); bind 127.0.0.1 (or ipc://), "
             "or pass --insecure if a firewall guards it"
         )
-
-
-class ReplyCache:
-    """The replies each session got recently, so a retried request is answered, not re-run.
-
-    Bounded three ways: `per_session` ids per session, `max_entries` and `max_bytes` overall.
-    Eviction takes the oldest entry overall, which belongs to the least recently active
-    session, and is that session's oldest too (both orders are insertion orders), so it is a
-    `popleft` of its deque. A client waits for each reply before the next request (or has at
-    most a few in flight), so the last few ids of a session are all a retry can name.
-    """
-
-    def __init__(self, per_session: int = 64, max_entries: int = 65536,
-                 max_bytes: int = 64 * 1024 * 1024) -> None:
-        self.per_session = per_session
-        self.max_entries = max_entries
-        self.max_bytes = max_bytes
-        self._replies: collections.OrderedDict[tuple[bytes, int], bytes] = (
-            collections.OrderedDict()
-        )
-        self._sessions: dict[bytes, collections.deque[int]] = {}
-        self._bytes = 0
-
-    def get(self, key: tuple[bytes, int]) -> bytes | None:
-        return self._replies.get(key)
-
-    def put(self, key: tuple[bytes, int], reply: bytes) -> None:
-        session, request_id = key
-        ids = self._sessions.get(session)
-        if ids is None:
-            ids = self._sessions[session] = collections.deque()
-        elif len(ids) >= self.per_session:
-            self._drop((session, ids.popleft()))
-        ids.append(request_id)
-        self._replies[key] = reply
-        self._bytes += len(reply)
-        while len(self._replies) > self.max_entries or self._bytes > self.max_bytes:
-            oldest = next(iter(self._replies))
-            self._sessions[oldest[0]].popleft()
-            self._drop(oldest)
-
-    def _drop(self, key: tuple[bytes, int]) -> None:
-        self._bytes -= len(self._replies.pop(key))
-        if not self._sessions[key[0]]:
-            del self._sessions[key[0]]
-
-    def __len__(self) -> int:
-        return len(self._replies)
 
 
 @dataclass
@@ -347,11 +308,21 @@ class Server:
         budget = Budget()
         if config.time_limit is not None:
             budget = dataclasses.replace(budget, time=config.time_limit)
+        if config.max_memory is not None:
+            budget = dataclasses.replace(budget, max_memory=config.max_memory)
         self._max_result = budget.max_result
+        self._budget_time = budget.time
+        #: Set by the supervisor (`pyzdb.supervisor`): the page it watches, the requests it
+        #: quarantined (a resend of one gets an error, never a second run).
+        self.inflight: Any = None
+        self.quarantine: dict[tuple[bytes, int], Any] = {}
         self.engine = Engine(config.data, EngineConfig(fsync=config.fsync, budget=budget,
                                                        retain=config.retain_journal))
         self.recovery = self.engine.recovery
         self.cache = ReplyCache()
+        self._redact = Redactor(config.data)
+        self._shares = QueueShares()
+        self._hold_deadline = 0.0
         self._stopping = False
         self.exit_code = 0
         #: Replies to send: (journal seq it may reflect, envelope, request id, frame), in order.
@@ -467,7 +438,7 @@ class Server:
         now = time.monotonic()
         deadline = now + IDLE_POLL if parked is None else min(now + IDLE_POLL, parked)
         if self._holder is not None:
-            deadline = min(deadline, self._lease_deadline)
+            deadline = min(deadline, self._lease_deadline, self._hold_deadline)
         for waiting in self._queue:
             deadline = min(deadline, waiting.deadline)
         return int(max(0.0, deadline - now) * 1000)
@@ -490,7 +461,9 @@ class Server:
                 break
             frames = [identity, recv(_NOBLOCK)]
             while getsockopt(_RCVMORE):
-                frames.append(recv(_NOBLOCK))
+                frame = recv(_NOBLOCK)
+                if len(frames) <= MAX_ENVELOPE + 2:  # more is refused anyway: keep no more
+                    frames.append(frame)
             batch.append(frames)
         return batch
 
@@ -605,6 +578,11 @@ class Server:
                           request.id, request.session.hex())
                 self._outbox.append((self.engine.last_seq, envelope, request.id, cached))
                 return
+            if key in self.quarantine:
+                self._reply(envelope, request, Reply(
+                    request.id, False, None, self.engine.last_seq,
+                    protocol.error_to_info(Error(self.quarantine[key].message()))))
+                return
             waiting = self._queued.get(key)
             if waiting is not None:  # a retry over a new connection: answer there
                 waiting.envelope = envelope
@@ -617,7 +595,14 @@ class Server:
             if self._holder is None and self._queue:
                 self._serve_queue()
             return
+        if not self._shares.admit(request.session or envelope[0]):
+            self._reply(envelope, request, Reply(
+                request.id, False, None, self.engine.last_seq, protocol.error_to_info(
+                    LockTimeout(f"the database is locked and this client has "
+                                f"{self._shares.per_client} requests waiting already"))))
+            return
         if len(self._queue) >= MAX_QUEUE:
+            self._shares.release(request.session or envelope[0])
             self._reply(envelope, request, Reply(
                 request.id, False, None, self.engine.last_seq, protocol.error_to_info(
                     LockTimeout(f"the database is locked and {MAX_QUEUE} requests wait already"))))
@@ -645,11 +630,23 @@ class Server:
             if control.get("txn") and session != self._holder:
                 raise LockTimeout(
                     "the lock of this connection was released and its transaction rolled back "
-                    f"(its lease of {self.config.lease:g} s expired, or the server restarted)"
+                    f"(its lease of {self.config.lease:g} s expired, it held the lock past "
+                    f"--lock-max-hold of {self.config.lock_max_hold:g} s, or the server "
+                    "restarted)"
                 )
             grant = control.get("grant")
-            value = (self._ops[request.op](request, params) if grant is None
-                     else self._tenancy.run(grant, request, params))
+            run = (self._ops[request.op] if grant is None
+                   else functools.partial(self._tenancy.run, grant))
+            if self.inflight is not None and request.op in ("query", "execute"):
+                self.inflight.enter(session, request.id, envelope[0], request.op,
+                                    self._budget_time)
+                try:
+                    value = run(request, params)
+                finally:
+                    self.inflight.leave()
+                    release_leftovers()
+            else:
+                value = run(request, params)
             if type(value) is Encoded:  # query and execute: no Reply object to build
                 data = protocol.pack_value_reply(request.id, value, self.engine.last_seq)
             else:
@@ -657,7 +654,7 @@ class Server:
         except Exception as exc:
             outcome = log_failure(self._bad, request, exc)
             data = protocol.pack(Reply(request.id, False, None, self.engine.last_seq,
-                                       protocol.error_to_info(exc)))
+                                       protocol.error_to_info(self._redact(exc))))
         self.stats.record(session, outcome)
         if log.isEnabledFor(logging.DEBUG):
             log_request(request, data, started, outcome)
@@ -730,6 +727,7 @@ class Server:
         self.engine.begin()
         self._holder = request.session
         self._renew()
+        self._hold_deadline = time.monotonic() + self.config.lock_max_hold
         log.debug("session %s holds the lock", request.session.hex())
         return self.config.lease
 
@@ -763,10 +761,13 @@ class Server:
         self._hold_until = math.inf
 
     def _expire(self, now: float) -> None:
-        if self._holder is not None and now >= self._lease_deadline:
-            log.warning("session %s was silent past its lease of %g s: its transaction is "
-                        "rolled back and the lock released", self._holder.hex(),
-                        self.config.lease)
+        if self._holder is not None and (now >= self._lease_deadline
+                                         or now >= self._hold_deadline):
+            why = (f"held the lock past --lock-max-hold ({self.config.lock_max_hold:g} s)"
+                   if now >= self._hold_deadline else
+                   f"was silent past its lease of {self.config.lease:g} s")
+            log.warning("session %s %s: its transaction is rolled back and the lock released",
+                        self._holder.hex(), why)
             try:
                 self.engine.rollback()
             finally:
@@ -802,6 +803,7 @@ class Server:
                 index += 1
 
     def _unqueue(self, waiting: _Waiting) -> None:
+        self._shares.release(waiting.request.session or waiting.envelope[0])
         self._queue.remove(waiting)
         self._queued.pop((waiting.request.session, waiting.request.id), None)
 
@@ -904,6 +906,17 @@ def _parser() -> argparse.ArgumentParser:
                         help="largest object a scoped key's request may build (default 1000000)")
     parser.add_argument("--version", action="version", version=version_line("pyzdb-server"))
     parser.add_argument("-v", "--verbose", action="store_true", help="log every request")
+    parser.add_argument("--kill-grace", type=float, default=1.0, metavar="S",
+                        help="seconds past its time budget a request may run inside one C "
+                        "call before the supervisor kills and restarts the worker (default 1)")
+    parser.add_argument("--max-memory", type=parse_size, default=default_max_memory(),
+                        metavar="SIZE", help="resident size a request may not push the "
+                        "server past, e.g. 512M or 4G (default: half of the machine's memory)")
+    parser.add_argument("--lock-max-hold", type=float, default=300.0, metavar="S",
+                        help="seconds one connection may hold the lock, even while it keeps "
+                        "renewing its lease (default 300)")
+    parser.add_argument("--no-supervisor", action="store_true",
+                        help="serve in this process, without a supervisor to restart it")
     return parser
 
 
@@ -913,14 +926,36 @@ def server_main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     if (args.lease <= 0 or args.max_message <= 0 or args.retain_journal < 0
-            or args.replica_backlog < 0):
-        print("pyzdb-server: --lease and --max-message must be positive, --retain-journal "
-              "and --replica-backlog >= 0", file=sys.stderr)
+            or args.replica_backlog < 0 or not args.kill_grace > 0
+            or not args.lock_max_hold > 0):
+        print("pyzdb-server: --lease, --max-message, --kill-grace and --lock-max-hold must be "
+              "positive, --retain-journal and --replica-backlog >= 0", file=sys.stderr)
         return 2
-    config = ServerConfig(args.data, args.bind, args.fsync, args.time_limit, args.lease,
-                          args.max_message, args.insecure, args.retain_journal, args.replica_of,
-                          args.replica_backlog, args.keys, args.scoped_time, args.scoped_steps,
-                          args.scoped_size)
+    config = ServerConfig(
+        args.data, args.bind, args.fsync, args.time_limit, args.lease, args.max_message,
+        args.insecure, retain_journal=args.retain_journal, replica_of=args.replica_of,
+        replica_backlog=args.replica_backlog, keys=args.keys, scoped_time=args.scoped_time,
+        scoped_steps=args.scoped_steps, scoped_size=args.scoped_size,
+        max_memory=args.max_memory, lock_max_hold=args.lock_max_hold)
+    try:
+        check_bind(config.bind, config.insecure, keys=config.keys is not None)
+    except ValueError as exc:
+        print(f"pyzdb-server: {exc}", file=sys.stderr)
+        return 2
+    if args.no_supervisor:
+        return _serve(config, None, {}, None)
+    from .supervisor import Supervisor
+
+    def serve(inflight: Any, quarantine: dict[tuple[bytes, int], Any],
+              ready: Callable[[], None]) -> int:
+        return _serve(config, inflight, quarantine, ready)
+
+    return Supervisor(serve, config.data, args.kill_grace).run()
+
+
+def _serve(config: ServerConfig, inflight: Any, quarantine: dict[tuple[bytes, int], Any],
+           ready: Callable[[], None] | None) -> int:
+    """Recover, bind and serve until stopped (the worker of the supervisor, or the process)."""
     try:
         server = Server(config)
     except ValueError as exc:
@@ -929,12 +964,16 @@ def server_main(argv: Sequence[str] | None = None) -> int:
     except (Error, OSError) as exc:
         log.error("cannot start: %s", exc)
         return 1
+    server.inflight = inflight
+    server.quarantine = quarantine
     report = server.recovery
     log.info("recovered %s: checkpoint seq %d, %d records (%d effects) replayed in %.3f s",
              config.data, report.checkpoint_seq, report.records_replayed,
              report.effects_replayed, report.seconds)
     log.info("serving on %s (fsync %s, lease %g s)", server.endpoint, config.fsync, config.lease)
     server.install_signal_handlers()
+    if ready is not None:
+        ready()
     status = server.serve_forever()
     log.info("stopped")
     return status

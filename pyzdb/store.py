@@ -80,6 +80,8 @@ _READ_ONLY = "query is read-only: db.query() cannot change the database, use db.
 _NO_UNIT = "pyzdb bug: the tree was mutated with no unit open (Store.begin() was not called)"
 
 _SCALARS = SCALAR_TYPES
+#: Key types that need no check: a float key may be a NaN, which could never be replayed.
+_KEY_FAST = _SCALARS - {float}
 _MISSING: Any = object()
 _NoneType = type(None)
 _EXACT_KEYS = (str, bytes, _NoneType)  # equal keys of these types are the same type and value
@@ -171,7 +173,7 @@ class TrackedDict(dict):
         rec = store._rec
         if rec is None or not store.writable:
             _refuse(store)
-        if key.__class__ not in _SCALARS:
+        if key.__class__ not in _KEY_FAST:
             check_key(key, path, depth)
         old = _dget(self, key, _MISSING)
         if value.__class__ not in _SCALARS:
@@ -228,7 +230,7 @@ class TrackedDict(dict):
         room = _Room()
         adopted = []
         for key, value in items:
-            if key.__class__ not in _SCALARS:
+            if key.__class__ not in _KEY_FAST:
                 check_key(key, path, depth)
             if value.__class__ not in _SCALARS:
                 value = _adopt(value, depth, sink, path, key, room)
@@ -719,7 +721,7 @@ def _build(value: Any, depth: int, sink: Callable[[bytes], str] | None, frozen: 
 def _flat_dicts(items: Any) -> bool:
     """Whether `items` are all dicts with scalar keys and values (checked in C)."""
     return (_DICTS.issuperset(map(type, items))
-            and _SCALARS.issuperset(map(type, chain.from_iterable(items)))
+            and _KEY_FAST.issuperset(map(type, chain.from_iterable(items)))
             and _SCALARS.issuperset(map(type, chain.from_iterable(map(dict.values, items)))))
 
 
@@ -800,9 +802,10 @@ def _build_into(top: Any, value: Any, depth: int, sink: Callable[[bytes], str] |
         try:
             inner = level + 1
             if dst.__class__ is TrackedDict:
-                if not scalars.issuperset(map(type, src)):
+                if not (scalars if frozen else _KEY_FAST).issuperset(map(type, src)):
                     for key in src:
-                        if key.__class__ not in scalars and not _key_ok(key, level):
+                        if (key.__class__ not in scalars or not frozen
+                                and key.__class__ is float) and not _key_ok(key, level):
                             raise _Refused
                 _dupdate(dst, src)
                 if scalars.issuperset(map(type, src.values())):
@@ -1239,6 +1242,12 @@ class Store:
         _unwind(rec.log, 0, None)
         self._rec = None
         self._marks = []
+
+    def discard_last(self) -> None:
+        """Undo the last committed unit and forget it: its journal record could not be written
+        (the write failed), so it must leave no trace, not even on the redo stack."""
+        if self._swap(self._undo, self._redo) is not None:
+            self._redo.pop()
 
     def undo(self) -> list[tuple[Any, ...]] | None:
         """Undo the last committed unit; return the effects that did it (None: nothing to undo)."""

@@ -205,6 +205,11 @@ def _too_deep(where: str) -> LimitExceeded:
                          budget="depth")
 
 
+#: A NaN is not equal to itself: a key holding one can never be found again, so a journal
+#: record that names it (a write below it, its deletion) could not be replayed.
+_NAN_KEY = "cannot use NaN as a dict key (it is not equal to itself, so it cannot be replayed)"
+
+
 def _key_problem(key: Any, depth: int) -> str | None:
     """Why `key` cannot be a key of a dict at `depth` ("depth" if nested too deep), else None.
 
@@ -212,7 +217,7 @@ def _key_problem(key: Any, depth: int) -> str | None:
     """
     cls = key.__class__
     if cls in SCALAR_TYPES:
-        return None
+        return _NAN_KEY if cls is float and key != key else None
     if cls is not tuple:
         return f"cannot use {_type_name(cls)} as a dict key"
     seen: dict[int, int] = {}
@@ -228,6 +233,8 @@ def _key_problem(key: Any, depth: int) -> str | None:
             pcls = part.__class__
             if pcls is tuple:
                 stack.append((part, level + 1))
+            elif pcls is float and part != part:
+                return _NAN_KEY
             elif pcls not in SCALAR_TYPES:
                 return f"cannot use a tuple holding {_type_name(pcls)} as a dict key"
     return None

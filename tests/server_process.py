@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -113,6 +114,13 @@ class ServerProcess:
     def pid(self) -> int:
         assert self.process is not None
         return self.process.pid
+
+    @property
+    def worker_pid(self) -> int:
+        """The process that serves: the supervisor's newest worker (from the log), or `pid`
+        itself for a server started with `--no-supervisor`."""
+        found = re.findall(r"worker pid (\d+) serves", self.log())
+        return int(found[-1]) if found else self.pid
 
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None

@@ -243,19 +243,19 @@ def bench_memory(root: Path, count: int) -> list[list[str]]:
         raise AssertionError(f"the plain process held {held} users, not {count}")
     server = start_server(root / "memory", "--time-limit", "600")
     try:
-        empty = _common.rss_bytes(server.pid)
+        empty = _common.rss_bytes(server.worker_pid)
         db = pyzdb.connect(server.uri, timeout=600)
         db.execute(f"db['u'] = {USERS}", n=count)
         db.checkpoint()
         db.close()
-        built = _common.rss_bytes(server.pid)
+        built = _common.rss_bytes(server.worker_pid)
         server.stop()
         server.restart()
         db = pyzdb.connect(server.uri, timeout=600)
         if db.query("len(db['u'])") != count:
             raise AssertionError("the restarted server lost users")
         db.close()
-        loaded = _common.rss_bytes(server.pid)
+        loaded = _common.rss_bytes(server.worker_pid)
     finally:
         server.close()
     rows = [

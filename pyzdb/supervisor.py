@@ -1,0 +1,293 @@
+"""The parent process of `pyzdb-server`: restarts the serving worker when it dies or hangs.
+
+Why a second process: some inputs can still take CPython's C code where no Python-level guard
+runs -- a native recursion the sandbox did not foresee segfaults the process, and a single C
+call (a hash-colliding `set()`, a comparison of two deeply shared lists) runs to completion
+whatever the time budget says. Neither can be stopped from inside the process that runs it:
+a SIGALRM handler or a watchdog thread needs the GIL the C call holds. So `pyzdb-server`
+forks a *worker* that does all the serving, and stays behind as a small supervisor that
+
+1. shares one page of memory with the worker (`InFlight`): before the worker evaluates a
+   query or execute it writes there who sent it and by when it must be done (its time budget
+   plus `grace`); it clears the page when the request ends. Two `struct.pack_into` calls per
+   request: nothing else crosses between the processes while all is well;
+2. kills the worker (SIGKILL) once that deadline has passed, and notices a worker that died on
+   its own (a signal, or any exit it did not ask for);
+3. in both cases reads the page: the request in flight is *quarantined* -- logged with its
+   session, request id and peer, and handed to the next worker, which answers a resend of it
+   with an error instead of running it again -- and forks a new worker at once, which
+   recovers the data directory from its journal. A write is acknowledged only after its
+   journal record is durable, so nothing acknowledged is lost; the killed request was never
+   acknowledged, and its effects are not in the journal;
+4. forwards SIGTERM/SIGINT to the worker and exits with its status, and SIGHUP (a reload
+   request, for the worker to handle) without stopping.
+
+The worker gets SIGKILL when the supervisor dies (`PR_SET_PDEATHSIG`), so a `kill -9` of the
+`pyzdb-server` pid (what an operator or a test kills) takes both down, as before.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import fcntl
+import logging
+import mmap
+import os
+import signal
+import struct
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+log = logging.getLogger("pyzdb.supervisor")
+
+#: Seconds between the supervisor's looks at the in-flight page.
+POLL = 0.05
+#: Restarts closer together than this count as a crash loop: the next one waits longer.
+CRASH_LOOP = 5.0
+#: Longest pause before a restart (a worker that dies at once, again and again).
+MAX_BACKOFF = 2.0
+#: Seconds a new worker waits for the previous process of the data directory to let go.
+LOCK_WAIT = 1.0
+_FIELD = 64  # bytes kept of the session, the peer identity and the op
+#: The page: kill-at (monotonic seconds, 0.0 = idle), request id, lengths of session, peer
+#: and op, then the three (zero-padded): one `pack_into` per request.
+_PAGE = struct.Struct(f"<dQBBB{_FIELD}s{_FIELD}s{_FIELD}s")
+_IDLE = struct.Struct("<d")  # clearing kill-at alone marks the page idle
+_OP_NAMES = {"query": b"query", "execute": b"execute"}
+_monotonic = time.monotonic
+_PR_SET_PDEATHSIG = 1
+#: Signals the supervisor passes on to the worker: the ones an operator sends `pyzdb-server`.
+_FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+
+@dataclass(frozen=True)
+class Quarantined:
+    """A request that killed or hung a worker: it gets an error, never a second run."""
+
+    session: bytes
+    request_id: int
+    peer: bytes
+    op: str
+    reason: str
+
+    def message(self) -> str:
+        return (f"request {self.request_id} ({self.op}) of this session {self.reason}; the "
+                "server restarted without it and will not run it again (quarantined)")
+
+
+class InFlight:
+    """The shared page between worker and supervisor (see the module docstring, step 1)."""
+
+    def __init__(self, grace: float) -> None:
+        self.grace = grace
+        self._page = mmap.mmap(-1, _PAGE.size)  # anonymous and shared: inherited across fork
+
+    def enter(self, session: bytes, request_id: int, peer: bytes, op: str,
+              seconds: float) -> None:
+        """The worker, before it evaluates: this request must end within `seconds` + grace."""
+        name = _OP_NAMES.get(op) or op.encode()[:_FIELD]
+        session, peer = session[:_FIELD], peer[:_FIELD]
+        _PAGE.pack_into(self._page, 0, _monotonic() + seconds + self.grace,
+                        request_id & 0xFFFFFFFFFFFFFFFF, len(session), len(peer), len(name),
+                        session, peer, name)
+
+    def leave(self) -> None:
+        """The worker, once the request is answered (or failed on its own terms)."""
+        _IDLE.pack_into(self._page, 0, 0.0)
+
+    def read(self) -> tuple[float, Quarantined | None]:
+        """The supervisor: (kill-at, the request in flight) or (0.0, None) when idle."""
+        kill_at, request_id, ns, npeer, nop, session, peer, op = _PAGE.unpack_from(self._page)
+        if not kill_at:
+            return 0.0, None
+        return kill_at, Quarantined(session[:ns], request_id, peer[:npeer],
+                                    op[:nop].decode("ascii", "replace"), "")
+
+
+#: What the worker runs: (the page, the quarantine so far, call when serving) -> exit status.
+Serve = Callable[[InFlight, "dict[tuple[bytes, int], Quarantined]", Callable[[], None]], int]
+
+
+class Supervisor:
+    """Forks workers, watches them, restarts them; `run()` returns the exit status."""
+
+    def __init__(self, serve: Serve, data: str, grace: float = 1.0) -> None:
+        self.serve = serve
+        self.data = data
+        self.inflight = InFlight(grace)
+        self.quarantine: dict[tuple[bytes, int], Quarantined] = {}
+        self.worker = 0
+        self.restarts = 0
+        self._stopping = False
+        self._recent: list[float] = []
+
+    def run(self) -> int:
+        previous = {signum: signal.signal(signum, self._forward) for signum in _FORWARDED}
+        try:
+            status, ready = self._start()
+            if not ready:
+                return status  # it could not start (bad arguments, locked, corrupt): say so
+            while True:
+                status = self._watch()
+                if self._stopping or status == 0:
+                    return status
+                self._after_death(status)
+                status, ready = self._start()
+                if not ready:
+                    return status
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+
+    # -- one worker's life ---------------------------------------------------------------------
+
+    def _start(self) -> tuple[int, bool]:
+        """Fork a worker and wait until it serves; (status, False) if it exited before."""
+        _wait_for_directory(self.data)
+        read_fd, write_fd = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child: measured through the server tests
+            os.close(read_fd)
+            _die_with_parent()
+            status = 1
+            try:
+                for signum in _FORWARDED:
+                    signal.signal(signum, signal.SIG_DFL)
+
+                def ready() -> None:
+                    os.write(write_fd, b"r")
+                    os.close(write_fd)
+
+                status = self.serve(self.inflight, self.quarantine, ready)
+            except BaseException:  # noqa: BLE001 - the child must never return into our caller
+                log.exception("the worker failed")
+            finally:
+                logging.shutdown()
+                os._exit(status)
+        os.close(write_fd)
+        self.worker = pid
+        try:
+            ready = self._read_ready(read_fd, pid)
+        finally:
+            os.close(read_fd)
+        if not ready:
+            return self._reap(block=True), False
+        log.info("worker pid %d serves", pid)
+        return 0, True
+
+    def _read_ready(self, fd: int, pid: int) -> bool:
+        while True:
+            try:
+                return os.read(fd, 1) == b"r"
+            except InterruptedError:
+                continue
+
+    def _watch(self) -> int:
+        """Until the worker exits: kill it when the request in flight is past its deadline."""
+        while True:
+            status = self._reap(block=False)
+            if status is not None:
+                return status
+            kill_at, _ = self.inflight.read()
+            if kill_at and time.monotonic() > kill_at:
+                log.error("worker pid %d is stuck in a request past its budget: killing it",
+                          self.worker)
+                self._kill("ran past its time budget and was stopped by a restart")
+            time.sleep(POLL)
+
+    def _kill(self, reason: str) -> None:
+        _, request = self.inflight.read()
+        if request is not None:
+            self._quarantine(request, reason)
+        try:
+            os.kill(self.worker, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+    def _reap(self, block: bool) -> int | None:
+        while True:
+            try:
+                pid, status = os.waitpid(self.worker, 0 if block else os.WNOHANG)
+            except InterruptedError:
+                continue
+            except ChildProcessError:
+                return 1
+            if pid == 0:
+                return None
+            return os.waitstatus_to_exitcode(status)
+
+    def _after_death(self, status: int) -> None:
+        """Log, quarantine the request in flight, and pause if the worker keeps dying."""
+        how = f"killed by signal {-status}" if status < 0 else f"exited with status {status}"
+        _, request = self.inflight.read()
+        if request is not None:
+            self._quarantine(request, f"stopped the server ({how})")
+        self.inflight.leave()
+        log.error("worker pid %d %s; restarting it", self.worker, how)
+        now = time.monotonic()
+        self._recent = [t for t in self._recent if now - t < CRASH_LOOP] + [now]
+        self.restarts += 1
+        if len(self._recent) > 2:
+            time.sleep(min(MAX_BACKOFF, 0.25 * 2 ** (len(self._recent) - 3)))
+
+    def _quarantine(self, request: Quarantined, reason: str) -> None:
+        key = (request.session, request.request_id)
+        if key in self.quarantine:
+            return
+        entry = Quarantined(request.session, request.request_id, request.peer, request.op,
+                            reason)
+        self.quarantine[key] = entry
+        log.error("quarantined request %d (%s) of session %s from peer %s: it %s",
+                  entry.request_id, entry.op, entry.session.hex() or "-", entry.peer.hex(),
+                  reason)
+
+    def _forward(self, signum: int, frame: object) -> None:
+        if signum != signal.SIGHUP:  # SIGHUP (reload) is the worker's business alone
+            self._stopping = True
+        if self.worker:
+            try:
+                os.kill(self.worker, signum)
+            except ProcessLookupError:
+                pass
+
+
+def _die_with_parent() -> None:
+    """Linux: the worker gets SIGKILL when the supervisor dies, so none outlives a kill -9."""
+    parent = os.getppid()
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        log.warning("this platform cannot tie the worker's life to the supervisor's")
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(1)
+
+
+def _wait_for_directory(data: str) -> None:
+    """Wait (a little) until no process holds the data directory's flock.
+
+    A worker killed a moment ago lets go of it only once the kernel has torn it down; the
+    new worker would otherwise refuse to start with "in use by another process".
+    """
+    path = os.path.join(data, "LOCK")
+    if not os.path.exists(path):
+        return
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        deadline = time.monotonic() + LOCK_WAIT
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    return  # the worker will say who holds it
+                time.sleep(0.01)
+                continue
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            return
+    finally:
+        os.close(fd)
+
+
+__all__ = ["Supervisor", "InFlight", "Quarantined"]
