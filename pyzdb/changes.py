@@ -10,9 +10,11 @@ rebuilds a shadow as of an older seq from a checkpoint when a watch resumes ther
 Effects are the store's (`store.py`): ``("set", path, key, v)``, ``("del", path, key)``,
 ``("ins", path, i, v)``, ``("dins", path, pos, key, v)``, ``("splice", path, start, stop,
 [v...])``, ``("perm", path, [old index...])``, ``("order", path, [key...])``,
-``("clear", path)``. A key-level effect becomes one change at ``path + (key,)`` with op
-``insert`` (no old value), ``set`` or ``delete`` (no new value); a whole-container rewrite
-(splice, perm, order, clear) becomes one ``replace`` change at the container's path.
+``("clear", path)``; a scoped key's watch also gets ``("put", (), exists, value)``: its whole
+subtree was replaced from above (`pyzdb.tenancy.scoped_records`). A key-level effect becomes
+one change at ``path + (key,)`` with op ``insert`` (no old value), ``set`` or ``delete`` (no
+new value); a whole-container rewrite (splice, perm, order, clear) becomes one ``replace``
+change at the container's path.
 
 This module imports neither the sandbox nor any socket code: the client uses it.
 """
@@ -131,6 +133,8 @@ class Shadow:
     def apply(self, seq: int, effect: tuple[Any, ...]) -> list[Change]:
         """Apply one effect; return the changes it made under the watched path, in order."""
         where = tuple(effect[1])
+        if effect[0] == "put":  # a scoped watch: the whole tree (the scope) became effect[3]
+            return self._become(seq, lookup(effect[3], self.watched) if effect[2] else _MISSING)
         n = len(self.watched)
         if len(where) >= n and where[:n] == self.watched:
             return self._inside(seq, effect, where)

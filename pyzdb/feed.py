@@ -25,7 +25,7 @@ that are no longer retained gets `HistoryLost`, never a silent skip.
 
 *Resuming a feed at an old seq* needs the watched value as of that seq (for the old values of
 the next changes): it is rebuilt from the newest checkpoint at or before it plus the records
-up to it (`_value_at`). The journal keeps such a checkpoint for every retained seq.
+up to it (`value_at`). The journal keeps such a checkpoint for every retained seq.
 
 *Exactly-once across a crash*: the Hub seeds the server's reply cache from the request ids
 journalled with the recovered units (`pyzdb.history`).
@@ -404,7 +404,7 @@ def watch_reply(engine: Any, params: dict[str, Any], visible: int,
         return {"seq": since, "base": False, "records": [], "exists": False, "value": None}
     reply: dict[str, Any] = {"base": False, "exists": False, "value": None}
     if params.get("base"):
-        shadow = _value_at(engine.journal, watched, since)
+        shadow = value_at(engine.journal, watched, since)
         reply["base"] = True
         reply["exists"], reply["value"] = shadow.exists, unfreeze(shadow.get())
     covered, records = since, []
@@ -441,7 +441,7 @@ def _records(journal: Any, after: int, end: int) -> list[tuple[int, Any]]:
         _close(stream)
 
 
-def _value_at(journal: Any, watched: tuple[Any, ...], seq: int) -> Shadow:
+def value_at(journal: Any, watched: tuple[Any, ...], seq: int) -> Shadow:
     """The watched value as of `seq`: a retained checkpoint at or before it + records."""
     first = journal.first_seq
     bases = [c for c in journal.checkpoint_seqs() if first - 1 <= c <= seq]
@@ -449,7 +449,7 @@ def _value_at(journal: Any, watched: tuple[Any, ...], seq: int) -> Shadow:
         base = bases[-1]
         shadow = Shadow(watched, lookup(journal.read_checkpoint(base), watched))
     elif first == 1 or journal.last_seq == 0:
-        base, shadow = 0, Shadow(watched)
+        base, shadow = 0, Shadow(watched, {} if not watched else MISSING)  # () is the root
     else:
         raise HistoryLost(f"seq {seq} is older than the retained journal (it starts at "
                           f"seq {first}); watch again with since=None")
@@ -478,5 +478,5 @@ def _close(stream: Any) -> None:
         close()
 
 
-__all__ = ["Hub", "ReplicaSeen", "make_tag", "watch_reply", "visible_seq", "unfreeze",
+__all__ = ["Hub", "ReplicaSeen", "make_tag", "watch_reply", "value_at", "visible_seq", "unfreeze",
            "LONG_POLL", "DEFAULT_RETAIN", "REPLICA_BACKLOG"]

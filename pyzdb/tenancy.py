@@ -13,8 +13,12 @@ units from others'. A scoped key's request is changed on every route out of its 
   same answer, so the reply tells nothing about other tenants.
 - lock: held at most one lease in all; heartbeats do not extend it (`Server._hold_until`).
 - errors: messages and notes spell paths from the scope (`db['x']`), not from the root.
-- ping, rollback, checkpoint (admin): as for anyone. Any other op (`info`, `watch`,
-  replication, ops added later) is refused to a scoped key until it is confined here.
+- watch: the path is taken from the scope; the reply's effects are spelled from the scope,
+  and an effect on a container above the scope becomes a ``put`` of the scope's new value
+  (`scoped_records`), so neither siblings' values nor their keys reach the watcher.
+- info: only the server's version, this key's role and scope, and its subtree's size.
+- ping, rollback, checkpoint (admin): as for anyone. Any other op (replication, ops added
+  later) is refused to a scoped key until it is confined here.
 """
 
 from __future__ import annotations
@@ -24,10 +28,14 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .auth import Grant
-from .errors import Error, SecurityError
+from .changes import MISSING, lookup, relevant
+from .errors import Error, ProtocolError, SecurityError
+from .feed import unfreeze, value_at
+from .info import tree_size
 from .protocol import Request
 from .scope import resolve
 from .values import File, describe
+from .version import __version__
 
 if TYPE_CHECKING:
     from .server import Server
@@ -63,6 +71,7 @@ class Tenancy:
             "redo": lambda grant, request, params: self._step(grant, "redo"),
             "blob": lambda grant, request, params: self._blob(grant, request.source),
             "lock": self._lock, "begin": self._lock,
+            "watch": self._watch, "info": lambda grant, request, params: self._info(grant),
         }
         found = table.get(op)
         if found is not None:
@@ -126,8 +135,123 @@ class Tenancy:
             raise Error("no File with that digest is stored in this key's scope")
         return engine.read_blob(digest)
 
+    def _watch(self, grant: Grant, request: Request, params: dict[str, Any]) -> Any:
+        """The server's watch of scope + path, with the reply spelled from the scope."""
+        scope = grant.scope
+        assert scope is not None
+        path = params.get("path")
+        if type(path) not in (list, tuple):
+            raise ProtocolError("watch needs params path (a list of keys) and since "
+                                "(None or a seq >= 0)")
+        reply = self.server._ops["watch"](request, dict(params, path=[*scope, *path]))
+        reply["records"] = scoped_records(self.server.engine.journal, scope, reply["records"])
+        return reply
+
+    def _info(self, grant: Grant) -> dict[str, dict[str, Any]]:
+        """`info` for a scoped key: nothing global, only its own subtree's size."""
+        assert grant.scope is not None
+        try:
+            keys, approx = tree_size(resolve(self.server.engine.store.root, grant.scope))
+            exists = True
+        except SecurityError:
+            keys, approx, exists = 0, 0, False
+        return {
+            "server": {"version": __version__},
+            "key": {"name": grant.entry.name, "role": grant.entry.role,
+                    "scope": grant.entry.scope_text},
+            "tree": {"exists": exists, "top_level_keys": keys, "approx_bytes": approx},
+        }
+
     def _refuse(self, grant: Grant, request: Request, params: dict[str, Any]) -> Any:
         raise SecurityError(f"the {request.op} request is not available to a scoped key")
+
+
+def scoped_records(journal: Any, scope: tuple[Any, ...], records: list[Any]) -> list[Any]:
+    """A watch reply's ``[seq, effects]`` records (for a path under `scope`) spelled from it.
+
+    An effect at or below the scope loses the scope's prefix. An effect on a container above
+    it is either about a sibling (dropped: even its keys stay on the server) or changes what
+    the scope's path names; that becomes ``("put", (), exists, value)``, the scope's new value
+    (`changes.Shadow` applies it as the watched value changing). Most such effects carry the
+    new value (set, del, clear, a splice of the same length); one that moves list items above
+    the scope does not, so the scope's value at the end of that record is rebuilt from the
+    journal and the record's later effects (already in it) are skipped.
+    """
+    depth = len(scope)
+    found = []
+    for seq, effects in records:
+        out: list[Any] = []
+        for effect in effects:
+            where = tuple(effect[1])
+            if len(where) >= depth:
+                out.append([effect[0], list(where[depth:]), *effect[2:]])
+                continue
+            put = _above(effect, scope, len(where))
+            if put is _MOVED:  # the whole tree as of seq (a Shadow of the scope would refuse)
+                value = lookup(value_at(journal, (), seq).get(), scope)
+                out.append(_put(None, False) if value is MISSING else _put(unfreeze(value)))
+                break
+            if put is not None:
+                out.append(put)
+        if out:
+            found.append([seq, out])
+    return found
+
+
+#: `_above`'s answer for an effect that moved the list items above the scope.
+_MOVED: Any = object()
+
+
+def _put(value: Any, exists: bool = True) -> list[Any]:
+    exists = exists and isinstance(value, dict)  # a scope that is not a dict has no `db`
+    return ["put", [], exists, value if exists else None]
+
+
+def _above(effect: Any, scope: tuple[Any, ...], level: int) -> Any:
+    """What an effect on the container at `scope[:level]` does to the scope: a put, None
+    (nothing) or `_MOVED`."""
+    op, step, rest = effect[0], scope[level], scope[level + 1:]
+    if not relevant(effect, scope):
+        return None
+
+    def same(key: Any) -> bool:
+        return key == step and type(key) is type(step)
+
+    if op in ("set", "dins"):
+        key, value = (effect[3], effect[4]) if op == "dins" else (effect[2], effect[3])
+        return _put(_lookup(value, rest)) if same(key) else None
+    if op == "del":
+        if same(effect[2]):
+            return _put(None, False)
+        moved = isinstance(step, int) and isinstance(effect[2], int) and effect[2] < step
+        return _MOVED if moved else None
+    if op == "clear":
+        return _put(None, False)
+    if op == "order":
+        return None
+    if op == "ins":
+        return _MOVED if isinstance(step, int) and effect[2] <= step else None
+    if op == "splice":
+        start, stop, items = effect[2], effect[3], effect[4]
+        if not isinstance(step, int) or step < start:
+            return None
+        if len(items) == stop - start:
+            return _put(_lookup(items[step - start], rest)) if step < stop else None
+        return _MOVED
+    if op == "perm":
+        return _MOVED if isinstance(step, int) else None
+    return _MOVED
+
+
+def _lookup(value: Any, keys: tuple[Any, ...]) -> Any:
+    for key in keys:
+        if not isinstance(value, (dict, list)):
+            return None
+        try:
+            value = value[key]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return value
 
 
 def _holds_file(node: Any, digest: str) -> bool:

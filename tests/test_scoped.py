@@ -252,3 +252,96 @@ def test_the_hostile_corpus_cannot_escape_a_scoped_write_key(corpus_server, case
     assert not _leaks(_error_text(info.value), case.source), _error_text(info.value)
     assert marshal.dumps(freeze(admin.get()), 2) == before, f"{case.name} changed the tree"
     assert acme.query("len(db['l']) + db['x']") == 4, "the next request was not served"
+
+
+# -- watch and info ------------------------------------------------------------------------------
+
+
+def _watch_take(db: pyzdb.Database, path: str, n: int, since: int | None = None) -> tuple:
+    watch = db.watch(path, since=since)
+    return [next(watch) for _ in range(n)], watch
+
+
+def test_a_scoped_watch_sees_its_subtree_with_relative_paths(server, keyring, acme, admin):
+    (initial,), watch = _watch_take(acme, "db", 1)
+    assert initial.op == "initial" and initial.path == ()
+    assert initial.new == {"orders": [1, 2, 3], "name": "ACME"}
+    admin.execute("db['tenants']['globex']['secret'] = 'globex-secret-4711 v2'")
+    admin.execute("db['config']['x'] = 'global-secret-0815'")
+    acme["orders"].append(4)
+    acme.execute("db['note'] = 'hi'")
+    changes = [next(watch), next(watch)]
+    assert [(c.path, c.op, c.old, c.new) for c in changes] == [
+        (("orders", 3), "insert", None, 4), (("note",), "insert", None, "hi")]
+    # Replaced from above: the scope's value changes; nothing of globex or the root leaks.
+    admin.execute("db['tenants'] = {'acme': {'v': 2}, 'globex': {'secret': 'globex-secret'}}")
+    admin.execute("del db['tenants']['globex']")
+    admin.execute("db['tenants']['acme']['w'] = 3")
+    replaced, added = next(watch), next(watch)
+    assert (replaced.path, replaced.op, replaced.new) == ((), "set", {"v": 2})
+    assert replaced.old == {"orders": [1, 2, 3, 4], "name": "ACME", "note": "hi"}
+    assert (added.path, added.op, added.new) == (("w",), "insert", 3)
+    assert not _leaks(repr([*changes, replaced, added]))
+    # Resume with since=: no gap, no repeat, still relative.
+    resumed = acme.watch("db", since=changes[-1].seq)
+    again = [next(resumed), next(resumed)]
+    assert [(c.path, c.op, c.new) for c in again] == [((), "set", {"v": 2}),
+                                                       (("w",), "insert", 3)]
+    admin.execute("del db['tenants']")
+    gone = next(resumed)
+    assert (gone.path, gone.op, gone.new) == ((), "delete", None)
+
+
+def test_a_scoped_watch_of_a_deeper_path_and_the_raw_reply_leaks_nothing(
+        server, keyring, acme, admin):
+    (initial,), watch = _watch_take(acme, "db['orders']", 1)
+    assert (initial.path, initial.new) == (("orders",), [1, 2, 3])
+    start = initial.seq
+    admin.execute("db['tenants']['globex']['orders'].append(8)")
+    admin.execute("db['tenants'] = dict(db['tenants'])")  # a parent replaced, same values
+    admin.execute("db['tenants']['acme']['orders'][0] = 10")
+    same, change = next(watch), next(watch)  # the parent's rewrite: the same value, as unscoped
+    assert (same.path, same.op, same.old, same.new) == (("orders",), "set", [1, 2, 3], [1, 2, 3])
+    assert (change.path, change.op, change.old, change.new) == (("orders", 0), "set", 1, 10)
+    # What crosses the wire for this key: the effects themselves hold no outside key or value.
+    raw = acme._send("watch", params={"path": [], "since": start, "base": True})
+    assert not _leaks(repr(raw)), raw
+    with pyzdb.connect(server.uri, timeout=TIMEOUT, key=keyring.key("globex")) as globex:
+        (mine,), _ = _watch_take(globex, "db", 1)
+        assert "acme" not in repr(mine.new) and mine.new["orders"] == [7, 8]
+
+
+def test_a_scoped_watch_follows_a_list_moved_above_its_scope(tmp_path):
+    keyring = Keyring(tmp_path / "own")
+    keyring.add("listed", "read", "db['rows'][1]")
+    server = keyring.server(tmp_path / "data")
+    try:
+        with pyzdb.connect(server.uri, timeout=TIMEOUT, key=keyring.key("admin")) as admin:
+            admin.execute("db['rows'] = [{'n': 'zero'}, {'n': 'one'}, {'n': 'two'}]")
+            _follow_moved(server, keyring, admin)
+        assert server.stop() == 0, server.log()
+    finally:
+        server.close()
+
+
+def _follow_moved(server, keyring, admin) -> None:
+    with pyzdb.connect(server.uri, timeout=TIMEOUT, key=keyring.key("listed")) as listed:
+        (initial,), watch = _watch_take(listed, "db", 1)
+        assert initial.new == {"n": "one"}
+        admin.execute("db['rows'].insert(0, {'n': 'new'})")
+        moved = next(watch)
+        assert (moved.path, moved.op, moved.old, moved.new) == ((), "set", {"n": "one"},
+                                                                 {"n": "zero"})
+
+
+def test_a_scoped_info_tells_only_its_own_subtree(acme, keyring, server):
+    info = acme.info()
+    assert set(info) == {"server", "key", "tree"}
+    assert info["server"] == {"version": pyzdb.__version__}
+    assert info["key"] == {"name": "acme", "role": "write", "scope": "db['tenants']['acme']"}
+    assert info["tree"]["exists"] is True and info["tree"]["top_level_keys"] == 2
+    assert 0 < info["tree"]["approx_bytes"] < 10_000
+    outside = dict(info, key=None)  # its own scope names the path to it, by design
+    assert not _leaks(repr(outside)) and str(server.data_dir) not in repr(info)
+    with pyzdb.connect(server.uri, timeout=TIMEOUT, key=keyring.key("acme-reader")) as reader:
+        assert reader.info()["key"]["role"] == "read"
