@@ -22,6 +22,13 @@ the checksum of its last record so the primary can tell a fork (see `pyzdb.feed`
 without `--replica-of`, the directory is served as a primary under a new history id (the REPLICA
 file is what tells `feed.Hub` it was promoted).
 
+A primary started with `--keys` is followed with `--key FILE` (or `$PYZDB_KEY`): the fetch socket
+is then a CURVE client with that credential (`curve.configure`), and the key needs the admin
+role (`replicate` and `snapshot` do, see `pyzdb.auth.OP_ROLES`). A key the primary refuses (an
+unknown key, a handshake failure, or a role below admin) does not stop the replica: it logs one
+clear error, reports ``state: refused`` in info, keeps serving what it has, and asks again every
+`REFUSED_PAUSE` seconds (the primary's access list may be fixed meanwhile: it is reloaded).
+
 A replica answers `query`, `history`, `blob`, `info`, `watch` and `ping`; a read that carries a
 `min_seq` it has not applied waits for it (read-your-writes). Everything that would write is
 refused with `ReadOnlyError`, naming the primary.
@@ -42,8 +49,8 @@ from typing import Any
 
 import zmq
 
-from . import protocol
-from .errors import Error, ReadOnlyError
+from . import curve, protocol
+from .errors import AuthenticationError, Error, ReadOnlyError, SecurityError
 from .history import (
     REPLICA_FILE,
     read_replica_state,
@@ -61,6 +68,11 @@ log = logging.getLogger("pyzdb.replica")
 PRIMARY_TIMEOUT = 5.0
 #: Pause before asking a primary that did not answer again.
 RETRY_PAUSE = 0.5
+#: Pause before asking again a primary that refused this replica's key (or its lack of one).
+REFUSED_PAUSE = 5.0
+#: The handshake events the fetch socket's monitor reports.
+_HANDSHAKE_EVENTS = (zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_HANDSHAKE_FAILED_AUTH
+                     | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL)
 #: A replica checkpoints its own directory every this many applied records (it refuses the
 #: `checkpoint` op, and the primary's checkpoints are not journal records), so its journal and
 #: its recovery time stay bounded.
@@ -74,8 +86,11 @@ _FILE_TAG = "pyzdb.File"
 class Follower:
     """The replica side of the stream, owned by a `pyzdb.server.Server`."""
 
-    def __init__(self, server: Any, primary: str) -> None:
+    def __init__(self, server: Any, primary: str, key: str | None = None) -> None:
         self.server = server
+        #: The credential the fetch socket presents (`--key`, else `$PYZDB_KEY`), or None.
+        self.credential = curve.credential_for(key)
+        self._refused: str | None = None
         self.engine = server.engine
         self.primary = primary
         self.name = f"{os.uname().nodename}:{os.getpid()}:{server.config.bind}"
@@ -204,12 +219,14 @@ class Follower:
 
     def _run(self) -> None:
         context = self.server._context
-        socket = None
+        socket = monitor = None
         try:
             while not self._stop.is_set():
                 if socket is None:
                     socket = context.socket(zmq.DEALER)
                     socket.setsockopt(zmq.LINGER, 0)
+                    curve.configure(socket, self.credential)
+                    monitor = socket.get_monitor_socket(_HANDSHAKE_EVENTS)
                     socket.connect(self.primary)
                 try:
                     if self._resync or self.history is None:
@@ -217,17 +234,44 @@ class Follower:
                         self._fetch_snapshot(socket)
                     else:
                         self._fetch_records(socket)
+                    self._refused = None
                 except _NoAnswer:
-                    self.state = "disconnected"
-                    socket.close(linger=0)
-                    socket = None
-                    self._stop.wait(RETRY_PAUSE)
+                    refused = _handshake_refusal(monitor, self.credential, self.primary)
+                    self._close(socket, monitor)
+                    socket = monitor = None
+                    if refused is not None:
+                        self._refuse(refused)
+                    else:
+                        self.state = "disconnected"
+                        self._stop.wait(RETRY_PAUSE)
+                except (SecurityError, AuthenticationError) as exc:
+                    self._refuse(exc)
                 except Exception:
                     log.exception("replication from %s failed; trying again", self.primary)
                     self._stop.wait(RETRY_PAUSE)
         finally:
             if socket is not None:
-                socket.close(linger=0)
+                self._close(socket, monitor)
+
+    @staticmethod
+    def _close(socket: zmq.Socket, monitor: zmq.Socket | None) -> None:
+        if monitor is not None:
+            with contextlib.suppress(zmq.ZMQError):
+                socket.disable_monitor()
+            monitor.close(linger=0)
+        socket.close(linger=0)
+
+    def _refuse(self, exc: Exception) -> None:
+        """The primary refused this replica's key: say so once, keep serving, ask again later."""
+        self.state = "refused"
+        message = str(exc)
+        if message != self._refused:
+            log.error("the primary %s refused this replica: %s (a replica of a primary with "
+                      "--keys needs --key FILE with a key of the admin role); still serving "
+                      "seq %d read-only, asking again every %g s", self.primary, message,
+                      self.engine.last_seq, REFUSED_PAUSE)
+            self._refused = message
+        self._stop.wait(REFUSED_PAUSE)
 
     def _ask(self, socket: zmq.Socket, op: str, params: dict[str, Any],
              source: str = "") -> Any:
@@ -306,6 +350,24 @@ class Follower:
             self.engine._store_blob(data)
 
 
+def _handshake_refusal(monitor: zmq.Socket | None, credential: Any,
+                       uri: str) -> AuthenticationError | None:
+    """The refusal a failed CURVE handshake reported on `monitor`, if it did (else None)."""
+    if monitor is None:
+        return None
+    from zmq.utils.monitor import recv_monitor_message
+
+    failed = None
+    with contextlib.suppress(zmq.Again):
+        while True:
+            event = int(recv_monitor_message(monitor, zmq.NOBLOCK)["event"])
+            if event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+                failed = None
+            else:
+                failed = event
+    return None if failed is None else curve.refusal(failed, credential, uri)
+
+
 class _NoAnswer(Exception):
     """The primary did not answer in time."""
 
@@ -328,4 +390,4 @@ def _file_digests(values: list[Any]) -> set[str]:
     return found
 
 
-__all__ = ["Follower", "PRIMARY_TIMEOUT"]
+__all__ = ["Follower", "PRIMARY_TIMEOUT", "REFUSED_PAUSE"]

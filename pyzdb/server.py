@@ -67,6 +67,7 @@ from zmq import zmq_poll
 from . import feed, protocol
 from .auth import ServerAuth
 from .client import CONTROL_PARAM
+from .curve import credential_for
 from .endpoint import remove_endpoint, write_endpoint
 from .engine import Engine, EngineConfig
 from .errors import (
@@ -162,6 +163,8 @@ class ServerConfig:
     max_memory: int | None = None
     #: Seconds one session may hold the lock, however often it renews its lease.
     lock_max_hold: float = 300.0
+    #: The credential file a replica presents to a primary with `--keys` (None: `$PYZDB_KEY`).
+    replica_key: str | None = None
 
 
 def check_bind(uri: str, insecure: bool = False, keys: bool = False) -> None:
@@ -353,7 +356,7 @@ class Server:
         self._journal = self.engine.journal
         self._follower = None
         if config.replica_of:
-            self._follower = Follower(self, config.replica_of)
+            self._follower = Follower(self, config.replica_of, config.replica_key)
             self._ops.update(self._follower.refused_ops())
         self.hub = feed.Hub(self, self._follower)
         self._ops.update(self.hub.ops)
@@ -893,6 +896,11 @@ def _parser() -> argparse.ArgumentParser:
                         f"feeds and replicas (default {feed.DEFAULT_RETAIN})")
     parser.add_argument("--replica-of", metavar="URI",
                         help="serve read-only, following the primary at URI")
+    parser.add_argument("--key", metavar="FILE",
+                        help="with --replica-of: the credential file (pyzdb-keys add ... --role "
+                        "admin) this replica presents to a primary started with --keys "
+                        "(default $PYZDB_KEY); a key the primary refuses is logged and retried "
+                        "while the replica keeps serving what it has")
     parser.add_argument("--replica-backlog", type=int, default=feed.REPLICA_BACKLOG,
                         metavar="N", help="records kept for a lagging replica beyond "
                         f"--retain-journal; past it, it resyncs (default {feed.REPLICA_BACKLOG})")
@@ -931,11 +939,21 @@ def server_main(argv: Sequence[str] | None = None) -> int:
         print("pyzdb-server: --lease, --max-message, --kill-grace and --lock-max-hold must be "
               "positive, --retain-journal and --replica-backlog >= 0", file=sys.stderr)
         return 2
+    if args.key is not None and not args.replica_of:
+        print("pyzdb-server: --key is the credential a replica presents to its primary: "
+              "use it with --replica-of URI", file=sys.stderr)
+        return 2
+    if args.replica_of:
+        try:
+            credential_for(args.key)
+        except Error as exc:
+            print(f"pyzdb-server: --key: {exc}", file=sys.stderr)
+            return 2
     config = ServerConfig(
         args.data, args.bind, args.fsync, args.time_limit, args.lease, args.max_message,
         args.insecure, retain_journal=args.retain_journal, replica_of=args.replica_of,
-        replica_backlog=args.replica_backlog, keys=args.keys, scoped_time=args.scoped_time,
-        scoped_steps=args.scoped_steps, scoped_size=args.scoped_size,
+        replica_backlog=args.replica_backlog, replica_key=args.key, keys=args.keys,
+        scoped_time=args.scoped_time, scoped_steps=args.scoped_steps, scoped_size=args.scoped_size,
         max_memory=args.max_memory, lock_max_hold=args.lock_max_hold)
     try:
         check_bind(config.bind, config.insecure, keys=config.keys is not None)

@@ -363,3 +363,69 @@ def test_a_torn_tail_cut_by_recovery_renews_the_history_id(primary, tmp_path):
     primary.restart()
     assert "cut a torn tail" in primary.log()
     assert info_of(primary.uri)["replication"]["history"] != before
+
+
+# -- a primary with --keys ------------------------------------------------------------------------
+
+
+def _wait_log(server, text, timeout=30.0):
+    deadline = time.monotonic() + timeout
+    while text not in server.log():
+        assert time.monotonic() < deadline, server.log()
+        assert server.alive(), server.log()
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def keyed_primary(tmp_path):
+    from keyed import Keyring
+
+    keyring = Keyring(tmp_path / "keyring")
+    server = keyring.server(tmp_path / "primary")
+    with pyzdb.connect(server.uri, timeout=10, key=keyring.key("admin")) as db:
+        db["r"] = {"a": [1, 2, 3]}
+    yield server, keyring
+    server.close()
+
+
+def test_a_replica_follows_a_keyed_primary_with_an_admin_key(keyed_primary, tmp_path):
+    primary, keyring = keyed_primary
+    admin = keyring.key("admin")
+    replica_args = ("--replica-of", primary.uri, "--key", admin)
+    with ServerProcess(tmp_path / "replica", *replica_args) as replica, \
+            pyzdb.connect(primary.uri, timeout=10, key=admin) as pdb, \
+            pyzdb.connect(replica.uri, timeout=10) as rdb:
+        for n in range(20):
+            pdb.execute("db['r'][n] = n * 2", n=n)
+        target = pdb.info()["server"]["seq"]
+        deadline = time.monotonic() + 30
+        while rdb.info()["replication"]["applied_seq"] < target:
+            assert time.monotonic() < deadline, replica.log()
+            time.sleep(0.02)
+        assert rdb.query("db") == pdb.query("db")
+        assert rdb.query("db['r'][19]") == 38
+        assert rdb.info()["replication"]["state"] == "streaming"
+
+
+@pytest.mark.parametrize("key", ["reader", None])
+def test_a_replica_whose_key_the_primary_refuses_says_so_and_keeps_running(
+        keyed_primary, tmp_path, key):
+    primary, keyring = keyed_primary
+    args = ["--key", keyring.key(key)] if key else []
+    with ServerProcess(tmp_path / "replica", "--replica-of", primary.uri, *args) as replica:
+        _wait_log(replica, "refused this replica")
+        expected = "needs the admin role" if key else "requires a key"
+        assert expected in replica.log() and "--key FILE" in replica.log()
+        with pyzdb.connect(replica.uri, timeout=10) as rdb:
+            assert rdb.info()["replication"]["state"] == "refused"
+            rdb.ping()
+        assert replica.alive()
+        assert replica.log().count("refused this replica") == 1  # said once, not every retry
+        assert replica.stop() == 0, replica.log()
+
+
+def test_key_without_replica_of_is_a_usage_error(tmp_path, capsys):
+    from pyzdb.server import server_main
+
+    assert server_main(["--data", str(tmp_path / "d"), "--key", "x.pyzdb-key"]) == 2
+    assert "--replica-of" in capsys.readouterr().err
