@@ -26,7 +26,7 @@ import zmq
 import zmq.asyncio
 
 from . import curve, protocol
-from .capture import capture
+from .capture import Mode, capture
 from .client import DEFAULT_TIMEOUT, _Channel, _Core, _Exchange, applied_by
 from .errors import ConnectionError, Error, LockTimeout, ReplicaBehind
 from .hints import add_hints
@@ -151,23 +151,20 @@ class AsyncConnection:
 
     async def query(self, expr: Any, /, **params: Any) -> Any:
         """Evaluate one expression (a string or a lambda) read-only; return its value."""
-        try:
-            request = capture(expr, "query", params)
-            return await self._call(False, request.source, request.syntax, request.params,
-                                    request.root)
-        except Exception as error:  # a hint where the fix is known (`pyzdb.hints`)
-            add_hints(error, expr if isinstance(expr, str) else None, "query")
-            raise
+        return await self._captured("query", expr, params)
 
     async def execute(self, source: Any, /, **params: Any) -> Any:
         """Run statements atomically; return the value of the last statement if it is an
         expression (else None)."""
+        return await self._captured("execute", source, params)
+
+    async def _captured(self, kind: Mode, source: Any, params: dict[str, Any]) -> Any:
         try:
-            request = capture(source, "execute", params)
-            return await self._call(True, request.source, request.syntax, request.params,
-                                    request.root)
+            request = capture(source, kind, params)
+            return await self._call(kind == "execute", request.source, request.syntax,
+                                    request.params, request.root)
         except Exception as error:  # a hint where the fix is known (`pyzdb.hints`)
-            add_hints(error, source if isinstance(source, str) else None, "execute")
+            add_hints(error, source if isinstance(source, str) else None, kind)
             raise
 
     def __getitem__(self, key: Any) -> AsyncPathProxy:
