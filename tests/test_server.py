@@ -262,8 +262,9 @@ def test_requests_of_other_sessions_wait_for_the_lock_holder(harness):
 def test_a_queued_request_gets_lock_timeout_after_its_wait(harness):
     h = harness()
     h.send("a", "lock")
+    h.turn(1)  # one turn each: a ROUTER may hand over two peers' messages in either order
     h.send("b", "lock", wait=0.2)
-    h.turn(2)
+    h.turn(1)
     assert h.replies("b") == []
     time.sleep(0.25)
     h.server._turn([])
@@ -274,10 +275,14 @@ def test_a_queued_request_gets_lock_timeout_after_its_wait(harness):
 def test_the_lock_queue_is_bounded(harness, monkeypatch):
     monkeypatch.setattr("pyzdb.server.MAX_QUEUE", 1)
     h = harness()
+    # One turn each: a ROUTER fair-queues its peers, so three peers' messages in one turn may
+    # arrive in any order (b first would be served before the lock).
     h.send("a", "lock")
+    h.turn(1)
     h.send("b", "query", "1", syntax="eval")
+    h.turn(1)
     h.send("c", "query", "2", syntax="eval")
-    h.turn(3)
+    h.turn(1)
     assert h.replies("b") == []
     (refused,) = h.replies("c")
     assert refused.error.type == "LockTimeout" and "wait already" in refused.error.message
