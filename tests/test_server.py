@@ -428,7 +428,11 @@ def test_ten_thousand_bad_messages_never_stop_the_server(tmp_path):
             for sock in attackers:
                 while sock.poll(0):
                     reply = protocol.decode_reply(sock.recv_multipart()[-1], 1 << 20)
-                    assert reply.ok or reply.error.type in ("ProtocolError", "LockTimeout")
+                    # A mutated source that no longer parses is refused as a query would be
+                    # (which mutations reach the compiler depends on the order the ROUTER hands
+                    # the attackers' messages over, and so on the reply cache).
+                    assert reply.ok or reply.error.type in (
+                        "ProtocolError", "LockTimeout", "SyntaxError", "SecurityError")
                     count += 1
             return count
 
