@@ -46,7 +46,9 @@ def own_server() -> Iterator[str]:
         with open(Path(scratch) / "server.log", "wb") as log:
             server = subprocess.Popen(
                 [server_script(), "--data", str(Path(scratch) / "data"), "--bind", uri],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
             )
         try:
             yield uri

@@ -59,16 +59,20 @@ def main(where: str | None = None) -> None:
             thread.start()
         for thread in threads:
             thread.join()
-        print(f"counter = {db['counter'].get()} "
-              f"({WORKERS} workers x {INCREMENTS} locked increments, none lost)")
+        print(
+            f"counter = {db['counter'].get()} "
+            f"({WORKERS} workers x {INCREMENTS} locked increments, none lost)"
+        )
 
         try:
             with db.transaction():
                 db["counter"] = -1
                 raise RuntimeError("changed my mind")
         except RuntimeError as error:
-            print(f"a transaction that raised ({error}) is rolled back: "
-                  f"counter = {db['counter'].get()}")
+            print(
+                f"a transaction that raised ({error}) is rolled back: "
+                f"counter = {db['counter'].get()}"
+            )
 
         print("one request, atomic by itself:", db.execute("db['counter'] += 1\ndb['counter']"))
 

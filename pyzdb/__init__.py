@@ -37,8 +37,12 @@ from .version import __version__
 
 #: Imported on first use, so a program that only connects to a server never loads the engine
 #: (nor RestrictedPython): the client does not know about the sandbox.
-_LAZY = {"open": ".embedded", "Database": ".embedded", "connect": ".client",
-         "sandbox_rules": ".rules"}
+_LAZY = {
+    "open": ".embedded",
+    "Database": ".embedded",
+    "connect": ".client",
+    "sandbox_rules": ".rules",
+}
 
 
 def __getattr__(name: str) -> Any:
@@ -50,8 +54,21 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
-    "__version__", "open", "connect", "sandbox_rules", "Database", "File",
-    "Error", "SecurityError", "LimitExceeded", "ConnectionError", "ProtocolError", "LockTimeout",
-    "ReadOnlyError", "HistoryLost", "ReplicaBehind", "Change",
+    "__version__",
+    "open",
+    "connect",
+    "sandbox_rules",
+    "Database",
+    "File",
+    "Error",
+    "SecurityError",
+    "LimitExceeded",
+    "ConnectionError",
+    "ProtocolError",
+    "LockTimeout",
+    "ReadOnlyError",
+    "HistoryLost",
+    "ReplicaBehind",
+    "Change",
     "AuthenticationError",
 ]

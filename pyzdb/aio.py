@@ -62,9 +62,11 @@ class AsyncPathProxy(PathProxy):
         return self._ask(False, "item in {t}", item=item)
 
     def _cannot(self, *args: Any) -> Any:
-        raise TypeError("an asyncio path proxy cannot do that without await: use "
-                        "`await p.get()`, `await p.set(v)`, `await p.delete()`, `await p.len()` "
-                        "or `await p.contains(x)`")
+        raise TypeError(
+            "an asyncio path proxy cannot do that without await: use "
+            "`await p.get()`, `await p.set(v)`, `await p.delete()`, `await p.len()` "
+            "or `await p.contains(x)`"
+        )
 
     __setitem__ = __delitem__ = __len__ = __contains__ = __iter__ = __bool__ = _cannot
     __iadd__ = __isub__ = __imul__ = __ior__ = _cannot
@@ -73,11 +75,16 @@ class AsyncPathProxy(PathProxy):
 class AsyncConnection:
     """A remote pyzdb database for asyncio; see `connect`."""
 
-    def __init__(self, uri: str, timeout: float = DEFAULT_TIMEOUT,
-                 read_uris: list[str] | None = None, *,
-                 max_message: int = protocol.MAX_REQUEST_SIZE,
-                 consistency: str = "read-your-writes",
-                 key: str | os.PathLike[str] | None = None) -> None:
+    def __init__(
+        self,
+        uri: str,
+        timeout: float = DEFAULT_TIMEOUT,
+        read_uris: list[str] | None = None,
+        *,
+        max_message: int = protocol.MAX_REQUEST_SIZE,
+        consistency: str = "read-your-writes",
+        key: str | os.PathLike[str] | None = None,
+    ) -> None:
         self._core = _Core(uri, timeout, read_uris, max_message, consistency)
         self._credential = curve.credential_for(key)
         # A shadow of the process-wide context: asyncio sockets, one libzmq context.
@@ -93,11 +100,13 @@ class AsyncConnection:
 
     # -- requests ------------------------------------------------------------------------------
 
-    def _call(self, write: bool, source: str, syntax: str, params: dict[str, Any],
-              root: str = "db") -> Any:
+    def _call(
+        self, write: bool, source: str, syntax: str, params: dict[str, Any], root: str = "db"
+    ) -> Any:
         """The path proxy's hook: returns the coroutine that `await p.get()` awaits."""
-        return self._send("execute" if write else "query", source=source, syntax=syntax,
-                          params=params, root=root)
+        return self._send(
+            "execute" if write else "query", source=source, syntax=syntax, params=params, root=root
+        )
 
     async def _send(self, op: str, **fields: Any) -> Any:
         if self._owner is not None and self._owner is asyncio.current_task():
@@ -117,8 +126,9 @@ class AsyncConnection:
         try:
             await asyncio.wait_for(self._mutex.acquire(), timeout)
         except asyncio.TimeoutError:
-            raise LockTimeout(f"another task of this connection {what} for more than "
-                              f"{timeout:g} s") from None
+            raise LockTimeout(
+                f"another task of this connection {what} for more than {timeout:g} s"
+            ) from None
         if self._closed:
             self._mutex.release()
             raise Error("the connection is closed")
@@ -161,8 +171,9 @@ class AsyncConnection:
     async def _captured(self, kind: Mode, source: Any, params: dict[str, Any]) -> Any:
         try:
             request = capture(source, kind, params)
-            return await self._call(kind == "execute", request.source, request.syntax,
-                                    request.params, request.root)
+            return await self._call(
+                kind == "execute", request.source, request.syntax, request.params, request.root
+            )
         except Exception as error:  # a hint where the fix is known (`pyzdb.hints`)
             add_hints(error, source if isinstance(source, str) else None, kind)
             raise
@@ -306,8 +317,9 @@ class AsyncConnection:
             while True:
                 await asyncio.sleep(interval)
                 try:
-                    await self._exchange(self._core.prepare("ping", txn=False, limit=interval),
-                                         channel)
+                    await self._exchange(
+                        self._core.prepare("ping", txn=False, limit=interval), channel
+                    )
                 except Error as exc:
                     log.debug("heartbeat ping failed: %s", exc)
         finally:
@@ -339,10 +351,13 @@ def _no_blob_reader(digest: str) -> bytes:
     raise Error("File.read() would block the event loop: use `await db.read_file(f)`")
 
 
-def connect(uri: str = "tcp://127.0.0.1:5559", timeout: float = DEFAULT_TIMEOUT,
-            read_uris: list[str] | None = None,
-            consistency: str = "read-your-writes",
-            key: str | os.PathLike[str] | None = None) -> AsyncConnection:
+def connect(
+    uri: str = "tcp://127.0.0.1:5559",
+    timeout: float = DEFAULT_TIMEOUT,
+    read_uris: list[str] | None = None,
+    consistency: str = "read-your-writes",
+    key: str | os.PathLike[str] | None = None,
+) -> AsyncConnection:
     """The asyncio twin of `pyzdb.connect` (`key` too); the connection opens on the first
     request."""
     return AsyncConnection(uri, timeout, read_uris, consistency=consistency, key=key)

@@ -44,11 +44,23 @@ ZAP_DOMAIN = "pyzdb"
 #: The least role each op needs. An op missing here (a newer client, another branch's op)
 #: needs `admin`: deny by default. `info` and `watch` are read ops (DESIGN.md).
 OP_ROLES: dict[str, str] = {
-    "query": "read", "history": "read", "blob": "read", "ping": "read", "info": "read",
+    "query": "read",
+    "history": "read",
+    "blob": "read",
+    "ping": "read",
+    "info": "read",
     "watch": "read",
-    "execute": "write", "undo": "write", "redo": "write", "lock": "write", "begin": "write",
-    "unlock": "write", "commit": "write", "rollback": "write",
-    "checkpoint": "admin", "replicate": "admin", "snapshot": "admin",
+    "execute": "write",
+    "undo": "write",
+    "redo": "write",
+    "lock": "write",
+    "begin": "write",
+    "unlock": "write",
+    "commit": "write",
+    "rollback": "write",
+    "checkpoint": "admin",
+    "replicate": "admin",
+    "snapshot": "admin",
 }
 _LEVEL = {"read": 0, "write": 1, "admin": 2}
 #: Refused handshakes logged per second; the rest are counted.
@@ -97,8 +109,12 @@ class Delivery(list):  # type: ignore[type-arg]
 class ServerAuth:
     """The access list of one keys directory, kept current, and the ZAP handler over it."""
 
-    def __init__(self, directory: str | os.PathLike[str], context: zmq.Context,
-                 scoped_budget: Budget | None = None) -> None:
+    def __init__(
+        self,
+        directory: str | os.PathLike[str],
+        context: zmq.Context,
+        scoped_budget: Budget | None = None,
+    ) -> None:
         self.directory = Path(directory)
         self._public, self._secret = load_server_keys(self.directory)
         self._scoped_budget = scoped_budget
@@ -118,10 +134,8 @@ class ServerAuth:
             self._authenticator.start()
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, old)
-        self._authenticator.configure_curve_callback(domain=ZAP_DOMAIN,
-                                                     credentials_provider=self)
-        log.info("CURVE on: %d keys on the access list of %s", len(self._grants),
-                 self.directory)
+        self._authenticator.configure_curve_callback(domain=ZAP_DOMAIN, credentials_provider=self)
+        log.info("CURVE on: %d keys on the access list of %s", len(self._grants), self.directory)
 
     @staticmethod
     def check(directory: str | os.PathLike[str]) -> None:
@@ -151,13 +165,17 @@ class ServerAuth:
             now = time.monotonic()
             if now - self._refusal_window >= 1.0:
                 if self._refusals_dropped:
-                    log.warning("... and %d more refused handshakes in the last second",
-                                self._refusals_dropped)
+                    log.warning(
+                        "... and %d more refused handshakes in the last second",
+                        self._refusals_dropped,
+                    )
                 self._refusal_window, self._refusals, self._refusals_dropped = now, 0, 0
             if self._refusals < REFUSALS_LOGGED:
                 self._refusals += 1
-                log.warning("refused a CURVE handshake: key %s is not on the access list",
-                            key.decode("ascii", "replace"))
+                log.warning(
+                    "refused a CURVE handshake: key %s is not on the access list",
+                    key.decode("ascii", "replace"),
+                )
             else:
                 self._refusals_dropped += 1
         return allowed
@@ -178,8 +196,10 @@ class ServerAuth:
         try:
             entries, problems = load_access(self.directory)
         except KeyFileError as exc:
-            log.error("reloading the access list failed, so every key is refused until it is "
-                      "fixed: %s", exc)
+            log.error(
+                "reloading the access list failed, so every key is refused until it is fixed: %s",
+                exc,
+            )
             self._grants = {}
             return
         self._install(entries, problems)
@@ -187,8 +207,9 @@ class ServerAuth:
 
     def _install(self, entries: dict[str, AccessEntry], problems: list[str]) -> None:
         for problem in problems:
-            log.error("access list %s: %s (that key is refused)",
-                      self.directory / ACCESS_LIST, problem)
+            log.error(
+                "access list %s: %s (that key is refused)", self.directory / ACCESS_LIST, problem
+            )
         self._grants = {
             public: Grant(entry, self._scoped_budget if entry.scope is not None else None)
             for public, entry in entries.items()
@@ -231,12 +252,15 @@ class ServerAuth:
         """
         grant = self._grants.get(getattr(frames, "user", ""))
         if grant is None:
-            raise AuthenticationError("this connection's key is no longer on the server's "
-                                      "access list (revoked)")
+            raise AuthenticationError(
+                "this connection's key is no longer on the server's access list (revoked)"
+            )
         needs = OP_ROLES.get(request.op, "admin")
         if _LEVEL[grant.entry.role] < _LEVEL[needs]:
-            raise SecurityError(f"the {request.op} request needs the {needs} role; the key "
-                                f"{grant.entry.name!r} has the {grant.entry.role} role")
+            raise SecurityError(
+                f"the {request.op} request needs the {needs} role; the key "
+                f"{grant.entry.name!r} has the {grant.entry.role} role"
+            )
         if request.session:
             bound = hashlib.blake2b(grant.salt + request.session, digest_size=32).digest()
             # The request was decoded from this message alone and nothing else refers to it

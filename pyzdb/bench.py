@@ -63,11 +63,15 @@ def _comprehension(db: Any) -> None:
 #: The requests of each test, as DESIGN.md spells them (module level: a spawned client looks
 #: them up by name).
 TESTS: dict[str, Callable[[Any], None]] = {
-    "get": _get, "set": _set, "incr": _incr, "comprehension": _comprehension,
+    "get": _get,
+    "set": _set,
+    "incr": _incr,
+    "comprehension": _comprehension,
 }
 #: Every operation a client process can run: the tests and the YCSB workloads.
 _OPS: dict[str, Callable[[Any], None]] = {
-    **TESTS, **{f"ycsb-{name}": ycsb.operation for name in ycsb.MIXES},
+    **TESTS,
+    **{f"ycsb-{name}": ycsb.operation for name in ycsb.MIXES},
 }
 #: The root key that lists the keys pyzdb-bench wrote (see `claim`).
 MARKER = "pyzdb-bench"
@@ -92,8 +96,9 @@ def median(values: Sequence[float]) -> float:
     return statistics.median(values)
 
 
-def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]],
-                 title: str | None = None) -> str:
+def format_table(
+    headers: Sequence[str], rows: Sequence[Sequence[Any]], title: str | None = None
+) -> str:
     """A plain-text table: first column left-aligned, the others right-aligned.
 
     Columns are separated by at least two spaces and no cell holds two consecutive spaces,
@@ -103,8 +108,9 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]],
     for row in cells:
         if len(row) != len(headers):
             raise ValueError(f"row {row} has {len(row)} cells for {len(headers)} headers")
-    widths = [max([len(header)] + [len(row[i]) for row in cells])
-              for i, header in enumerate(headers)]
+    widths = [
+        max([len(header)] + [len(row[i]) for row in cells]) for i, header in enumerate(headers)
+    ]
 
     def line(row: Sequence[str]) -> str:
         first = row[0].ljust(widths[0])
@@ -156,8 +162,13 @@ class Result:
 
     def row(self) -> list[Any]:
         """The row of the `pyzdb-bench` table: latencies in milliseconds."""
-        return [self.test, self.clients, self.requests,
-                *(self.latency(q) * 1000 for q in (50, 95, 99, 100)), self.throughput]
+        return [
+            self.test,
+            self.clients,
+            self.requests,
+            *(self.latency(q) * 1000 for q in (50, 95, 99, 100)),
+            self.throughput,
+        ]
 
 
 HEADERS = ["test", "clients", "requests", "p50 ms", "p95 ms", "p99 ms", "max ms", "req/s"]
@@ -167,8 +178,7 @@ class BenchError(Exception):
     """A client could not connect or a request failed: the figures would mean nothing."""
 
 
-def _client_main(uri: str, timeout: float, barrier: Any, pipe: Connection,
-                 progress: Any) -> None:
+def _client_main(uri: str, timeout: float, barrier: Any, pipe: Connection, progress: Any) -> None:
     """One client process: connect, then run each test the parent names until told to stop."""
     import pyzdb
 
@@ -191,8 +201,9 @@ def _client_main(uri: str, timeout: float, barrier: Any, pipe: Connection,
         db.close()
 
 
-def _run_share(db: Any, op: Callable[[Any], None], requests: int, warmup: int,
-               barrier: Any, progress: Any) -> tuple[Any, ...]:
+def _run_share(
+    db: Any, op: Callable[[Any], None], requests: int, warmup: int, barrier: Any, progress: Any
+) -> tuple[Any, ...]:
     try:
         for _ in range(warmup):
             op(db)
@@ -235,9 +246,11 @@ class ClientPool:
         try:
             for _ in range(clients):
                 mine, theirs = context.Pipe()
-                process = context.Process(target=_client_main, daemon=True,
-                                          args=(uri, timeout, self._barrier, theirs,
-                                                self._progress))
+                process = context.Process(
+                    target=_client_main,
+                    daemon=True,
+                    args=(uri, timeout, self._barrier, theirs, self._progress),
+                )
                 process.start()
                 theirs.close()
                 self._pipes.append(mine)
@@ -247,8 +260,14 @@ class ClientPool:
             self.close()
             raise
 
-    def run(self, test: str, requests: int, warmup: int | None = None,
-            params: dict[str, Any] | None = None, show: bool = False) -> Result:
+    def run(
+        self,
+        test: str,
+        requests: int,
+        warmup: int | None = None,
+        params: dict[str, Any] | None = None,
+        show: bool = False,
+    ) -> Result:
         """Run `requests` requests of `test`, split evenly over the clients.
 
         `params` configures a YCSB workload in each client (`ycsb.configure`); `show` prints a
@@ -258,8 +277,9 @@ class ClientPool:
             raise ValueError(f"unknown test {test!r}: choose from {', '.join(_OPS)}")
         with self._progress.get_lock():
             self._progress.value = 0
-        shares = [requests // self.clients + (i < requests % self.clients)
-                  for i in range(self.clients)]
+        shares = [
+            requests // self.clients + (i < requests % self.clients) for i in range(self.clients)
+        ]
         for pipe, share in zip(self._pipes, shares, strict=True):
             ahead = max(1, min(50, share // 10)) if warmup is None else warmup
             pipe.send(("run", test, share, ahead, params))
@@ -314,8 +334,10 @@ def _show_progress(what: str, pipes: list[Connection], progress: Any, total: int
     while pending:
         ready = wait(pending, timeout=0.5)
         pending = [pipe for pipe in pending if pipe not in ready]
-        _progress_line(f"{what}: {min(progress.value, total):,}/{total:,} requests, "
-                       f"{time.monotonic() - started:.0f} s")
+        _progress_line(
+            f"{what}: {min(progress.value, total):,}/{total:,} requests, "
+            f"{time.monotonic() - started:.0f} s"
+        )
     _progress_line("")
 
 
@@ -335,19 +357,23 @@ def claim(db: Any, keys: Sequence[str], force: bool) -> None:
     scratch server goes ahead, and a server holding anybody else's data is refused.
     """
     owned = db.query(f"list(db.get({MARKER!r}, []))")
-    foreign = db.query("[k for k in db if k not in owned and k != marker]", owned=owned,
-                       marker=MARKER)
+    foreign = db.query(
+        "[k for k in db if k not in owned and k != marker]", owned=owned, marker=MARKER
+    )
     if foreign and not force:
         shown = ", ".join(repr(key) for key in foreign[:5])
         more = f" and {len(foreign) - 5} more" if len(foreign) > 5 else ""
-        raise NotOurs(f"the server holds data pyzdb-bench did not write (keys {shown}{more}); "
-                      f"it would overwrite {', '.join(keys)}: use a scratch server, or pass "
-                      "--force")
+        raise NotOurs(
+            f"the server holds data pyzdb-bench did not write (keys {shown}{more}); "
+            f"it would overwrite {', '.join(keys)}: use a scratch server, or pass "
+            "--force"
+        )
     db[MARKER] = sorted(set(owned) | set(keys))
 
 
-def prepare(uri: str, tests: Sequence[str], list_size: int, timeout: float,
-            force: bool = False) -> None:
+def prepare(
+    uri: str, tests: Sequence[str], list_size: int, timeout: float, force: bool = False
+) -> None:
     """Give the keys the tests read a value: `x`, `c`, and `l` of `list_size` ints."""
     import pyzdb
 
@@ -372,36 +398,80 @@ def _parser() -> argparse.ArgumentParser:
         description="Latency percentiles and throughput of a running pyzdb-server, with N "
         "concurrent client processes. Writes the keys x, c and l: use a scratch server.",
     )
-    parser.add_argument("uri", nargs="?", default=DEFAULT_URI,
-                        help=f"server address (default {DEFAULT_URI})")
-    parser.add_argument("-c", "--clients", type=int, default=None, metavar="CLIENTS",
-                        help="concurrent client processes (default 4; 2 with --quick)")
-    parser.add_argument("-n", "--requests", type=int, default=None, metavar="REQUESTS",
-                        help="requests per test, all clients together (default 10000; "
-                        "200 with --quick)")
-    parser.add_argument("--tests", default=",".join(TESTS),
-                        help=f"comma-separated tests to run (default {','.join(TESTS)})")
-    parser.add_argument("--list-size", type=int, default=None, metavar="N",
-                        help="ints in the comprehension's list (default 10000; 1000 with "
-                        "--quick)")
-    parser.add_argument("--timeout", type=float, default=10.0, metavar="S",
-                        help="per-request timeout of each client (default 10)")
+    parser.add_argument(
+        "uri", nargs="?", default=DEFAULT_URI, help=f"server address (default {DEFAULT_URI})"
+    )
+    parser.add_argument(
+        "-c",
+        "--clients",
+        type=int,
+        default=None,
+        metavar="CLIENTS",
+        help="concurrent client processes (default 4; 2 with --quick)",
+    )
+    parser.add_argument(
+        "-n",
+        "--requests",
+        type=int,
+        default=None,
+        metavar="REQUESTS",
+        help="requests per test, all clients together (default 10000; 200 with --quick)",
+    )
+    parser.add_argument(
+        "--tests",
+        default=",".join(TESTS),
+        help=f"comma-separated tests to run (default {','.join(TESTS)})",
+    )
+    parser.add_argument(
+        "--list-size",
+        type=int,
+        default=None,
+        metavar="N",
+        help="ints in the comprehension's list (default 10000; 1000 with --quick)",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=10.0,
+        metavar="S",
+        help="per-request timeout of each client (default 10)",
+    )
     parser.add_argument("--version", action="version", version=version_line("pyzdb-bench"))
-    parser.add_argument("--quick", action="store_true",
-                        help="a tiny run that checks the set-up, not a measurement")
-    parser.add_argument("--workload", metavar="A..F",
-                        help="run YCSB core workloads instead of the tests, e.g. 'a' or "
-                        "'a,b,c,d,e,f': -n is then the operations per workload")
-    parser.add_argument("--records", type=int, default=None, metavar="N",
-                        help="records loaded into db['ycsb'] (default 100000; 1000 with "
-                        "--quick)")
-    parser.add_argument("--fields", type=int, default=10, metavar="N",
-                        help="fields of 100 bytes per record (default 10)")
-    parser.add_argument("--force", action="store_true",
-                        help="run even if the server holds data pyzdb-bench did not write "
-                        "(it overwrites x, c, l or ycsb)")
-    parser.add_argument("--key", metavar="FILE", help="credential file from pyzdb-keys for a "
-                        "server started with --keys (default $PYZDB_KEY)")
+    parser.add_argument(
+        "--quick", action="store_true", help="a tiny run that checks the set-up, not a measurement"
+    )
+    parser.add_argument(
+        "--workload",
+        metavar="A..F",
+        help="run YCSB core workloads instead of the tests, e.g. 'a' or "
+        "'a,b,c,d,e,f': -n is then the operations per workload",
+    )
+    parser.add_argument(
+        "--records",
+        type=int,
+        default=None,
+        metavar="N",
+        help="records loaded into db['ycsb'] (default 100000; 1000 with --quick)",
+    )
+    parser.add_argument(
+        "--fields",
+        type=int,
+        default=10,
+        metavar="N",
+        help="fields of 100 bytes per record (default 10)",
+    )
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="run even if the server holds data pyzdb-bench did not write "
+        "(it overwrites x, c, l or ycsb)",
+    )
+    parser.add_argument(
+        "--key",
+        metavar="FILE",
+        help="credential file from pyzdb-keys for a "
+        "server started with --keys (default $PYZDB_KEY)",
+    )
     return parser
 
 
@@ -429,14 +499,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # a ConnectionError, a refused request, a dead client
         print(f"pyzdb-bench: {exc}", file=sys.stderr)
         return 1
-    title = (f"pyzdb-bench {args.uri}: {clients} client processes, {requests} requests per "
-             f"test, comprehension over {list_size} ints")
+    title = (
+        f"pyzdb-bench {args.uri}: {clients} client processes, {requests} requests per "
+        f"test, comprehension over {list_size} ints"
+    )
     print(format_table(HEADERS, [result.row() for result in results], title))
     return 0
 
 
-def _workloads(parser: argparse.ArgumentParser, args: argparse.Namespace, clients: int,
-               requests: int) -> int:
+def _workloads(
+    parser: argparse.ArgumentParser, args: argparse.Namespace, clients: int, requests: int
+) -> int:
     """`--workload`: load the records once, run each YCSB workload, print one row each."""
     import pyzdb
 
@@ -464,11 +537,27 @@ def _workloads(parser: argparse.ArgumentParser, args: argparse.Namespace, client
     except Exception as exc:  # a ConnectionError, a refused request, a dead client
         print(f"pyzdb-bench: {exc}", file=sys.stderr)
         return 1
-    title = (f"pyzdb-bench {args.uri}: YCSB workloads, {records:,} records of {args.fields} "
-             f"fields, {clients} client processes, {requests} operations per workload")
+    title = (
+        f"pyzdb-bench {args.uri}: YCSB workloads, {records:,} records of {args.fields} "
+        f"fields, {clients} client processes, {requests} operations per workload"
+    )
     print(format_table(HEADERS, [result.row() for result in results], title))
     return 0
 
 
-__all__ = ["main", "ClientPool", "MARKER", "NotOurs", "claim", "Result", "BenchError", "TESTS",
-           "HEADERS", "prepare", "percentile", "median", "format_table", "split_row"]
+__all__ = [
+    "main",
+    "ClientPool",
+    "MARKER",
+    "NotOurs",
+    "claim",
+    "Result",
+    "BenchError",
+    "TESTS",
+    "HEADERS",
+    "prepare",
+    "percentile",
+    "median",
+    "format_table",
+    "split_row",
+]

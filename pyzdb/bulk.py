@@ -29,9 +29,16 @@ _UTF8_MAX = 4
 _MARKED = frozenset({tuple, set, frozenset})
 
 
-def wire_bound(value: Any, limit: int, depth: int, *, scalars: frozenset[type],
-               dicts: frozenset[type], sequences: frozenset[type],
-               plain_types: frozenset[type]) -> tuple[int, bool, bool] | None:
+def wire_bound(
+    value: Any,
+    limit: int,
+    depth: int,
+    *,
+    scalars: frozenset[type],
+    dicts: frozenset[type],
+    sequences: frozenset[type],
+    plain_types: frozenset[type],
+) -> tuple[int, bool, bool] | None:
     """(an upper bound of msgpack's size of `value`, whether it holds only `plain_types`,
     whether it is *native*: scalars, dicts and lists only, which msgpack writes without a hook).
 
@@ -66,8 +73,9 @@ def wire_bound(value: Any, limit: int, depth: int, *, scalars: frozenset[type],
             return total, plain, native
         found_dicts = [_of_type(level, kinds, types, cls) for cls in types & dicts]
         found_seqs = [_of_type(level, kinds, types, cls) for cls in types & sequences]
-        count = (2 * sum(map(len, chain.from_iterable(found_dicts)))
-                 + sum(map(len, chain.from_iterable(found_seqs))))
+        count = 2 * sum(map(len, chain.from_iterable(found_dicts))) + sum(
+            map(len, chain.from_iterable(found_seqs))
+        )
         if not count:
             return total, plain, native
         if total + _ELEMENT * count > limit:  # the next level alone is over: do not build it
@@ -85,8 +93,9 @@ def wire_bound(value: Any, limit: int, depth: int, *, scalars: frozenset[type],
     return None
 
 
-def nested_lists(items: Any, scalars: frozenset[type], dicts: frozenset[type],
-                 lists: frozenset[type]) -> int | None:
+def nested_lists(
+    items: Any, scalars: frozenset[type], dicts: frozenset[type], lists: frozenset[type]
+) -> int | None:
     """How many lists the records `items` hold, or None if they are not records.
 
     Records: dicts (of `dicts`) with scalar keys other than floats (a NaN key takes the exact

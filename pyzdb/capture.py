@@ -116,7 +116,10 @@ def capture(
     elif isinstance(expr_or_fn, FunctionType):
         template = _template(expr_or_fn, mode)
         syntax, source, root, own_name = (
-            template.syntax, template.source, template.root, template.own_name
+            template.syntax,
+            template.source,
+            template.root,
+            template.own_name,
         )
         captured = _free_values(expr_or_fn, template, explicit, mode)
     else:
@@ -189,8 +192,12 @@ def _check_source(source: str, syntax: Syntax) -> None:
     try:
         # A final newline makes CPython point at the end of an unfinished last line (offset 10
         # in `db['l'] +`) instead of offset 0.
-        compile(source if source.endswith("\n") else source + "\n", SOURCE_NAME, syntax,
-                dont_inherit=True)
+        compile(
+            source if source.endswith("\n") else source + "\n",
+            SOURCE_NAME,
+            syntax,
+            dont_inherit=True,
+        )
     except ValueError as exc:  # null bytes: ValueError before 3.12, SyntaxError since
         raise SyntaxError(str(exc)) from None
     except (RecursionError, MemoryError):  # the compiler's own stack, not the machine's memory
@@ -212,15 +219,20 @@ class _Template:
 
 
 _CO_FUNCTION_KINDS = (
-    inspect.CO_GENERATOR | inspect.CO_COROUTINE | inspect.CO_ASYNC_GENERATOR
+    inspect.CO_GENERATOR
+    | inspect.CO_COROUTINE
+    | inspect.CO_ASYNC_GENERATOR
     | inspect.CO_ITERABLE_COROUTINE
 )
 
 #: `from __future__` flags recorded in co_flags; candidates are compiled with the same ones.
 #: `nested_scopes` is left out: its old flag value is CO_NESTED, which is not a future.
-_FUTURE_FLAGS = functools.reduce(
-    int.__or__, (getattr(__future__, n).compiler_flag for n in __future__.all_feature_names)
-) & ~inspect.CO_NESTED
+_FUTURE_FLAGS = (
+    functools.reduce(
+        int.__or__, (getattr(__future__, n).compiler_flag for n in __future__.all_feature_names)
+    )
+    & ~inspect.CO_NESTED
+)
 
 
 _TEMPLATES: dict[tuple[CodeType, str], _Template] = {}
@@ -233,7 +245,8 @@ def _template(fn: FunctionType, mode: Mode) -> _Template:
     code = fn.__code__
     what = _what(fn)
     if (
-        code.co_argcount != 1 or code.co_kwonlyargcount
+        code.co_argcount != 1
+        or code.co_kwonlyargcount
         or code.co_flags & (inspect.CO_VARARGS | inspect.CO_VARKEYWORDS)
     ):
         raise CaptureError(
@@ -275,8 +288,9 @@ def _template_of(
     return template
 
 
-def _locate(code: CodeType, module_globals: dict[str, object], what: str,
-            mode: Mode) -> tuple[str, ast.Lambda | ast.FunctionDef]:
+def _locate(
+    code: CodeType, module_globals: dict[str, object], what: str, mode: Mode
+) -> tuple[str, ast.Lambda | ast.FunctionDef]:
     """The source text holding the code, and the code's node in it.
 
     linecache first; then the places typed code leaves its text (`sourcefind`): the
@@ -340,7 +354,8 @@ def _find_node(
             if not isinstance(node, ast.Lambda) or node.lineno != code.co_firstlineno:
                 continue
         elif (
-            not isinstance(node, ast.FunctionDef) or node.name != code.co_name
+            not isinstance(node, ast.FunctionDef)
+            or node.name != code.co_name
             or min([node.lineno, *(d.lineno for d in node.decorator_list)]) != code.co_firstlineno
         ):
             continue
@@ -377,7 +392,10 @@ def _compile_alone(
     module = ast.fix_missing_locations(ast.Module([*imports, stmt], type_ignores=[]))
     try:
         holder = compile(
-            module, code.co_filename, "exec", flags=code.co_flags & _FUTURE_FLAGS,
+            module,
+            code.co_filename,
+            "exec",
+            flags=code.co_flags & _FUTURE_FLAGS,
             dont_inherit=True,
         )
     except (SyntaxError, ValueError):
@@ -399,10 +417,18 @@ def _fingerprint(code: CodeType) -> tuple[object, ...]:
     nested) and tells `1` from `True` and `0.0` from `-0.0` among the constants.
     """
     return (
-        code.co_argcount, code.co_posonlyargcount, code.co_kwonlyargcount,
-        code.co_flags & ~inspect.CO_NESTED, code.co_code, _const_key(code.co_consts),
-        code.co_names, code.co_varnames, code.co_freevars, code.co_cellvars,
-        code.co_firstlineno, code.co_linetable,
+        code.co_argcount,
+        code.co_posonlyargcount,
+        code.co_kwonlyargcount,
+        code.co_flags & ~inspect.CO_NESTED,
+        code.co_code,
+        _const_key(code.co_consts),
+        code.co_names,
+        code.co_varnames,
+        code.co_freevars,
+        code.co_cellvars,
+        code.co_firstlineno,
+        code.co_linetable,
     )
 
 
@@ -432,8 +458,9 @@ def _build_template(code: CodeType, node: ast.Lambda | ast.FunctionDef, text: st
         head = f"def {node.name}({root}):"
         one_liner = _slice(lines, first.lineno, 0, first.lineno, first.col_offset).strip()
         if one_liner:  # `def f(db): return db['x']`
-            body = _slice(lines, first.lineno, first.col_offset, node.end_lineno,
-                          node.end_col_offset)
+            body = _slice(
+                lines, first.lineno, first.col_offset, node.end_lineno, node.end_col_offset
+            )
             head += " "
         else:  # a block: its lines travel verbatim, indentation and all
             body = _slice(lines, first.lineno, 0, node.end_lineno, node.end_col_offset)
@@ -452,7 +479,7 @@ def _slice(lines: list[str], line: int, col: int, end_line: int | None, end_col:
         return lines[line - 1].encode()[col:end_col].decode()
     first = lines[line - 1].encode()[col:].decode()
     last = lines[end_line - 1].encode()[:end_col].decode()
-    return "\n".join([first, *lines[line:end_line - 1], last])
+    return "\n".join([first, *lines[line : end_line - 1], last])
 
 
 def _compiles(source: str, syntax: Syntax) -> bool:
@@ -547,9 +574,8 @@ def _not_data(value: object, path: str, depth: int, active: set[int]) -> tuple[s
         if isinstance(value, dict):
             for key, item in value.items():
                 sub = f"{path}[{key!r}]"
-                problem = (
-                    _not_data(key, f"a key of {path}", depth + 1, active)
-                    or _not_data(item, sub, depth + 1, active)
+                problem = _not_data(key, f"a key of {path}", depth + 1, active) or _not_data(
+                    item, sub, depth + 1, active
                 )
                 if problem:
                     return problem
@@ -586,8 +612,10 @@ def _describe(value: object) -> str:
     if inspect.isroutine(value) or isinstance(value, functools.partial):
         return "a function"
     kind = type(value)
-    qualname = kind.__qualname__ if kind.__module__ == "builtins" else (
-        f"{kind.__module__}.{kind.__qualname__}"
+    qualname = (
+        kind.__qualname__
+        if kind.__module__ == "builtins"
+        else (f"{kind.__module__}.{kind.__qualname__}")
     )
     return f"a value of type {qualname}"
 
@@ -599,6 +627,13 @@ def _what(fn: FunctionType) -> str:
 
 
 __all__ = [
-    "Request", "capture", "check_param_name", "CaptureError", "UnshippableValue",
-    "ROOT", "MAX_SOURCE_BYTES", "MAX_PARAM_DEPTH", "SOURCE_NAME",
+    "Request",
+    "capture",
+    "check_param_name",
+    "CaptureError",
+    "UnshippableValue",
+    "ROOT",
+    "MAX_SOURCE_BYTES",
+    "MAX_PARAM_DEPTH",
+    "SOURCE_NAME",
 ]

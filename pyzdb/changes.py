@@ -65,8 +65,10 @@ def parse_path(path: Any) -> tuple[Any, ...]:
     if isinstance(path, (tuple, list)):
         return tuple(path)
     if not isinstance(path, str):
-        raise TypeError(f"a watch path is a string like \"db['orders']\" or a tuple of keys, "
-                        f"not {type(path).__name__}")
+        raise TypeError(
+            f"a watch path is a string like \"db['orders']\" or a tuple of keys, "
+            f"not {type(path).__name__}"
+        )
     try:
         node = ast.parse(path.strip(), mode="eval").body
     except SyntaxError as exc:
@@ -138,7 +140,7 @@ class Shadow:
         n = len(self.watched)
         if len(where) >= n and where[:n] == self.watched:
             return self._inside(seq, effect, where)
-        if len(where) < n and self.watched[:len(where)] == where:
+        if len(where) < n and self.watched[: len(where)] == where:
             return self._above(seq, effect, where)
         return []
 
@@ -146,10 +148,12 @@ class Shadow:
 
     def _inside(self, seq: int, effect: tuple[Any, ...], where: tuple[Any, ...]) -> list[Change]:
         op = effect[0]
-        node = lookup(self.value, where[len(self.watched):])
+        node = lookup(self.value, where[len(self.watched) :])
         if node is _MISSING or not isinstance(node, (dict, list)):
-            raise Error(f"change feed out of step: no container at {where!r} for a {op!r} "
-                        f"effect of seq {seq}")
+            raise Error(
+                f"change feed out of step: no container at {where!r} for a {op!r} "
+                f"effect of seq {seq}"
+            )
         if op in ("set", "del", "ins", "dins"):
             key = effect[3] if op == "dins" else effect[2]
             if isinstance(node, dict):
@@ -167,9 +171,9 @@ class Shadow:
             elif op == "dins" and isinstance(node, dict):
                 items = list(node.items())
                 node.clear()
-                node.update(items[:effect[2]])
+                node.update(items[: effect[2]])
                 node[key] = value
-                node.update(items[effect[2]:])
+                node.update(items[effect[2] :])
             else:
                 node[key] = value
             kind = "insert" if old is _MISSING else "set"
@@ -182,7 +186,7 @@ class Shadow:
             node.clear()
             node.update(items)
         elif op == "splice" and isinstance(node, list):
-            node[effect[2]:effect[3]] = list(effect[4])
+            node[effect[2] : effect[3]] = list(effect[4])
         elif op == "perm" and isinstance(node, list):
             node[:] = [node[i] for i in effect[2]]
         else:
@@ -194,7 +198,7 @@ class Shadow:
     def _above(self, seq: int, effect: tuple[Any, ...], where: tuple[Any, ...]) -> list[Change]:
         op = effect[0]
         step = self.watched[len(where)]  # the key of the watched branch in that container
-        rest = self.watched[len(where) + 1:]
+        rest = self.watched[len(where) + 1 :]
         if op in ("set", "dins"):
             key, value = (effect[3], effect[4]) if op == "dins" else (effect[2], effect[3])
             if key != step or type(key) is not type(step):
@@ -238,8 +242,10 @@ class Shadow:
 
 
 def _moved(seq: int) -> Error:
-    return Error(f"seq {seq} moved the items of a list above the watched path, so the path now "
-                 "names another item: watch the list itself instead")
+    return Error(
+        f"seq {seq} moved the items of a list above the watched path, so the path now "
+        "names another item: watch the list itself instead"
+    )
 
 
 __all__ = ["Change", "CHANGE_OPS", "MISSING", "Shadow", "parse_path", "relevant", "lookup"]

@@ -65,26 +65,35 @@ def _eval_parser() -> argparse.ArgumentParser:
         f"Like the REPL, it talks to the server at {DEFAULT_URI} unless told otherwise.",
     )
     where = parser.add_mutually_exclusive_group()
-    where.add_argument("--data", metavar="DIR",
-                       help="embedded: open this data directory in this process instead")
-    where.add_argument("--connect", metavar="URI",
-                       help=f"a pyzdb-server's URI (default {DEFAULT_URI})")
+    where.add_argument(
+        "--data", metavar="DIR", help="embedded: open this data directory in this process instead"
+    )
+    where.add_argument(
+        "--connect", metavar="URI", help=f"a pyzdb-server's URI (default {DEFAULT_URI})"
+    )
     parser.add_argument("--version", action="version", version=version_line("pyzdb-eval"))
     parser.add_argument("--json", action="store_true", help="print the value as JSON")
-    parser.add_argument("--timeout", type=float, default=None,
-                        help="seconds a request may take (remote; default 10)")
-    parser.add_argument("--key", metavar="FILE", help="credential file from pyzdb-keys (remote; "
-                        "default $PYZDB_KEY)")
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=None,
+        help="seconds a request may take (remote; default 10)",
+    )
+    parser.add_argument(
+        "--key", metavar="FILE", help="credential file from pyzdb-keys (remote; default $PYZDB_KEY)"
+    )
     source = parser.add_mutually_exclusive_group()
     source.add_argument("expr", nargs="?", help="the expression or statements to run")
     source.add_argument("-f", "--file", help="read the statements from FILE ('-': stdin)")
-    source.add_argument("--info", action="store_true",
-                        help="print the database's state (db.info()) and exit")
+    source.add_argument(
+        "--info", action="store_true", help="print the database's state (db.info()) and exit"
+    )
     return parser
 
 
-def open_target(uri: str | None, data: str | None, timeout: float | None,
-                key: str | None = None) -> Any:
+def open_target(
+    uri: str | None, data: str | None, timeout: float | None, key: str | None = None
+) -> Any:
     """The database a command-line tool works on: `data` embedded, else the server at `uri`
     (default `DEFAULT_URI`). Both tools agree: no flag means the quick-start server, never a
     directory silently created here."""
@@ -94,8 +103,9 @@ def open_target(uri: str | None, data: str | None, timeout: float | None,
         return open_embedded(data)
     from .client import DEFAULT_TIMEOUT, connect
 
-    return connect(uri or DEFAULT_URI, timeout=DEFAULT_TIMEOUT if timeout is None else timeout,
-                   key=key)
+    return connect(
+        uri or DEFAULT_URI, timeout=DEFAULT_TIMEOUT if timeout is None else timeout, key=key
+    )
 
 
 def print_out(text: str) -> None:
@@ -143,5 +153,12 @@ def eval_main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-__all__ = ["eval_main", "open_target", "print_out", "DEFAULT_URI", "format_value",
-           "format_error", "to_json"]
+__all__ = [
+    "eval_main",
+    "open_target",
+    "print_out",
+    "DEFAULT_URI",
+    "format_value",
+    "format_error",
+    "to_json",
+]

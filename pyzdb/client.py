@@ -106,11 +106,19 @@ _HANDSHAKE_SLICE = 0.01
 class _Exchange:
     """One request in flight: its frame, its deadline and its resend schedule."""
 
-    __slots__ = ("request", "frame", "uri", "limit", "deadline", "resend_at", "_interval",
-                 "has_files", "tried")
+    __slots__ = (
+        "request",
+        "frame",
+        "uri",
+        "limit",
+        "deadline",
+        "resend_at",
+        "_interval",
+        "has_files",
+        "tried",
+    )
 
-    def __init__(self, request: protocol.Request, uri: str, limit: float,
-                 max_message: int) -> None:
+    def __init__(self, request: protocol.Request, uri: str, limit: float, max_message: int) -> None:
         self.request = request
         frame = protocol.pack(request)
         if len(frame) > max_message:
@@ -165,9 +173,12 @@ class _Exchange:
 
     def timeout_error(self) -> ConnectionError:
         size = len(self.frame)
-        hint = (f"the request was {size} bytes, and a server drops a request over its "
-                "--max-message unanswered" if size > _LARGE_REQUEST
-                else "is pyzdb-server running there?")
+        hint = (
+            f"the request was {size} bytes, and a server drops a request over its "
+            "--max-message unanswered"
+            if size > _LARGE_REQUEST
+            else "is pyzdb-server running there?"
+        )
         return ConnectionError(
             f"no reply from {self.uri} within {self.limit:g} s to the {self.request.op} "
             f"request: {hint}"
@@ -177,8 +188,14 @@ class _Exchange:
 class _Core:
     """A connection's state and rules, without sockets: shared by the sync and asyncio clients."""
 
-    def __init__(self, uri: str, timeout: float, read_uris: list[str] | None,
-                 max_message: int, consistency: str = "read-your-writes") -> None:
+    def __init__(
+        self,
+        uri: str,
+        timeout: float,
+        read_uris: list[str] | None,
+        max_message: int,
+        consistency: str = "read-your-writes",
+    ) -> None:
         if not timeout > 0:
             raise ValueError(f"timeout must be a positive number of seconds, not {timeout!r}")
         if consistency not in CONSISTENCY:
@@ -198,10 +215,18 @@ class _Core:
         #: True while this connection holds the server's lock (written under the caller's lock).
         self.holding = False
 
-    def prepare(self, op: str, *, source: str = "", syntax: str = "eval",
-                params: dict[str, Any] | None = None, root: str = "db",
-                wait: float | None = None, txn: bool | None = None,
-                limit: float | None = None) -> _Exchange:
+    def prepare(
+        self,
+        op: str,
+        *,
+        source: str = "",
+        syntax: str = "eval",
+        params: dict[str, Any] | None = None,
+        root: str = "db",
+        wait: float | None = None,
+        txn: bool | None = None,
+        limit: float | None = None,
+    ) -> _Exchange:
         """Build the exchange for one request: routing, control values, deadline.
 
         A query goes to the next read URI unless the lock is held (a transaction reads what it
@@ -212,8 +237,7 @@ class _Core:
         if CONTROL_PARAM in params:
             raise ValueError(f"the parameter name {CONTROL_PARAM!r} is reserved by pyzdb")
         queue_wait = self.timeout * QUEUE_SHARE if wait is None else wait
-        params[CONTROL_PARAM] = {"wait": queue_wait,
-                                 "txn": self.holding if txn is None else txn}
+        params[CONTROL_PARAM] = {"wait": queue_wait, "txn": self.holding if txn is None else txn}
         uri = self.uri
         if op == "query" and self._readers is not None and not self.holding:
             uri = self._next_reader()
@@ -223,8 +247,9 @@ class _Core:
             params[CONTROL_PARAM]["wait"] = limit * QUEUE_SHARE
             if self.consistency == "read-your-writes":
                 min_seq = self.written_seq
-        request = protocol.Request(next(self._ids), op, source, root, params, syntax,
-                                   self.session, min_seq)
+        request = protocol.Request(
+            next(self._ids), op, source, root, params, syntax, self.session, min_seq
+        )
         if limit is None:
             limit = self.timeout + (queue_wait if op == "lock" else 0.0)
         return _Exchange(request, uri, limit, self.max_message)
@@ -255,16 +280,24 @@ class _Core:
         params = dict(request.params)
         if uri == self.uri:
             params[CONTROL_PARAM] = {"wait": self.timeout * QUEUE_SHARE, "txn": False}
-        again = protocol.Request(next(self._ids), request.op, request.source, request.root,
-                                 params, request.syntax, request.session,
-                                 request.min_seq if uri != self.uri else 0)
+        again = protocol.Request(
+            next(self._ids),
+            request.op,
+            request.source,
+            request.root,
+            params,
+            request.syntax,
+            request.session,
+            request.min_seq if uri != self.uri else 0,
+        )
         limit = self.timeout if uri == self.uri else min(self.timeout, REPLICA_LIMIT)
         rerouted = _Exchange(again, uri, limit, self.max_message)
         rerouted.tried = tried + 1
         return rerouted
 
-    def outcome(self, exchange: _Exchange, reply: protocol.Reply,
-                reader: Callable[[str], bytes]) -> Any:
+    def outcome(
+        self, exchange: _Exchange, reply: protocol.Reply, reader: Callable[[str], bytes]
+    ) -> Any:
         """The value of a reply, or its error raised as the matching exception."""
         if reply.seq > self.last_seq:
             self.last_seq = reply.seq
@@ -299,8 +332,9 @@ class _Channel:
     handshake succeeded, a refused key (`curve`: AuthenticationError at once, never retried).
     """
 
-    def __init__(self, context: zmq.Context, uri: str,
-                 credential: Credential | None = None) -> None:
+    def __init__(
+        self, context: zmq.Context, uri: str, credential: Credential | None = None
+    ) -> None:
         self.context = context
         self.uri = uri
         self.credential = credential
@@ -432,8 +466,9 @@ class _Channel:
                 return True
             if time.monotonic() >= deadline:
                 return False
-        return bool(await self.socket.poll(max(0.0, deadline - time.monotonic()) * 1000,
-                                           zmq.POLLIN))
+        return bool(
+            await self.socket.poll(max(0.0, deadline - time.monotonic()) * 1000, zmq.POLLIN)
+        )
 
     def close(self) -> None:
         self.watch.close()  # closes the socket too, after switching its monitor off
@@ -442,11 +477,16 @@ class _Channel:
 class Connection(DatabaseAPI):
     """A remote pyzdb database; see `connect`. Safe to share between threads."""
 
-    def __init__(self, uri: str, timeout: float = DEFAULT_TIMEOUT,
-                 read_uris: list[str] | None = None, *,
-                 max_message: int = protocol.MAX_REQUEST_SIZE,
-                 consistency: str = "read-your-writes",
-                 key: str | os.PathLike[str] | None = None) -> None:
+    def __init__(
+        self,
+        uri: str,
+        timeout: float = DEFAULT_TIMEOUT,
+        read_uris: list[str] | None = None,
+        *,
+        max_message: int = protocol.MAX_REQUEST_SIZE,
+        consistency: str = "read-your-writes",
+        key: str | os.PathLike[str] | None = None,
+    ) -> None:
         self._core = _Core(uri, timeout, read_uris, max_message, consistency)
         self._credential = curve.credential_for(key)
         self._context = zmq.Context.instance()
@@ -472,8 +512,9 @@ class Connection(DatabaseAPI):
     def _call(
         self, write: bool, source: str, syntax: str, params: dict[str, Any], root: str = "db"
     ) -> Any:
-        return self._send("execute" if write else "query", source=source, syntax=syntax,
-                          params=params, root=root)
+        return self._send(
+            "execute" if write else "query", source=source, syntax=syntax, params=params, root=root
+        )
 
     def _send(self, op: str, **fields: Any) -> Any:
         # `_turn` spelled out: this is every request's path, and a generator-based context
@@ -493,8 +534,10 @@ class Connection(DatabaseAPI):
             self._mutex.release()
 
     def _busy(self) -> LockTimeout:
-        return LockTimeout(f"another thread of this connection kept it (a transaction or a "
-                           f"long request) for more than {self._core.timeout:g} s")
+        return LockTimeout(
+            f"another thread of this connection kept it (a transaction or a "
+            f"long request) for more than {self._core.timeout:g} s"
+        )
 
     @contextlib.contextmanager
     def _turn(self) -> Iterator[None]:
@@ -597,8 +640,9 @@ class Connection(DatabaseAPI):
         if not wait >= 0:
             raise ValueError(f"timeout must be None or seconds >= 0, not {timeout!r}")
         if not self._mutex.acquire(timeout=wait):
-            raise LockTimeout(f"another thread of this connection held its lock for more than "
-                              f"{wait:g} s")
+            raise LockTimeout(
+                f"another thread of this connection held its lock for more than {wait:g} s"
+            )
         try:
             if self._closed:
                 raise Error("the connection is closed")
@@ -610,8 +654,12 @@ class Connection(DatabaseAPI):
             raise
         self._core.holding = True
         self._heartbeat = threading.Event()
-        threading.Thread(target=self._beat, args=(self._heartbeat, lease / 3), daemon=True,
-                         name="pyzdb-heartbeat").start()
+        threading.Thread(
+            target=self._beat,
+            args=(self._heartbeat, lease / 3),
+            daemon=True,
+            name="pyzdb-heartbeat",
+        ).start()
 
     def unlock(self) -> None:
         """Commit the locked requests as one unit and let others in.
@@ -646,8 +694,7 @@ class Connection(DatabaseAPI):
         try:
             while not stop.wait(interval):
                 try:
-                    self._exchange(self._core.prepare("ping", txn=False, limit=interval),
-                                   channel)
+                    self._exchange(self._core.prepare("ping", txn=False, limit=interval), channel)
                 except Error as exc:
                     log.debug("heartbeat ping failed: %s", exc)
         finally:
@@ -679,8 +726,9 @@ def applied_by(info: dict[str, Any], seq: int) -> int:
     return sum(1 for replica in replicas if replica.get("applied_seq", 0) >= seq)
 
 
-def wait_replicas(send: Callable[[str], Any], seq: int, n: int, timeout: float,
-                  sleep: Callable[[float], Any]) -> int:
+def wait_replicas(
+    send: Callable[[str], Any], seq: int, n: int, timeout: float, sleep: Callable[[float], Any]
+) -> int:
     """`Connection.wait_replicas` for any sender: poll the primary's info until n replicas
     applied `seq` or `timeout` passed."""
     deadline = time.monotonic() + timeout
@@ -691,10 +739,13 @@ def wait_replicas(send: Callable[[str], Any], seq: int, n: int, timeout: float,
         sleep(0.01)
 
 
-def connect(uri: str = "tcp://127.0.0.1:5559", timeout: float = DEFAULT_TIMEOUT,
-            read_uris: list[str] | None = None,
-            consistency: str = "read-your-writes",
-            key: str | os.PathLike[str] | None = None) -> Connection:
+def connect(
+    uri: str = "tcp://127.0.0.1:5559",
+    timeout: float = DEFAULT_TIMEOUT,
+    read_uris: list[str] | None = None,
+    consistency: str = "read-your-writes",
+    key: str | os.PathLike[str] | None = None,
+) -> Connection:
     """Connect to a `pyzdb-server`; reads (queries) go round-robin to `read_uris` if given.
 
     With replicas, a read after a write of this connection waits at the replica until it has

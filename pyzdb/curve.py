@@ -68,23 +68,28 @@ def refusal(kind: int | None, credential: Credential | None, uri: str) -> Authen
     if kind is None:
         return AuthenticationError(
             f"the handshake with {uri} failed on a reconnect: was the server restarted with "
-            "other keys, or this key revoked?")
+            "other keys, or this key revoked?"
+        )
     if credential is None:
         return AuthenticationError(
             f"the handshake with {uri} failed: that server requires a key (it was started "
-            "with --keys): connect with key='NAME.pyzdb-key' or set $PYZDB_KEY")
+            "with --keys): connect with key='NAME.pyzdb-key' or set $PYZDB_KEY"
+        )
     name = credential.name
     if kind == _FAILED_AUTH:
         return AuthenticationError(
             f"{uri} refused the key {name!r} ({credential.path}): it is unknown to "
-            "that server or was revoked")
+            "that server or was revoked"
+        )
     if kind == _FAILED_PROTOCOL:
         return AuthenticationError(
             f"the CURVE handshake with {uri} failed: that server does not use keys (start "
-            "it with --keys DIR), or speaks another protocol")
+            "it with --keys DIR), or speaks another protocol"
+        )
     return AuthenticationError(
         f"the CURVE handshake with {uri} failed: the server's key is not the one in "
-        f"{credential.path} (was the server key rotated, or is this another server?)")
+        f"{credential.path} (was the server key rotated, or is this another server?)"
+    )
 
 
 __all__ = ["KEY_ENV", "configure", "credential_for", "is_refusal", "refusal"]

@@ -46,8 +46,9 @@ class Database(DatabaseAPI):
         with self._mutex:
             self._check_open()
             try:
-                value = self._engine.run(source, write=write, syntax=syntax, params=params,
-                                         root=root)
+                value = self._engine.run(
+                    source, write=write, syntax=syntax, params=params, root=root
+                )
             except (SecurityError, LimitExceeded, SyntaxError):
                 self._stats.record(b"", "refused")
                 raise
@@ -89,10 +90,14 @@ class Database(DatabaseAPI):
             sections["clients"] = self._stats.section()
             sections["clients"]["connected"] = 1
             journal = self._engine.journal
-            sections["server"].update({"seq": journal.last_seq,
-                                       "durable_seq": journal.durable_seq,
-                                       "first_retained_seq": journal.first_seq,
-                                       "retain_journal": journal.retain})
+            sections["server"].update(
+                {
+                    "seq": journal.last_seq,
+                    "durable_seq": journal.durable_seq,
+                    "first_retained_seq": journal.first_seq,
+                    "retain_journal": journal.retain,
+                }
+            )
             sections["replication"] = {"role": "embedded", "replicas": []}
             return sections
 
@@ -176,8 +181,7 @@ def open(  # noqa: A001 - the public name of DESIGN.md
     budget = budget or Budget()
     if time_limit is not None:
         budget = dataclasses.replace(budget, time=time_limit)
-    config = EngineConfig(fsync=fsync, budget=budget, undo_depth=undo_depth,
-                          retain=retain_journal)
+    config = EngineConfig(fsync=fsync, budget=budget, undo_depth=undo_depth, retain=retain_journal)
     try:
         engine = Engine(path, config)
     except Error as exc:

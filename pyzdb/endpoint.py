@@ -41,11 +41,15 @@ def in_use_hint(directory: str | os.PathLike[str]) -> str:
     """What to do about a data directory another process holds."""
     uri = read_endpoint(directory)
     if uri:
-        return (f"a pyzdb-server serves it on {uri}: reach it with pyzdb.connect({uri!r}), "
-                f"`pyzdb {uri}` or `pyzdb-eval --connect {uri} ...`")
-    return ("if that process is a pyzdb-server, reach it with pyzdb.connect(uri), `pyzdb URI` "
-            "or `pyzdb-eval --connect URI ...` (default tcp://127.0.0.1:5559) instead of "
-            "opening the directory")
+        return (
+            f"a pyzdb-server serves it on {uri}: reach it with pyzdb.connect({uri!r}), "
+            f"`pyzdb {uri}` or `pyzdb-eval --connect {uri} ...`"
+        )
+    return (
+        "if that process is a pyzdb-server, reach it with pyzdb.connect(uri), `pyzdb URI` "
+        "or `pyzdb-eval --connect URI ...` (default tcp://127.0.0.1:5559) instead of "
+        "opening the directory"
+    )
 
 
 __all__ = ["write_endpoint", "remove_endpoint", "read_endpoint", "in_use_hint"]

@@ -81,11 +81,11 @@ class Engine:
         self.config = config or EngineConfig()
         self.directory = Path(directory)
         self.blob_dir = self.directory / "blobs"
-        self.journal = Journal(self.directory, fsync=self.config.fsync,
-                               retain=self.config.retain)
+        self.journal = Journal(self.directory, fsync=self.config.fsync, retain=self.config.retain)
         #: `(seq, tag)` of the newest tagged units replayed by recovery (see `run`'s `tag`).
         self.recovered_tags: collections.deque[tuple[int, Any]] = collections.deque(
-            maxlen=TAGS_KEPT)
+            maxlen=TAGS_KEPT
+        )
         try:
             self.recovery = self._recover()
         except BaseException:
@@ -200,8 +200,7 @@ class Engine:
             gc.set_threshold(*thresholds)
         return value
 
-    def _commit_unit(self, label: str, sync: bool,
-                     tag: Callable[[], Any] | None = None) -> None:
+    def _commit_unit(self, label: str, sync: bool, tag: Callable[[], Any] | None = None) -> None:
         effects = self.store.commit(label[:LABEL_CHARS])
         if effects:
             record: tuple[Any, ...] = ("unit", label[:LABEL_CHARS], time.time(), effects)
@@ -253,8 +252,9 @@ class Engine:
         self.store.begin()
         self._in_transaction = True
 
-    def commit(self, label: str = "transaction", sync: bool = True,
-               tag: Callable[[], Any] | None = None) -> None:
+    def commit(
+        self, label: str = "transaction", sync: bool = True, tag: Callable[[], Any] | None = None
+    ) -> None:
         if not self._in_transaction:
             raise Error("no transaction is open")
         self._in_transaction = False

@@ -65,22 +65,55 @@ class AuthenticationError(Error):
 QUERY_EXCEPTIONS: dict[str, type[Exception]] = {
     cls.__name__: cls
     for cls in (
-        ArithmeticError, AssertionError, AttributeError, IndexError, KeyError, LookupError,
-        NameError, NotImplementedError, OverflowError, RecursionError, RuntimeError,
-        StopIteration, TypeError, UnboundLocalError, UnicodeError, ValueError,
-        ZeroDivisionError, Exception,
+        ArithmeticError,
+        AssertionError,
+        AttributeError,
+        IndexError,
+        KeyError,
+        LookupError,
+        NameError,
+        NotImplementedError,
+        OverflowError,
+        RecursionError,
+        RuntimeError,
+        StopIteration,
+        TypeError,
+        UnboundLocalError,
+        UnicodeError,
+        ValueError,
+        ZeroDivisionError,
+        Exception,
     )
 }
 
 #: pyzdb's own exceptions, by wire name.
 PYZDB_EXCEPTIONS: dict[str, type[Error]] = {
     cls.__name__: cls
-    for cls in (Error, SecurityError, LimitExceeded, ConnectionError, ProtocolError, LockTimeout,
-                ReadOnlyError, HistoryLost, ReplicaBehind, AuthenticationError)
+    for cls in (
+        Error,
+        SecurityError,
+        LimitExceeded,
+        ConnectionError,
+        ProtocolError,
+        LockTimeout,
+        ReadOnlyError,
+        HistoryLost,
+        ReplicaBehind,
+        AuthenticationError,
+    )
 }
 
 __all__ = [
-    "Error", "SecurityError", "LimitExceeded", "ConnectionError", "ProtocolError", "LockTimeout",
-    "ReadOnlyError", "HistoryLost", "ReplicaBehind", "AuthenticationError",
-    "QUERY_EXCEPTIONS", "PYZDB_EXCEPTIONS",
+    "Error",
+    "SecurityError",
+    "LimitExceeded",
+    "ConnectionError",
+    "ProtocolError",
+    "LockTimeout",
+    "ReadOnlyError",
+    "HistoryLost",
+    "ReplicaBehind",
+    "AuthenticationError",
+    "QUERY_EXCEPTIONS",
+    "PYZDB_EXCEPTIONS",
 ]

@@ -32,8 +32,9 @@ class FairReplyCache:
     session, its oldest reply first (see the module docstring).
     """
 
-    def __init__(self, per_session: int = 64, max_entries: int = 65536,
-                 max_bytes: int = 64 * 1024 * 1024) -> None:
+    def __init__(
+        self, per_session: int = 64, max_entries: int = 65536, max_bytes: int = 64 * 1024 * 1024
+    ) -> None:
         self.per_session = per_session
         self.max_entries = max_entries
         self.max_bytes = max_bytes

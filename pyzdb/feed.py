@@ -140,12 +140,17 @@ class Hub:
         if follower is None:
             marker = read_replica_state(self.engine.directory)
             promoted = marker is not None
-            self.history = load_history(self.engine.directory,
-                                        renew=promoted or self.journal.cut_tail)
+            self.history = load_history(
+                self.engine.directory, renew=promoted or self.journal.cut_tail
+            )
             if promoted:
-                log.warning("%s was a replica of %s: serving it as a primary under the new "
-                            "history id %s (its replicas start over)", self.engine.directory,
-                            marker.get("primary"), self.history)
+                log.warning(
+                    "%s was a replica of %s: serving it as a primary under the new "
+                    "history id %s (its replicas start over)",
+                    self.engine.directory,
+                    marker.get("primary"),
+                    self.history,
+                )
                 os.unlink(os.path.join(self.engine.directory, REPLICA_FILE))
             elif self.journal.cut_tail:
                 log.warning("recovery cut a torn tail: new history id %s", self.history)
@@ -154,8 +159,12 @@ class Hub:
         self._snapshots: dict[str, tuple[int, bytes, float, list[Any]]] = {}
         self._commits: collections.deque[tuple[int, float]] = collections.deque(maxlen=100_000)
         self._seen_seq = self.engine.last_seq
-        self.ops = {"watch": self._op_watch, "replicate": self._op_replicate,
-                    "snapshot": self._op_snapshot, "info": self._op_info}
+        self.ops = {
+            "watch": self._op_watch,
+            "replicate": self._op_replicate,
+            "snapshot": self._op_snapshot,
+            "info": self._op_info,
+        }
         seed_reply_cache(server.cache, self.engine)
         self.backlog = getattr(server.config, "replica_backlog", REPLICA_BACKLOG)
         if follower is None:
@@ -163,8 +172,13 @@ class Hub:
 
     # -- hooks of the server loop --------------------------------------------------------------
 
-    def intercept(self, envelope: list[bytes], request: Request, params: dict[str, Any],
-                  control: dict[str, Any]) -> bool:
+    def intercept(
+        self,
+        envelope: list[bytes],
+        request: Request,
+        params: dict[str, Any],
+        control: dict[str, Any],
+    ) -> bool:
         """Park a request that must wait for a seq, or run a journal-only one past the lock
         queue. True: handled here (the server does nothing more with it)."""
         op = request.op
@@ -172,8 +186,11 @@ class Hub:
             return self._park(envelope, request, params, control, request.min_seq, True)
         if op in ("watch", "replicate"):
             seq = params.get("since" if op == "watch" else "after")
-            if (type(seq) is int and seq >= self._visible()
-                    and (not params.get("base") or seq > self.engine.last_seq)):
+            if (
+                type(seq) is int
+                and seq >= self._visible()
+                and (not params.get("base") or seq > self.engine.last_seq)
+            ):
                 if op == "watch" and self.follower is None and seq > self.engine.last_seq:
                     return False  # the primary's history ends before it: HistoryLost now
                 return self._park(envelope, request, params, control, seq, False)
@@ -182,8 +199,15 @@ class Hub:
             return True
         return False
 
-    def _park(self, envelope: list[bytes], request: Request, params: dict[str, Any],
-              control: dict[str, Any], seq: int, reached: bool) -> bool:
+    def _park(
+        self,
+        envelope: list[bytes],
+        request: Request,
+        params: dict[str, Any],
+        control: dict[str, Any],
+        seq: int,
+        reached: bool,
+    ) -> bool:
         if request.session:
             for parked in self._parked:  # a resend (lazy pirate): answer it on its new socket
                 if parked.request.id == request.id and parked.request.session == request.session:
@@ -194,8 +218,9 @@ class Hub:
         wait = control.get("wait", LONG_POLL)
         if not reached:
             wait = min(wait, LONG_POLL)
-        self._parked.append(_Parked(envelope, request, params, control,
-                                    time.monotonic() + wait, seq, reached))
+        self._parked.append(
+            _Parked(envelope, request, params, control, time.monotonic() + wait, seq, reached)
+        )
         return True
 
     def wake(self) -> bool:
@@ -219,9 +244,13 @@ class Hub:
             if parked.reached and last < parked.seq:
                 error = ReplicaBehind(
                     f"this replica has applied seq {last}, not yet seq {parked.seq} that the "
-                    f"read must see (read-your-writes); ask the primary")
-                self.server._reply(parked.envelope, parked.request, Reply(
-                    parked.request.id, False, None, last, protocol.error_to_info(error)))
+                    f"read must see (read-your-writes); ask the primary"
+                )
+                self.server._reply(
+                    parked.envelope,
+                    parked.request,
+                    Reply(parked.request.id, False, None, last, protocol.error_to_info(error)),
+                )
             else:
                 self.server._run(parked.envelope, parked.request, parked.params, parked.control)
         return bool(ready)
@@ -246,29 +275,45 @@ class Hub:
     def _op_replicate(self, request: Request, params: dict[str, Any]) -> dict[str, Any]:
         after, history, crc = params.get("after"), params.get("history"), params.get("crc")
         name = params.get("name")
-        if not (type(after) is int and after >= 0 and type(name) is str and len(name) < 1024
-                and (history is None or type(history) is str)
-                and (crc is None or type(crc) is int)):
-            raise ProtocolError("replicate needs params after (seq), name (str), history "
-                                "(str or None) and crc (int or None)")
+        if not (
+            type(after) is int
+            and after >= 0
+            and type(name) is str
+            and len(name) < 1024
+            and (history is None or type(history) is str)
+            and (crc is None or type(crc) is int)
+        ):
+            raise ProtocolError(
+                "replicate needs params after (seq), name (str), history "
+                "(str or None) and crc (int or None)"
+            )
         if self.follower is not None:
-            raise Error("this server is a replica: replicate from its primary "
-                        f"{self.follower.primary}")
+            raise Error(
+                f"this server is a replica: replicate from its primary {self.follower.primary}"
+            )
         if name not in self.replicas and len(self.replicas) >= MAX_REPLICAS:
             raise Error(f"this primary already follows {MAX_REPLICAS} replicas")
         self.replicas[name] = ReplicaSeen(name, after, time.time())
         last = self.engine.last_seq
         reason = None
         if history != self.history:
-            reason = ("a new replica" if history is None
-                      else f"history {history} is not the primary's {self.history}")
+            reason = (
+                "a new replica"
+                if history is None
+                else f"history {history} is not the primary's {self.history}"
+            )
         elif after > last:
             reason = f"the replica is at seq {after}, past the primary's last seq {last}"
         elif after and after < self.journal.first_seq - 1:
-            reason = (f"the replica is at seq {after}, behind the retained journal (it starts "
-                      f"at seq {self.journal.first_seq})")
-            log.warning("replica %s fell behind the retained journal: it resyncs from a "
-                        "snapshot (raise --retain-journal to avoid this)", name)
+            reason = (
+                f"the replica is at seq {after}, behind the retained journal (it starts "
+                f"at seq {self.journal.first_seq})"
+            )
+            log.warning(
+                "replica %s fell behind the retained journal: it resyncs from a "
+                "snapshot (raise --retain-journal to avoid this)",
+                name,
+            )
         if reason is None:
             # The checksum of the replica's last record, while the primary still has it.
             checked = after and crc is not None and after >= self.journal.first_seq
@@ -299,8 +344,9 @@ class Hub:
         if self.follower is not None:
             raise Error("this server is a replica: take a snapshot from its primary")
         now = time.monotonic()
-        for old in [t for t, (_, _, made, _) in self._snapshots.items()
-                    if now - made > SNAPSHOT_TTL]:
+        for old in [
+            t for t, (_, _, made, _) in self._snapshots.items() if now - made > SNAPSHOT_TTL
+        ]:
             del self._snapshots[old]
         if token is None:
             if self.engine.in_transaction:
@@ -319,11 +365,17 @@ class Hub:
         if found is None:
             raise Error("that snapshot expired: ask for a new one")
         seq, data, _, tags = found
-        chunk = data[offset:offset + SNAPSHOT_CHUNK]
+        chunk = data[offset : offset + SNAPSHOT_CHUNK]
         if offset + len(chunk) >= len(data):
             self._snapshots.pop(token, None)
-        return {"token": token, "seq": seq, "size": len(data), "history": self.history,
-                "chunk": chunk, "tags": tags if offset == 0 else []}
+        return {
+            "token": token,
+            "seq": seq,
+            "size": len(data),
+            "history": self.history,
+            "chunk": chunk,
+            "tags": tags if offset == 0 else [],
+        }
 
     def replica_floor(self) -> int | None:
         """The lowest seq a replica still needs (the journal keeps it), within the backlog."""
@@ -333,9 +385,13 @@ class Hub:
             if now - seen.seen > REPLICA_FORGET:
                 del self.replicas[seen.name]
             elif last - seen.applied > self.backlog:
-                log.warning("replica %s is %d records behind, past the backlog of %d kept for "
-                            "it: it will start over from a snapshot", seen.name,
-                            last - seen.applied, self.backlog)
+                log.warning(
+                    "replica %s is %d records behind, past the backlog of %d kept for "
+                    "it: it will start over from a snapshot",
+                    seen.name,
+                    last - seen.applied,
+                    self.backlog,
+                )
             elif needed is None or seen.applied < needed:
                 needed = seen.applied
         return None if needed is None else max(0, needed - 1)  # its last record: the crc
@@ -346,10 +402,14 @@ class Hub:
         """The server's `info` sections with the stream's figures and a ``replication``
         section added."""
         sections = self.server.info()
-        sections["server"].update({"seq": self.engine.last_seq,
-                                   "durable_seq": self.journal.durable_seq,
-                                   "first_retained_seq": self.journal.first_seq,
-                                   "retain_journal": self.journal.retain})
+        sections["server"].update(
+            {
+                "seq": self.engine.last_seq,
+                "durable_seq": self.journal.durable_seq,
+                "first_retained_seq": self.journal.first_seq,
+                "retain_journal": self.journal.retain,
+            }
+        )
         sections["replication"] = self.replication_info()
         return sections
 
@@ -363,18 +423,24 @@ class Hub:
             if now - seen.seen > REPLICA_GONE:
                 continue
             behind = next((when for seq, when in self._commits if seq > seen.applied), None)
-            replicas.append({"name": seen.name, "applied_seq": seen.applied,
-                             "lag_records": max(0, last - seen.applied),
-                             "lag_seconds": 0.0 if behind is None else max(0.0, now - behind),
-                             "last_seen": seen.seen})
+            replicas.append(
+                {
+                    "name": seen.name,
+                    "applied_seq": seen.applied,
+                    "lag_records": max(0, last - seen.applied),
+                    "lag_seconds": 0.0 if behind is None else max(0.0, now - behind),
+                    "last_seen": seen.seen,
+                }
+            )
         return {"role": "primary", "history": self.history, "seq": last, "replicas": replicas}
 
 
 # -- the change feed over one engine (the server's and the embedded database's) ------------------
 
 
-def watch_reply(engine: Any, params: dict[str, Any], visible: int,
-                replica: bool = False) -> dict[str, Any]:
+def watch_reply(
+    engine: Any, params: dict[str, Any], visible: int, replica: bool = False
+) -> dict[str, Any]:
     """Answer one poll of a change feed: `params` are ``path``, ``since`` and ``base``.
 
     ``since=None``: the current value and seq. Otherwise the records after ``since`` up to
@@ -385,22 +451,31 @@ def watch_reply(engine: Any, params: dict[str, Any], visible: int,
     longer retained.
     """
     path, since = params.get("path"), params.get("since")
-    if type(path) not in (list, tuple) or not (since is None or (type(since) is int
-                                                                 and since >= 0)):
-        raise ProtocolError("watch needs params path (a list of keys) and since "
-                            "(None or a seq >= 0)")
+    if type(path) not in (list, tuple) or not (
+        since is None or (type(since) is int and since >= 0)
+    ):
+        raise ProtocolError(
+            "watch needs params path (a list of keys) and since (None or a seq >= 0)"
+        )
     watched = tuple(path)
     last = engine.last_seq
     if since is None:
         if engine.in_transaction:
             raise Error("the database is locked: watch again once the transaction ends")
         value = lookup(engine.store.root, watched)
-        return {"seq": last, "base": True, "exists": value is not MISSING,
-                "value": None if value is MISSING else value, "records": []}
+        return {
+            "seq": last,
+            "base": True,
+            "exists": value is not MISSING,
+            "value": None if value is MISSING else value,
+            "records": [],
+        }
     if since > last:
         if not replica:
-            raise HistoryLost(f"this server's history ends at seq {last}, before seq "
-                              f"{since}: it was restored from an older copy")
+            raise HistoryLost(
+                f"this server's history ends at seq {last}, before seq "
+                f"{since}: it was restored from an older copy"
+            )
         return {"seq": since, "base": False, "records": [], "exists": False, "value": None}
     reply: dict[str, Any] = {"base": False, "exists": False, "value": None}
     if params.get("base"):
@@ -433,8 +508,10 @@ def _records(journal: Any, after: int, end: int) -> list[tuple[int, Any]]:
     try:
         stream = journal.records_since(after)
     except Error as exc:
-        raise HistoryLost(f"records after seq {after} are no longer retained ({exc}); "
-                          "watch again with since=None, or raise --retain-journal") from None
+        raise HistoryLost(
+            f"records after seq {after} are no longer retained ({exc}); "
+            "watch again with since=None, or raise --retain-journal"
+        ) from None
     try:
         return list(itertools.takewhile(lambda item: item[0] <= end, stream))
     finally:
@@ -451,8 +528,10 @@ def value_at(journal: Any, watched: tuple[Any, ...], seq: int) -> Shadow:
     elif first == 1 or journal.last_seq == 0:
         base, shadow = 0, Shadow(watched, {} if not watched else MISSING)  # () is the root
     else:
-        raise HistoryLost(f"seq {seq} is older than the retained journal (it starts at "
-                          f"seq {first}); watch again with since=None")
+        raise HistoryLost(
+            f"seq {seq} is older than the retained journal (it starts at "
+            f"seq {first}); watch again with since=None"
+        )
     if seq <= base:
         return shadow
     try:
@@ -478,5 +557,15 @@ def _close(stream: Any) -> None:
         close()
 
 
-__all__ = ["Hub", "ReplicaSeen", "make_tag", "watch_reply", "value_at", "visible_seq", "unfreeze",
-           "LONG_POLL", "DEFAULT_RETAIN", "REPLICA_BACKLOG"]
+__all__ = [
+    "Hub",
+    "ReplicaSeen",
+    "make_tag",
+    "watch_reply",
+    "value_at",
+    "visible_seq",
+    "unfreeze",
+    "LONG_POLL",
+    "DEFAULT_RETAIN",
+    "REPLICA_BACKLOG",
+]

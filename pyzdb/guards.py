@@ -68,8 +68,24 @@ INT_TEXT_LIMIT = 5000
 #: Codecs and error handlers `str.encode`, `bytes.decode`, `str()` and `bytes()` accept: none
 #: grows its input more than four times, and a custom handler the host registered could run
 #: arbitrary code.
-ENCODINGS = frozenset({"utf-8", "utf8", "utf_8", "ascii", "latin-1", "latin1", "latin_1",
-                       "iso-8859-1", "utf-16", "utf16", "utf_16", "utf-32", "utf32", "utf_32"})
+ENCODINGS = frozenset(
+    {
+        "utf-8",
+        "utf8",
+        "utf_8",
+        "ascii",
+        "latin-1",
+        "latin1",
+        "latin_1",
+        "iso-8859-1",
+        "utf-16",
+        "utf16",
+        "utf_16",
+        "utf-32",
+        "utf32",
+        "utf_32",
+    }
+)
 ERROR_HANDLERS = frozenset({"strict", "ignore", "replace"})
 
 
@@ -133,14 +149,19 @@ _STR_BYTES_COMMON = (
     "swapcase title upper zfill"
 ).split()
 _NUMBER = "as_integer_ratio conjugate imag real is_integer".split()
-_SET_READ = ("copy difference intersection isdisjoint issubset issuperset symmetric_difference "
-             "union").split()
-_SET_WRITE = ("add clear difference_update discard intersection_update pop remove "
-              "symmetric_difference_update update").split()
+_SET_READ = (
+    "copy difference intersection isdisjoint issubset issuperset symmetric_difference union"
+).split()
+_SET_WRITE = (
+    "add clear difference_update discard intersection_update pop remove "
+    "symmetric_difference_update update"
+).split()
 
 ATTRIBUTES: dict[type, frozenset[str]] = {
-    str: frozenset(_STR_BYTES_COMMON + "casefold encode isdecimal isidentifier isnumeric "
-                   "isprintable format format_map".split()),
+    str: frozenset(
+        _STR_BYTES_COMMON
+        + "casefold encode isdecimal isidentifier isnumeric isprintable format format_map".split()
+    ),
     bytes: frozenset(_STR_BYTES_COMMON + ["decode", "hex"]),
     list: frozenset("append clear copy count extend index insert pop remove reverse sort".split()),
     tuple: frozenset(["count", "index"]),
@@ -165,17 +186,31 @@ ALL_ATTRIBUTES: frozenset[str] = frozenset().union(*ATTRIBUTES.values(), FILE_AT
 #: BaseException family (SystemExit, KeyboardInterrupt, GeneratorExit) is left out: raised in a
 #: server they end the process; MemoryError is left out because it is a budget signal.
 EXCEPTIONS: tuple[type[Exception], ...] = (
-    ArithmeticError, AssertionError, AttributeError, Exception, IndexError, KeyError,
-    LookupError, NameError, NotImplementedError, OverflowError, RecursionError, RuntimeError,
-    StopIteration, TypeError, UnboundLocalError, UnicodeError, ValueError, ZeroDivisionError,
+    ArithmeticError,
+    AssertionError,
+    AttributeError,
+    Exception,
+    IndexError,
+    KeyError,
+    LookupError,
+    NameError,
+    NotImplementedError,
+    OverflowError,
+    RecursionError,
+    RuntimeError,
+    StopIteration,
+    TypeError,
+    UnboundLocalError,
+    UnicodeError,
+    ValueError,
+    ZeroDivisionError,
 )
 _CATCHABLE = frozenset(EXCEPTIONS)
 
 _SEQUENCES = (str, bytes, list, tuple)
 _DICT_KEYS, _DICT_VALUES = type({}.keys()), type({}.values())
 #: Types whose len() is known and bounded; subclasses of list and dict join on first sight.
-_SIZED: set[type] = {list, tuple, str, bytes, dict, set, frozenset, range, _DICT_KEYS,
-                     _DICT_VALUES}
+_SIZED: set[type] = {list, tuple, str, bytes, dict, set, frozenset, range, _DICT_KEYS, _DICT_VALUES}
 _SCALARS = frozenset({int, float, bool, type(None), complex})
 _IMMUTABLE = _SCALARS | {str, bytes, tuple, frozenset, range}
 _MISSING: Any = object()
@@ -304,14 +339,17 @@ def _nest_depth(sources: Iterable[Any]) -> int:
         if inner > depth:
             depth = inner
     if depth >= MAX_ITER_DEPTH:
-        _request().refuse(f"iterators nested more than {MAX_ITER_DEPTH} deep are refused "
-                          "(advancing them would overflow the C stack)")
+        _request().refuse(
+            f"iterators nested more than {MAX_ITER_DEPTH} deep are refused "
+            "(advancing them would overflow the C stack)"
+        )
     return depth + 1
 
 
 _PRINTF_STR = re.compile(
     r"%(?:\((?P<key>[^)]*)\))?[-#0 +]*(?P<width>\*|\d+)?(?:\.(?P<prec>\*|\d*))?[hlL]?(?P<conv>.)",
-    re.S)
+    re.S,
+)
 _PRINTF_BYTES = re.compile(_PRINTF_STR.pattern.encode(), re.S)
 _DIGITS = re.compile(r"\d+")
 #: A format with one bare %s, %d or %i and no other %: `Request.mod` prices it without a walk.
@@ -365,20 +403,27 @@ class Request:
         return self.fail(SecurityError(message))
 
     def too_big(self, what: str, size: int) -> Any:
-        return self.fail(LimitExceeded(
-            f"query would build {what} of size {size}, over the size budget of "
-            f"{self.max_size}", "size"))
+        return self.fail(
+            LimitExceeded(
+                f"query would build {what} of size {size}, over the size budget of {self.max_size}",
+                "size",
+            )
+        )
 
     def _steps_exceeded(self) -> Any:
-        return self.fail(LimitExceeded(
-            f"query iterated over more than {self.budget.steps} items (steps budget)", "steps"))
+        return self.fail(
+            LimitExceeded(
+                f"query iterated over more than {self.budget.steps} items (steps budget)", "steps"
+            )
+        )
 
     def overrun(self) -> Error | None:
         """The tick (SIGALRM or the watchdog thread): has the time or memory budget run out?"""
         if self.error is None:
             if monotonic() >= self.deadline:
                 self.error = LimitExceeded(
-                    f"query ran longer than its time budget of {self.budget.time} s", "time")
+                    f"query ran longer than its time budget of {self.budget.time} s", "time"
+                )
             elif self.memory_base is not None:
                 resident = resident_memory()
                 grown = resident - self.memory_base
@@ -387,11 +432,14 @@ class Request:
                     self.error = LimitExceeded(
                         f"MemoryError: query would take the server past its memory ceiling of "
                         f"{ceiling >> 20} MiB (--max-memory); its effects were undone",
-                        "memory")
+                        "memory",
+                    )
                 elif grown > self.budget.memory:
                     self.error = LimitExceeded(
                         f"query grew the process by {grown >> 20} MiB, over its memory budget "
-                        f"of {self.budget.memory >> 20} MiB", "memory")
+                        f"of {self.budget.memory >> 20} MiB",
+                        "memory",
+                    )
         return self.error
 
     # -- iteration and materialisation: the steps account ------------------------------------
@@ -493,11 +541,20 @@ class Request:
         big = {h for h, m in counts.items() if m > COLLISION_LIMIT}
         first = _dict(_zip(reversed(hashes), reversed(items), strict=True))  # hash -> 1st item
         chosen = _list(_map(big.__contains__, hashes))
-        if not _all(_map(operator.eq, compress(items, chosen),
-                         _map(first.__getitem__, compress(hashes, chosen)))):
-            self.fail(LimitExceeded(
-                f"more than {COLLISION_LIMIT} distinct keys share one hash value: building a "
-                "set or dict of them takes quadratic time in one step", "time"))
+        if not _all(
+            _map(
+                operator.eq,
+                compress(items, chosen),
+                _map(first.__getitem__, compress(hashes, chosen)),
+            )
+        ):
+            self.fail(
+                LimitExceeded(
+                    f"more than {COLLISION_LIMIT} distinct keys share one hash value: building a "
+                    "set or dict of them takes quadratic time in one step",
+                    "time",
+                )
+            )
         return keys
 
     # -- tuples: depth and expanded size ------------------------------------------------------
@@ -550,8 +607,10 @@ class Request:
                 continue
             stack.pop()
             if depth > MAX_TUPLE_DEPTH:
-                self.refuse(f"tuples nested more than {MAX_TUPLE_DEPTH} deep are refused "
-                            "(hashing them would overflow the C stack)")
+                self.refuse(
+                    f"tuples nested more than {MAX_TUPLE_DEPTH} deep are refused "
+                    "(hashing them would overflow the C stack)"
+                )
             if size > self.max_size:
                 self.too_big("a tuple whose nested tuples expand to", size)
             memo[id(node)] = (depth, size)
@@ -575,8 +634,12 @@ class Request:
                     self.too_big("an int (bits/8)", bits // 8)
             elif _isinstance(b, _SEQUENCES) and a > 0 and _len(b) * a > self.max_size:
                 self.too_big(f"a repeated {_type(b).__name__}", _len(b) * a)
-        elif _isinstance(b, int) and _isinstance(a, _SEQUENCES) and b > 0 \
-                and _len(a) * b > self.max_size:
+        elif (
+            _isinstance(b, int)
+            and _isinstance(a, _SEQUENCES)
+            and b > 0
+            and _len(a) * b > self.max_size
+        ):
             self.too_big(f"a repeated {_type(a).__name__}", _len(a) * b)
 
     def pow(self, a: Any, b: Any) -> Any:
@@ -750,8 +813,9 @@ class Request:
         if table is None:
             table = _subclass_table(cls)
             if table is None:  # a function, type, generator, exception...: nothing at all
-                self.refuse(f"attributes of {cls.__name__} objects are not accessible "
-                            f"(tried {name!r})")
+                self.refuse(
+                    f"attributes of {cls.__name__} objects are not accessible (tried {name!r})"
+                )
         how = table.get(name, _MISSING)
         if how is None:
             return getattr(obj, name)
@@ -771,8 +835,7 @@ class Request:
             self.fail(self.error)
         if not _isinstance(obj, (dict, list)):
             if _type(obj) in _IMMUTABLE:
-                raise TypeError(f"{_type(obj).__name__!r} object does not support item "
-                                "assignment")
+                raise TypeError(f"{_type(obj).__name__!r} object does not support item assignment")
             self.refuse(f"cannot assign to items of a {_type(obj).__name__}")
         return obj
 
@@ -809,8 +872,10 @@ class Request:
                 return spec
         elif _type(spec) is type and spec in _CATCHABLE:
             return spec
-        raise TypeError("catching classes that do not inherit from BaseException is not "
-                        "allowed (a query may catch the built-in exception classes only)")
+        raise TypeError(
+            "catching classes that do not inherit from BaseException is not "
+            "allowed (a query may catch the built-in exception classes only)"
+        )
 
     def inplace(self, op: str, x: Any, y: Any) -> Any:
         """`_inplacevar_`: ``x op= y`` for a name, with the sizes of `mul`/`pow` and friends.
@@ -824,8 +889,11 @@ class Request:
             if _isinstance(x, list):
                 self._method(x, "extend")(y)
                 return x
-            if _isinstance(x, _SEQUENCES) and _isinstance(y, _SEQUENCES) \
-                    and _len(x) + _len(y) > self.max_size:
+            if (
+                _isinstance(x, _SEQUENCES)
+                and _isinstance(y, _SEQUENCES)
+                and _len(x) + _len(y) > self.max_size
+            ):
                 self.too_big(f"a {_type(x).__name__}", _len(x) + _len(y))
             return x + y
         if op == "*=":
@@ -872,6 +940,7 @@ class Request:
             if total > self.max_size:
                 self.too_big(f"a joined {_type(sep).__name__}", total)
             return sep.join(items)
+
         return join
 
     def m_replace(self, text: Any) -> Callable[..., Any]:
@@ -886,6 +955,7 @@ class Request:
             if growth > 0 and _len(text) + n * growth > self.max_size:
                 self.too_big(f"a replaced {_type(text).__name__}", _len(text) + n * growth)
             return text.replace(old, new, count)
+
         return replace
 
     def _padder(self, text: Any, name: str) -> Callable[..., Any]:
@@ -895,6 +965,7 @@ class Request:
             if _isinstance(width, int) and width > self.max_size:
                 self.too_big(f"a padded {_type(text).__name__}", width)
             return method(width, *fill)
+
         pad.__name__ = pad.__qualname__ = name
         return pad
 
@@ -918,12 +989,14 @@ class Request:
                 if size > self.max_size:
                     self.too_big(f"an expanded {_type(text).__name__}", size)
             return text.expandtabs(tabsize)
+
         return expandtabs
 
     def m_encode(self, text: str) -> Callable[..., bytes]:
         def encode(encoding: str = "utf-8", errors: str = "strict") -> bytes:
             check_codec(encoding, errors)
             return self._sized_bytes(text.encode(encoding, errors))
+
         return encode
 
     def _sized_bytes(self, data: bytes) -> bytes:
@@ -937,6 +1010,7 @@ class Request:
         def decode(encoding: str = "utf-8", errors: str = "strict") -> str:
             check_codec(encoding, errors)
             return data.decode(encoding, errors)
+
         return decode
 
     def m_extend(self, lst: list[Any]) -> Callable[[Iterable[Any]], None]:
@@ -947,6 +1021,7 @@ class Request:
             if _len(lst) + _len(items) > self.max_size:
                 self.too_big("a list", _len(lst) + _len(items))
             method(items)
+
         return extend
 
     def m_update(self, d: dict[Any, Any]) -> Callable[..., None]:
@@ -959,6 +1034,7 @@ class Request:
             if size > self.max_size:
                 self.too_big("a dict", size)
             method(other, **kwargs)
+
         return update
 
     def m_items(self, d: dict[Any, Any]) -> Callable[[], ItemsView]:
@@ -973,6 +1049,7 @@ class Request:
 
         def call(*others: Any) -> Any:
             return method(*(self.check_hashes(self.materialize(other)) for other in others))
+
         call.__name__ = call.__qualname__ = name
         return call
 
@@ -1023,11 +1100,14 @@ def _flat(value: tuple[Any, ...]) -> tuple[int, int] | None:
 def check_codec(encoding: Any, errors: Any) -> None:
     """Refuse codecs and error handlers outside `ENCODINGS`/`ERROR_HANDLERS`."""
     if not (_isinstance(encoding, str) and encoding.lower() in ENCODINGS):
-        raise SecurityError(f"encoding {encoding!r} is not available in a query "
-                            f"(use one of {', '.join(sorted(ENCODINGS))})")
+        raise SecurityError(
+            f"encoding {encoding!r} is not available in a query "
+            f"(use one of {', '.join(sorted(ENCODINGS))})"
+        )
     if errors not in ERROR_HANDLERS:
-        raise SecurityError(f"error handler {errors!r} is not available in a query "
-                            f"(use strict, ignore or replace)")
+        raise SecurityError(
+            f"error handler {errors!r} is not available in a query (use strict, ignore or replace)"
+        )
 
 
 _statm: tuple[int, int] | None = None  # (pid, fd) of /proc/self/statm, reopened after a fork
@@ -1059,10 +1139,19 @@ _PAGE = _page_size()
 
 
 _INPLACE: dict[str, Callable[[Any, Any], Any]] = {
-    "+=": operator.iadd, "-=": operator.isub, "*=": operator.imul, "/=": operator.itruediv,
-    "//=": operator.ifloordiv, "%=": operator.imod, "**=": operator.ipow,
-    "<<=": operator.ilshift, ">>=": operator.irshift, "&=": operator.iand,
-    "|=": operator.ior, "^=": operator.ixor, "@=": operator.imatmul,
+    "+=": operator.iadd,
+    "-=": operator.isub,
+    "*=": operator.imul,
+    "/=": operator.itruediv,
+    "//=": operator.ifloordiv,
+    "%=": operator.imod,
+    "**=": operator.ipow,
+    "<<=": operator.ilshift,
+    ">>=": operator.irshift,
+    "&=": operator.iand,
+    "|=": operator.ior,
+    "^=": operator.ixor,
+    "@=": operator.imatmul,
 }
 
 #: Per type: attribute name -> None (hand out ``getattr(obj, name)``) or a `Request` method that
@@ -1077,13 +1166,13 @@ _METHODS[str]["encode"] = Request.m_encode
 _METHODS[str].update(format=format_method, format_map=format_map_method)  # see strformat
 _METHODS[bytes]["decode"] = Request.m_decode
 _METHODS[list]["extend"] = Request.m_extend
-_METHODS[dict].update(update=Request.m_update, items=Request.m_items,
-                      popitem=Request.m_popitem)
+_METHODS[dict].update(update=Request.m_update, items=Request.m_items, popitem=Request.m_popitem)
 for _cls in (set, frozenset):
     for _name in ATTRIBUTES[_cls]:
         if _name not in ("add", "clear", "copy", "discard", "pop", "remove"):
-            _METHODS[_cls][_name] = (
-                lambda request, obj, name=_name: request._iterable_args(obj, name))
+            _METHODS[_cls][_name] = lambda request, obj, name=_name: request._iterable_args(
+                obj, name
+            )
 _FILE_METHODS = dict.fromkeys(FILE_ATTRIBUTES)
 # Data the query holds but whose attributes it does not need: an unknown name is still an
 # AttributeError, as in Python (``db['missing_value'].upper()`` on a None).
@@ -1125,8 +1214,15 @@ def _subclass_table(cls: type) -> dict[str, Any] | None:
 
 #: Used as they are: none iterates a query value or builds anything large.
 PLAIN_BUILTINS: dict[str, Any] = {
-    "len": len, "abs": abs, "bool": bool, "float": float, "chr": chr, "ord": ord,
-    "divmod": divmod, "next": next, "reversed": reversed,
+    "len": len,
+    "abs": abs,
+    "bool": bool,
+    "float": float,
+    "chr": chr,
+    "ord": ord,
+    "divmod": divmod,
+    "next": next,
+    "reversed": reversed,
     **{cls.__name__: cls for cls in EXCEPTIONS},
 }
 
@@ -1180,22 +1276,29 @@ def _make_builtins() -> dict[str, Any]:
 
     def enumerate(iterable: Iterable[Any], start: int = 0) -> Checked:
         request = _request()
-        return Checked(_enumerate(request.getiter(iterable), start), request.check_tuple,
-                       _nest_depth((iterable,)))
+        return Checked(
+            _enumerate(request.getiter(iterable), start),
+            request.check_tuple,
+            _nest_depth((iterable,)),
+        )
 
     def zip(*iterables: Iterable[Any], strict: bool = False) -> Checked:
         request = _request()
-        return Checked(_zip(*_map(request.getiter, iterables), strict=strict),
-                       request.check_tuple, _nest_depth(iterables))
+        return Checked(
+            _zip(*_map(request.getiter, iterables), strict=strict),
+            request.check_tuple,
+            _nest_depth(iterables),
+        )
 
     def map(function: Any, iterable: Iterable[Any], /, *iterables: Iterable[Any]) -> Any:
         getiter = _request().getiter
-        return _nested(_NMap(function, getiter(iterable), *_map(getiter, iterables)),
-                       _nest_depth((iterable, *iterables)))
+        return _nested(
+            _NMap(function, getiter(iterable), *_map(getiter, iterables)),
+            _nest_depth((iterable, *iterables)),
+        )
 
     def filter(function: Any, iterable: Iterable[Any], /) -> Any:
-        return _nested(_NFilter(function, _request().getiter(iterable)),
-                       _nest_depth((iterable,)))
+        return _nested(_NFilter(function, _request().getiter(iterable)), _nest_depth((iterable,)))
 
     def iter(obj: Any, sentinel: Any = _MISSING, /) -> Iterator[Any]:
         if sentinel is _MISSING:
@@ -1252,8 +1355,10 @@ def _make_builtins() -> dict[str, Any]:
 
     def int(x: Any = 0, /, *args: Any, **kwargs: Any) -> Any:
         if _isinstance(x, (_str, _bytes)) and _len(x) > INT_TEXT_LIMIT:
-            raise ValueError(f"int() of a string longer than {INT_TEXT_LIMIT} characters is "
-                             "refused in a query (conversion is quadratic)")
+            raise ValueError(
+                f"int() of a string longer than {INT_TEXT_LIMIT} characters is "
+                "refused in a query (conversion is quadratic)"
+            )
         return _int(x, *args, **kwargs)
 
     def round(number: Any, ndigits: Any = None) -> Any:
@@ -1268,6 +1373,7 @@ def _make_builtins() -> dict[str, Any]:
             if _isinstance(x, _int) and x.bit_length() * per_bit > _request().max_size:
                 _request().too_big(f"a {name}() string", x.bit_length())
             return show(x)
+
         return convert
 
     def isinstance(obj: Any, classinfo: Any, /) -> bool:
@@ -1278,18 +1384,40 @@ def _make_builtins() -> dict[str, Any]:
         return _isinstance(obj, classinfo)
 
     made: dict[Any, Any] = {
-        "sorted": sorted, "sum": sum, "min": min, "max": max, "any": any, "all": all,
-        "enumerate": enumerate, "zip": zip, "map": map, "filter": filter, "iter": iter,
-        "list": list, "tuple": tuple, "set": set, "frozenset": frozenset, "dict": dict,
-        "bytes": bytes, "str": str, "repr": repr, "range": range, "int": int, "round": round,
-        "bin": digits("bin", 1, bin), "oct": digits("oct", 1 / 3, oct),
-        "hex": digits("hex", 1 / 4, hex), "isinstance": isinstance,
+        "sorted": sorted,
+        "sum": sum,
+        "min": min,
+        "max": max,
+        "any": any,
+        "all": all,
+        "enumerate": enumerate,
+        "zip": zip,
+        "map": map,
+        "filter": filter,
+        "iter": iter,
+        "list": list,
+        "tuple": tuple,
+        "set": set,
+        "frozenset": frozenset,
+        "dict": dict,
+        "bytes": bytes,
+        "str": str,
+        "repr": repr,
+        "range": range,
+        "int": int,
+        "round": round,
+        "bin": digits("bin", 1, bin),
+        "oct": digits("oct", 1 / 3, oct),
+        "hex": digits("hex", 1 / 4, hex),
+        "isinstance": isinstance,
     }
     for name, function in made.items():
         function.__name__ = function.__qualname__ = name  # error messages say "sorted()"
     #: isinstance() sees the real types behind the wrappers, so isinstance(x, dict) works.
-    types = {made[cls.__name__]: cls for cls in
-             (_list, _tuple, _set, _frozenset, _dict, _bytes, _str, _range, _int)}
+    types = {
+        made[cls.__name__]: cls
+        for cls in (_list, _tuple, _set, _frozenset, _dict, _bytes, _str, _range, _int)
+    }
     types[made["enumerate"]] = types[made["zip"]] = Checked
     return made
 
@@ -1309,10 +1437,13 @@ def lazy_range(request: Request, result: range) -> range:
     except OverflowError:
         n = sys.maxsize
     if n > request.budget.steps:
-        request.fail(LimitExceeded(
-            f"query made a range of {n} items, longer than its steps budget of "
-            f"{request.budget.steps} (a range is lazy, but a query could never iterate it)",
-            "steps"))
+        request.fail(
+            LimitExceeded(
+                f"query made a range of {n} items, longer than its steps budget of "
+                f"{request.budget.steps} (a range is lazy, but a query could never iterate it)",
+                "steps",
+            )
+        )
     return result
 
 
@@ -1329,8 +1460,10 @@ def _guarded_sum(request: Request, iterable: Iterable[Any], start: Any) -> Any:
         total = _len(start)
         for item in items:
             if not _isinstance(item, kind):
-                raise TypeError(f'can only concatenate {kind.__name__} (not '
-                                f'"{_type(item).__name__}") to {kind.__name__}')
+                raise TypeError(
+                    f"can only concatenate {kind.__name__} (not "
+                    f'"{_type(item).__name__}") to {kind.__name__}'
+                )
             total += _len(item)
         if total > request.max_size:
             request.too_big(f"a {kind.__name__}", total)
@@ -1345,7 +1478,20 @@ def _guarded_sum(request: Request, iterable: Iterable[Any], start: Any) -> Any:
 
 
 __all__ = [
-    "Budget", "Stop", "AsyncStop", "Request", "ItemsView", "Checked", "ATTRIBUTES",
-    "ALL_ATTRIBUTES", "FILE_ATTRIBUTES", "EXCEPTIONS", "PLAIN_BUILTINS", "BUILTINS",
-    "MAX_TUPLE_DEPTH", "activate", "resident_memory", "check_codec",
+    "Budget",
+    "Stop",
+    "AsyncStop",
+    "Request",
+    "ItemsView",
+    "Checked",
+    "ATTRIBUTES",
+    "ALL_ATTRIBUTES",
+    "FILE_ATTRIBUTES",
+    "EXCEPTIONS",
+    "PLAIN_BUILTINS",
+    "BUILTINS",
+    "MAX_TUPLE_DEPTH",
+    "activate",
+    "resident_memory",
+    "check_codec",
 ]

@@ -35,21 +35,25 @@ def hints_for(error: BaseException, source: str | None, mode: str) -> list[str]:
     tree = _parse(source)
     if isinstance(error, SyntaxError) and mode == "query" and source is not None:
         if _compiles(source, "exec"):
-            hints.append("statements (assignments, for, if, del...) go to db.execute(); "
-                         "db.query() takes one expression")
+            hints.append(
+                "statements (assignments, for, if, del...) go to db.execute(); "
+                "db.query() takes one expression"
+            )
     elif isinstance(error, NameError):
         match = _NAME_ERROR.search(message)
         if match and match[1] in MODULES:
             hints.append(_MODULES_HINT)
     elif type(error).__name__ == "SecurityError":
         if "import is not allowed" in message or any(
-                name in MODULES for name in _attribute_bases(tree, _MISSING_ATTRIBUTE,
-                                                             message)):
+            name in MODULES for name in _attribute_bases(tree, _MISSING_ATTRIBUTE, message)
+        ):
             hints.append(_MODULES_HINT)
     if isinstance(error, (TypeError, ValueError)) and _NOT_DATA_TYPES.search(message):
-        hints.append("dates and times are not data in pyzdb: store d.isoformat() (text that "
-                     "sorts in time order) or d.timestamp() (a float), and convert back with "
-                     "datetime.fromisoformat() / datetime.fromtimestamp() on the client")
+        hints.append(
+            "dates and times are not data in pyzdb: store d.isoformat() (text that "
+            "sorts in time order) or d.timestamp() (a float), and convert back with "
+            "datetime.fromisoformat() / datetime.fromtimestamp() on the client"
+        )
     return hints
 
 
@@ -75,9 +79,13 @@ def _attribute_bases(tree: ast.AST | None, pattern: re.Pattern[str], message: st
     refused = set(pattern.findall(message))
     if tree is None or not refused:
         return set()
-    return {node.value.id for node in ast.walk(tree)
-            if isinstance(node, ast.Attribute) and node.attr in refused
-            and isinstance(node.value, ast.Name)}
+    return {
+        node.value.id
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Attribute)
+        and node.attr in refused
+        and isinstance(node.value, ast.Name)
+    }
 
 
 def add_hints(error: BaseException, source: str | None, mode: str) -> None:

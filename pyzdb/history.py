@@ -131,23 +131,40 @@ def seed_reply_cache(cache: Any, engine: Any) -> None:
     with: a checkpoint or snapshot between a write and a crash loses nothing.
     """
     replies: dict[tuple[bytes, int], bytes] = {}
-    older = _load_tags(engine.directory) + tags_before(engine.journal,
-                                                       engine.recovery.checkpoint_seq)
+    older = _load_tags(engine.directory) + tags_before(
+        engine.journal, engine.recovery.checkpoint_seq
+    )
     recovered = [list(item) for item in engine.recovered_tags]
     for entry in older + recovered:
         if not (type(entry) is list and len(entry) == 2 and type(entry[0]) is int):
             continue
         seq, tag = entry
-        if not (type(tag) in (tuple, list) and len(tag) == 3 and type(tag[0]) is bytes
-                and type(tag[1]) is int and type(tag[2]) in (bytes, type(None))):
+        if not (
+            type(tag) in (tuple, list)
+            and len(tag) == 3
+            and type(tag[0]) is bytes
+            and type(tag[1]) is int
+            and type(tag[2]) in (bytes, type(None))
+        ):
             continue
         session, request_id, data = tag
         if type(data) is bytes:
             reply = protocol.pack_value_reply(request_id, Encoded(data), seq)
         else:
-            reply = protocol.pack(Reply(request_id, False, None, seq, protocol.error_to_info(
-                Error("this request was applied before the server restarted, and its result "
-                      "was too large to keep; it was not run again"))))
+            reply = protocol.pack(
+                Reply(
+                    request_id,
+                    False,
+                    None,
+                    seq,
+                    protocol.error_to_info(
+                        Error(
+                            "this request was applied before the server restarted, and its result "
+                            "was too large to keep; it was not run again"
+                        )
+                    ),
+                )
+            )
         replies.pop((session, request_id), None)  # the newest outcome, in order
         replies[(session, request_id)] = reply
     for key, reply in replies.items():
@@ -166,6 +183,16 @@ def make_tag(request: Request) -> Any:
     return tag
 
 
-__all__ = ["HISTORY_FILE", "REPLICA_FILE", "TAGS_FILE", "load_history", "write_small_file",
-           "read_replica_state", "record_checksum", "seed_reply_cache", "make_tag",
-           "tags_before", "save_tags"]
+__all__ = [
+    "HISTORY_FILE",
+    "REPLICA_FILE",
+    "TAGS_FILE",
+    "load_history",
+    "write_small_file",
+    "read_replica_state",
+    "record_checksum",
+    "seed_reply_cache",
+    "make_tag",
+    "tags_before",
+    "save_tags",
+]

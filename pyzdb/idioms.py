@@ -28,8 +28,12 @@ _DATA_TYPES = (bool, int, float, complex, str, bytes, list, tuple, dict, set, fr
 _NONE_TYPE = type(None)
 
 
-def idiom_builtins(builtins: dict[str, Any], exceptions: tuple[type, ...],
-                   refuse: Callable[[str], Any], absent: frozenset[str]) -> dict[str, Any]:
+def idiom_builtins(
+    builtins: dict[str, Any],
+    exceptions: tuple[type, ...],
+    refuse: Callable[[str], Any],
+    absent: frozenset[str],
+) -> dict[str, Any]:
     """`type` and the refusing stubs, to add to the query builtins `builtins`.
 
     `refuse(message)` stops the current request with a SecurityError; `absent` are the names
@@ -41,8 +45,9 @@ def idiom_builtins(builtins: dict[str, Any], exceptions: tuple[type, ...],
 
     def type(obj: Any, *rest: Any) -> Any:  # noqa: A001 - the builtin it stands for
         if rest:
-            return refuse("type() with three arguments makes a class: classes are not allowed "
-                          "in a query")
+            return refuse(
+                "type() with three arguments makes a class: classes are not allowed in a query"
+            )
         cls = obj.__class__ if isinstance(obj, BaseException) else None
         if cls is not None:
             if cls in catchable:
@@ -53,9 +58,11 @@ def idiom_builtins(builtins: dict[str, Any], exceptions: tuple[type, ...],
                 return answers[data_type]
         if obj is None:
             return _NONE_TYPE
-        return refuse("type() answers for data values (None, bool, int, float, complex, str, "
-                      "bytes, list, tuple, dict, set, frozenset, range) and exceptions in a "
-                      "query; isinstance() works for the rest")
+        return refuse(
+            "type() answers for data values (None, bool, int, float, complex, str, "
+            "bytes, list, tuple, dict, set, frozenset, range) and exceptions in a "
+            "query; isinstance() works for the rest"
+        )
 
     #: What `x.__name__` may read: the answers of type(), the exceptions, the builtins.
     named = {id(value): value for value in (*answers.values(), *exceptions, *builtins.values())}
@@ -64,8 +71,10 @@ def idiom_builtins(builtins: dict[str, Any], exceptions: tuple[type, ...],
         """`_name_of_`: the rewrite of ``x.__name__``."""
         if named.get(id(obj)) is obj:
             return obj.__name__
-        return refuse(f"__name__ is readable on types and builtins only, not on a value of "
-                      f"type {obj.__class__.__name__}")
+        return refuse(
+            f"__name__ is readable on types and builtins only, not on a value of "
+            f"type {obj.__class__.__name__}"
+        )
 
     made: dict[str, Any] = {"type": type, "_name_of_": name_of}
     for name in sorted(absent - {"type"}):
@@ -74,8 +83,7 @@ def idiom_builtins(builtins: dict[str, Any], exceptions: tuple[type, ...],
 
 
 def _stub(name: str, refuse: Callable[[str], Any]) -> Callable[..., Any]:
-    message = (f"{name}() is not available in a query "
-               "(see pyzdb.sandbox_rules() or `pyzdb --rules`)")
+    message = f"{name}() is not available in a query (see pyzdb.sandbox_rules() or `pyzdb --rules`)"
 
     def stub(*args: Any, **kwargs: Any) -> Any:
         return refuse(message)

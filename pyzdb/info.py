@@ -60,8 +60,12 @@ class RequestStats:
 
     def section(self) -> dict[str, Any]:
         self._forget(time.monotonic())
-        return {"connected": len(self._seen), "requests_served": self.served,
-                "requests_refused": self.refused, "requests_failed": self.failed}
+        return {
+            "connected": len(self._seen),
+            "requests_served": self.served,
+            "requests_refused": self.refused,
+            "requests_failed": self.failed,
+        }
 
 
 def engine_sections(engine: Any, role: str, started: float) -> dict[str, dict[str, Any]]:
@@ -90,8 +94,9 @@ def engine_sections(engine: Any, role: str, started: float) -> dict[str, dict[st
             "in_transaction": engine.in_transaction,
         },
         "tree": {"top_level_keys": keys, "approx_bytes": approx},
-        "budgets": {field.name: getattr(budget, field.name)
-                    for field in dataclasses.fields(budget)},
+        "budgets": {
+            field.name: getattr(budget, field.name) for field in dataclasses.fields(budget)
+        },
     }
 
 
@@ -109,7 +114,7 @@ def _files(directory: str) -> tuple[int, int, int | None]:
             if name.startswith("journal-") and name.endswith(".log"):
                 journal_bytes += entry.stat().st_size
             elif name.startswith("checkpoint-") and name.endswith(".ckpt"):
-                seq = int(name[len("checkpoint-"):-len(".ckpt")])
+                seq = int(name[len("checkpoint-") : -len(".ckpt")])
                 if newest is None or seq > newest[0]:
                     newest = (seq, entry.stat().st_size)
         except (OSError, ValueError):

@@ -100,8 +100,9 @@ class Journal:
     recent_bytes = 16 * 1024 * 1024
     recent_records = 65536
 
-    def __init__(self, directory: str | os.PathLike[str], fsync: FsyncPolicy = "always",
-                 retain: int = 0) -> None:
+    def __init__(
+        self, directory: str | os.PathLike[str], fsync: FsyncPolicy = "always", retain: int = 0
+    ) -> None:
         if fsync not in ("always", "everysec", "no"):
             raise ValueError(f"fsync policy must be 'always', 'everysec' or 'no', not {fsync!r}")
         self.directory = os.fspath(directory)
@@ -514,8 +515,9 @@ class Journal:
             recent = self._recent
             if recent and recent[0][0] <= seq + 1:
                 skip = seq + 1 - recent[0][0]
-                return iter([(found, record) for found, record, _ in
-                             itertools.islice(recent, skip, None)])
+                return iter(
+                    [(found, record) for found, record, _ in itertools.islice(recent, skip, None)]
+                )
             start = max(i for i, (first, _) in enumerate(segments) if first <= seq + 1)
             # Open every file now: a checkpoint may delete them while the caller iterates.
             handles = [(first, path, open(path, "rb")) for first, path in segments[start:]]
@@ -561,8 +563,11 @@ class Journal:
             self._flusher.join()
         with self._mutex:
             try:
-                if (self._fd is not None and self._durable_seq < self._last_seq
-                        and self._broken is None):
+                if (
+                    self._fd is not None
+                    and self._durable_seq < self._last_seq
+                    and self._broken is None
+                ):
                     self._sync_locked()
             finally:
                 if self._fd is not None:
@@ -622,8 +627,11 @@ class Journal:
         """The `everysec` thread: fsync at most once per interval, only when there is news."""
         while not self._stop.wait(self.everysec_interval):
             with self._mutex:
-                if (self._durable_seq >= self._last_seq or self._broken is not None
-                        or self._fd is None):
+                if (
+                    self._durable_seq >= self._last_seq
+                    or self._broken is not None
+                    or self._fd is None
+                ):
                     continue
                 # fsync a duplicate outside the lock: appends go on meanwhile, and a segment
                 # switch cannot close the descriptor under the fsync.

@@ -87,8 +87,9 @@ def parse_scope(text: str) -> tuple[Any, ...]:
     try:
         node = ast.parse(text.strip(), mode="eval").body
     except SyntaxError as exc:
-        raise KeyFileError(f"scope {text!r} is not a path like db['tenants']['acme']: "
-                           f"{exc.msg}") from None
+        raise KeyFileError(
+            f"scope {text!r} is not a path like db['tenants']['acme']: {exc.msg}"
+        ) from None
     keys: list[Any] = []
     while isinstance(node, ast.Subscript):
         key = node.slice
@@ -148,12 +149,16 @@ def load_access(directory: str | os.PathLike[str]) -> tuple[dict[str, AccessEntr
     try:
         document = json.loads(path.read_bytes())
     except FileNotFoundError:
-        raise KeyFileError(f"the access list {path} does not exist: run `pyzdb-keys init`") \
-            from None
+        raise KeyFileError(
+            f"the access list {path} does not exist: run `pyzdb-keys init`"
+        ) from None
     except (OSError, ValueError) as exc:
         raise KeyFileError(f"the access list {path} is unreadable: {exc}") from None
-    if not (isinstance(document, dict) and document.get("format") == ACCESS_FORMAT
-            and isinstance(document.get("keys"), list)):
+    if not (
+        isinstance(document, dict)
+        and document.get("format") == ACCESS_FORMAT
+        and isinstance(document.get("keys"), list)
+    ):
         raise KeyFileError(f"the access list {path} is not a {ACCESS_FORMAT} file")
     entries: dict[str, AccessEntry] = {}
     problems: list[str] = []
@@ -204,8 +209,9 @@ def load_credential(path: str | os.PathLike[str]) -> Credential:
     name = (_field(file, b"name") or b"?").decode("utf-8", "replace")
     for what, key in (("public-key", public), ("secret-key", secret), ("server-key", server)):
         if key is None or not _Z85_KEY.match(key.decode("ascii", "replace")):
-            raise AuthenticationError(f"the key file {file} has no valid {what}: is it a "
-                                      "pyzdb-keys credential file?")
+            raise AuthenticationError(
+                f"the key file {file} has no valid {what}: is it a pyzdb-keys credential file?"
+            )
     assert secret is not None and server is not None
     return Credential(str(file), name, public, secret, server)
 
@@ -281,8 +287,13 @@ def init_keys(directory: str | os.PathLike[str]) -> Path:
     return path
 
 
-def add_key(directory: str | os.PathLike[str], name: str, role: str,
-            scope: str | None = None, out: str | os.PathLike[str] | None = None) -> Path:
+def add_key(
+    directory: str | os.PathLike[str],
+    name: str,
+    role: str,
+    scope: str | None = None,
+    out: str | os.PathLike[str] | None = None,
+) -> Path:
     """Make a client keypair, write its credential file (0600) and list its public key."""
     path = Path(directory)
     if not _NAME.match(name):
@@ -299,23 +310,38 @@ def add_key(directory: str | os.PathLike[str], name: str, role: str,
             raise KeyFileError(f"a key named {name!r} exists: revoke it first")
         public, secret = zmq.curve_keypair()
         _write_credential(target, name, role, scope, public, secret, server_public)
-        entries.append({"name": name, "public": public.decode("ascii"), "role": role,
-                        "scope": scope, "added": time.strftime("%Y-%m-%dT%H:%M:%SZ",
-                                                               time.gmtime())})
+        entries.append(
+            {
+                "name": name,
+                "public": public.decode("ascii"),
+                "role": role,
+                "scope": scope,
+                "added": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            }
+        )
         _write_access(path, entries)
     return target
 
 
-def _write_credential(target: Path, name: str, role: str, scope: str | None, public: bytes,
-                      secret: bytes, server: bytes) -> None:
+def _write_credential(
+    target: Path,
+    name: str,
+    role: str,
+    scope: str | None,
+    public: bytes,
+    secret: bytes,
+    server: bytes,
+) -> None:
     """The client's file, in zmq's certificate format plus `server-key`; never overwritten."""
-    text = (f"#   pyzdb credential for {name} (role {role}"
-            f"{', scope ' + scope if scope else ''}).\n"
-            "#   Keep it secret: it is the only copy of this client's secret key.\n"
-            f"metadata\n    name = \"{name}\"\ncurve\n"
-            f"    public-key = \"{public.decode()}\"\n"
-            f"    secret-key = \"{secret.decode()}\"\n"
-            f"    server-key = \"{server.decode()}\"\n")
+    text = (
+        f"#   pyzdb credential for {name} (role {role}"
+        f"{', scope ' + scope if scope else ''}).\n"
+        "#   Keep it secret: it is the only copy of this client's secret key.\n"
+        f'metadata\n    name = "{name}"\ncurve\n'
+        f'    public-key = "{public.decode()}"\n'
+        f'    secret-key = "{secret.decode()}"\n'
+        f'    server-key = "{server.decode()}"\n'
+    )
     try:
         fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
@@ -343,8 +369,9 @@ def revoke_key(directory: str | os.PathLike[str], name: str) -> None:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="pyzdb-keys", description="Manage the CURVE keys and access list of pyzdb-server "
-        "--keys DIR.")
+        prog="pyzdb-keys",
+        description="Manage the CURVE keys and access list of pyzdb-server --keys DIR.",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     init = commands.add_parser("init", help="create the server keypair and an empty access list")
     init.add_argument("dir")
@@ -352,8 +379,9 @@ def _parser() -> argparse.ArgumentParser:
     add.add_argument("dir")
     add.add_argument("name")
     add.add_argument("--role", choices=ROLES, required=True)
-    add.add_argument("--scope", metavar="PATH", help="limit the key to a subtree, like "
-                     "\"db['tenants']['acme']\"")
+    add.add_argument(
+        "--scope", metavar="PATH", help="limit the key to a subtree, like \"db['tenants']['acme']\""
+    )
     add.add_argument("--out", metavar="FILE", help="credential file (default ./NAME.pyzdb-key)")
     listing = commands.add_parser("list", help="show the keys on the access list")
     listing.add_argument("dir")
@@ -372,9 +400,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"created the server keys and an empty access list in {args.dir}")
         elif args.command == "add":
             target = add_key(args.dir, args.name, args.role, args.scope, args.out)
-            print(f"added {args.name} ({args.role}"
-                  f"{', scope ' + args.scope if args.scope else ''}); hand {target} to that "
-                  "client (it holds a secret key)")
+            print(
+                f"added {args.name} ({args.role}"
+                f"{', scope ' + args.scope if args.scope else ''}); hand {target} to that "
+                "client (it holds a secret key)"
+            )
         elif args.command == "list":
             entries, problems = load_access(args.dir)
             for entry in entries.values():
@@ -391,6 +421,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 __all__ = [
-    "AccessEntry", "Credential", "KeyFileError", "ROLES", "add_key", "init_keys", "load_access",
-    "load_credential", "load_server_keys", "main", "parse_scope", "revoke_key", "scope_text",
+    "AccessEntry",
+    "Credential",
+    "KeyFileError",
+    "ROLES",
+    "add_key",
+    "init_keys",
+    "load_access",
+    "load_credential",
+    "load_server_keys",
+    "main",
+    "parse_scope",
+    "revoke_key",
+    "scope_text",
 ]

@@ -58,7 +58,7 @@ def _show(name: str, params: dict[str, Any]) -> str:
         text = repr(value)
     except Exception:  # a parameter whose repr fails: keep the name
         return name
-    return text if len(text) <= MAX_REPR else text[:MAX_REPR - 3] + "..."
+    return text if len(text) <= MAX_REPR else text[: MAX_REPR - 3] + "..."
 
 
 def respell_notes(error: BaseException, source: str, spelled: str) -> None:

@@ -23,9 +23,9 @@ def late_overrun(budget: Budget) -> LimitExceeded:
     """The error of a request that finished, but after its time budget: it must not commit."""
     return LimitExceeded(
         f"query ran longer than its time budget of {budget.time} s (in its last step); "
-        "its effects were undone", "time")
-
-
+        "its effects were undone",
+        "time",
+    )
 
 
 def unreplayable(directory: str, seq: int, exc: Exception) -> Error:
@@ -41,7 +41,8 @@ def unreplayable(directory: str, seq: int, exc: Exception) -> Error:
     return Error(
         f"cannot recover {directory}: journal record seq {seq}{place} cannot be applied "
         f"({type(exc).__name__}: {exc}); the records before it are intact. To start from "
-        f"them, run `pyzdb-recover {directory} --until {seq}` (it copies the directory first)")
+        f"them, run `pyzdb-recover {directory} --until {seq}` (it copies the directory first)"
+    )
 
 
 def parse_size(text: str) -> int:
@@ -49,7 +50,7 @@ def parse_size(text: str) -> int:
     number = text.strip().upper().removesuffix("B").removesuffix("I")
     unit = number[-1:] if number[-1:] in _UNITS else ""
     try:
-        value = float(number[:len(number) - len(unit)]) * _UNITS[unit]
+        value = float(number[: len(number) - len(unit)]) * _UNITS[unit]
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a size: {text!r} (say 512M or 4G)") from None
     if not 2**20 <= value <= 2**60:

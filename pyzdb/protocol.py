@@ -127,25 +127,27 @@ MAX_SESSION_BYTES: Final = 64
 MAX_COLLISIONS: Final = 64
 
 #: The operations a request may name, with what each asks of the server (read-only).
-OPS: Final[Mapping[str, str]] = MappingProxyType({
-    "query": "evaluate one expression, read-only",
-    "execute": "run statements atomically; may write",
-    "undo": "undo the last committed unit",
-    "redo": "redo the last undone unit",
-    "checkpoint": "write a checkpoint of the whole tree",
-    "history": "list the units undo and redo step through",
-    "lock": "take the exclusive, lease-bounded lock",
-    "unlock": "release the lock",
-    "begin": "open a transaction",
-    "commit": "commit the open transaction",
-    "rollback": "roll the open transaction back",
-    "ping": "answer at once",
-    "blob": "move the bytes of a pyzdb.File",
-    "info": "describe the server's state in sections (pyzdb.info)",
-    "watch": "changes under a path after a seq (the change feed)",
-    "replicate": "journal records after a seq, for a replica (acknowledges that seq)",
-    "snapshot": "a chunk of the tree as of a seq, for a replica that starts over",
-})
+OPS: Final[Mapping[str, str]] = MappingProxyType(
+    {
+        "query": "evaluate one expression, read-only",
+        "execute": "run statements atomically; may write",
+        "undo": "undo the last committed unit",
+        "redo": "redo the last undone unit",
+        "checkpoint": "write a checkpoint of the whole tree",
+        "history": "list the units undo and redo step through",
+        "lock": "take the exclusive, lease-bounded lock",
+        "unlock": "release the lock",
+        "begin": "open a transaction",
+        "commit": "commit the open transaction",
+        "rollback": "roll the open transaction back",
+        "ping": "answer at once",
+        "blob": "move the bytes of a pyzdb.File",
+        "info": "describe the server's state in sections (pyzdb.info)",
+        "watch": "changes under a path after a seq (the change feed)",
+        "replicate": "journal records after a seq, for a replica (acknowledges that seq)",
+        "snapshot": "a chunk of the tree as of a seq, for a replica that starts over",
+    }
+)
 #: How the server compiles `Request.source`: one expression, or statements.
 SYNTAXES: Final = ("eval", "exec")
 _OP_NAMES: Final = frozenset(OPS)
@@ -249,7 +251,10 @@ def encode_value(value: object) -> bytes:
         # gets a second pass instead of slowing every str: 'surrogatepass' makes the packer
         # build a temporary bytes per str (1.6x slower on text-heavy values).
         return msgpack.packb(
-            value, default=_encode_other, use_bin_type=True, strict_types=True,
+            value,
+            default=_encode_other,
+            use_bin_type=True,
+            strict_types=True,
             unicode_errors="surrogatepass",
         )
 
@@ -313,8 +318,9 @@ def pack_value_reply(request_id: int, value: Encoded, seq: int) -> bytes:
     if type(value) is not Encoded:
         _fail("an encoded reply value is an Encoded", value)
     packer = _LOCAL.packer
-    return b"".join((_REPLY_ARRAY_HEAD, packer.pack(request_id), b"\xc3", value.data,
-                     packer.pack(seq), b"\xc0"))
+    return b"".join(
+        (_REPLY_ARRAY_HEAD, packer.pack(request_id), b"\xc3", value.data, packer.pack(seq), b"\xc0")
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -331,8 +337,7 @@ class _Marker:
 
 
 _MARKERS: Final = {
-    code: _Marker(code)
-    for code in (_EXT_TUPLE, _EXT_SET, _EXT_FROZENSET, _EXT_BIGINT, _EXT_FILE)
+    code: _Marker(code) for code in (_EXT_TUPLE, _EXT_SET, _EXT_FROZENSET, _EXT_BIGINT, _EXT_FILE)
 }
 #: Map key types whose hashes Python randomizes per process, so no sender can make them collide.
 _RANDOMIZED_KEYS: Final = frozenset((str, bytes))
@@ -444,8 +449,12 @@ class _Decoder:
             raise ProtocolError("a pyzdb.File is digest, name, size and optional pending data")
         self._needs_checking()
         try:  # File checks each field itself, and pending data against the digest
-            return File(digest=items[1], name=items[2], size=items[3],
-                        data=items[4] if len(items) == 5 else None)
+            return File(
+                digest=items[1],
+                name=items[2],
+                size=items[3],
+                data=items[4] if len(items) == 5 else None,
+            )
         except (TypeError, ValueError) as exc:
             raise ProtocolError(f"invalid pyzdb.File: {exc}") from None
 
@@ -470,8 +479,7 @@ def _check_collisions(values: list[Any], what: str) -> None:
     """
     if len(values) > MAX_COLLISIONS and len(values) - len(set(map(hash, values))) > MAX_COLLISIONS:
         raise ProtocolError(
-            f"more than {MAX_COLLISIONS} {what} share a hash with another: refused as hash "
-            f"flooding"
+            f"more than {MAX_COLLISIONS} {what} share a hash with another: refused as hash flooding"
         )
 
 
@@ -523,9 +531,7 @@ def _frame(data: Any, max_size: int) -> memoryview:
             f"a message is a contiguous bytes-like object, not {type(data).__name__}"
         ) from None
     if view.nbytes > max_size:
-        raise ProtocolError(
-            f"message of {view.nbytes} bytes exceeds the limit of {max_size} bytes"
-        )
+        raise ProtocolError(f"message of {view.nbytes} bytes exceeds the limit of {max_size} bytes")
     if not view.nbytes:
         raise ProtocolError("empty message")
     return view
@@ -636,9 +642,16 @@ def _decode_small(data: bytes) -> Any:
     size = len(data)
     try:
         return msgpack.unpackb(
-            data, raw=False, use_list=True, strict_map_key=False,
-            unicode_errors="surrogatepass", ext_hook=_no_marker,
-            max_str_len=size, max_bin_len=size, max_array_len=size, max_map_len=size // 2,
+            data,
+            raw=False,
+            use_list=True,
+            strict_map_key=False,
+            unicode_errors="surrogatepass",
+            ext_hook=_no_marker,
+            max_str_len=size,
+            max_bin_len=size,
+            max_array_len=size,
+            max_map_len=size // 2,
             max_ext_len=0,
         )
     except Exception:
@@ -651,8 +664,12 @@ def decode_request(data: bytes | bytearray | memoryview, max_size: int) -> Reque
     A small frame without markers (nearly every request) is decoded in one pass and its fields
     validated by `Request` itself; everything else takes the general path of `unpack`.
     """
-    if (type(data) is bytes and len(data) < _SMALL_FRAME and len(data) <= max_size
-            and data[:3] == _REQUEST_ARRAY_HEAD):
+    if (
+        type(data) is bytes
+        and len(data) < _SMALL_FRAME
+        and len(data) <= max_size
+        and data[:3] == _REQUEST_ARRAY_HEAD
+    ):
         try:
             wire = _decode_small(data)
         except _Recheck:
@@ -670,8 +687,12 @@ def decode_reply(data: bytes | bytearray | memoryview, max_size: int) -> Reply:
 
     The fast path of `decode_request` serves small successful replies without markers.
     """
-    if (type(data) is bytes and len(data) < _SMALL_FRAME and len(data) <= max_size
-            and data[:3] == _REPLY_ARRAY_HEAD):
+    if (
+        type(data) is bytes
+        and len(data) < _SMALL_FRAME
+        and len(data) <= max_size
+        and data[:3] == _REPLY_ARRAY_HEAD
+    ):
         try:
             wire = _decode_small(data)
         except _Recheck:
@@ -709,7 +730,7 @@ def request_id_of(data: Any) -> int:
     width = _UINT_WIDTHS.get(head[3], 0)
     if not width or len(head) < 4 + width:
         return 0
-    value = int.from_bytes(head[4:4 + width], "big")
+    value = int.from_bytes(head[4 : 4 + width], "big")
     return value if value <= _MAX_ID else 0
 
 
@@ -799,14 +820,23 @@ class Request:
     def __post_init__(self) -> None:
         # Every rule below in one expression (the hot path); a request that breaks any of them
         # goes through the rules one by one, for the message that names it.
-        if (type(self.id) is int and 0 < self.id <= _MAX_ID
-                and type(self.op) is str and self.op in _OP_NAMES
-                and type(self.source) is str
-                and type(self.root) is str and (self.root in _GOOD_NAMES or _is_name(self.root))
-                and type(self.params) is dict and _are_names(self.params)
-                and type(self.syntax) is str and self.syntax in SYNTAXES
-                and type(self.session) is bytes and len(self.session) <= MAX_SESSION_BYTES
-                and type(self.min_seq) is int and 0 <= self.min_seq <= _MAX_ID):
+        if (
+            type(self.id) is int
+            and 0 < self.id <= _MAX_ID
+            and type(self.op) is str
+            and self.op in _OP_NAMES
+            and type(self.source) is str
+            and type(self.root) is str
+            and (self.root in _GOOD_NAMES or _is_name(self.root))
+            and type(self.params) is dict
+            and _are_names(self.params)
+            and type(self.syntax) is str
+            and self.syntax in SYNTAXES
+            and type(self.session) is bytes
+            and len(self.session) <= MAX_SESSION_BYTES
+            and type(self.min_seq) is int
+            and 0 <= self.min_seq <= _MAX_ID
+        ):
             return
         # Rules are constant strings, so a valid request costs no formatting.
         _require(_is_count(self.id, 1), _RULE_REQUEST_ID, self.id)
@@ -816,16 +846,32 @@ class Request:
         _require(type(self.params) is dict, "request params is a dict", self.params)
         for name in self.params:
             _require(_is_name(name), "a request param name is an identifier not led by '_'", name)
-        _require(self.syntax in SYNTAXES and type(self.syntax) is str,
-                 "request syntax is 'eval' or 'exec'", self.syntax)
-        _require(type(self.session) is bytes and len(self.session) <= MAX_SESSION_BYTES,
-                 _RULE_SESSION, self.session)
+        _require(
+            self.syntax in SYNTAXES and type(self.syntax) is str,
+            "request syntax is 'eval' or 'exec'",
+            self.syntax,
+        )
+        _require(
+            type(self.session) is bytes and len(self.session) <= MAX_SESSION_BYTES,
+            _RULE_SESSION,
+            self.session,
+        )
         _require(_is_count(self.min_seq), "request min_seq is an int >= 0", self.min_seq)
 
     def to_wire(self) -> list[Any]:
         """The array this request travels as (see the module docstring)."""
-        return [PROTOCOL_VERSION, _REQUEST, self.id, self.op, self.source, self.root,
-                self.params, self.syntax, self.session, self.min_seq]
+        return [
+            PROTOCOL_VERSION,
+            _REQUEST,
+            self.id,
+            self.op,
+            self.source,
+            self.root,
+            self.params,
+            self.syntax,
+            self.session,
+            self.min_seq,
+        ]
 
     @classmethod
     def from_wire(cls, wire: Any) -> Request:
@@ -848,20 +894,24 @@ class ErrorInfo:
     budget: str = ""
 
     def __post_init__(self) -> None:
-        _require(type(self.type) is str and self.type != "", "error type is a non-empty str",
-                 self.type)
+        _require(
+            type(self.type) is str and self.type != "", "error type is a non-empty str", self.type
+        )
         _require(type(self.args) is tuple, "error args is a tuple", self.args)
         _require(type(self.message) is str, "error message is a str", self.message)
         _require(type(self.note) is str, "error note is a str", self.note)
-        _require(self.line is None or type(self.line) is int, "error line is an int or None",
-                 self.line)
-        _require(self.column is None or type(self.column) is int,
-                 "error column is an int or None", self.column)
+        _require(
+            self.line is None or type(self.line) is int, "error line is an int or None", self.line
+        )
+        _require(
+            self.column is None or type(self.column) is int,
+            "error column is an int or None",
+            self.column,
+        )
         _require(type(self.budget) is str, "error budget is a str", self.budget)
 
     def to_wire(self) -> list[Any]:
-        return [self.type, self.args, self.message, self.note, self.line, self.column,
-                self.budget]
+        return [self.type, self.args, self.message, self.note, self.line, self.column, self.budget]
 
     @classmethod
     def from_wire(cls, wire: Any) -> ErrorInfo:
@@ -885,10 +935,17 @@ class Reply:
 
     def __post_init__(self) -> None:
         # The rules below in one expression (the hot path), then one by one for the message.
-        if (type(self.id) is int and 0 <= self.id <= _MAX_ID
-                and type(self.seq) is int and 0 <= self.seq <= _MAX_ID
-                and (self.error is None if self.ok is True else (
-                    self.ok is False and type(self.error) is ErrorInfo and self.value is None))):
+        if (
+            type(self.id) is int
+            and 0 <= self.id <= _MAX_ID
+            and type(self.seq) is int
+            and 0 <= self.seq <= _MAX_ID
+            and (
+                self.error is None
+                if self.ok is True
+                else (self.ok is False and type(self.error) is ErrorInfo and self.value is None)
+            )
+        ):
             return
         _require(_is_count(self.id), _RULE_REPLY_ID, self.id)
         _require(type(self.ok) is bool, "reply ok is a bool", self.ok)
@@ -977,7 +1034,10 @@ def error_to_info(exc: BaseException) -> ErrorInfo:
         line, column = exc.lineno, exc.offset
     budget = exc.budget if isinstance(exc, LimitExceeded) else ""
     return ErrorInfo(
-        name, args, message, note,
+        name,
+        args,
+        message,
+        note,
         line if type(line) is int else None,
         column if type(column) is int else None,
         budget if type(budget) is str else _text(budget, str),
@@ -1011,10 +1071,28 @@ def info_to_exception(info: ErrorInfo) -> BaseException:
 
 
 __all__ = [
-    "PROTOCOL_VERSION", "SUPPORTED_VERSIONS", "MAX_REQUEST_SIZE", "MAX_REPLY_SIZE", "MAX_DEPTH",
-    "MAX_SESSION_BYTES", "MAX_COLLISIONS", "OPS", "SYNTAXES",
-    "encode_value", "encode_wire", "decode_value", "Encoded", "pack", "pack_value_reply", "unpack",
+    "PROTOCOL_VERSION",
+    "SUPPORTED_VERSIONS",
+    "MAX_REQUEST_SIZE",
+    "MAX_REPLY_SIZE",
+    "MAX_DEPTH",
+    "MAX_SESSION_BYTES",
+    "MAX_COLLISIONS",
+    "OPS",
+    "SYNTAXES",
+    "encode_value",
+    "encode_wire",
+    "decode_value",
+    "Encoded",
+    "pack",
+    "pack_value_reply",
+    "unpack",
     "decode_request",
-    "decode_reply", "request_id_of",
-    "Request", "Reply", "ErrorInfo", "error_to_info", "info_to_exception",
+    "decode_reply",
+    "request_id_of",
+    "Request",
+    "Reply",
+    "ErrorInfo",
+    "error_to_info",
+    "info_to_exception",
 ]

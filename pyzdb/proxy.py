@@ -25,8 +25,26 @@ from .proxyrules import path_step, refuse_value_operations, spell_step
 #: Methods of the stored types that never write: called through a read-only query, so they
 #: also work against a read-only replica.
 READ_METHODS = frozenset(
-    {"get", "keys", "values", "items", "copy", "count", "index", "startswith", "endswith",
-     "find", "lower", "upper", "split", "strip", "join", "replace", "isdigit", "bit_length"}
+    {
+        "get",
+        "keys",
+        "values",
+        "items",
+        "copy",
+        "count",
+        "index",
+        "startswith",
+        "endswith",
+        "find",
+        "lower",
+        "upper",
+        "split",
+        "strip",
+        "join",
+        "replace",
+        "isdigit",
+        "bit_length",
+    }
 )
 
 #: Dict methods that return live views: the proxy returns them as lists, like the seed did.
@@ -184,8 +202,7 @@ class DatabaseAPI:
         """Evaluate one expression (a string or a lambda) read-only; return its value."""
         try:
             request = capture(expr, "query", params)
-            return self._call(False, request.source, request.syntax, request.params,
-                              request.root)
+            return self._call(False, request.source, request.syntax, request.params, request.root)
         except Exception as error:  # a hint where the fix is known (`pyzdb.hints`)
             add_hints(error, expr if isinstance(expr, str) else None, "query")
             raise
@@ -195,8 +212,7 @@ class DatabaseAPI:
         expression (else None)."""
         try:
             request = capture(source, "execute", params)
-            return self._call(True, request.source, request.syntax, request.params,
-                              request.root)
+            return self._call(True, request.source, request.syntax, request.params, request.root)
         except Exception as error:  # a hint where the fix is known (`pyzdb.hints`)
             add_hints(error, source if isinstance(source, str) else None, "execute")
             raise

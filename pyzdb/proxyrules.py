@@ -18,18 +18,53 @@ from typing import Any, NoReturn
 
 #: Operations that need the value, by the dunder that implements them.
 _VALUE_OPERATIONS = {
-    "__eq__": "==", "__ne__": "!=", "__lt__": "<", "__le__": "<=", "__gt__": ">",
-    "__ge__": ">=", "__bool__": "truth (if, and, or, not)", "__str__": "str()",
-    "__format__": "format() and f-strings", "__bytes__": "bytes()", "__int__": "int()",
-    "__float__": "float()", "__complex__": "complex()", "__index__": "use as an index",
-    "__round__": "round()", "__abs__": "abs()", "__neg__": "unary -", "__pos__": "unary +",
-    "__invert__": "~", "__add__": "+", "__radd__": "+", "__sub__": "-", "__rsub__": "-",
-    "__mul__": "*", "__rmul__": "*", "__truediv__": "/", "__rtruediv__": "/",
-    "__floordiv__": "//", "__rfloordiv__": "//", "__mod__": "%", "__rmod__": "%",
-    "__pow__": "**", "__rpow__": "**", "__matmul__": "@", "__rmatmul__": "@",
-    "__and__": "&", "__rand__": "&", "__or__": "|", "__ror__": "|", "__xor__": "^",
-    "__rxor__": "^", "__lshift__": "<<", "__rlshift__": "<<", "__rshift__": ">>",
-    "__rrshift__": ">>", "__divmod__": "divmod()", "__rdivmod__": "divmod()",
+    "__eq__": "==",
+    "__ne__": "!=",
+    "__lt__": "<",
+    "__le__": "<=",
+    "__gt__": ">",
+    "__ge__": ">=",
+    "__bool__": "truth (if, and, or, not)",
+    "__str__": "str()",
+    "__format__": "format() and f-strings",
+    "__bytes__": "bytes()",
+    "__int__": "int()",
+    "__float__": "float()",
+    "__complex__": "complex()",
+    "__index__": "use as an index",
+    "__round__": "round()",
+    "__abs__": "abs()",
+    "__neg__": "unary -",
+    "__pos__": "unary +",
+    "__invert__": "~",
+    "__add__": "+",
+    "__radd__": "+",
+    "__sub__": "-",
+    "__rsub__": "-",
+    "__mul__": "*",
+    "__rmul__": "*",
+    "__truediv__": "/",
+    "__rtruediv__": "/",
+    "__floordiv__": "//",
+    "__rfloordiv__": "//",
+    "__mod__": "%",
+    "__rmod__": "%",
+    "__pow__": "**",
+    "__rpow__": "**",
+    "__matmul__": "@",
+    "__rmatmul__": "@",
+    "__and__": "&",
+    "__rand__": "&",
+    "__or__": "|",
+    "__ror__": "|",
+    "__xor__": "^",
+    "__rxor__": "^",
+    "__lshift__": "<<",
+    "__rlshift__": "<<",
+    "__rshift__": ">>",
+    "__rrshift__": ">>",
+    "__divmod__": "divmod()",
+    "__rdivmod__": "divmod()",
     "__hash__": "hash() (a dict key, a set member)",
 }
 
@@ -61,7 +96,10 @@ def path_step(index: int, key: Any, params: dict[str, Any]) -> str:
     """The source of one step of a path, its key (or slice bounds) put into `params`."""
     if isinstance(key, slice):
         params[f"k{index}a"], params[f"k{index}b"], params[f"k{index}c"] = (
-            key.start, key.stop, key.step)
+            key.start,
+            key.stop,
+            key.step,
+        )
         return f"[k{index}a:k{index}b:k{index}c]"
     params[f"k{index}"] = key
     return f"[k{index}]"

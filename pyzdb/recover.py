@@ -109,11 +109,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="pyzdb-recover",
         description="Check that a pyzdb data directory recovers; with --until, cut its "
-        "journal at a record after copying the directory.")
+        "journal at a record after copying the directory.",
+    )
     parser.add_argument("data", metavar="DIR", help="the data directory (server stopped)")
-    parser.add_argument("--until", type=int, metavar="SEQ",
-                        help="drop journal record SEQ and every later one (a backup copy of "
-                        "DIR is made first)")
+    parser.add_argument(
+        "--until",
+        type=int,
+        metavar="SEQ",
+        help="drop journal record SEQ and every later one (a backup copy of DIR is made first)",
+    )
     args = parser.parse_args(argv)
     if not os.path.isdir(args.data):
         print(f"pyzdb-recover: {args.data} is not a directory", file=sys.stderr)
@@ -129,8 +133,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         except (Error, OSError) as exc:
             print(f"pyzdb-recover: {exc}", file=sys.stderr)
             return 1
-        print(f"copied {args.data} to {backup}; dropped {dropped} journal record(s) from seq "
-              f"{args.until} on")
+        print(
+            f"copied {args.data} to {backup}; dropped {dropped} journal record(s) from seq "
+            f"{args.until} on"
+        )
     try:
         engine = Engine(args.data)
     except (Error, OSError) as exc:

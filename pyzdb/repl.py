@@ -67,8 +67,15 @@ _NOTE_POSITION = re.compile(r"query line (\d+)(?:, column (\d+))?:")
 class Repl:
     """One session on an open database: read blocks, ship each whole, print what comes back."""
 
-    def __init__(self, db: DatabaseAPI, *, as_json: bool = False, stdout: TextIO | None = None,
-                 stderr: TextIO | None = None, terminal: bool = False) -> None:
+    def __init__(
+        self,
+        db: DatabaseAPI,
+        *,
+        as_json: bool = False,
+        stdout: TextIO | None = None,
+        stderr: TextIO | None = None,
+        terminal: bool = False,
+    ) -> None:
         self.db = db
         self.as_json = as_json
         #: A person at a terminal: long values are pretty-printed and cut (`.full` shows all).
@@ -130,8 +137,7 @@ class Repl:
     def run(self, source: str) -> bool:
         """Run one complete block and print its value or its error; False means `exit()`."""
         source = source.rstrip()  # the blank line that ended a block is not part of it
-        if all(not line.strip() or line.lstrip().startswith("#")
-               for line in source.split("\n")):
+        if all(not line.strip() or line.lstrip().startswith("#") for line in source.split("\n")):
             return True
         command = command_of(source)
         if command in ("exit", "quit"):
@@ -241,8 +247,12 @@ def command_of(source: str) -> str | None:
     func = call.func
     if isinstance(func, ast.Name) and func.id in ("exit", "quit"):
         return func.id
-    if (isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name)
-            and func.value.id == ROOT and func.attr in COMMANDS):
+    if (
+        isinstance(func, ast.Attribute)
+        and isinstance(func.value, ast.Name)
+        and func.value.id == ROOT
+        and func.attr in COMMANDS
+    ):
         return func.attr
     return None
 
@@ -257,8 +267,10 @@ def hint_for(error: Exception, source: str, assigned: set[str] | None = None) ->
         name = getattr(error, "name", None) or _missing_name(str(error))
         if assigned is not None and name not in assigned:
             return typo_hint(name)
-        return ("each line or block runs alone on the database: names assigned by an earlier "
-                "one are gone (keep values in db, or use them in the same block)")
+        return (
+            "each line or block runs alone on the database: names assigned by an earlier "
+            "one are gone (keep values in db, or use them in the same block)"
+        )
     command = _command_named_in(source) if isinstance(error, SecurityError) else None
     if command:
         return f"db.{command}() is a call on the connection, not query code: type it alone"
@@ -286,9 +298,11 @@ def assigned_names(source: str) -> set[str]:
         tree = ast.parse(source)
     except (SyntaxError, ValueError):
         return set()
-    return {node.id for node in ast.walk(tree)
-            if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store)} | {
-        node.name for node in ast.walk(tree) if isinstance(node, ast.FunctionDef)}
+    return {
+        node.id
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store)
+    } | {node.name for node in ast.walk(tree) if isinstance(node, ast.FunctionDef)}
 
 
 def _command_named_in(source: str) -> str | None:
@@ -298,8 +312,12 @@ def _command_named_in(source: str) -> str | None:
     except (SyntaxError, ValueError):
         return None
     for node in ast.walk(tree):
-        if (isinstance(node, ast.Attribute) and node.attr in COMMANDS
-                and isinstance(node.value, ast.Name) and node.value.id == ROOT):
+        if (
+            isinstance(node, ast.Attribute)
+            and node.attr in COMMANDS
+            and isinstance(node.value, ast.Name)
+            and node.value.id == ROOT
+        ):
             return node.attr
     return None
 
@@ -420,18 +438,27 @@ def _parser() -> argparse.ArgumentParser:
         "typed alone are calls on the connection.",
     )
     where = parser.add_mutually_exclusive_group()
-    where.add_argument("uri", nargs="?",
-                       help="a pyzdb-server's URI (default tcp://127.0.0.1:5559)")
-    where.add_argument("--data", metavar="DIR",
-                       help="embedded: open this data directory in this process instead")
+    where.add_argument("uri", nargs="?", help="a pyzdb-server's URI (default tcp://127.0.0.1:5559)")
+    where.add_argument(
+        "--data", metavar="DIR", help="embedded: open this data directory in this process instead"
+    )
     parser.add_argument("--version", action="version", version=version_line("pyzdb"))
     parser.add_argument("--json", action="store_true", help="print values as JSON")
-    parser.add_argument("--rules", action="store_true",
-                        help="print what a query may use (the sandbox's rules) and exit")
-    parser.add_argument("--timeout", type=float, default=None, metavar="S",
-                        help="seconds a request to the server may take (default 10)")
-    parser.add_argument("--key", metavar="FILE", help="credential file from pyzdb-keys "
-                        "(default $PYZDB_KEY)")
+    parser.add_argument(
+        "--rules",
+        action="store_true",
+        help="print what a query may use (the sandbox's rules) and exit",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=None,
+        metavar="S",
+        help="seconds a request to the server may take (default 10)",
+    )
+    parser.add_argument(
+        "--key", metavar="FILE", help="credential file from pyzdb-keys (default $PYZDB_KEY)"
+    )
     return parser
 
 
@@ -459,8 +486,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     repl = Repl(db, as_json=args.json, terminal=interactive and sys.stdout.isatty())
     try:
         if interactive:
-            print(f"pyzdb on {where}: each line or block runs there as one request; "
-                  "type help for help, Ctrl-D exits.")
+            print(
+                f"pyzdb on {where}: each line or block runs there as one request; "
+                "type help for help, Ctrl-D exits."
+            )
             with _readline_history(os.path.expanduser(HISTORY_FILE), make_completer(db)):
                 repl.loop(_read_terminal)
         else:
@@ -469,8 +498,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         quiet_broken_pipe()
     finally:
         if repl.locked:
-            print("pyzdb: the lock was still held: its changes are rolled back",
-                  file=sys.stderr)
+            print("pyzdb: the lock was still held: its changes are rolled back", file=sys.stderr)
         db.close()
     # Like a shell script: piped input that hit an error exits 1, so `make` and CI notice.
     return 1 if repl.failed and not interactive else 0
@@ -480,9 +508,16 @@ def make_completer(db: DatabaseAPI) -> Completer:
     """Tab completion from the sandbox's own tables (builtins, methods of the data types)."""
     from .guards import ALL_ATTRIBUTES, BUILTINS
 
-    return Completer(db, list(BUILTINS), list(ALL_ATTRIBUTES),
-                     sorted(COMMANDS | CONNECTION_CALLS))
+    return Completer(db, list(BUILTINS), list(ALL_ATTRIBUTES), sorted(COMMANDS | CONNECTION_CALLS))
 
 
-__all__ = ["Repl", "main", "command_of", "describe_error", "error_position", "format_history",
-           "hint_for", "COMMANDS"]
+__all__ = [
+    "Repl",
+    "main",
+    "command_of",
+    "describe_error",
+    "error_position",
+    "format_history",
+    "hint_for",
+    "COMMANDS",
+]

@@ -71,15 +71,28 @@ RETRY_PAUSE = 0.5
 #: Pause before asking again a primary that refused this replica's key (or its lack of one).
 REFUSED_PAUSE = 5.0
 #: The handshake events the fetch socket's monitor reports.
-_HANDSHAKE_EVENTS = (zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_HANDSHAKE_FAILED_AUTH
-                     | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL)
+_HANDSHAKE_EVENTS = (
+    zmq.EVENT_HANDSHAKE_SUCCEEDED
+    | zmq.EVENT_HANDSHAKE_FAILED_AUTH
+    | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+    | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
+)
 #: A replica checkpoints its own directory every this many applied records (it refuses the
 #: `checkpoint` op, and the primary's checkpoints are not journal records), so its journal and
 #: its recovery time stay bounded.
 CHECKPOINT_EVERY = 1_000_000
 #: Ops a replica refuses, with what to do instead.
-_WRITE_OPS = ("execute", "undo", "redo", "checkpoint", "lock", "begin", "unlock", "commit",
-              "rollback")
+_WRITE_OPS = (
+    "execute",
+    "undo",
+    "redo",
+    "checkpoint",
+    "lock",
+    "begin",
+    "unlock",
+    "commit",
+    "rollback",
+)
 _FILE_TAG = "pyzdb.File"
 
 
@@ -96,8 +109,7 @@ class Follower:
         self.name = f"{os.uname().nodename}:{os.getpid()}:{server.config.bind}"
         marker = read_replica_state(self.engine.directory) or {}
         if marker.get("primary") not in (None, primary):
-            log.warning("this directory followed %s; now following %s", marker["primary"],
-                        primary)
+            log.warning("this directory followed %s; now following %s", marker["primary"], primary)
         self.history: str | None = marker.get("history")
         self.state = "disconnected"
         self.primary_seq = 0
@@ -120,9 +132,13 @@ class Follower:
 
     def refused_ops(self) -> dict[str, Any]:
         """The server's handlers for every op a replica refuses."""
+
         def refuse(request: Request, params: dict[str, Any]) -> None:
-            raise ReadOnlyError(f"this server is a read-only replica: send {request.op} to the "
-                                f"primary at {self.primary}")
+            raise ReadOnlyError(
+                f"this server is a read-only replica: send {request.op} to the "
+                f"primary at {self.primary}"
+            )
+
         return {op: refuse for op in _WRITE_OPS}
 
     def fileno(self) -> int:
@@ -149,10 +165,16 @@ class Follower:
         """The ``replication`` section of a replica's info."""
         applied = self.engine.last_seq
         lag = max(0, self.primary_seq - applied)
-        return {"role": "replica", "primary": self.primary, "history": self.history,
-                "state": self.state, "applied_seq": applied, "primary_seq": self.primary_seq,
-                "lag_records": lag,
-                "lag_seconds": 0.0 if lag == 0 else max(0.0, time.time() - self.caught_up_at)}
+        return {
+            "role": "replica",
+            "primary": self.primary,
+            "history": self.history,
+            "state": self.state,
+            "applied_seq": applied,
+            "primary_seq": self.primary_seq,
+            "lag_records": lag,
+            "lag_seconds": 0.0 if lag == 0 else max(0.0, time.time() - self.caught_up_at),
+        }
 
     def apply_ready(self) -> None:
         """Apply the batches the fetch thread queued (main thread, each turn)."""
@@ -167,8 +189,9 @@ class Follower:
                 else:
                     self._apply(batch[1])
             except Exception as exc:  # a bad batch: start over rather than serve wrong data
-                log.error("could not apply what the primary sent (%s): starting over from a "
-                          "snapshot", exc)
+                log.error(
+                    "could not apply what the primary sent (%s): starting over from a snapshot", exc
+                )
                 self._resync = True
             with self._applied:
                 self._done += 1
@@ -195,13 +218,16 @@ class Follower:
         engine = self.engine
         save_tags(engine.directory, tags)  # exactly-once for the units the snapshot covers
         engine.journal.install_checkpoint(seq, tree)
-        engine.store = Store(tree, undo_depth=engine.config.undo_depth,
-                             blob_sink=engine._store_blob)
+        engine.store = Store(
+            tree, undo_depth=engine.config.undo_depth, blob_sink=engine._store_blob
+        )
         self.history = history
         self._last_crc = None
         self._checkpointed = seq
-        write_small_file(os.path.join(engine.directory, REPLICA_FILE),
-                         json.dumps({"primary": self.primary, "history": history}))
+        write_small_file(
+            os.path.join(engine.directory, REPLICA_FILE),
+            json.dumps({"primary": self.primary, "history": history}),
+        )
         log.info("installed a snapshot of %s at seq %d (history %s)", self.primary, seq, history)
 
     def _own_last_crc(self) -> int | None:
@@ -266,15 +292,19 @@ class Follower:
         self.state = "refused"
         message = str(exc)
         if message != self._refused:
-            log.error("the primary %s refused this replica: %s (a replica of a primary with "
-                      "--keys needs --key FILE with a key of the admin role); still serving "
-                      "seq %d read-only, asking again every %g s", self.primary, message,
-                      self.engine.last_seq, REFUSED_PAUSE)
+            log.error(
+                "the primary %s refused this replica: %s (a replica of a primary with "
+                "--keys needs --key FILE with a key of the admin role); still serving "
+                "seq %d read-only, asking again every %g s",
+                self.primary,
+                message,
+                self.engine.last_seq,
+                REFUSED_PAUSE,
+            )
             self._refused = message
         self._stop.wait(REFUSED_PAUSE)
 
-    def _ask(self, socket: zmq.Socket, op: str, params: dict[str, Any],
-             source: str = "") -> Any:
+    def _ask(self, socket: zmq.Socket, op: str, params: dict[str, Any], source: str = "") -> Any:
         request = Request(next(self._ids), op, source, params=params)
         socket.send(protocol.pack(request))
         deadline = time.monotonic() + PRIMARY_TIMEOUT
@@ -294,8 +324,11 @@ class Follower:
 
     def _fetch_records(self, socket: zmq.Socket) -> None:
         after = self.engine.last_seq
-        answer = self._ask(socket, "replicate", {
-            "after": after, "history": self.history, "crc": self._last_crc, "name": self.name})
+        answer = self._ask(
+            socket,
+            "replicate",
+            {"after": after, "history": self.history, "crc": self._last_crc, "name": self.name},
+        )
         self.primary_seq = answer["last"]
         if answer.get("resync"):
             log.warning("the primary says start over: %s", answer["resync"])
@@ -350,8 +383,9 @@ class Follower:
             self.engine._store_blob(data)
 
 
-def _handshake_refusal(monitor: zmq.Socket | None, credential: Any,
-                       uri: str) -> AuthenticationError | None:
+def _handshake_refusal(
+    monitor: zmq.Socket | None, credential: Any, uri: str
+) -> AuthenticationError | None:
     """The refusal a failed CURVE handshake reported on `monitor`, if it did (else None)."""
     if monitor is None:
         return None

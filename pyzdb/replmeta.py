@@ -38,9 +38,19 @@ Tab completes db[...] keys, builtins and methods; at the start of a line it inde
 CONNECTION_CALLS = frozenset({"info", "ping", "keys", "values", "items"})
 #: Bare words and dot-commands, mapped to the meta command they are.
 _WORDS = {
-    "help": "help", ".help": "help", "help()": "help", "exit": "exit", "quit": "exit",
-    ".exit": "exit", ".quit": "exit", "info": "info", ".info": "info", ".rules": "rules",
-    ".full": "full", ".timer": "timer", ".ping": "ping",
+    "help": "help",
+    ".help": "help",
+    "help()": "help",
+    "exit": "exit",
+    "quit": "exit",
+    ".exit": "exit",
+    ".quit": "exit",
+    "info": "info",
+    ".info": "info",
+    ".rules": "rules",
+    ".full": "full",
+    ".timer": "timer",
+    ".ping": "ping",
 }
 #: Shown on a terminal: values longer than this many lines are cut, with a note.
 MAX_LINES = 40
@@ -66,9 +76,14 @@ def meta_command(source: str) -> tuple[str, str] | None:
     func = call.func
     if isinstance(func, ast.Name) and func.id == "help":  # help(len) too: the REPL's help
         return "help", ""
-    if (isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name)
-            and func.value.id == ROOT and func.attr in CONNECTION_CALLS
-            and not call.args and not call.keywords):
+    if (
+        isinstance(func, ast.Attribute)
+        and isinstance(func.value, ast.Name)
+        and func.value.id == ROOT
+        and func.attr in CONNECTION_CALLS
+        and not call.args
+        and not call.keywords
+    ):
         return func.attr, ""
     return None
 
@@ -93,7 +108,7 @@ def render(value: Any, text: str, width: int | None = None) -> tuple[str, bool]:
         except Exception:  # a value pprint cannot handle: its repr, wrapped
             pretty = text
     else:
-        pretty = text[:(MAX_LINES + 1) * width]
+        pretty = text[: (MAX_LINES + 1) * width]
     lines: list[str] = []
     for line in pretty.split("\n"):
         while len(line) > width and len(lines) <= MAX_LINES:  # a long str: wrap it
@@ -104,8 +119,10 @@ def render(value: Any, text: str, width: int | None = None) -> tuple[str, bool]:
             break
     if whole and len(lines) <= MAX_LINES:
         return "\n".join(lines), False
-    note = (f"... cut to {MAX_LINES} lines: the value is {size_text(len(text))} as text; "
-            ".full prints all of it")
+    note = (
+        f"... cut to {MAX_LINES} lines: the value is {size_text(len(text))} as text; "
+        ".full prints all of it"
+    )
     return "\n".join(lines[:MAX_LINES] + [note]), True
 
 
@@ -135,8 +152,13 @@ class Completer:
     few seconds), methods after a dot, builtins and keywords for a word; Tab on an empty or
     indented line inserts four spaces, as Python's REPL does."""
 
-    def __init__(self, db: Any, builtin_names: list[str], method_names: list[str],
-                 connection_names: list[str]) -> None:
+    def __init__(
+        self,
+        db: Any,
+        builtin_names: list[str],
+        method_names: list[str],
+        connection_names: list[str],
+    ) -> None:
         self.db = db
         self.words = sorted({*builtin_names, *keyword.kwlist, ROOT})
         self.methods = sorted(set(method_names))
@@ -155,7 +177,7 @@ class Completer:
             return [line + "    "]
         match = _KEY_PATH.search(line)
         if match:
-            head = line[:match.start(2)]
+            head = line[: match.start(2)]
             quote, typed = match[2], match[3]
             found = []
             for key in self.keys(match[1]):
@@ -167,13 +189,13 @@ class Completer:
             return found
         match = _DOTTED.search(line)
         if match:
-            head = line[:match.start(2)]
+            head = line[: match.start(2)]
             names = self.connection if match[1] == ROOT else self.methods
             suffix = "()" if match[1] == ROOT else "("
             return [head + name + suffix for name in names if name.startswith(match[2])]
         match = _WORD.search(line)
         if match:
-            head = line[:match.start()]
+            head = line[: match.start()]
             return [head + word for word in self.words if word.startswith(match[0])]
         return []
 
@@ -191,5 +213,13 @@ class Completer:
         return keys
 
 
-__all__ = ["HELP", "CONNECTION_CALLS", "meta_command", "render", "Timer", "Completer",
-           "size_text", "MAX_LINES"]
+__all__ = [
+    "HELP",
+    "CONNECTION_CALLS",
+    "meta_command",
+    "render",
+    "Timer",
+    "Completer",
+    "size_text",
+    "MAX_LINES",
+]

@@ -35,8 +35,15 @@ def log_failure(throttle: Any, request: Request, exc: Exception) -> str:
     else:
         level = logging.WARNING
     if log.isEnabledFor(level):
-        throttle.log(level, "request %d (%s) of session %s failed: %s: %s", request.id,
-                     request.op, request.session.hex() or "-", type(exc).__name__, exc)
+        throttle.log(
+            level,
+            "request %d (%s) of session %s failed: %s: %s",
+            request.id,
+            request.op,
+            request.session.hex() or "-",
+            type(exc).__name__,
+            exc,
+        )
     return "refused" if refused else "failed"
 
 
@@ -47,11 +54,20 @@ def log_request(request: Request, reply: bytes, started: float, outcome: str) ->
     elapsed = time.perf_counter() - started
     source = request.source if request.op in ("query", "execute") else ""
     excerpt = source if len(source) <= 80 else source[:77] + "..."
-    log.debug("request %d (%s) of session %s evaluated in %.3f s (%.2f ms), reply %d bytes, "
-              "%d source bytes, %d param(s), %s%s", request.id, request.op,
-              request.session.hex() or "-", elapsed, elapsed * 1000, len(reply),
-              len(source.encode("utf-8", "surrogatepass")), len(request.params or {}),
-              outcome, f": {excerpt!r}" if excerpt else "")
+    log.debug(
+        "request %d (%s) of session %s evaluated in %.3f s (%.2f ms), reply %d bytes, "
+        "%d source bytes, %d param(s), %s%s",
+        request.id,
+        request.op,
+        request.session.hex() or "-",
+        elapsed,
+        elapsed * 1000,
+        len(reply),
+        len(source.encode("utf-8", "surrogatepass")),
+        len(request.params or {}),
+        outcome,
+        f": {excerpt!r}" if excerpt else "",
+    )
 
 
 __all__ = ["log_failure", "log_request", "REFUSALS"]

@@ -34,15 +34,17 @@ def sandbox_rules() -> str:
 
     width = 96
     lines = [_SUMMARY, "Builtins:"]
-    lines.append(textwrap.fill(" ".join(sorted(guards.BUILTINS)), width, initial_indent="  ",
-                               subsequent_indent="  "))
+    lines.append(
+        textwrap.fill(
+            " ".join(sorted(guards.BUILTINS)), width, initial_indent="  ", subsequent_indent="  "
+        )
+    )
     lines.append("")
     lines.append("Methods and attributes, by type:")
     for cls, names in guards.ATTRIBUTES.items():
         if names:
             text = f"{cls.__name__}: " + " ".join(sorted(names))
-            lines.append(textwrap.fill(text, width, initial_indent="  ",
-                                       subsequent_indent="    "))
+            lines.append(textwrap.fill(text, width, initial_indent="  ", subsequent_indent="    "))
     lines.append("  pyzdb.File: " + " ".join(sorted(guards.FILE_ATTRIBUTES)))
     lines.append("")
     lines.append(f"The threat model and the reason for every rule: {DOCS_URL} (sandbox/README.md)")

@@ -80,7 +80,9 @@ TICK = 0.05
 #: Longest str/bytes argument of a query's exception kept as is on its way to the caller.
 ARG_LIMIT = 2000
 
-_ALLOWED_NODES = frozenset(getattr(ast, name) for name in """
+_ALLOWED_NODES = frozenset(
+    getattr(ast, name)
+    for name in """
     Module Expression Expr Assign AugAssign Delete Pass Break Continue Return If For While Try
     ExceptHandler Raise Assert FunctionDef Lambda arguments arg keyword BoolOp NamedExpr BinOp
     UnaryOp IfExp Dict Set ListComp SetComp DictComp GeneratorExp comprehension Compare Call
@@ -88,11 +90,14 @@ _ALLOWED_NODES = frozenset(getattr(ast, name) for name in """
     Match match_case MatchValue MatchSingleton MatchSequence MatchMapping MatchStar MatchAs MatchOr
     Load Store Del And Or Add Sub Mult MatMult Div Mod Pow LShift RShift BitOr BitXor BitAnd
     FloorDiv Invert Not UAdd USub Eq NotEq Lt LtE Gt GtE Is IsNot In NotIn
-""".split())
+""".split()
+)
 
 _ASYNC = "async code is not allowed: coroutines expose frames (cr_frame) and need a loop"
-_YIELD = ("yield is not allowed: generator functions expose frames and run code when closed "
-          "(generator expressions are fine)")
+_YIELD = (
+    "yield is not allowed: generator functions expose frames and run code when closed "
+    "(generator expressions are fine)"
+)
 #: Why the common refused nodes are refused; any other unknown node gets a generic message.
 _REFUSED = {
     "Import": "import is not allowed: a query sees its data and the builtins, nothing else",
@@ -101,32 +106,78 @@ _REFUSED = {
     "Global": "global is not allowed: a query's names stay in the query",
     "Nonlocal": "nonlocal is not allowed",
     "With": "with is not allowed: a context manager's __exit__ could swallow the sandbox's stop",
-    "AsyncWith": _ASYNC, "AsyncFor": _ASYNC, "AsyncFunctionDef": _ASYNC, "Await": _ASYNC,
-    "Yield": _YIELD, "YieldFrom": _YIELD,
+    "AsyncWith": _ASYNC,
+    "AsyncFor": _ASYNC,
+    "AsyncFunctionDef": _ASYNC,
+    "Await": _ASYNC,
+    "Yield": _YIELD,
+    "YieldFrom": _YIELD,
     "TryStar": "try/except* is not allowed (exception groups confuse exception types)",
     "AnnAssign": "annotations are not allowed",
     "MatchClass": "class patterns are not allowed: they run isinstance and __match_args__ on "
-                  "arbitrary classes",
+    "arbitrary classes",
 }
 #: Names a query may not bind or read: RestrictedPython rewrites print into its own collector.
 _RESERVED_NAMES = frozenset({"print", "printed", "builtins", "breakpoint"})
 #: The BaseException family: not builtins of a query, and refused by name so that neither
 #: ``raise SystemExit`` nor ``except BaseException`` gets as far as a NameError.
-_BASE_EXCEPTIONS = frozenset({"BaseException", "SystemExit", "KeyboardInterrupt",
-                              "GeneratorExit", "BaseExceptionGroup"})
+_BASE_EXCEPTIONS = frozenset(
+    {"BaseException", "SystemExit", "KeyboardInterrupt", "GeneratorExit", "BaseExceptionGroup"}
+)
 #: Builtins a query does not have whose only use is an escape: refused wherever they appear.
-_ESCAPE_NAMES = frozenset({"getattr", "setattr", "delattr", "hasattr", "eval", "exec",
-                           "compile", "globals", "locals", "vars", "super", "memoryview",
-                           "bytearray", "classmethod", "staticmethod"})
+_ESCAPE_NAMES = frozenset(
+    {
+        "getattr",
+        "setattr",
+        "delattr",
+        "hasattr",
+        "eval",
+        "exec",
+        "compile",
+        "globals",
+        "locals",
+        "vars",
+        "super",
+        "memoryview",
+        "bytearray",
+        "classmethod",
+        "staticmethod",
+    }
+)
 #: Builtins a query does not have but whose names are ordinary variable names (``type``,
 #: ``id``, ``open``): refused only when called by that name, e.g. ``type(x).append``.
-_ABSENT_CALLS = frozenset({"id", "hash", "format", "pow", "issubclass", "callable",
-                           "ascii", "slice", "complex", "aiter", "anext", "open", "input",
-                           "dir", "object", "property", "help", "exit", "quit"})
+_ABSENT_CALLS = frozenset(
+    {
+        "id",
+        "hash",
+        "format",
+        "pow",
+        "issubclass",
+        "callable",
+        "ascii",
+        "slice",
+        "complex",
+        "aiter",
+        "anext",
+        "open",
+        "input",
+        "dir",
+        "object",
+        "property",
+        "help",
+        "exit",
+        "quit",
+    }
+)
 #: `type` (for data values) and stubs that refuse the absent names however they are reached.
-guards.BUILTINS.update(idiom_builtins(
-    guards.BUILTINS, guards.EXCEPTIONS, lambda message: guards.current_request().refuse(message),
-    _ABSENT_CALLS))
+guards.BUILTINS.update(
+    idiom_builtins(
+        guards.BUILTINS,
+        guards.EXCEPTIONS,
+        lambda message: guards.current_request().refuse(message),
+        _ABSENT_CALLS,
+    )
+)
 
 
 @dataclass(frozen=True, eq=False)
@@ -155,13 +206,16 @@ def compile_request(source: str, mode: Literal["eval", "exec"]) -> Compiled:
 @functools.lru_cache(maxsize=CACHE_SIZE)
 def _compile(source: str, mode: Literal["eval", "exec"]) -> Compiled:
     if len(source) > MAX_SOURCE:
-        raise SecurityError(f"query source is {len(source)} characters, over the limit of "
-                            f"{MAX_SOURCE}; send data as parameters")
+        raise SecurityError(
+            f"query source is {len(source)} characters, over the limit of "
+            f"{MAX_SOURCE}; send data as parameters"
+        )
     try:
         size = len(source.encode("utf-8"))
     except UnicodeEncodeError as exc:
-        raise SyntaxError(f"query source is not valid Unicode text: {exc.reason} at "
-                          f"character {exc.start}") from None
+        raise SyntaxError(
+            f"query source is not valid Unicode text: {exc.reason} at character {exc.start}"
+        ) from None
     if size > MAX_SOURCE:
         raise SecurityError(f"query source is {size} bytes, over the limit of {MAX_SOURCE}")
     try:
@@ -196,8 +250,9 @@ def _compile(source: str, mode: Literal["eval", "exec"]) -> Compiled:
 
 def _clean_syntax_error(exc: SyntaxError) -> SyntaxError:
     """The same message and position, without the parser's traceback and context."""
-    return SyntaxError(exc.msg, (FILENAME, exc.lineno, exc.offset, exc.text, exc.end_lineno,
-                                 exc.end_offset))
+    return SyntaxError(
+        exc.msg, (FILENAME, exc.lineno, exc.offset, exc.text, exc.end_lineno, exc.end_offset)
+    )
 
 
 def _refusal(problems: list[str]) -> str:
@@ -209,6 +264,7 @@ def _refusal(problems: list[str]) -> str:
 
 
 # -- the first pass: deny by default --------------------------------------------------------------
+
 
 def _check_tree(tree: ast.AST) -> list[str]:
     """Every rule the tree breaks, as ``line N: why``; iterative, so depth cannot crash it."""
@@ -275,8 +331,10 @@ def _node_problems(node: ast.AST) -> list[str]:
             found.append("annotations are not allowed")
     elif isinstance(node, ast.Call):
         if isinstance(node.func, ast.Name) and node.func.id in _ABSENT_CALLS:
-            found.append(f"{node.func.id}() is not available in a query "
-                         "(see pyzdb.sandbox_rules() or `pyzdb --rules`)")
+            found.append(
+                f"{node.func.id}() is not available in a query "
+                "(see pyzdb.sandbox_rules() or `pyzdb --rules`)"
+            )
     elif isinstance(node, ast.ExceptHandler):
         found.append(_name_problem(node.name))
         if node.type is None:
@@ -288,10 +346,16 @@ def _node_problems(node: ast.AST) -> list[str]:
         if node.is_async:
             found.append(_ASYNC)
     elif isinstance(node, ast.MatchValue):
-        if not all(isinstance(sub, (ast.Constant, ast.UnaryOp, ast.BinOp, ast.USub, ast.Add,
-                                    ast.Sub, ast.Load)) for sub in ast.walk(node.value)):
-            found.append("only literal values are allowed in patterns (a dotted name would be "
-                         "looked up without the attribute guard)")
+        if not all(
+            isinstance(
+                sub, (ast.Constant, ast.UnaryOp, ast.BinOp, ast.USub, ast.Add, ast.Sub, ast.Load)
+            )
+            for sub in ast.walk(node.value)
+        ):
+            found.append(
+                "only literal values are allowed in patterns (a dotted name would be "
+                "looked up without the attribute guard)"
+            )
     elif isinstance(node, (ast.MatchAs, ast.MatchStar)):
         found.append(_name_problem(node.name))
     elif isinstance(node, ast.MatchMapping):
@@ -300,6 +364,7 @@ def _node_problems(node: ast.AST) -> list[str]:
 
 
 # -- the second pass: RestrictedPython's transformer plus pyzdb's rewrites ------------------------
+
 
 def _call(name: str, args: list[ast.expr], like: ast.AST) -> ast.Call:
     node = ast.Call(func=ast.Name(name, ast.Load()), args=args, keywords=[])
@@ -314,8 +379,11 @@ def _load(name: str, like: ast.AST) -> ast.Name:
 
 
 def _type_is(name: str, kind: str, like: ast.AST) -> ast.Compare:
-    test = ast.Compare(left=_call("_type_", [_load(name, like)], like), ops=[ast.Is()],
-                       comparators=[_load(kind, like)])
+    test = ast.Compare(
+        left=_call("_type_", [_load(name, like)], like),
+        ops=[ast.Is()],
+        comparators=[_load(kind, like)],
+    )
     copy_locations(test, like)
     return test
 
@@ -336,8 +404,11 @@ def _numbers_test(ints: list[str], floats: list[str], like: ast.AST) -> ast.expr
     """
     tests: list[ast.expr] = []
     if ints:
-        tests.append(_all_of([_type_is(name, "_int_", like) for name in dict.fromkeys(ints)],
-                             ast.And(), like))
+        tests.append(
+            _all_of(
+                [_type_is(name, "_int_", like) for name in dict.fromkeys(ints)], ast.And(), like
+            )
+        )
     tests.extend(_type_is(name, "_float_", like) for name in dict.fromkeys(floats))
     return _all_of(tests, ast.Or(), like)
 
@@ -358,8 +429,7 @@ def _unpack_spec(target: ast.Tuple | ast.List) -> tuple[tuple[int, Any], ...]:
         if isinstance(element, ast.Starred):
             after_star = True
         elif isinstance(element, (ast.Tuple, ast.List)):
-            spec.append((index - len(target.elts) if after_star else index,
-                         _unpack_spec(element)))
+            spec.append((index - len(target.elts) if after_star else index, _unpack_spec(element)))
     return tuple(spec)
 
 
@@ -373,8 +443,21 @@ def _cannot_hold_tuple(node: ast.expr) -> bool:
     """An element whose value is never a tuple built at run time (tuple displays skip `_tuple_`)."""
     if isinstance(node, ast.UnaryOp):
         return True  # not/-/+/~ never give a tuple
-    return isinstance(node, (ast.Constant, ast.Compare, ast.Lambda, ast.List, ast.ListComp,
-                             ast.Set, ast.SetComp, ast.Dict, ast.DictComp, ast.GeneratorExp))
+    return isinstance(
+        node,
+        (
+            ast.Constant,
+            ast.Compare,
+            ast.Lambda,
+            ast.List,
+            ast.ListComp,
+            ast.Set,
+            ast.SetComp,
+            ast.Dict,
+            ast.DictComp,
+            ast.GeneratorExp,
+        ),
+    )
 
 
 class _Policy(RestrictingNodeTransformer):  # type: ignore[misc]
@@ -404,16 +487,18 @@ class _Policy(RestrictingNodeTransformer):  # type: ignore[misc]
         node = self.node_contents_visit(node)
         op, left, right = type(node.op), node.left, node.right
         if op is ast.Mult:
-            if _constant_of(left, int, float, complex, bool) and \
-                    _constant_of(right, int, float, complex, bool):
+            if _constant_of(left, int, float, complex, bool) and _constant_of(
+                right, int, float, complex, bool
+            ):
                 return node
             if _constant_of(left, float, complex) or _constant_of(right, float, complex):
                 return node
             if isinstance(left, ast.Name) and isinstance(right, ast.Name) and left.id == right.id:
                 return node
             names = [side.id for side in (left, right) if isinstance(side, ast.Name)]
-            if names and all(isinstance(side, ast.Name) or _constant_of(side, int)
-                             for side in (left, right)):
+            if names and all(
+                isinstance(side, ast.Name) or _constant_of(side, int) for side in (left, right)
+            ):
                 return self._fast_or_guard(node, _numbers_test(names, names, node), "_mul_")
             return _call("_mul_", [left, right], node)
         if op is ast.Mod:
@@ -424,8 +509,9 @@ class _Policy(RestrictingNodeTransformer):  # type: ignore[misc]
                 return self._fast_or_guard(node, test, "_mod_")
             return _call("_mod_", [left, right], node)
         if op is ast.Pow:
-            small = (_constant_of(right, int) and 0 <= right.value <= 4) or \
-                _constant_of(right, float)
+            small = (_constant_of(right, int) and 0 <= right.value <= 4) or _constant_of(
+                right, float
+            )
             return node if small else _call("_pow_", [left, right], node)
         if op is ast.LShift:
             small = _constant_of(right, int) and 0 <= right.value <= 64
@@ -450,7 +536,8 @@ class _Policy(RestrictingNodeTransformer):  # type: ignore[misc]
             key = self.visit(target.slice)
             value = self.visit(node.value)
             statement: ast.stmt = ast.Expr(
-                _call("_augitem_", [container, key, symbol, value], node))
+                _call("_augitem_", [container, key, symbol, value], node)
+            )
             copy_locations(statement, node)
             return statement
         if not isinstance(target, ast.Name):
@@ -471,8 +558,9 @@ class _Policy(RestrictingNodeTransformer):  # type: ignore[misc]
         copy_locations(statement, node)
         return statement
 
-    def _inplace_fast_test(self, name: str, op: ast.operator, value: ast.expr,
-                           like: ast.AST) -> ast.expr | None:
+    def _inplace_fast_test(
+        self, name: str, op: ast.operator, value: ast.expr, like: ast.AST
+    ) -> ast.expr | None:
         """When ``name op= value`` may skip `_inplacevar_`: the same rules as `visit_BinOp`."""
         kind = type(op)
         if kind in (ast.Pow, ast.LShift, ast.MatMult):
@@ -515,8 +603,9 @@ class _Policy(RestrictingNodeTransformer):  # type: ignore[misc]
                 statements.append(ast.Expr(_call("_setslice_", [container, key, source], node)))
             else:
                 visited = self.visit(target)
-                statements.append(ast.Assign(targets=[visited],
-                                             value=self._unpack(source, visited)))
+                statements.append(
+                    ast.Assign(targets=[visited], value=self._unpack(source, visited))
+                )
         statements.append(self.gen_del_stmt(temp))
         for statement in statements:
             copy_locations(statement, node)
@@ -536,8 +625,11 @@ class _Policy(RestrictingNodeTransformer):  # type: ignore[misc]
             return
         for sub in ast.walk(target):
             if _has_slice(sub) and isinstance(sub.ctx, ast.Store):  # type: ignore[attr-defined]
-                self.error(sub, "slice assignment is allowed only as a whole statement "
-                                "(l[i:j] = value), not inside an unpacking or loop target")
+                self.error(
+                    sub,
+                    "slice assignment is allowed only as a whole statement "
+                    "(l[i:j] = value), not inside an unpacking or loop target",
+                )
 
     def guard_iter(self, node: ast.For | ast.comprehension) -> ast.AST:
         """``for t in x`` -> ``_getiter_(x)``; a tuple target -> ``_getiter_(x, True)`` (the
@@ -587,8 +679,11 @@ class _Policy(RestrictingNodeTransformer):  # type: ignore[misc]
         """``lambda *a: e`` becomes ``lambda *a: e if _args_(a) else None``."""
         node = super().visit_Lambda(node)
         if node.args.vararg is not None:
-            body = ast.IfExp(test=_call("_args_", [_load(node.args.vararg.arg, node)], node),
-                             body=node.body, orelse=ast.Constant(None))
+            body = ast.IfExp(
+                test=_call("_args_", [_load(node.args.vararg.arg, node)], node),
+                body=node.body,
+                orelse=ast.Constant(None),
+            )
             copy_locations(body, node.body)
             node.body = body
         return node
@@ -605,10 +700,18 @@ class _Policy(RestrictingNodeTransformer):  # type: ignore[misc]
         node = self.node_contents_visit(node)
         for handler in node.handlers:
             if handler.type is not None:
-                thunk = ast.Lambda(args=ast.arguments(posonlyargs=[], args=[], vararg=None,
-                                                      kwonlyargs=[], kw_defaults=[], kwarg=None,
-                                                      defaults=[]),
-                                   body=handler.type)
+                thunk = ast.Lambda(
+                    args=ast.arguments(
+                        posonlyargs=[],
+                        args=[],
+                        vararg=None,
+                        kwonlyargs=[],
+                        kw_defaults=[],
+                        kwarg=None,
+                        defaults=[],
+                    ),
+                    body=handler.type,
+                )
                 copy_locations(thunk, handler.type)
                 handler.type = _call("_catch_", [thunk], handler.type)
         return node
@@ -621,13 +724,15 @@ class _Policy(RestrictingNodeTransformer):  # type: ignore[misc]
         parts: list[ast.expr] = []
         for value in node.values:
             if isinstance(value, ast.FormattedValue):
-                spec = self.visit(value.format_spec) if value.format_spec is not None \
+                spec = (
+                    self.visit(value.format_spec)
+                    if value.format_spec is not None
                     else ast.Constant(None)
+                )
                 conversion = ast.Constant(value.conversion)
                 copy_locations(spec, node)
                 copy_locations(conversion, node)
-                parts.append(_call("_fmtval_", [self.visit(value.value), conversion, spec],
-                                   node))
+                parts.append(_call("_fmtval_", [self.visit(value.value), conversion, spec], node))
             else:
                 parts.append(value)
         return _call("_fstr_", parts, node)
@@ -664,9 +769,19 @@ class _Policy(RestrictingNodeTransformer):  # type: ignore[misc]
 
 
 _AUG_SYMBOLS = {
-    ast.Add: "+=", ast.Sub: "-=", ast.Mult: "*=", ast.Div: "/=", ast.FloorDiv: "//=",
-    ast.Mod: "%=", ast.Pow: "**=", ast.LShift: "<<=", ast.RShift: ">>=", ast.BitAnd: "&=",
-    ast.BitOr: "|=", ast.BitXor: "^=", ast.MatMult: "@=",
+    ast.Add: "+=",
+    ast.Sub: "-=",
+    ast.Mult: "*=",
+    ast.Div: "/=",
+    ast.FloorDiv: "//=",
+    ast.Mod: "%=",
+    ast.Pow: "**=",
+    ast.LShift: "<<=",
+    ast.RShift: ">>=",
+    ast.BitAnd: "&=",
+    ast.BitOr: "|=",
+    ast.BitXor: "^=",
+    ast.MatMult: "@=",
 }
 
 
@@ -685,6 +800,7 @@ def _capture_last_expression(tree: ast.Module) -> None:
 
 # -- running ------------------------------------------------------------------------------------
 
+
 def run(compiled: Compiled, names: dict[str, object], budget: Budget) -> object:
     """Evaluate `compiled` with `names` bound, within `budget`; return its value.
 
@@ -702,10 +818,15 @@ def run(compiled: Compiled, names: dict[str, object], budget: Budget) -> object:
     request = Request(budget)
     scope = request.make_globals()
     for name, value in names.items():
-        if type(name) is not str or not name.isidentifier() or name.startswith("_") \
-                or keyword.iskeyword(name):
-            raise SecurityError(f"cannot bind {name!r} in a query: names are identifiers that "
-                                "do not start with '_'")
+        if (
+            type(name) is not str
+            or not name.isidentifier()
+            or name.startswith("_")
+            or keyword.iskeyword(name)
+        ):
+            raise SecurityError(
+                f"cannot bind {name!r} in a query: names are identifiers that do not start with '_'"
+            )
         scope[name] = value
     error: Exception | None = None
     value = None
@@ -764,8 +885,9 @@ class _Limits:
         self.recursion = sys.getrecursionlimit()
         sys.setrecursionlimit(_stack_depth() + QUERY_FRAMES)
         tick = max(min(TICK, budget.time / 4), 0.002)
-        self.uses_signal = (hasattr(signal, "setitimer")
-                            and threading.current_thread() is threading.main_thread())
+        self.uses_signal = (
+            hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()
+        )
         self.active = True
         if self.uses_signal:
             self.previous_handler = _ALARM.arm(self)
@@ -785,8 +907,9 @@ class _Limits:
             if error is not None and _interruptible(frame):
                 raise Stop(error)
 
-    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         # No stop can land in here: the tick raises only in query and guard frames.
         self.active = False
         if self.uses_signal:
@@ -893,9 +1016,11 @@ class _Watchdog:
         self._tick = TICK
         api = ctypes.pythonapi
         self._raise = ctypes.PYFUNCTYPE(ctypes.c_int, ctypes.c_ulong, ctypes.py_object)(
-            ("PyThreadState_SetAsyncExc", api))
+            ("PyThreadState_SetAsyncExc", api)
+        )
         self._clear = ctypes.PYFUNCTYPE(ctypes.c_int, ctypes.c_ulong, ctypes.c_void_p)(
-            ("PyThreadState_SetAsyncExc", api))
+            ("PyThreadState_SetAsyncExc", api)
+        )
 
     def watch(self, request: Request, ident: int, tick: float) -> None:
         with self._lock:
@@ -903,8 +1028,9 @@ class _Watchdog:
             self._tick = min(self._tick, tick) if len(self._watched) > 1 else tick
             if self._thread is None or not self._thread.is_alive() or self._pid != os.getpid():
                 self._pid = os.getpid()
-                self._thread = threading.Thread(target=self._loop, name="pyzdb-watchdog",
-                                                daemon=True)
+                self._thread = threading.Thread(
+                    target=self._loop, name="pyzdb-watchdog", daemon=True
+                )
                 self._thread.start()
             self._lock.notify()
 
@@ -932,6 +1058,7 @@ _WATCHDOG = _Watchdog()
 
 
 # -- errors at the boundary ---------------------------------------------------------------------
+
 
 def _translate(exc: BaseException, request: Request, source: str) -> Exception:
     """What `run` raises for an exception that left the query."""
@@ -1011,8 +1138,7 @@ def _locate(tb: TracebackType | None, source: str) -> tuple[int, int | None, str
     line, byte_column = last.tb_lineno, None
     positions = getattr(last.tb_frame.f_code, "co_positions", None)  # Python 3.11+
     if positions is not None and last.tb_lasti >= 0:
-        for start, _end, start_column, _end_column in islice(positions(), last.tb_lasti // 2,
-                                                             None):
+        for start, _end, start_column, _end_column in islice(positions(), last.tb_lasti // 2, None):
             if start is not None:
                 line, byte_column = start, start_column
             break
@@ -1024,5 +1150,12 @@ def _locate(tb: TracebackType | None, source: str) -> tuple[int, int | None, str
     return line, column, text.strip()[:200]
 
 
-__all__ = ["Budget", "Compiled", "compile_request", "run", "release_leftovers", "FILENAME",
-           "MAX_SOURCE"]
+__all__ = [
+    "Budget",
+    "Compiled",
+    "compile_request",
+    "run",
+    "release_leftovers",
+    "FILENAME",
+    "MAX_SOURCE",
+]

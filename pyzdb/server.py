@@ -319,8 +319,10 @@ class Server:
         #: quarantined (a resend of one gets an error, never a second run).
         self.inflight: Any = None
         self.quarantine: dict[tuple[bytes, int], Any] = {}
-        self.engine = Engine(config.data, EngineConfig(fsync=config.fsync, budget=budget,
-                                                       retain=config.retain_journal))
+        self.engine = Engine(
+            config.data,
+            EngineConfig(fsync=config.fsync, budget=budget, retain=config.retain_journal),
+        )
         self.recovery = self.engine.recovery
         self.cache = ReplyCache()
         self._redact = Redactor(config.data)
@@ -329,9 +331,7 @@ class Server:
         self._stopping = False
         self.exit_code = 0
         #: Replies to send: (journal seq it may reflect, envelope, request id, frame), in order.
-        self._outbox: collections.deque[tuple[int, list[bytes], int, bytes]] = (
-            collections.deque()
-        )
+        self._outbox: collections.deque[tuple[int, list[bytes], int, bytes]] = collections.deque()
         self._checked_seq = self.engine.last_seq  # the policy's sync() was called up to here
         self._holder: bytes | None = None
         self._lease_deadline = 0.0
@@ -340,13 +340,16 @@ class Server:
         self._bad = _Throttle(WARNINGS_PER_SECOND)
         self._wakeup: tuple[socket.socket, socket.socket] | None = None
         self._ops: dict[str, Callable[[Request, dict[str, Any]], Any]] = {
-            "query": self._op_query, "execute": self._op_execute,
+            "query": self._op_query,
+            "execute": self._op_execute,
             "undo": lambda request, params: self.engine.undo(sync=False),
             "redo": lambda request, params: self.engine.redo(sync=False),
             "checkpoint": lambda request, params: self.engine.checkpoint(),
             "history": lambda request, params: self.engine.history(),
-            "lock": self._op_lock, "begin": self._op_lock,
-            "unlock": self._op_unlock, "commit": self._op_unlock,
+            "lock": self._op_lock,
+            "begin": self._op_lock,
+            "unlock": self._op_unlock,
+            "commit": self._op_unlock,
             "rollback": self._op_rollback,
             "ping": lambda request, params: None,
             "blob": lambda request, params: self.engine.read_blob(request.source),
@@ -368,9 +371,16 @@ class Server:
         self._tenancy = Tenancy(self)
         self._hold_until = math.inf  # a scoped key's lock ends here, heartbeats or not
         if config.keys is not None:
-            self._auth = ServerAuth(config.keys, self._context, dataclasses.replace(
-                budget, time=config.scoped_time, steps=config.scoped_steps,
-                max_size=config.scoped_size))
+            self._auth = ServerAuth(
+                config.keys,
+                self._context,
+                dataclasses.replace(
+                    budget,
+                    time=config.scoped_time,
+                    steps=config.scoped_steps,
+                    max_size=config.scoped_size,
+                ),
+            )
             self._auth.configure(self.socket)
         self.socket.setsockopt(zmq.MAXMSGSIZE, config.max_message)
         self.socket.setsockopt(zmq.LINGER, 1000)
@@ -509,8 +519,11 @@ class Server:
                 self._fail_sync(syncer.error)
                 return
             durable = self._journal.durable_seq
-            if (outbox[-1][0] > durable and syncer.idle()
-                    and self._journal.fsync_seconds < OVERLAP_FSYNC):
+            if (
+                outbox[-1][0] > durable
+                and syncer.idle()
+                and self._journal.fsync_seconds < OVERLAP_FSYNC
+            ):
                 # A fast disk: the fdatasync here costs less than handing it to the thread
                 # (two thread wake-ups), and the batch it delays grows the next group.
                 try:
@@ -561,8 +574,13 @@ class Server:
         else:
             envelope, rest = _split(frames)
             if len(rest) != 1:
-                self._refuse(envelope, 0, ProtocolError(
-                    f"expected one message frame after the routing envelope, got {len(rest)}"))
+                self._refuse(
+                    envelope,
+                    0,
+                    ProtocolError(
+                        f"expected one message frame after the routing envelope, got {len(rest)}"
+                    ),
+                )
                 return
             body = rest[0]
         try:
@@ -577,14 +595,25 @@ class Server:
         if request.session:
             cached = self.cache.get(key)
             if cached is not None:
-                log.debug("repeat of request %d of session %s: answered from the reply cache",
-                          request.id, request.session.hex())
+                log.debug(
+                    "repeat of request %d of session %s: answered from the reply cache",
+                    request.id,
+                    request.session.hex(),
+                )
                 self._outbox.append((self.engine.last_seq, envelope, request.id, cached))
                 return
             if key in self.quarantine:
-                self._reply(envelope, request, Reply(
-                    request.id, False, None, self.engine.last_seq,
-                    protocol.error_to_info(Error(self.quarantine[key].message()))))
+                self._reply(
+                    envelope,
+                    request,
+                    Reply(
+                        request.id,
+                        False,
+                        None,
+                        self.engine.last_seq,
+                        protocol.error_to_info(Error(self.quarantine[key].message())),
+                    ),
+                )
                 return
             waiting = self._queued.get(key)
             if waiting is not None:  # a retry over a new connection: answer there
@@ -592,23 +621,49 @@ class Server:
                 return
         if self.hub.intercept(envelope, request, params, control):
             return
-        if (self._holder is None or request.session == self._holder
-                or request.op in _UNQUEUED_OPS or control.get("txn")):
+        if (
+            self._holder is None
+            or request.session == self._holder
+            or request.op in _UNQUEUED_OPS
+            or control.get("txn")
+        ):
             self._run(envelope, request, params, control)
             if self._holder is None and self._queue:
                 self._serve_queue()
             return
         if not self._shares.admit(request.session or envelope[0]):
-            self._reply(envelope, request, Reply(
-                request.id, False, None, self.engine.last_seq, protocol.error_to_info(
-                    LockTimeout(f"the database is locked and this client has "
-                                f"{self._shares.per_client} requests waiting already"))))
+            self._reply(
+                envelope,
+                request,
+                Reply(
+                    request.id,
+                    False,
+                    None,
+                    self.engine.last_seq,
+                    protocol.error_to_info(
+                        LockTimeout(
+                            f"the database is locked and this client has "
+                            f"{self._shares.per_client} requests waiting already"
+                        )
+                    ),
+                ),
+            )
             return
         if len(self._queue) >= MAX_QUEUE:
             self._shares.release(request.session or envelope[0])
-            self._reply(envelope, request, Reply(
-                request.id, False, None, self.engine.last_seq, protocol.error_to_info(
-                    LockTimeout(f"the database is locked and {MAX_QUEUE} requests wait already"))))
+            self._reply(
+                envelope,
+                request,
+                Reply(
+                    request.id,
+                    False,
+                    None,
+                    self.engine.last_seq,
+                    protocol.error_to_info(
+                        LockTimeout(f"the database is locked and {MAX_QUEUE} requests wait already")
+                    ),
+                ),
+            )
             return
         wait = control.get("wait", 0.0)
         waiting = _Waiting(envelope, request, params, control, time.monotonic() + wait)
@@ -618,11 +673,19 @@ class Server:
 
     def _refuse(self, envelope: list[bytes], request_id: int, exc: Exception) -> None:
         self._bad.warning("bad message from peer %s: %s", envelope[0].hex(), exc)
-        self._reply(envelope, None, Reply(request_id, False, None, self.engine.last_seq,
-                                          protocol.error_to_info(exc)))
+        self._reply(
+            envelope,
+            None,
+            Reply(request_id, False, None, self.engine.last_seq, protocol.error_to_info(exc)),
+        )
 
-    def _run(self, envelope: list[bytes], request: Request, params: dict[str, Any],
-             control: dict[str, Any]) -> None:
+    def _run(
+        self,
+        envelope: list[bytes],
+        request: Request,
+        params: dict[str, Any],
+        control: dict[str, Any],
+    ) -> None:
         """Run one request on the engine and queue its reply (remembered for retries)."""
         session = request.session
         if session and session == self._holder:
@@ -638,11 +701,13 @@ class Server:
                     "restarted)"
                 )
             grant = control.get("grant")
-            run = (self._ops[request.op] if grant is None
-                   else functools.partial(self._tenancy.run, grant))
+            run = (
+                self._ops[request.op]
+                if grant is None
+                else functools.partial(self._tenancy.run, grant)
+            )
             if self.inflight is not None and request.op in ("query", "execute"):
-                self.inflight.enter(session, request.id, envelope[0], request.op,
-                                    self._budget_time)
+                self.inflight.enter(session, request.id, envelope[0], request.op, self._budget_time)
                 try:
                     value = run(request, params)
                 finally:
@@ -656,8 +721,15 @@ class Server:
                 data = protocol.pack(Reply(request.id, True, value, self.engine.last_seq))
         except Exception as exc:
             outcome = log_failure(self._bad, request, exc)
-            data = protocol.pack(Reply(request.id, False, None, self.engine.last_seq,
-                                       protocol.error_to_info(self._redact(exc))))
+            data = protocol.pack(
+                Reply(
+                    request.id,
+                    False,
+                    None,
+                    self.engine.last_seq,
+                    protocol.error_to_info(self._redact(exc)),
+                )
+            )
         self.stats.record(session, outcome)
         if log.isEnabledFor(logging.DEBUG):
             log_request(request, data, started, outcome)
@@ -671,8 +743,11 @@ class Server:
     def _send(self, envelope: list[bytes], request: Request | None, data: bytes) -> None:
         """Queue a reply until the writes it may reflect are durable; remember it for a retry
         of the request."""
-        if request is not None and request.session and request.op not in _UNCACHED and not (
-            request.op in _READ_OPS and len(data) > self.cache.max_bytes // 64
+        if (
+            request is not None
+            and request.session
+            and request.op not in _UNCACHED
+            and not (request.op in _READ_OPS and len(data) > self.cache.max_bytes // 64)
         ):
             self.cache.put((request.session, request.id), data)
         self._outbox.append((self.engine.last_seq, envelope, request.id if request else 0, data))
@@ -691,13 +766,26 @@ class Server:
         return sections
 
     def _op_query(self, request: Request, params: dict[str, Any]) -> Encoded:
-        return self.engine.run(request.source, write=False, syntax=request.syntax,
-                               params=params, root=request.root, finish=self._encode)
+        return self.engine.run(
+            request.source,
+            write=False,
+            syntax=request.syntax,
+            params=params,
+            root=request.root,
+            finish=self._encode,
+        )
 
     def _op_execute(self, request: Request, params: dict[str, Any]) -> Encoded:
-        return self.engine.run(request.source, write=True, syntax=request.syntax,
-                               params=params, root=request.root, sync=False,
-                               finish=self._encode, tag=feed.make_tag(request))
+        return self.engine.run(
+            request.source,
+            write=True,
+            syntax=request.syntax,
+            params=params,
+            root=request.root,
+            sync=False,
+            finish=self._encode,
+            tag=feed.make_tag(request),
+        )
 
     def _encode(self, value: Any) -> Encoded:
         """The engine's `finish`: encode the result once, inside the unit, within the budget.
@@ -764,13 +852,17 @@ class Server:
         self._hold_until = math.inf
 
     def _expire(self, now: float) -> None:
-        if self._holder is not None and (now >= self._lease_deadline
-                                         or now >= self._hold_deadline):
-            why = (f"held the lock past --lock-max-hold ({self.config.lock_max_hold:g} s)"
-                   if now >= self._hold_deadline else
-                   f"was silent past its lease of {self.config.lease:g} s")
-            log.warning("session %s %s: its transaction is rolled back and the lock released",
-                        self._holder.hex(), why)
+        if self._holder is not None and (now >= self._lease_deadline or now >= self._hold_deadline):
+            why = (
+                f"held the lock past --lock-max-hold ({self.config.lock_max_hold:g} s)"
+                if now >= self._hold_deadline
+                else f"was silent past its lease of {self.config.lease:g} s"
+            )
+            log.warning(
+                "session %s %s: its transaction is rolled back and the lock released",
+                self._holder.hex(),
+                why,
+            )
             try:
                 self.engine.rollback()
             finally:
@@ -782,9 +874,17 @@ class Server:
                     "the database stayed locked by another connection for the "
                     f"{waiting.control.get('wait', 0.0):g} s this request could wait"
                 )
-                self._reply(waiting.envelope, waiting.request, Reply(
-                    waiting.request.id, False, None, self.engine.last_seq,
-                    protocol.error_to_info(error)))
+                self._reply(
+                    waiting.envelope,
+                    waiting.request,
+                    Reply(
+                        waiting.request.id,
+                        False,
+                        None,
+                        self.engine.last_seq,
+                        protocol.error_to_info(error),
+                    ),
+                )
         if self._holder is None and self._queue:
             self._serve_queue()
 
@@ -848,7 +948,7 @@ def _split(frames: list[bytes]) -> tuple[list[bytes], list[bytes]]:
     send the delimiter; without one, the envelope is the identity alone."""
     for index in range(1, min(len(frames), MAX_ENVELOPE + 1)):
         if not frames[index]:
-            return frames[:index + 1], frames[index + 1:]
+            return frames[: index + 1], frames[index + 1 :]
     return frames[:1], frames[1:]
 
 
@@ -859,12 +959,15 @@ def _split_control(request: Request) -> tuple[dict[str, Any], dict[str, Any]]:
         return params, {}
     params = dict(params)
     control = params.pop(CONTROL_PARAM)
-    if not (type(control) is dict
-            and type(control.get("wait", 0.0)) in (int, float)
-            and 0 <= control.get("wait", 0.0) <= 86400
-            and type(control.get("txn", False)) is bool):
-        raise ProtocolError(f"{CONTROL_PARAM} must be a dict with 'wait' (seconds, 0-86400) "
-                            "and 'txn' (bool)")
+    if not (
+        type(control) is dict
+        and type(control.get("wait", 0.0)) in (int, float)
+        and 0 <= control.get("wait", 0.0) <= 86400
+        and type(control.get("txn", False)) is bool
+    ):
+        raise ProtocolError(
+            f"{CONTROL_PARAM} must be a dict with 'wait' (seconds, 0-86400) and 'txn' (bool)"
+        )
     return params, control
 
 
@@ -876,72 +979,159 @@ def _parser() -> argparse.ArgumentParser:
         prog="pyzdb-server",
         description="Serve a pyzdb data directory over ZeroMQ (loopback only by default).",
     )
-    parser.add_argument("--data", default=DEFAULT_DATA, metavar="DIR",
-                        help=f"data directory, created if needed (default {DEFAULT_DATA})")
-    parser.add_argument("--bind", default=DEFAULT_BIND, metavar="URI",
-                        help=f"ZeroMQ address to listen on (default {DEFAULT_BIND})")
-    parser.add_argument("--fsync", choices=("always", "everysec", "no"), default="always",
-                        help="when the journal reaches the disk (default always: before "
-                        "every reply)")
-    parser.add_argument("--time-limit", type=float, metavar="S",
-                        help="wall-time budget of one request in seconds")
-    parser.add_argument("--lease", type=float, default=10.0, metavar="S",
-                        help="seconds a silent lock holder keeps the lock (default 10)")
-    parser.add_argument("--max-message", type=int, default=protocol.MAX_REQUEST_SIZE,
-                        metavar="BYTES", help="largest request accepted (default 16 MiB)")
-    parser.add_argument("--insecure", action="store_true",
-                        help="allow a non-loopback --bind without authentication")
-    parser.add_argument("--retain-journal", type=int, default=feed.DEFAULT_RETAIN, metavar="N",
-                        help="journal records kept readable after a checkpoint, for change "
-                        f"feeds and replicas (default {feed.DEFAULT_RETAIN})")
-    parser.add_argument("--replica-of", metavar="URI",
-                        help="serve read-only, following the primary at URI")
-    parser.add_argument("--key", metavar="FILE",
-                        help="with --replica-of: the credential file (pyzdb-keys add ... --role "
-                        "admin) this replica presents to a primary started with --keys "
-                        "(default $PYZDB_KEY); a key the primary refuses is logged and retried "
-                        "while the replica keeps serving what it has")
-    parser.add_argument("--replica-backlog", type=int, default=feed.REPLICA_BACKLOG,
-                        metavar="N", help="records kept for a lagging replica beyond "
-                        f"--retain-journal; past it, it resyncs (default {feed.REPLICA_BACKLOG})")
-    parser.add_argument("--keys", metavar="DIR", help="CURVE keys and access list made by "
-                        "pyzdb-keys: every connection authenticated, roles and scopes enforced")
-    parser.add_argument("--scoped-time", type=float, default=1.0, metavar="S",
-                        help="wall-time budget of a scoped key's request (default 1)")
-    parser.add_argument("--scoped-steps", type=int, default=5_000_000, metavar="N",
-                        help="loop-step budget of a scoped key's request (default 5000000)")
-    parser.add_argument("--scoped-size", type=int, default=1_000_000, metavar="N",
-                        help="largest object a scoped key's request may build (default 1000000)")
+    parser.add_argument(
+        "--data",
+        default=DEFAULT_DATA,
+        metavar="DIR",
+        help=f"data directory, created if needed (default {DEFAULT_DATA})",
+    )
+    parser.add_argument(
+        "--bind",
+        default=DEFAULT_BIND,
+        metavar="URI",
+        help=f"ZeroMQ address to listen on (default {DEFAULT_BIND})",
+    )
+    parser.add_argument(
+        "--fsync",
+        choices=("always", "everysec", "no"),
+        default="always",
+        help="when the journal reaches the disk (default always: before every reply)",
+    )
+    parser.add_argument(
+        "--time-limit", type=float, metavar="S", help="wall-time budget of one request in seconds"
+    )
+    parser.add_argument(
+        "--lease",
+        type=float,
+        default=10.0,
+        metavar="S",
+        help="seconds a silent lock holder keeps the lock (default 10)",
+    )
+    parser.add_argument(
+        "--max-message",
+        type=int,
+        default=protocol.MAX_REQUEST_SIZE,
+        metavar="BYTES",
+        help="largest request accepted (default 16 MiB)",
+    )
+    parser.add_argument(
+        "--insecure", action="store_true", help="allow a non-loopback --bind without authentication"
+    )
+    parser.add_argument(
+        "--retain-journal",
+        type=int,
+        default=feed.DEFAULT_RETAIN,
+        metavar="N",
+        help="journal records kept readable after a checkpoint, for change "
+        f"feeds and replicas (default {feed.DEFAULT_RETAIN})",
+    )
+    parser.add_argument(
+        "--replica-of", metavar="URI", help="serve read-only, following the primary at URI"
+    )
+    parser.add_argument(
+        "--key",
+        metavar="FILE",
+        help="with --replica-of: the credential file (pyzdb-keys add ... --role "
+        "admin) this replica presents to a primary started with --keys "
+        "(default $PYZDB_KEY); a key the primary refuses is logged and retried "
+        "while the replica keeps serving what it has",
+    )
+    parser.add_argument(
+        "--replica-backlog",
+        type=int,
+        default=feed.REPLICA_BACKLOG,
+        metavar="N",
+        help="records kept for a lagging replica beyond "
+        f"--retain-journal; past it, it resyncs (default {feed.REPLICA_BACKLOG})",
+    )
+    parser.add_argument(
+        "--keys",
+        metavar="DIR",
+        help="CURVE keys and access list made by "
+        "pyzdb-keys: every connection authenticated, roles and scopes enforced",
+    )
+    parser.add_argument(
+        "--scoped-time",
+        type=float,
+        default=1.0,
+        metavar="S",
+        help="wall-time budget of a scoped key's request (default 1)",
+    )
+    parser.add_argument(
+        "--scoped-steps",
+        type=int,
+        default=5_000_000,
+        metavar="N",
+        help="loop-step budget of a scoped key's request (default 5000000)",
+    )
+    parser.add_argument(
+        "--scoped-size",
+        type=int,
+        default=1_000_000,
+        metavar="N",
+        help="largest object a scoped key's request may build (default 1000000)",
+    )
     parser.add_argument("--version", action="version", version=version_line("pyzdb-server"))
     parser.add_argument("-v", "--verbose", action="store_true", help="log every request")
-    parser.add_argument("--kill-grace", type=float, default=1.0, metavar="S",
-                        help="seconds past its time budget a request may run inside one C "
-                        "call before the supervisor kills and restarts the worker (default 1)")
-    parser.add_argument("--max-memory", type=parse_size, default=default_max_memory(),
-                        metavar="SIZE", help="resident size a request may not push the "
-                        "server past, e.g. 512M or 4G (default: half of the machine's memory)")
-    parser.add_argument("--lock-max-hold", type=float, default=300.0, metavar="S",
-                        help="seconds one connection may hold the lock, even while it keeps "
-                        "renewing its lease (default 300)")
-    parser.add_argument("--no-supervisor", action="store_true",
-                        help="serve in this process, without a supervisor to restart it")
+    parser.add_argument(
+        "--kill-grace",
+        type=float,
+        default=1.0,
+        metavar="S",
+        help="seconds past its time budget a request may run inside one C "
+        "call before the supervisor kills and restarts the worker (default 1)",
+    )
+    parser.add_argument(
+        "--max-memory",
+        type=parse_size,
+        default=default_max_memory(),
+        metavar="SIZE",
+        help="resident size a request may not push the "
+        "server past, e.g. 512M or 4G (default: half of the machine's memory)",
+    )
+    parser.add_argument(
+        "--lock-max-hold",
+        type=float,
+        default=300.0,
+        metavar="S",
+        help="seconds one connection may hold the lock, even while it keeps "
+        "renewing its lease (default 300)",
+    )
+    parser.add_argument(
+        "--no-supervisor",
+        action="store_true",
+        help="serve in this process, without a supervisor to restart it",
+    )
     return parser
 
 
 def server_main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `pyzdb-server`: exit 0 after a clean stop (SIGINT/SIGTERM), else 1/2."""
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    if (args.lease <= 0 or args.max_message <= 0 or args.retain_journal < 0
-            or args.replica_backlog < 0 or not args.kill_grace > 0
-            or not args.lock_max_hold > 0):
-        print("pyzdb-server: --lease, --max-message, --kill-grace and --lock-max-hold must be "
-              "positive, --retain-journal and --replica-backlog >= 0", file=sys.stderr)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+    )
+    if (
+        args.lease <= 0
+        or args.max_message <= 0
+        or args.retain_journal < 0
+        or args.replica_backlog < 0
+        or not args.kill_grace > 0
+        or not args.lock_max_hold > 0
+    ):
+        print(
+            "pyzdb-server: --lease, --max-message, --kill-grace and --lock-max-hold must be "
+            "positive, --retain-journal and --replica-backlog >= 0",
+            file=sys.stderr,
+        )
         return 2
     if args.key is not None and not args.replica_of:
-        print("pyzdb-server: --key is the credential a replica presents to its primary: "
-              "use it with --replica-of URI", file=sys.stderr)
+        print(
+            "pyzdb-server: --key is the credential a replica presents to its primary: "
+            "use it with --replica-of URI",
+            file=sys.stderr,
+        )
         return 2
     if args.replica_of:
         try:
@@ -950,11 +1140,24 @@ def server_main(argv: Sequence[str] | None = None) -> int:
             print(f"pyzdb-server: --key: {exc}", file=sys.stderr)
             return 2
     config = ServerConfig(
-        args.data, args.bind, args.fsync, args.time_limit, args.lease, args.max_message,
-        args.insecure, retain_journal=args.retain_journal, replica_of=args.replica_of,
-        replica_backlog=args.replica_backlog, replica_key=args.key, keys=args.keys,
-        scoped_time=args.scoped_time, scoped_steps=args.scoped_steps, scoped_size=args.scoped_size,
-        max_memory=args.max_memory, lock_max_hold=args.lock_max_hold)
+        args.data,
+        args.bind,
+        args.fsync,
+        args.time_limit,
+        args.lease,
+        args.max_message,
+        args.insecure,
+        retain_journal=args.retain_journal,
+        replica_of=args.replica_of,
+        replica_backlog=args.replica_backlog,
+        replica_key=args.key,
+        keys=args.keys,
+        scoped_time=args.scoped_time,
+        scoped_steps=args.scoped_steps,
+        scoped_size=args.scoped_size,
+        max_memory=args.max_memory,
+        lock_max_hold=args.lock_max_hold,
+    )
     try:
         check_bind(config.bind, config.insecure, keys=config.keys is not None)
     except ValueError as exc:
@@ -964,15 +1167,20 @@ def server_main(argv: Sequence[str] | None = None) -> int:
         return _serve(config, None, {}, None)
     from .supervisor import Supervisor
 
-    def serve(inflight: Any, quarantine: dict[tuple[bytes, int], Any],
-              ready: Callable[[], None]) -> int:
+    def serve(
+        inflight: Any, quarantine: dict[tuple[bytes, int], Any], ready: Callable[[], None]
+    ) -> int:
         return _serve(config, inflight, quarantine, ready)
 
     return Supervisor(serve, config.data, args.kill_grace).run()
 
 
-def _serve(config: ServerConfig, inflight: Any, quarantine: dict[tuple[bytes, int], Any],
-           ready: Callable[[], None] | None) -> int:
+def _serve(
+    config: ServerConfig,
+    inflight: Any,
+    quarantine: dict[tuple[bytes, int], Any],
+    ready: Callable[[], None] | None,
+) -> int:
     """Recover, bind and serve until stopped (the worker of the supervisor, or the process)."""
     try:
         server = Server(config)
@@ -985,9 +1193,14 @@ def _serve(config: ServerConfig, inflight: Any, quarantine: dict[tuple[bytes, in
     server.inflight = inflight
     server.quarantine = quarantine
     report = server.recovery
-    log.info("recovered %s: checkpoint seq %d, %d records (%d effects) replayed in %.3f s",
-             config.data, report.checkpoint_seq, report.records_replayed,
-             report.effects_replayed, report.seconds)
+    log.info(
+        "recovered %s: checkpoint seq %d, %d records (%d effects) replayed in %.3f s",
+        config.data,
+        report.checkpoint_seq,
+        report.records_replayed,
+        report.effects_replayed,
+        report.seconds,
+    )
     log.info("serving on %s (fsync %s, lease %g s)", server.endpoint, config.fsync, config.lease)
     server.install_signal_handlers()
     if ready is not None:
@@ -997,5 +1210,12 @@ def _serve(config: ServerConfig, inflight: Any, quarantine: dict[tuple[bytes, in
     return status
 
 
-__all__ = ["Server", "ServerConfig", "ReplyCache", "check_bind", "server_main",
-           "DEFAULT_BIND", "DEFAULT_DATA"]
+__all__ = [
+    "Server",
+    "ServerConfig",
+    "ReplyCache",
+    "check_bind",
+    "server_main",
+    "DEFAULT_BIND",
+    "DEFAULT_DATA",
+]

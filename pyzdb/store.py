@@ -281,8 +281,9 @@ class TrackedList(list):
         if value.__class__ not in _SCALARS:
             if self[i] is value:
                 return  # ``l[0] += [x]`` stores the list it just extended: nothing to do
-            _list_splice(self, i, i + 1, [_adopt(value, depth, store.blob_sink, path, i)], rec,
-                         path)
+            _list_splice(
+                self, i, i + 1, [_adopt(value, depth, store.blob_sink, path, i)], rec, path
+            )
             return
         rec.log.append((_list_splice, self, i, i + 1, [self[i]]))
         if path is not None:
@@ -333,8 +334,7 @@ class TrackedList(list):
         rec = _gate(store)
         if items:
             n = len(self)
-            _list_splice(self, n, n, _adopt_all(items, depth, store.blob_sink, path, n), rec,
-                         path)
+            _list_splice(self, n, n, _adopt_all(items, depth, store.blob_sink, path, n), rec, path)
 
     def insert(self, index: Any, value: Any) -> None:
         """Insert (a copy of) `value` before `index` (clamped like list.insert)."""
@@ -383,8 +383,7 @@ class TrackedList(list):
         order = sorted(range(len(items)), key=keys.__getitem__, reverse=reverse)
         store, path, _ = _trace(self)
         rec = _gate(store)
-        if key is not None and (len(self) != len(items)
-                                or not all(map(operator.is_, self, items))):
+        if key is not None and (len(self) != len(items) or not all(map(operator.is_, self, items))):
             raise ValueError("list modified during sort")
         if order != list(range(len(order))):
             _list_perm(self, order, rec, path)
@@ -404,8 +403,9 @@ class TrackedList(list):
         try:
             k = operator.index(times)
         except TypeError:
-            raise TypeError("can't multiply sequence by non-int of type "
-                            f"'{type(times).__name__}'") from None
+            raise TypeError(
+                f"can't multiply sequence by non-int of type '{type(times).__name__}'"
+            ) from None
         store, path, depth = _trace(self)
         rec = _gate(store)
         n = len(self)
@@ -413,8 +413,14 @@ class TrackedList(list):
             _list_splice(self, 0, n, [], rec, path)
         elif n and k > 1:
             # each repeat is a copy: the tree never holds one container twice
-            _list_splice(self, n, n, _adopt_all(list(self) * (k - 1), depth, store.blob_sink,
-                                                path, n), rec, path)
+            _list_splice(
+                self,
+                n,
+                n,
+                _adopt_all(list(self) * (k - 1), depth, store.blob_sink, path, n),
+                rec,
+                path,
+            )
         return self
 
 
@@ -518,8 +524,9 @@ def _index(index: Any, n: int, message: str) -> int:
     try:
         i = operator.index(index)
     except TypeError:
-        raise TypeError(f"list indices must be integers or slices, not {type(index).__name__}"
-                        ) from None
+        raise TypeError(
+            f"list indices must be integers or slices, not {type(index).__name__}"
+        ) from None
     if i < 0:
         i += n
     if not 0 <= i < n:
@@ -539,11 +546,13 @@ def _update_items(other: Any, kwargs: dict[str, Any]) -> list[tuple[Any, Any]]:
             try:
                 pair = tuple(pair)
             except TypeError:
-                raise TypeError(f"cannot convert dictionary update sequence element #{i} "
-                                "to a sequence") from None
+                raise TypeError(
+                    f"cannot convert dictionary update sequence element #{i} to a sequence"
+                ) from None
             if len(pair) != 2:
-                raise ValueError(f"dictionary update sequence element #{i} has length "
-                                 f"{len(pair)}; 2 is required")
+                raise ValueError(
+                    f"dictionary update sequence element #{i} has length {len(pair)}; 2 is required"
+                )
             items.append(pair)
     items.extend(kwargs.items())
     return items
@@ -553,30 +562,44 @@ def _set_slice(lst: TrackedList, index: slice, value: Any) -> None:
     try:
         items = list(value)
     except TypeError:
-        raise TypeError("can only assign an iterable" if index.step in (None, 1)
-                        else "must assign iterable to extended slice") from None
+        raise TypeError(
+            "can only assign an iterable"
+            if index.step in (None, 1)
+            else "must assign iterable to extended slice"
+        ) from None
     store, path, depth = _trace(lst)
     rec = _gate(store)
     start, stop, step = index.indices(len(lst))
     if step == 1:
         stop = max(start, stop)
-        _list_splice(lst, start, stop, _adopt_all(items, depth, store.blob_sink, path, start),
-                     rec, path)
+        _list_splice(
+            lst, start, stop, _adopt_all(items, depth, store.blob_sink, path, start), rec, path
+        )
         return
     where = range(start, stop, step)
     if len(items) != len(where):
-        raise ValueError(f"attempt to assign sequence of size {len(items)} "
-                         f"to extended slice of size {len(where)}")
+        raise ValueError(
+            f"attempt to assign sequence of size {len(items)} "
+            f"to extended slice of size {len(where)}"
+        )
     sink = store.blob_sink
     room = _Room()
-    adopted = [v if v.__class__ in _SCALARS else _adopt(v, depth, sink, path, i, room)
-               for i, v in zip(where, items, strict=True)]
+    adopted = [
+        v if v.__class__ in _SCALARS else _adopt(v, depth, sink, path, i, room)
+        for i, v in zip(where, items, strict=True)
+    ]
     for i, v in zip(where, adopted, strict=True):
         _list_splice(lst, i, i + 1, [v], rec, path)
 
 
-def _adopt(value: Any, depth: int, sink: Callable[[bytes], str] | None,
-           path: tuple[Any, ...] | None, key: Any, room: _Room | None = None) -> Any:
+def _adopt(
+    value: Any,
+    depth: int,
+    sink: Callable[[bytes], str] | None,
+    path: tuple[Any, ...] | None,
+    key: Any,
+    room: _Room | None = None,
+) -> Any:
     """A validated tracked copy of `value`, to be stored at `key` in a container at `depth`.
 
     `room` is shared by the values of one mutation, so together they stay within
@@ -591,13 +614,20 @@ def _adopt(value: Any, depth: int, sink: Callable[[bytes], str] | None,
     raise TypeError(f"cannot store {type(value).__name__}")  # validate disagreed: still refuse
 
 
-def _adopt_all(items: list[Any], depth: int, sink: Callable[[bytes], str] | None,
-               path: tuple[Any, ...] | None, start: int) -> list[Any]:
+def _adopt_all(
+    items: list[Any],
+    depth: int,
+    sink: Callable[[bytes], str] | None,
+    path: tuple[Any, ...] | None,
+    start: int,
+) -> list[Any]:
     if _SCALARS.issuperset(map(type, items)):
         return items
     room = _Room()
-    return [v if v.__class__ in _SCALARS else _adopt(v, depth, sink, path, start + i, room)
-            for i, v in enumerate(items)]
+    return [
+        v if v.__class__ in _SCALARS else _adopt(v, depth, sink, path, start + i, room)
+        for i, v in enumerate(items)
+    ]
 
 
 def _thaw(value: Any, depth: int, path: tuple[Any, ...], consume: bool = False) -> Any:
@@ -625,8 +655,9 @@ def _own_file(file: File, sink: Callable[[bytes], str] | None) -> File:
     return file
 
 
-def _build_tuple(value: tuple[Any, ...], depth: int, sink: Callable[[bytes], str] | None,
-                 frozen: bool) -> tuple[Any, ...]:
+def _build_tuple(
+    value: tuple[Any, ...], depth: int, sink: Callable[[bytes], str] | None, frozen: bool
+) -> tuple[Any, ...]:
     """`value` itself if storable at `depth` as it is, else a rebuilt copy; or `_Refused`."""
     if depth > MAX_DEPTH:
         raise _Refused
@@ -649,8 +680,11 @@ def _build_tuple(value: tuple[Any, ...], depth: int, sink: Callable[[bytes], str
                     raise _Refused
                 stack.append((part, level + 1))
             elif pcls is File:
-                rebuild = rebuild or part._reader is not None or (
-                    part.data is not None and sink is not None)
+                rebuild = (
+                    rebuild
+                    or part._reader is not None
+                    or (part.data is not None and sink is not None)
+                )
             elif frozen and pcls is frozenset:
                 rebuild = True
             else:
@@ -669,8 +703,7 @@ def _build_tuple(value: tuple[Any, ...], depth: int, sink: Callable[[bytes], str
         raise _Refused from None
 
 
-def _build_leaf(value: Any, depth: int, sink: Callable[[bytes], str] | None,
-                frozen: bool) -> Any:
+def _build_leaf(value: Any, depth: int, sink: Callable[[bytes], str] | None, frozen: bool) -> Any:
     cls = value.__class__
     if cls is File:
         return _own_file(value, sink)
@@ -684,9 +717,15 @@ def _build_leaf(value: Any, depth: int, sink: Callable[[bytes], str] | None,
     raise _Refused
 
 
-def _build(value: Any, depth: int, sink: Callable[[bytes], str] | None, frozen: bool,
-           room: _Room | None = None, where: tuple[Any, ...] | None = (),
-           consume: bool = False) -> Any:
+def _build(
+    value: Any,
+    depth: int,
+    sink: Callable[[bytes], str] | None,
+    frozen: bool,
+    room: _Room | None = None,
+    where: tuple[Any, ...] | None = (),
+    consume: bool = False,
+) -> Any:
     """Tracked copy of `value`, which will sit at nesting `depth`; raises `_Refused`.
 
     One iterative pass that both checks and copies: containers of scalars are copied in C
@@ -720,9 +759,11 @@ def _build(value: Any, depth: int, sink: Callable[[bytes], str] | None, frozen: 
 
 def _flat_dicts(items: Any) -> bool:
     """Whether `items` are all dicts with scalar keys and values (checked in C)."""
-    return (_DICTS.issuperset(map(type, items))
-            and _KEY_FAST.issuperset(map(type, chain.from_iterable(items)))
-            and _SCALARS.issuperset(map(type, chain.from_iterable(map(dict.values, items)))))
+    return (
+        _DICTS.issuperset(map(type, items))
+        and _KEY_FAST.issuperset(map(type, chain.from_iterable(items)))
+        and _SCALARS.issuperset(map(type, chain.from_iterable(map(dict.values, items))))
+    )
 
 
 def _copy_flat_dicts(dst: TrackedList, src: list[Any], consume: bool) -> None:
@@ -738,8 +779,8 @@ def _copy_flat_dicts(dst: TrackedList, src: list[Any], consume: bool) -> None:
         _append_flat_copies(dst, src, 0)
         return
     for start in range(0, len(src), _CHUNK):
-        part = src[start:start + _CHUNK]
-        src[start:start + _CHUNK] = repeat(None, len(part))
+        part = src[start : start + _CHUNK]
+        src[start : start + _CHUNK] = repeat(None, len(part))
         _append_flat_copies(dst, part, start)
 
 
@@ -781,9 +822,16 @@ def _append_records(dst: TrackedList, items: list[Any]) -> None:
     _lextend(dst, children)
 
 
-def _build_into(top: Any, value: Any, depth: int, sink: Callable[[bytes], str] | None,
-                frozen: bool, room: _Room | None, where: tuple[Any, ...] | None,
-                consume: bool) -> None:
+def _build_into(
+    top: Any,
+    value: Any,
+    depth: int,
+    sink: Callable[[bytes], str] | None,
+    frozen: bool,
+    room: _Room | None,
+    where: tuple[Any, ...] | None,
+    consume: bool,
+) -> None:
     scalars = _SCALARS
     # Adoption counts containers against `room`, and notes the source containers with children
     # it copied: meeting one again means the value shares it, and one count over the distinct
@@ -797,15 +845,18 @@ def _build_into(top: Any, value: Any, depth: int, sink: Callable[[bytes], str] |
     while stack:
         src, dst, level = stack.pop()
         if consume and _consumed(src):
-            raise ValueError(f"malformed frozen value: a container appears twice, at "
-                             f"{describe(_rel_path(dst, top))}")
+            raise ValueError(
+                f"malformed frozen value: a container appears twice, at "
+                f"{describe(_rel_path(dst, top))}"
+            )
         try:
             inner = level + 1
             if dst.__class__ is TrackedDict:
                 if not (scalars if frozen else _KEY_FAST).issuperset(map(type, src)):
                     for key in src:
-                        if (key.__class__ not in scalars or not frozen
-                                and key.__class__ is float) and not _key_ok(key, level):
+                        if (
+                            key.__class__ not in scalars or not frozen and key.__class__ is float
+                        ) and not _key_ok(key, level):
                             raise _Refused
                 _dupdate(dst, src)
                 if scalars.issuperset(map(type, src.values())):
@@ -886,7 +937,9 @@ def _too_many(where: tuple[Any, ...] | None) -> LimitExceeded:
     return LimitExceeded(
         f"cannot store the value at {describe(where)}: its copy needs more than "
         f"{MAX_ADOPT_NODES:,} containers (the tree holds no container twice, so one that the "
-        "value refers to k times is copied k times)", budget="size")
+        "value refers to k times is copied k times)",
+        budget="size",
+    )
 
 
 def _rel_path(node: Any, top: Any) -> tuple[Any, ...]:
@@ -945,8 +998,11 @@ def _copies(value: Any, cap: int) -> int:
         if key in entered:
             return -1
         entered.add(key)
-        children = [item for item in (node.values() if node.__class__ in _DICTS else node)
-                    if item.__class__ in _SOURCE_CONTAINERS]
+        children = [
+            item
+            for item in (node.values() if node.__class__ in _DICTS else node)
+            if item.__class__ in _SOURCE_CONTAINERS
+        ]
         stack.append((node, children))
         stack.extend((child, None) for child in children if id(child) not in counts)
     return counts[id(value)]
@@ -970,8 +1026,9 @@ def _frozen(value: Any) -> Any:
     return value if value.__class__ in _SCALARS else freeze(value)
 
 
-def _dict_set(d: TrackedDict, key: Any, value: Any, rec: _Rec | None,
-              path: tuple[Any, ...] | None) -> None:
+def _dict_set(
+    d: TrackedDict, key: Any, value: Any, rec: _Rec | None, path: tuple[Any, ...] | None
+) -> None:
     if rec is not None:
         old = _dget(d, key, _MISSING)
         rec.log.append((_dict_pop, d, key) if old is _MISSING else (_dict_set, d, key, old))
@@ -1014,8 +1071,7 @@ def _stored_key(d: TrackedDict, key: Any) -> Any:
     return probe.found if probe in d else key
 
 
-def _dict_pop(d: TrackedDict, key: Any, rec: _Rec | None,
-              path: tuple[Any, ...] | None) -> Any:
+def _dict_pop(d: TrackedDict, key: Any, rec: _Rec | None, path: tuple[Any, ...] | None) -> Any:
     value = d[key]
     if rec is not None:
         n = len(d)
@@ -1038,14 +1094,23 @@ def _dict_pop(d: TrackedDict, key: Any, rec: _Rec | None,
     return value
 
 
-def _dict_ins(d: TrackedDict, pos: int | None, key: Any, value: Any, rec: _Rec | None,
-              path: tuple[Any, ...] | None) -> None:
+def _dict_ins(
+    d: TrackedDict,
+    pos: int | None,
+    key: Any,
+    value: Any,
+    rec: _Rec | None,
+    path: tuple[Any, ...] | None,
+) -> None:
     """Insert a new `key` at position `pos` (None: at the end)."""
     if rec is not None:
         rec.log.append((_dict_pop, d, key))
         if path is not None:
-            rec.effects.append(("set", path, key, _frozen(value)) if pos is None
-                               else ("dins", path, pos, key, _frozen(value)))
+            rec.effects.append(
+                ("set", path, key, _frozen(value))
+                if pos is None
+                else ("dins", path, pos, key, _frozen(value))
+            )
     if pos is None or pos >= len(d):
         _dset(d, key, value)
     else:
@@ -1059,8 +1124,9 @@ def _dict_ins(d: TrackedDict, pos: int | None, key: Any, value: Any, rec: _Rec |
         value._key = key
 
 
-def _dict_fill(d: TrackedDict, items: list[tuple[Any, Any]], rec: _Rec | None,
-               path: tuple[Any, ...] | None) -> None:
+def _dict_fill(
+    d: TrackedDict, items: list[tuple[Any, Any]], rec: _Rec | None, path: tuple[Any, ...] | None
+) -> None:
     """Fill the empty dict `d` with `items` (the undo of a clear)."""
     if rec is not None:
         rec.log.append((_dict_clear, d))
@@ -1081,8 +1147,9 @@ def _dict_clear(d: TrackedDict, rec: _Rec | None, path: tuple[Any, ...] | None) 
     _dclear(d)
 
 
-def _dict_order(d: TrackedDict, keys: list[Any], rec: _Rec | None,
-                path: tuple[Any, ...] | None) -> None:
+def _dict_order(
+    d: TrackedDict, keys: list[Any], rec: _Rec | None, path: tuple[Any, ...] | None
+) -> None:
     """Put the keys of `d` (the same set as `keys`) in the order of `keys`."""
     if rec is not None:
         rec.log.append((_dict_order, d, list(d)))
@@ -1093,8 +1160,14 @@ def _dict_order(d: TrackedDict, keys: list[Any], rec: _Rec | None,
     _dupdate(d, items)
 
 
-def _list_splice(lst: TrackedList, start: int, stop: int, items: list[Any], rec: _Rec | None,
-                 path: tuple[Any, ...] | None) -> None:
+def _list_splice(
+    lst: TrackedList,
+    start: int,
+    stop: int,
+    items: list[Any],
+    rec: _Rec | None,
+    path: tuple[Any, ...] | None,
+) -> None:
     """Replace ``lst[start:stop]`` (0 <= start <= stop <= len) with `items`."""
     new = len(items)
     old = stop - start
@@ -1102,8 +1175,7 @@ def _list_splice(lst: TrackedList, start: int, stop: int, items: list[Any], rec:
         rec.log.append((_list_splice, lst, start, start + new, lst[start:stop]))
         if path is not None:
             if new == 1 and old <= 1:
-                effect: tuple[Any, ...] = ("set" if old else "ins", path, start,
-                                           _frozen(items[0]))
+                effect: tuple[Any, ...] = ("set" if old else "ins", path, start, _frozen(items[0]))
             elif new == 0 and old == 1:
                 effect = ("del", path, start)
             elif new == 0 and start == 0 and stop == len(lst):
@@ -1131,8 +1203,9 @@ def _list_splice(lst: TrackedList, start: int, stop: int, items: list[Any], rec:
             lst._stale = tail
 
 
-def _list_perm(lst: TrackedList, order: list[int], rec: _Rec | None,
-               path: tuple[Any, ...] | None) -> None:
+def _list_perm(
+    lst: TrackedList, order: list[int], rec: _Rec | None, path: tuple[Any, ...] | None
+) -> None:
     """Reorder `lst` so that its new item i is its old item ``order[i]``."""
     if rec is not None:
         rec.log.append((_list_perm, lst, sorted(range(len(order)), key=order.__getitem__)))
@@ -1173,8 +1246,12 @@ class Store:
     ValueError.
     """
 
-    def __init__(self, frozen_root: dict[Any, Any] | None = None, undo_depth: int = 1000,
-                 blob_sink: Callable[[bytes], str] | None = None) -> None:
+    def __init__(
+        self,
+        frozen_root: dict[Any, Any] | None = None,
+        undo_depth: int = 1000,
+        blob_sink: Callable[[bytes], str] | None = None,
+    ) -> None:
         #: False makes every mutator raise `SecurityError` (queries run read-only).
         self.writable = True
         #: Called with a new File's bytes when it is stored; returns the blob's digest.
@@ -1220,7 +1297,7 @@ class Store:
         if not 0 <= mark < len(self._marks):
             raise ValueError(f"unknown savepoint {mark!r}")
         logged, effected = self._marks[mark]
-        del self._marks[mark + 1:]
+        del self._marks[mark + 1 :]
         _unwind(rec.log, logged, None)
         del rec.effects[effected:]
         rec.ordered.clear()
@@ -1271,8 +1348,9 @@ class Store:
     def history(self) -> list[dict[str, Any]]:
         """The undo stack, oldest first, then the units that `redo` would bring back."""
         done = [{"label": u.label, "time": u.time, "undone": False} for u in self._undo]
-        return done + [{"label": u.label, "time": u.time, "undone": True}
-                       for u in reversed(self._redo)]
+        return done + [
+            {"label": u.label, "time": u.time, "undone": True} for u in reversed(self._redo)
+        ]
 
     # replay and checkpoints
 
@@ -1308,11 +1386,11 @@ class Store:
         elif op == "order" and is_dict:
             _dict_order(node, effect[2], None, None)
         elif op == "ins" and not is_dict:
-            _list_splice(node, effect[2], effect[2], [_thaw(effect[3], depth, where)], None,
-                         None)
+            _list_splice(node, effect[2], effect[2], [_thaw(effect[3], depth, where)], None, None)
         elif op == "splice" and not is_dict:
-            _list_splice(node, effect[2], effect[3], [_thaw(v, depth, where) for v in effect[4]],
-                         None, None)
+            _list_splice(
+                node, effect[2], effect[3], [_thaw(v, depth, where) for v in effect[4]], None, None
+            )
         elif op == "perm" and not is_dict:
             _list_perm(node, list(effect[2]), None, None)
         else:

@@ -72,8 +72,10 @@ class Quarantined:
     reason: str
 
     def message(self) -> str:
-        return (f"request {self.request_id} ({self.op}) of this session {self.reason}; the "
-                "server restarted without it and will not run it again (quarantined)")
+        return (
+            f"request {self.request_id} ({self.op}) of this session {self.reason}; the "
+            "server restarted without it and will not run it again (quarantined)"
+        )
 
 
 class InFlight:
@@ -83,14 +85,22 @@ class InFlight:
         self.grace = grace
         self._page = mmap.mmap(-1, _PAGE.size)  # anonymous and shared: inherited across fork
 
-    def enter(self, session: bytes, request_id: int, peer: bytes, op: str,
-              seconds: float) -> None:
+    def enter(self, session: bytes, request_id: int, peer: bytes, op: str, seconds: float) -> None:
         """The worker, before it evaluates: this request must end within `seconds` + grace."""
         name = _OP_NAMES.get(op) or op.encode()[:_FIELD]
         session, peer = session[:_FIELD], peer[:_FIELD]
-        _PAGE.pack_into(self._page, 0, _monotonic() + seconds + self.grace,
-                        request_id & 0xFFFFFFFFFFFFFFFF, len(session), len(peer), len(name),
-                        session, peer, name)
+        _PAGE.pack_into(
+            self._page,
+            0,
+            _monotonic() + seconds + self.grace,
+            request_id & 0xFFFFFFFFFFFFFFFF,
+            len(session),
+            len(peer),
+            len(name),
+            session,
+            peer,
+            name,
+        )
 
     def leave(self) -> None:
         """The worker, once the request is answered (or failed on its own terms)."""
@@ -101,8 +111,9 @@ class InFlight:
         kill_at, request_id, ns, npeer, nop, session, peer, op = _PAGE.unpack_from(self._page)
         if not kill_at:
             return 0.0, None
-        return kill_at, Quarantined(session[:ns], request_id, peer[:npeer],
-                                    op[:nop].decode("ascii", "replace"), "")
+        return kill_at, Quarantined(
+            session[:ns], request_id, peer[:npeer], op[:nop].decode("ascii", "replace"), ""
+        )
 
 
 #: What the worker runs: (the page, the quarantine so far, call when serving) -> exit status.
@@ -191,8 +202,9 @@ class Supervisor:
                 return status
             kill_at, _ = self.inflight.read()
             if kill_at and time.monotonic() > kill_at:
-                log.error("worker pid %d is stuck in a request past its budget: killing it",
-                          self.worker)
+                log.error(
+                    "worker pid %d is stuck in a request past its budget: killing it", self.worker
+                )
                 self._kill("ran past its time budget and was stopped by a restart")
             time.sleep(POLL)
 
@@ -235,12 +247,16 @@ class Supervisor:
         key = (request.session, request.request_id)
         if key in self.quarantine:
             return
-        entry = Quarantined(request.session, request.request_id, request.peer, request.op,
-                            reason)
+        entry = Quarantined(request.session, request.request_id, request.peer, request.op, reason)
         self.quarantine[key] = entry
-        log.error("quarantined request %d (%s) of session %s from peer %s: it %s",
-                  entry.request_id, entry.op, entry.session.hex() or "-", entry.peer.hex(),
-                  reason)
+        log.error(
+            "quarantined request %d (%s) of session %s from peer %s: it %s",
+            entry.request_id,
+            entry.op,
+            entry.session.hex() or "-",
+            entry.peer.hex(),
+            reason,
+        )
 
     def _forward(self, signum: int, frame: object) -> None:
         if signum != signal.SIGHUP:  # SIGHUP (reload) is the worker's business alone

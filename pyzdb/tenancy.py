@@ -63,15 +63,18 @@ class Tenancy:
 
     def _scoped(self, op: str) -> Callable[[Grant, Request, dict[str, Any]], Any]:
         table: dict[str, Callable[[Grant, Request, dict[str, Any]], Any]] = {
-            "query": self._evaluate, "execute": self._evaluate,
+            "query": self._evaluate,
+            "execute": self._evaluate,
             "unlock": lambda grant, request, params: self._commit(grant, request),
             "commit": lambda grant, request, params: self._commit(grant, request),
             "history": lambda grant, request, params: self._history(grant),
             "undo": lambda grant, request, params: self._step(grant, "undo"),
             "redo": lambda grant, request, params: self._step(grant, "redo"),
             "blob": lambda grant, request, params: self._blob(grant, request.source),
-            "lock": self._lock, "begin": self._lock,
-            "watch": self._watch, "info": lambda grant, request, params: self._info(grant),
+            "lock": self._lock,
+            "begin": self._lock,
+            "watch": self._watch,
+            "info": lambda grant, request, params: self._info(grant),
         }
         found = table.get(op)
         if found is not None:
@@ -86,9 +89,16 @@ class Tenancy:
         server = self.server
         write = request.op == "execute"
         return server.engine.run(
-            request.source, write=write, syntax=request.syntax, params=params,
-            root=request.root, sync=False, finish=server._encode, scope=grant.scope,
-            budget=grant.budget, label=grant.tag + request.source,
+            request.source,
+            write=write,
+            syntax=request.syntax,
+            params=params,
+            root=request.root,
+            sync=False,
+            finish=server._encode,
+            scope=grant.scope,
+            budget=grant.budget,
+            label=grant.tag + request.source,
         )
 
     def _commit(self, grant: Grant, request: Request) -> None:
@@ -107,8 +117,11 @@ class Tenancy:
 
     def _history(self, grant: Grant) -> list[dict[str, Any]]:
         tag = grant.tag
-        return [dict(unit, label=unit["label"][len(tag):])
-                for unit in self.server.engine.history() if unit["label"].startswith(tag)]
+        return [
+            dict(unit, label=unit["label"][len(tag) :])
+            for unit in self.server.engine.history()
+            if unit["label"].startswith(tag)
+        ]
 
     def _step(self, grant: Grant, kind: str) -> bool:
         """Undo/redo the newest unit if it is this key's own; else refuse (or False: none)."""
@@ -141,8 +154,9 @@ class Tenancy:
         assert scope is not None
         path = params.get("path")
         if type(path) not in (list, tuple):
-            raise ProtocolError("watch needs params path (a list of keys) and since "
-                                "(None or a seq >= 0)")
+            raise ProtocolError(
+                "watch needs params path (a list of keys) and since (None or a seq >= 0)"
+            )
         reply = self.server._ops["watch"](request, dict(params, path=[*scope, *path]))
         reply["records"] = scoped_records(self.server.engine.journal, scope, reply["records"])
         return reply
@@ -157,8 +171,11 @@ class Tenancy:
             keys, approx, exists = 0, 0, False
         return {
             "server": {"version": __version__},
-            "key": {"name": grant.entry.name, "role": grant.entry.role,
-                    "scope": grant.entry.scope_text},
+            "key": {
+                "name": grant.entry.name,
+                "role": grant.entry.role,
+                "scope": grant.entry.scope_text,
+            },
             "tree": {"exists": exists, "top_level_keys": keys, "approx_bytes": approx},
         }
 
@@ -210,7 +227,7 @@ def _put(value: Any, exists: bool = True) -> list[Any]:
 def _above(effect: Any, scope: tuple[Any, ...], level: int) -> Any:
     """What an effect on the container at `scope[:level]` does to the scope: a put, None
     (nothing) or `_MOVED`."""
-    op, step, rest = effect[0], scope[level], scope[level + 1:]
+    op, step, rest = effect[0], scope[level], scope[level + 1 :]
     if not relevant(effect, scope):
         return None
 

@@ -57,8 +57,9 @@ _tree_dicts: set[type] = {dict}
 _tree_lists: set[type] = {list}
 
 _STORES = "pyzdb stores None, bool, int, float, str, bytes, tuple, list, dict and File"
-_IMMUTABLE = ("a tuple holds only immutable values "
-              "(None, bool, int, float, str, bytes, tuple and File)")
+_IMMUTABLE = (
+    "a tuple holds only immutable values (None, bool, int, float, str, bytes, tuple and File)"
+)
 _KEYS = "keys are None, bool, int, float, str, bytes or tuples of those"
 
 
@@ -80,13 +81,21 @@ class File:
     size: int
     data: bytes | None
 
-    def __init__(self, path: str | os.PathLike[str] | None = None, *, digest: str | None = None,
-                 name: str | None = None, size: int | None = None,
-                 data: bytes | None = None) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        digest: str | None = None,
+        name: str | None = None,
+        size: int | None = None,
+        data: bytes | None = None,
+    ) -> None:
         if path is not None:
             if digest is not None or size is not None or data is not None:
-                raise TypeError("File(path) reads digest, size and data from the file; "
-                                "only name= may be given with it")
+                raise TypeError(
+                    "File(path) reads digest, size and data from the file; "
+                    "only name= may be given with it"
+                )
             with open(path, "rb") as fh:
                 data = fh.read()
             if name is None:
@@ -102,8 +111,7 @@ class File:
                 raise ValueError("File size does not match its data")
             digest, size = computed, len(data)
         if digest is None or name is None or size is None:
-            raise TypeError("File() needs a path, or data= and name=, "
-                            "or digest=, name= and size=")
+            raise TypeError("File() needs a path, or data= and name=, or digest=, name= and size=")
         if type(digest) is not str or not _DIGEST.fullmatch(digest):
             raise ValueError(f"File digest must be 32-128 lowercase hex digits, got {digest!r}")
         if type(name) is not str:
@@ -145,8 +153,10 @@ class File:
         if self.data is not None:
             return self.data
         if self._reader is None:
-            raise Error(f"{self!r} has no blob store attached: read it through the database "
-                        "that stores it (a File returned by db[...].get() can be read)")
+            raise Error(
+                f"{self!r} has no blob store attached: read it through the database "
+                "that stores it (a File returned by db[...].get() can be read)"
+            )
         return self._reader(self.digest)
 
     def __eq__(self, other: object) -> bool:
@@ -201,8 +211,7 @@ def _type_name(cls: type) -> str:
 
 
 def _too_deep(where: str) -> LimitExceeded:
-    return LimitExceeded(f"value nested deeper than {MAX_DEPTH} levels at {where}",
-                         budget="depth")
+    return LimitExceeded(f"value nested deeper than {MAX_DEPTH} levels at {where}", budget="depth")
 
 
 #: A NaN is not equal to itself: a key holding one can never be found again, so a journal
@@ -262,8 +271,9 @@ def thaw_file(marker: frozenset[Any]) -> File:
     raise ValueError(f"not a frozen File: {marker!r}")
 
 
-def validate(value: Any, path: tuple[Any, ...] | None = (), depth: int = 1, *,
-             frozen: bool = False) -> None:
+def validate(
+    value: Any, path: tuple[Any, ...] | None = (), depth: int = 1, *, frozen: bool = False
+) -> None:
     """Raise the error storing `value` at `path` deserves; return if it can be stored.
 
     `depth` is the nesting level `value` itself would have (the root's children are at 1).
@@ -282,13 +292,21 @@ def validate(value: Any, path: tuple[Any, ...] | None = (), depth: int = 1, *,
         if frozen and cls is frozenset:
             thaw_file(item)
             continue
-        kind = (tuple if cls is tuple else dict if cls in _tree_dicts
-                else list if cls in _tree_lists else None)
+        kind = (
+            tuple
+            if cls is tuple
+            else dict
+            if cls in _tree_dicts
+            else list
+            if cls in _tree_lists
+            else None
+        )
         if kind is None or (in_tuple and kind is not tuple):
             reason = _IMMUTABLE if in_tuple else _STORES
             inside = " inside a tuple" if in_tuple else ""
-            raise TypeError(f"cannot store {_type_name(cls)}{inside} at "
-                            f"{describe(path, rel)}: {reason}")
+            raise TypeError(
+                f"cannot store {_type_name(cls)}{inside} at {describe(path, rel)}: {reason}"
+            )
         if level > MAX_DEPTH:
             raise _too_deep(describe(path, rel))
         if seen.get(id(item), -1) >= level:
@@ -302,8 +320,9 @@ def validate(value: Any, path: tuple[Any, ...] | None = (), depth: int = 1, *,
                     raise _key_error(problem, describe(path, rel))
                 children.append((child, rel + (key,), level + 1, False))
         else:
-            children = [(child, rel + (i,), level + 1, kind is tuple)
-                        for i, child in enumerate(item)]
+            children = [
+                (child, rel + (i,), level + 1, kind is tuple) for i, child in enumerate(item)
+            ]
         stack.extend(reversed(children))
 
 
@@ -350,9 +369,11 @@ def _scalar_dicts(items: list[Any], keys: bool = False) -> bool:
 
     Checked in C, with one type stream over all the values: no Python frame per item.
     """
-    return (all(map(isinstance, items, repeat(dict)))
-            and SCALAR_TYPES.issuperset(map(type, chain.from_iterable(map(dict.values, items))))
-            and (not keys or SCALAR_TYPES.issuperset(map(type, chain.from_iterable(items)))))
+    return (
+        all(map(isinstance, items, repeat(dict)))
+        and SCALAR_TYPES.issuperset(map(type, chain.from_iterable(map(dict.values, items))))
+        and (not keys or SCALAR_TYPES.issuperset(map(type, chain.from_iterable(items))))
+    )
 
 
 def pause_gc() -> bool:
@@ -468,9 +489,11 @@ _NOT_DATA_HINTS = {
 def _not_data(cls: type, rel: tuple[Any, ...]) -> TypeError:
     where = "result" + describe((), rel)[2:]
     hint = _NOT_DATA_HINTS.get(cls.__name__, "")
-    return TypeError(f"query result contains {cls.__name__} at {where}: only None, bool, int, "
-                     f"float, str, bytes, tuple, list, dict, set, frozenset and File can be "
-                     f"returned{hint}")
+    return TypeError(
+        f"query result contains {cls.__name__} at {where}: only None, bool, int, "
+        f"float, str, bytes, tuple, list, dict, set, frozenset and File can be "
+        f"returned{hint}"
+    )
 
 
 def _marshal_copy(value: Any, max_depth: int) -> Any:
@@ -554,17 +577,23 @@ def _plain_walk(value: Any, max_depth: int) -> Any:
         if seen is True:
             continue
         if seen is False or level > max_depth:
-            what = ("contains a reference cycle" if seen is False
-                    else f"is nested deeper than {max_depth} levels")
-            raise LimitExceeded(f"query result {what} at result{describe((), rel)[2:]}",
-                                budget="depth")
+            what = (
+                "contains a reference cycle"
+                if seen is False
+                else f"is nested deeper than {max_depth} levels"
+            )
+            raise LimitExceeded(
+                f"query result {what} at result{describe((), rel)[2:]}", budget="depth"
+            )
         state[id(item)] = False
         if kind is dict:
-            flat = (leaves.issuperset(map(type, item.values()))
-                    and leaves.issuperset(map(type, item)))
+            flat = leaves.issuperset(map(type, item.values())) and leaves.issuperset(
+                map(type, item)
+            )
         else:
-            flat = leaves.issuperset(map(type, item)) or (kind is list
-                                                           and _scalar_dicts(item, keys=True))
+            flat = leaves.issuperset(map(type, item)) or (
+                kind is list and _scalar_dicts(item, keys=True)
+            )
         stack.append((item, kind, flat, True))
         if flat:
             continue
@@ -573,8 +602,9 @@ def _plain_walk(value: Any, max_depth: int) -> Any:
                 stack.append((child, rel + (key,), level + 1, None))
                 stack.append((key, rel, level + 1, None))
         else:
-            stack.extend((child, rel + (i,), level + 1, None)
-                         for i, child in reversed(list(enumerate(item))))
+            stack.extend(
+                (child, rel + (i,), level + 1, None) for i, child in reversed(list(enumerate(item)))
+            )
     copies: dict[int, Any] = {}
 
     def conv(child: Any) -> Any:
@@ -662,9 +692,15 @@ def measure(value: Any, limit: int) -> Measure:
     for every str); only when their total passes `limit` does a second walk count exactly, so
     the verdict is the exact one's.
     """
-    fast = wire_bound(value, limit, RESULT_DEPTH, scalars=SCALAR_TYPES,
-                      dicts=frozenset(_tree_dicts), sequences=_SEQUENCES | frozenset(_tree_lists),
-                      plain_types=_PLAIN_VALUES)
+    fast = wire_bound(
+        value,
+        limit,
+        RESULT_DEPTH,
+        scalars=SCALAR_TYPES,
+        dicts=frozenset(_tree_dicts),
+        sequences=_SEQUENCES | frozenset(_tree_lists),
+        plain_types=_PLAIN_VALUES,
+    )
     if fast is not None and fast[0] <= limit:  # a bound within the limit: settled in C
         return Measure(fast[0], fast[1], False, fast[2])
     found = _Sizer(limit, False).run(value)
@@ -729,8 +765,9 @@ class _Sizer:
             entered.add(key)
             stack.append((node, level, (own, list(map(id, children)))))
             distinct = dict(zip(map(id, children), children, strict=True))
-            stack.extend((child, level + 1, None) for child in distinct.values()
-                         if id(child) not in sizes)
+            stack.extend(
+                (child, level + 1, None) for child in distinct.values() if id(child) not in sizes
+            )
         return Measure(sizes[id(value)], self.plain, self.files)
 
     def part(self, items: Any, children: list[Any], left: int) -> int:
@@ -774,10 +811,15 @@ class _Sizer:
                 if not SCALAR_TYPES.issuperset(key_types | value_types):
                     return None
                 size = count * _head(max(map(len, items)))
-                size += self.scalars(lambda: chain.from_iterable(items), key_types, entries,
-                                     left - size)
-                size += self.scalars(lambda: chain.from_iterable(map(dict.values, items)),
-                                     value_types, entries, left - size)
+                size += self.scalars(
+                    lambda: chain.from_iterable(items), key_types, entries, left - size
+                )
+                size += self.scalars(
+                    lambda: chain.from_iterable(map(dict.values, items)),
+                    value_types,
+                    entries,
+                    left - size,
+                )
         elif dict in kinds:
             return None
         else:
@@ -788,8 +830,9 @@ class _Sizer:
                 return None
             marked = not kinds.isdisjoint(_MARKED)
             size = count * (_head(max(map(len, items)) + marked) + 3 * marked)
-            size += self.scalars(lambda: chain.from_iterable(items), item_types, entries,
-                                 left - size)
+            size += self.scalars(
+                lambda: chain.from_iterable(items), item_types, entries, left - size
+            )
         if size < 0:
             return None
         if not _PLAIN_RESULT.issuperset(types):
@@ -824,8 +867,9 @@ class _Sizer:
         self.plain = False
         if value.__class__ is File:
             self.files = True
-            size = (4 + self.scalar(value.digest) + self.scalar(value.name)
-                    + self.scalar(value.size))  # [mark (3 bytes), digest, name, size(, data)]
+            size = (
+                4 + self.scalar(value.digest) + self.scalar(value.name) + self.scalar(value.size)
+            )  # [mark (3 bytes), digest, name, size(, data)]
             return size if value.data is None else size + self.scalar(value.data)
         if isinstance(value, (bytearray, memoryview)):  # msgpack writes them as bytes
             return _raw_size(memoryview(value).nbytes, False)
@@ -847,8 +891,9 @@ class _Sizer:
             size = 2 * count + (sum(map(int.bit_length, make())) + 3) // 4
             if self.exact or size > left:
                 table = _unsigned_size if min(make(), default=0) >= 0 else _bits_size
-                size = sum(table(bits) * n
-                           for bits, n in Counter(map(int.bit_length, make())).items())
+                size = sum(
+                    table(bits) * n for bits, n in Counter(map(int.bit_length, make())).items()
+                )
             return size
         chars = sum(map(len, make()))
         if chars + count > left:  # a byte a character and a header byte at least: over already
@@ -858,8 +903,9 @@ class _Sizer:
             return _sum_until(map(self.scalar, make()), left)
         size = chars + 5 * count  # a byte a character (ASCII), and a header of up to 5
         if self.exact or size > left:  # the headers by length, counted in C
-            size = sum(_raw_size(length, text) * n
-                       for length, n in Counter(map(len, make())).items())
+            size = sum(
+                _raw_size(length, text) * n for length, n in Counter(map(len, make())).items()
+            )
         return size
 
     def scalar(self, value: Any) -> int:
@@ -871,7 +917,8 @@ class _Sizer:
             size = self.texts.get(id(value))
             if size is None:
                 size = self.texts[id(value)] = _raw_size(
-                    len(value.encode("utf-8", "surrogatepass")), True)
+                    len(value.encode("utf-8", "surrogatepass")), True
+                )
             return size
         return _scalar_size(value)
 
@@ -939,9 +986,9 @@ def _scalar_size(value: Any) -> int:
             return 2
         if -32768 <= value < 65536:
             return 3
-        if -2**31 <= value < 2**32:
+        if -(2**31) <= value < 2**32:
             return 5
-        if -2**63 <= value < 2**64:
+        if -(2**63) <= value < 2**64:
             return 9
         return 4 + _raw_size((value.bit_length() + 8) // 8, False)
     if cls is str:
@@ -952,7 +999,21 @@ def _scalar_size(value: Any) -> int:
 
 
 __all__ = [
-    "File", "MAX_DEPTH", "Measure", "RESULT_DEPTH", "SCALAR_TYPES", "check_key", "describe",
-    "expanded_size", "freeze", "map_tuple", "measure", "pause_gc", "register_tree_types",
-    "resume_gc", "thaw_file", "to_plain", "validate",
+    "File",
+    "MAX_DEPTH",
+    "Measure",
+    "RESULT_DEPTH",
+    "SCALAR_TYPES",
+    "check_key",
+    "describe",
+    "expanded_size",
+    "freeze",
+    "map_tuple",
+    "measure",
+    "pause_gc",
+    "register_tree_types",
+    "resume_gc",
+    "thaw_file",
+    "to_plain",
+    "validate",
 ]

@@ -58,8 +58,9 @@ class _Feed:
             if self._since is None:
                 self._cursor = self.seq = reply["seq"]
                 value = self._shadow.get()
-                self._pending.append((Change(reply["seq"], self.path, "initial", None,
-                                             copy.deepcopy(value)), True))
+                self._pending.append(
+                    (Change(reply["seq"], self.path, "initial", None, copy.deepcopy(value)), True)
+                )
                 return True
         for seq, effects in reply["records"]:
             changes: list[Change] = []
@@ -105,8 +106,9 @@ class Watch(_Feed):
 class AsyncWatch(_Feed):
     """`async for change in db.watch(...)`: the asyncio twin of `Watch`."""
 
-    def __init__(self, fetch: Callable[[dict[str, Any]], Awaitable[Any]], path: Any,
-                 since: int | None) -> None:
+    def __init__(
+        self, fetch: Callable[[dict[str, Any]], Awaitable[Any]], path: Any, since: int | None
+    ) -> None:
         super().__init__(path, since)
         self._fetch = fetch
 

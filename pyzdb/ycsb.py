@@ -39,8 +39,10 @@ MAX_SCAN = 100
 ZIPF_CONSTANT = 0.99
 #: Records per load request: each request is one unit within the server's time budget.
 LOAD_CHUNK = 5000
-LOAD = ("db['ycsb'].extend([{'field%d' % f: ('%d.%d:' % (i, f) * 25)[:w] for f in range(fields)}"
-        " for i in range(start, stop)])")
+LOAD = (
+    "db['ycsb'].extend([{'field%d' % f: ('%d.%d:' % (i, f) * 25)[:w] for f in range(fields)}"
+    " for i in range(start, stop)])"
+)
 
 
 class Zipfian:
@@ -51,11 +53,11 @@ class Zipfian:
     def __init__(self, items: int, theta: float = ZIPF_CONSTANT) -> None:
         self.items = items
         self.theta = theta
-        self.zetan = sum(1.0 / (i ** theta) for i in range(1, items + 1))
+        self.zetan = sum(1.0 / (i**theta) for i in range(1, items + 1))
         self.alpha = 1.0 / (1.0 - theta)
-        zeta2 = 1.0 + 0.5 ** theta
+        zeta2 = 1.0 + 0.5**theta
         self.eta = (1.0 - (2.0 / items) ** (1.0 - theta)) / (1.0 - zeta2 / self.zetan)
-        self.half = 1.0 + 0.5 ** theta
+        self.half = 1.0 + 0.5**theta
 
     def next(self, rnd: random.Random) -> int:
         u = rnd.random()
@@ -145,8 +147,9 @@ def operation(db: Any) -> None:
         key = state.key()
         record = db["ycsb"][key].get()
         field = state.field()
-        db["ycsb"][key][field] = record[field][:FIELD_LENGTH // 2] + state.value()[
-            :FIELD_LENGTH // 2]
+        db["ycsb"][key][field] = (
+            record[field][: FIELD_LENGTH // 2] + state.value()[: FIELD_LENGTH // 2]
+        )
 
 
 def load(db: Any, records: int, fields: int, progress: Any = None) -> None:

@@ -67,12 +67,20 @@ def load_corpus(directory: Path = CORPUS_DIR) -> list[CorpusCase]:
             headers[key] = value.rstrip("\n")
             body_start = index + 1
         case = CorpusCase(
-            name=path.stem, path=path, mode=headers.get("mode", ""),
-            expect=headers.get("expect", ""), why=headers.get("why", ""),
-            source="".join(lines[body_start:]), requires=headers.get("requires"),
+            name=path.stem,
+            path=path,
+            mode=headers.get("mode", ""),
+            expect=headers.get("expect", ""),
+            why=headers.get("why", ""),
+            source="".join(lines[body_start:]),
+            requires=headers.get("requires"),
         )
-        if case.mode not in MODES or case.expect not in EXPECTED or not case.why \
-                or (case.requires is not None and case.requires not in REQUIREMENTS):
+        if (
+            case.mode not in MODES
+            or case.expect not in EXPECTED
+            or not case.why
+            or (case.requires is not None and case.requires not in REQUIREMENTS)
+        ):
             raise ValueError(f"{path}: bad corpus header {headers!r}")
         cases.append(case)
     return cases

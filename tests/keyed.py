@@ -16,9 +16,11 @@ from server_process import ServerProcess
 from pyzdb import keys
 
 ROLES = {"admin": "admin", "writer": "write", "reader": "read"}
-SCOPED = {"acme": ("write", "db['tenants']['acme']"),
-          "globex": ("write", "db['tenants']['globex']"),
-          "acme-reader": ("read", "db['tenants']['acme']")}
+SCOPED = {
+    "acme": ("write", "db['tenants']['acme']"),
+    "globex": ("write", "db['tenants']['globex']"),
+    "acme-reader": ("read", "db['tenants']['acme']"),
+}
 
 
 class Keyring:
@@ -42,8 +44,9 @@ class Keyring:
 
     def server(self, data_dir: Path, *args: str, tcp: bool = False) -> ServerProcess:
         """A started server with `--keys` on this directory (pinged with the admin key)."""
-        return ServerProcess(data_dir, "--keys", str(self.dir), *args, tcp=tcp,
-                             key=self.key("admin")).start()
+        return ServerProcess(
+            data_dir, "--keys", str(self.dir), *args, tcp=tcp, key=self.key("admin")
+        ).start()
 
 
 def seed_tenants(db: object) -> None:

@@ -73,8 +73,14 @@ def ping(uri: str, timeout: float, key: str | os.PathLike[str] | None = None) ->
 class ServerProcess:
     """One server on `data_dir`; `uri` is where it listens (the same across restarts)."""
 
-    def __init__(self, data_dir: str | os.PathLike[str], *args: str, tcp: bool = False,
-                 script: bool = False, key: str | os.PathLike[str] | None = None) -> None:
+    def __init__(
+        self,
+        data_dir: str | os.PathLike[str],
+        *args: str,
+        tcp: bool = False,
+        script: bool = False,
+        key: str | os.PathLike[str] | None = None,
+    ) -> None:
         self.data_dir = Path(data_dir)
         self.key = key  # the credential the start-up ping uses (`--keys` servers)
         self.args = list(args)
@@ -95,19 +101,23 @@ class ServerProcess:
             if not SERVER_SCRIPT.exists():
                 raise RuntimeError(f"{SERVER_SCRIPT} is missing: run `pip install -e .` first")
             with open(self.log_path, "ab") as log:
-                self.process = subprocess.Popen([str(SERVER_SCRIPT), *self.argv],
-                                                stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+                self.process = subprocess.Popen(
+                    [str(SERVER_SCRIPT), *self.argv],
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=log,
+                )
         else:
             self.process = _Zygote.get().fork(self.argv, self.log_path)
         deadline = time.monotonic() + timeout
         while not ping(self.uri, 0.1, self.key):
             if self.process.poll() is not None:
-                raise RuntimeError(f"pyzdb-server exited with {self.process.returncode}:\n"
-                                   f"{self.log()}")
+                raise RuntimeError(
+                    f"pyzdb-server exited with {self.process.returncode}:\n{self.log()}"
+                )
             if time.monotonic() > deadline:
                 self.kill()
-                raise RuntimeError(f"pyzdb-server did not answer within {timeout} s:\n"
-                                   f"{self.log()}")
+                raise RuntimeError(f"pyzdb-server did not answer within {timeout} s:\n{self.log()}")
         return self
 
     @property
@@ -179,8 +189,9 @@ class _Zygote:
     _create = threading.Lock()
 
     def __init__(self) -> None:
-        self.process = subprocess.Popen([sys.executable, __file__], stdin=subprocess.PIPE,
-                                        stdout=subprocess.PIPE)
+        self.process = subprocess.Popen(
+            [sys.executable, __file__], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+        )
         self._mutex = threading.Lock()
 
     @classmethod

@@ -81,8 +81,9 @@ def test_a_listed_key_works_and_everything_else_is_refused_promptly(server, keyr
 
 
 @pytest.mark.parametrize("kind", ["sync", "asyncio"])
-def test_a_handshake_that_failed_before_the_first_request_is_reported(server, keyring, tmp_path,
-                                                                      kind):
+def test_a_handshake_that_failed_before_the_first_request_is_reported(
+    server, keyring, tmp_path, kind
+):
     """The socket connects when the connection is made; by the time of the first request its
     refused handshake made libzmq drop the peer. The request must not block on that socket."""
     other = Keyring(tmp_path / "other")
@@ -93,6 +94,7 @@ def test_a_handshake_that_failed_before_the_first_request_is_reported(server, ke
                 _refused_promptly(db.ping, "handshake")
                 _refused_promptly(db.ping, "handshake")  # and again, on the fresh socket
         else:
+
             async def main(key: str | None = key) -> None:
                 async with pyzdb.aio.connect(server.uri, timeout=TIMEOUT, key=key) as db:
                     for _ in range(2):  # the second on a socket made by the first's refusal
@@ -115,8 +117,7 @@ def _unlisted_credential(keyring: Keyring, path: Path) -> str:
 
 def test_the_asyncio_client_uses_keys_too(server, keyring):
     async def main() -> None:
-        async with pyzdb.aio.connect(server.uri, timeout=TIMEOUT,
-                                     key=keyring.key("writer")) as db:
+        async with pyzdb.aio.connect(server.uri, timeout=TIMEOUT, key=keyring.key("writer")) as db:
             await db.execute("db['a'] = [1, 2]")
             assert await db.query("len(db['a'])") == 2
         async with pyzdb.aio.connect(server.uri, timeout=TIMEOUT) as nokey:
@@ -124,8 +125,7 @@ def test_the_asyncio_client_uses_keys_too(server, keyring):
             with pytest.raises(pyzdb.AuthenticationError, match="requires a key"):
                 await nokey.ping()
             assert time.monotonic() - started < PROMPT
-        async with pyzdb.aio.connect(server.uri, timeout=TIMEOUT,
-                                     key=keyring.key("reader")) as db:
+        async with pyzdb.aio.connect(server.uri, timeout=TIMEOUT, key=keyring.key("reader")) as db:
             with pytest.raises(pyzdb.SecurityError, match="needs the write role"):
                 await db.execute("db['a'] = 0")
             assert await db.query("db['a']") == [1, 2]
@@ -138,13 +138,27 @@ def test_the_key_comes_from_the_environment(server, keyring, monkeypatch):
     with pyzdb.connect(server.uri, timeout=TIMEOUT) as db:
         db["env"] = True
     monkeypatch.setenv("PYZDB_KEY", keyring.key("reader"))
-    done = subprocess.run([str(Path(sys.executable).with_name("pyzdb-eval")), "--connect",
-                           server.uri, "db['env']"], capture_output=True, text=True, timeout=60,
-                          env=os.environ | {"PYZDB_KEY": ""})
+    done = subprocess.run(
+        [str(Path(sys.executable).with_name("pyzdb-eval")), "--connect", server.uri, "db['env']"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=os.environ | {"PYZDB_KEY": ""},
+    )
     assert done.returncode == 1 and "AuthenticationError" in done.stderr
-    done = subprocess.run([str(Path(sys.executable).with_name("pyzdb-eval")), "--connect",
-                           server.uri, "--key", keyring.key("writer"), "db['env']"],
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [
+            str(Path(sys.executable).with_name("pyzdb-eval")),
+            "--connect",
+            server.uri,
+            "--key",
+            keyring.key("writer"),
+            "db['env']",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "True"
 
@@ -185,8 +199,10 @@ LEVELS = {"read": 0, "write": 1, "admin": 2}
 @pytest.mark.parametrize("name", ["reader", "writer", "admin"])
 def test_each_role_is_allowed_and_refused_per_operation(server, keyring, name):
     with _connect(server, keyring, "admin") as admin:
-        admin.execute("db['l'] = [1]\ndb['file'] = pyzdb_file", pyzdb_file=pyzdb.File(
-            data=b"blob bytes", name="b.bin"))
+        admin.execute(
+            "db['l'] = [1]\ndb['file'] = pyzdb_file",
+            pyzdb_file=pyzdb.File(data=b"blob bytes", name="b.bin"),
+        )
         admin.execute("db['l'].append(2)")
         admin.undo()  # something to redo
         before = admin.get()
@@ -322,8 +338,14 @@ def test_a_non_loopback_bind_needs_keys():
 
 def test_bind_all_interfaces_with_keys_and_connect_over_loopback(keyring, data_dir):
     port = free_tcp_uri().rsplit(":", 1)[1]
-    process = ServerProcess(data_dir, "--keys", str(keyring.dir), "--bind",
-                            f"tcp://0.0.0.0:{port}", key=keyring.key("admin"))
+    process = ServerProcess(
+        data_dir,
+        "--keys",
+        str(keyring.dir),
+        "--bind",
+        f"tcp://0.0.0.0:{port}",
+        key=keyring.key("admin"),
+    )
     process.uri = f"tcp://127.0.0.1:{port}"  # only loopback traffic: nothing leaves the machine
     process.start()
     try:
@@ -350,20 +372,53 @@ def test_bind_all_interfaces_with_keys_and_connect_over_loopback(keyring, data_d
 
 
 def test_the_repl_and_pyzdb_bench_take_a_key(server, keyring, tmp_path):
-    repl = subprocess.run([str(Path(sys.executable).with_name("pyzdb")), server.uri, "--key",
-                           keyring.key("writer")], input="db['r'] = 41\ndb['r'] + 1\n",
-                          capture_output=True, text=True, timeout=60,
-                          env=os.environ | {"HOME": str(tmp_path)})
+    repl = subprocess.run(
+        [str(Path(sys.executable).with_name("pyzdb")), server.uri, "--key", keyring.key("writer")],
+        input="db['r'] = 41\ndb['r'] + 1\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=os.environ | {"HOME": str(tmp_path)},
+    )
     assert repl.returncode == 0, repl.stderr
     assert "42" in repl.stdout
-    bench = subprocess.run([str(Path(sys.executable).with_name("pyzdb-bench")), server.uri,
-                            "--quick", "-c", "1", "-n", "10", "--tests", "get", "--force", "--key",
-                            keyring.key("writer")], capture_output=True, text=True, timeout=120)
+    bench = subprocess.run(
+        [
+            str(Path(sys.executable).with_name("pyzdb-bench")),
+            server.uri,
+            "--quick",
+            "-c",
+            "1",
+            "-n",
+            "10",
+            "--tests",
+            "get",
+            "--force",
+            "--key",
+            keyring.key("writer"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert bench.returncode == 0, bench.stderr
-    refused = subprocess.run([str(Path(sys.executable).with_name("pyzdb-bench")), server.uri,
-                              "--quick", "-c", "1", "-n", "10", "--tests", "get"],
-                             capture_output=True, text=True, timeout=120,
-                             env=os.environ | {"PYZDB_KEY": ""})
+    refused = subprocess.run(
+        [
+            str(Path(sys.executable).with_name("pyzdb-bench")),
+            server.uri,
+            "--quick",
+            "-c",
+            "1",
+            "-n",
+            "10",
+            "--tests",
+            "get",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=os.environ | {"PYZDB_KEY": ""},
+    )
     assert refused.returncode == 1 and "requires a key" in refused.stderr
 
 

@@ -30,7 +30,7 @@ def table(output: str, headers: list[str]) -> list[list[str]]:
     start = starts[0]
     assert set(lines[start + 1]) <= {"-", " "} and "-" in lines[start + 1], output
     rows = []
-    for line in lines[start + 2:]:
+    for line in lines[start + 2 :]:
         if not line.strip():
             break
         cells = split_row(line)
@@ -46,8 +46,9 @@ def number(cell: str) -> float:
 
 
 def run(command: list[str], timeout: float = 120) -> str:
-    done = subprocess.run(command, capture_output=True, text=True, timeout=timeout,
-                          cwd=Path(__file__).parent.parent)
+    done = subprocess.run(
+        command, capture_output=True, text=True, timeout=timeout, cwd=Path(__file__).parent.parent
+    )
     assert done.returncode == 0, f"{command} exited {done.returncode}:\n{done.stderr}"
     return done.stdout
 
@@ -85,17 +86,44 @@ def test_pyzdb_bench_prints_one_row_per_test(server):
 
 
 def test_pyzdb_bench_reports_an_unreachable_server(tmp_path):
-    done = subprocess.run([str(BENCH_SCRIPT), f"ipc://{tmp_path}/nobody", "--quick",
-                           "--timeout", "0.5", "--tests", "get"],
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [
+            str(BENCH_SCRIPT),
+            f"ipc://{tmp_path}/nobody",
+            "--quick",
+            "--timeout",
+            "0.5",
+            "--tests",
+            "get",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 1
     assert "pyzdb-bench:" in done.stderr and "Traceback" not in done.stderr
 
 
 def test_pyzdb_bench_runs_the_ycsb_workloads(server):
-    done = subprocess.run([str(BENCH_SCRIPT), server.uri, "--workload", "a,b,c,d,e,f",
-                           "--records", "300", "--fields", "3", "-c", "2", "-n", "60"],
-                          capture_output=True, text=True, timeout=180)
+    done = subprocess.run(
+        [
+            str(BENCH_SCRIPT),
+            server.uri,
+            "--workload",
+            "a,b,c,d,e,f",
+            "--records",
+            "300",
+            "--fields",
+            "3",
+            "-c",
+            "2",
+            "-n",
+            "60",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert done.returncode == 0, done.stderr
     rows = table(done.stdout, HEADERS)
     assert [row[0] for row in rows] == [f"ycsb-{name}" for name in "abcdef"]
@@ -119,21 +147,41 @@ def test_pyzdb_bench_leaves_a_server_with_foreign_data_alone(tmp_path):
         db = pyzdb.connect(other.uri)
         db["x"] = "precious"
         for extra in ([], ["--workload", "c", "--records", "50", "--fields", "1"]):
-            done = subprocess.run([str(BENCH_SCRIPT), other.uri, "--quick", "-c", "1", "-n",
-                                   "5", *extra], capture_output=True, text=True, timeout=120)
+            done = subprocess.run(
+                [str(BENCH_SCRIPT), other.uri, "--quick", "-c", "1", "-n", "5", *extra],
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
             assert done.returncode == 1
             assert "did not write" in done.stderr and "--force" in done.stderr
             assert db.query("sorted(db)") == ["x"] and db["x"].get() == "precious"
-        done = subprocess.run([str(BENCH_SCRIPT), other.uri, "--quick", "-c", "1", "-n", "5",
-                               "--tests", "get", "--force"], capture_output=True, text=True,
-                              timeout=120)
+        done = subprocess.run(
+            [
+                str(BENCH_SCRIPT),
+                other.uri,
+                "--quick",
+                "-c",
+                "1",
+                "-n",
+                "5",
+                "--tests",
+                "get",
+                "--force",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert done.returncode == 0, done.stderr
         assert db["x"].get() == 1
         db.close()
 
 
-@pytest.mark.parametrize("script", ["engine_bench.py", "server_bench.py", "docs_bench.py",
-                                    "replica_bench.py", "curve_bench.py"])
+@pytest.mark.parametrize(
+    "script",
+    ["engine_bench.py", "server_bench.py", "docs_bench.py", "replica_bench.py", "curve_bench.py"],
+)
 def test_bench_script_prints_its_figures(script):
     output = run([sys.executable, str(BENCH_DIR / script), "--quick"])
     rows = table(output, FIGURE_HEADERS)

@@ -19,14 +19,25 @@ from pyzdb.store import Store, TrackedDict, TrackedList
 from pyzdb.values import RESULT_DEPTH, SCALAR_TYPES, File, freeze, measure
 
 PLAIN = SCALAR_TYPES | {list, dict, tuple, set, frozenset}
-BOUND_ARGS = {"scalars": SCALAR_TYPES, "dicts": frozenset({dict, TrackedDict}),
-              "sequences": frozenset({list, TrackedList, tuple, set, frozenset}),
-              "plain_types": PLAIN}
+BOUND_ARGS = {
+    "scalars": SCALAR_TYPES,
+    "dicts": frozenset({dict, TrackedDict}),
+    "sequences": frozenset({list, TrackedList, tuple, set, frozenset}),
+    "plain_types": PLAIN,
+}
 
 
 def records(count: int) -> list[dict]:
-    return [{"id": i, "name": f"user{i}", "age": i % 90, "city": ["Oslo", "Lima"][i % 2],
-             "tags": [f"t{i % 7}", "x"]} for i in range(count)]
+    return [
+        {
+            "id": i,
+            "name": f"user{i}",
+            "age": i % 90,
+            "city": ["Oslo", "Lima"][i % 2],
+            "tags": [f"t{i % 7}", "x"],
+        }
+        for i in range(count)
+    ]
 
 
 VALUES = [
@@ -46,13 +57,15 @@ def test_the_bound_is_never_under_the_wire_size(value):
     assert wire <= bound
     assert plain
     assert measure(value, 10**9).size >= wire
-    assert native == ("tuple" not in repr(value) and "frozenset" not in repr(value)
-                      and "set()" not in repr(value))
+    assert native == (
+        "tuple" not in repr(value) and "frozenset" not in repr(value) and "set()" not in repr(value)
+    )
     assert protocol.encode_wire(value, native) == protocol.encode_value(value)
 
 
 def test_native_encoding_of_the_tree_gives_the_strict_encoders_bytes():
     """The store's subclasses, big ints and lone surrogates: same bytes, or the strict path."""
+
     def value() -> dict:
         return {"users": records(20), "big": [2**70, -(2**64)], "odd": "\ud800", 3: None}
 
@@ -90,10 +103,14 @@ def test_a_bomb_stops_the_bound_before_its_expansion_is_built():
 def test_records_are_recognised_in_c_and_other_shapes_are_not():
     assert nested_lists(records(10), SCALAR_TYPES, frozenset({dict}), frozenset({list})) == 10
     assert nested_lists([{"a": 1}], SCALAR_TYPES, frozenset({dict}), frozenset({list})) == 0
-    for other in ([{"a": [[1]]}], [{"a": {"b": 1}}], [{"a": (1,)}],
-                  [{"a": 1}, [1]], [{"a": [File(digest="a" * 64, name="f", size=1)]}]):
-        assert nested_lists(other, SCALAR_TYPES, frozenset({dict}),
-                            frozenset({list})) is None
+    for other in (
+        [{"a": [[1]]}],
+        [{"a": {"b": 1}}],
+        [{"a": (1,)}],
+        [{"a": 1}, [1]],
+        [{"a": [File(digest="a" * 64, name="f", size=1)]}],
+    ):
+        assert nested_lists(other, SCALAR_TYPES, frozenset({dict}), frozenset({list})) is None
 
 
 def test_stored_records_are_tracked_copies_with_their_lists_tracked_and_unshared():
@@ -155,8 +172,9 @@ def test_records_and_exotic_values_read_back_type_for_type(db):
     assert db["mixed"].get() == [EXOTIC, {"id": 1, "tags": ["a"]}]
     users[0]["tags"].append("changed")  # the result is the caller's: the tree is untouched
     assert db["users"][0]["tags"].get() == ["t0", "x"]
-    assert db.query("[u for u in db['users'] if u['id'] % 100 == 7]") == \
-        [u for u in records(300) if u["id"] % 100 == 7]
+    assert db.query("[u for u in db['users'] if u['id'] % 100 == 7]") == [
+        u for u in records(300) if u["id"] % 100 == 7
+    ]
 
 
 def test_a_result_over_its_budget_is_refused_on_the_fast_path_too(db):
@@ -171,8 +189,11 @@ def test_a_result_over_its_budget_is_refused_on_the_fast_path_too(db):
 def test_records_survive_a_restart_and_a_checkpoint(tmp_path):
     path = tmp_path / "data"
     db = pyzdb.open(path)
-    db.execute("db['users'] = [{'id': i, 'name': 'user%d' % i, 'tags': ['t%d' % i, 'x']} "
-               "for i in range(n)]", n=500)
+    db.execute(
+        "db['users'] = [{'id': i, 'name': 'user%d' % i, 'tags': ['t%d' % i, 'x']} "
+        "for i in range(n)]",
+        n=500,
+    )
     db["users"][3]["tags"].append("y")
     db.close()
     db = pyzdb.open(path)

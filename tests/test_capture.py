@@ -137,7 +137,9 @@ def test_mode_and_argument_type_are_checked() -> None:
     with pytest.raises(ValueError, match="mode"):
         capture("db", "write", {})  # type: ignore[arg-type]
     for bad, desc in [
-        (42, "a value of type int"), (len, "a function"), ("".join, "a function"),
+        (42, "a value of type int"),
+        (len, "a function"),
+        ("".join, "a function"),
         (functools.partial(lambda db, x: x, x=1), "a function"),
         (Reports().total, "a bound method"),
     ]:
@@ -226,9 +228,7 @@ def test_multi_line_lambda_in_a_call_spanning_lines() -> None:
 
 
 def test_lambda_body_spanning_lines_outside_its_own_brackets_is_parenthesised() -> None:
-    f = (lambda db:
-         db["a"] +
-         db["b"])
+    f = lambda db: db["a"] + db["b"]
     assert check(f).source == '(db["a"] +\n         db["b"])'
     walrus = lambda db: (n := len(db["l"])) * n
     assert check(walrus).source == '(n := len(db["l"])) * n'
@@ -345,7 +345,8 @@ def test_recursive_def_does_not_ship_itself() -> None:
 
 
 def test_one_line_def() -> None:
-    def first(db): return db["l"][0]  # noqa: E704
+    def first(db):
+        return db["l"][0]  # noqa: E704
 
     assert check(first).source == 'def first(db): return db["l"][0]\nfirst(db)\n'
 
@@ -361,11 +362,7 @@ def annotated(db: Mapping[str, object], /) -> list[int]:
 
 def test_decorators_annotations_and_defaults_stay_on_the_client() -> None:
     req = check(annotated)
-    assert req.source == (
-        "def annotated(db):\n"
-        '    return [len(db), len(db["l"])]\n'
-        "annotated(db)\n"
-    )
+    assert req.source == ('def annotated(db):\n    return [len(db), len(db["l"])]\nannotated(db)\n')
     assert req.params == {}  # neither `decorate` nor `Mapping` travels
 
 
@@ -381,21 +378,22 @@ class Reports:
 def test_def_in_a_class_body() -> None:
     req = check(Reports.oldest)
     assert req.source == (
-        "def oldest(db):\n"
-        '        return max(db["u"], key=lambda u: u["age"])["name"]\n'
-        "oldest(db)\n"
+        'def oldest(db):\n        return max(db["u"], key=lambda u: u["age"])["name"]\noldest(db)\n'
     )
 
 
 def test_multi_line_strings_in_a_def_keep_their_exact_value() -> None:
     def text(db):
-        return """first
+        return (
+            """first
    second
-""" + f"""{db["a"]}
+"""
+            + f"""{db["a"]}
         third"""
+        )
 
     req = check(text)
-    assert req.source.startswith("def text(db):\n        return \"\"\"first\n   second\n")
+    assert req.source.startswith('def text(db):\n        return """first\n   second\n')
 
 
 def test_def_with_nested_defs_and_lambdas_using_the_root() -> None:
@@ -490,7 +488,9 @@ def test_non_data_inside_a_container_is_located() -> None:
 
 def test_all_data_types_travel() -> None:
     value = {
-        None: [True, 1, 2.5, "s", b"b"], (1, "t"): {frozenset({1, 2}), 3}, "f": frozenset("ab"),
+        None: [True, 1, 2.5, "s", b"b"],
+        (1, "t"): {frozenset({1, 2}), 3},
+        "f": frozenset("ab"),
         "shared": [[1]] * 2,
     }
     assert check(lambda db: value).params == {"value": value}
@@ -512,8 +512,9 @@ def test_file_values_travel_when_pyzdb_values_is_loaded(monkeypatch: pytest.Monk
 
 
 def test_explicit_params_override_and_add_to_free_variables() -> None:
-    req = capture(lambda db: db[KEYS[0]] + db["l"][int(math.pi)], "query",
-                  {"math": 3.5, "extra": [1]})
+    req = capture(
+        lambda db: db[KEYS[0]] + db["l"][int(math.pi)], "query", {"math": 3.5, "extra": [1]}
+    )
     assert req.params == {"KEYS": ("a", "b"), "math": 3.5, "extra": [1]}
 
 
@@ -598,18 +599,27 @@ def test_capture_imports_nothing_from_the_server_side() -> None:
 
     with open(pyzdb.capture.__file__, encoding="utf-8") as handle:
         tree = ast.parse(handle.read())
-    imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import)
-                for alias in node.names}
+    imported = {
+        alias.name
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Import)
+        for alias in node.names
+    }
     imported |= {node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
     assert not any(name.startswith("RestrictedPython") for name in imported)
     assert {name for name in imported if name.startswith("pyzdb")} == {
-        "pyzdb.errors", "pyzdb.sourcefind"}  # sourcefind: stdlib only (readline, sys)
+        "pyzdb.errors",
+        "pyzdb.sourcefind",
+    }  # sourcefind: stdlib only (readline, sys)
     import pyzdb.sourcefind
 
     with open(pyzdb.sourcefind.__file__, encoding="utf-8") as handle:
         found = ast.parse(handle.read())
-    assert not [node for node in ast.walk(found)
-                if isinstance(node, ast.ImportFrom) and (node.level or "pyzdb" in str(node.module))]
+    assert not [
+        node
+        for node in ast.walk(found)
+        if isinstance(node, ast.ImportFrom) and (node.level or "pyzdb" in str(node.module))
+    ]
 
 
 def test_method_call_on_an_imported_name_is_matched():

@@ -14,10 +14,18 @@ EVAL = shutil.which("pyzdb-eval") or ""
 
 
 def run_eval(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    command = [EVAL] if EVAL else [sys.executable, "-c", "from pyzdb.cli import eval_main; "
-                                   "raise SystemExit(eval_main())"]
-    return subprocess.run([*command, *args], input=stdin, capture_output=True, text=True,
-                          timeout=60)
+    command = (
+        [EVAL]
+        if EVAL
+        else [
+            sys.executable,
+            "-c",
+            "from pyzdb.cli import eval_main; raise SystemExit(eval_main())",
+        ]
+    )
+    return subprocess.run(
+        [*command, *args], input=stdin, capture_output=True, text=True, timeout=60
+    )
 
 
 @pytest.fixture(params=["data", "connect"])

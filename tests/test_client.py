@@ -39,10 +39,14 @@ def run_clients(code: str, uri: str, count: int) -> list[subprocess.Popen[str]]:
     processes = []
     for index in range(count):
         prelude = f"import pyzdb\nuri = {uri!r}\nindex = {index}\n"
-        processes.append(subprocess.Popen(
-            [sys.executable, "-c", prelude + textwrap.dedent(code)],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        ))
+        processes.append(
+            subprocess.Popen(
+                [sys.executable, "-c", prelude + textwrap.dedent(code)],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
     return processes
 
 
@@ -104,11 +108,17 @@ def test_readme_library_and_lock_examples(server):
 def test_eight_processes_increment_exactly_4000_times(server):
     pyzdb.connect(server.uri).execute("db['c'] = 0")
     started = time.monotonic()
-    wait_all(run_clients("""
+    wait_all(
+        run_clients(
+            """
         db = pyzdb.connect(uri)
         for _ in range(500):
             db.execute("db['c'] += 1")
-    """, server.uri, 8))
+    """,
+            server.uri,
+            8,
+        )
+    )
     elapsed = time.monotonic() - started
     assert pyzdb.connect(server.uri)["c"].get() == 4000
     print(f"8 clients x 500 durable += 1 in {elapsed:.2f} s (incl. process start)")
@@ -116,13 +126,19 @@ def test_eight_processes_increment_exactly_4000_times(server):
 
 def test_read_modify_write_transactions_from_several_processes(server):
     pyzdb.connect(server.uri)["c"] = 0
-    wait_all(run_clients("""
+    wait_all(
+        run_clients(
+            """
         db = pyzdb.connect(uri, timeout=30)
         for _ in range(60):
             with db.transaction():
                 x = db['c'].get()
                 db['c'] = x + 1
-    """, server.uri, 6))
+    """,
+            server.uri,
+            6,
+        )
+    )
     assert pyzdb.connect(server.uri)["c"].get() == 360
 
 
@@ -155,8 +171,9 @@ def test_a_write_retried_through_a_restart_is_applied_once(server):
 
 def test_a_repeated_request_id_is_answered_not_run_again(server):
     """At-most-once: the same (session, id) sent again, over a new socket, as a retry is."""
-    request = protocol.Request(7, "execute", "db['n'] = db.get('n', 0) + 1\ndb['n']",
-                               syntax="exec", session=os.urandom(16))
+    request = protocol.Request(
+        7, "execute", "db['n'] = db.get('n', 0) + 1\ndb['n']", syntax="exec", session=os.urandom(16)
+    )
     answers = []
     for _ in range(3):
         sock = zmq.Context.instance().socket(zmq.DEALER)
@@ -206,6 +223,7 @@ def test_a_request_is_one_frame_and_a_reply_may_carry_a_delimiter(client):
             answers = [db.query("1"), db.query("1"), db.query("1")]
             db.close()
         else:
+
             async def run() -> list[object]:
                 async with pyzdb.aio.connect(uri, timeout=5) as db:
                     return [await db.query("1") for _ in range(3)]
@@ -294,14 +312,18 @@ def test_lock_timeout_while_another_client_holds_it(server):
 def test_a_killed_lock_holder_is_rolled_back_and_the_lock_freed(server):
     db = pyzdb.connect(server.uri)
     db["x"] = 1
-    holder = run_clients("""
+    holder = run_clients(
+        """
         import time
         db = pyzdb.connect(uri)
         db.lock()
         db['x'] = 99
         print('locked', flush=True)
         time.sleep(60)
-    """, server.uri, 1)[0]
+    """,
+        server.uri,
+        1,
+    )[0]
     assert holder.stdout.readline().strip() == "locked"
     holder.send_signal(signal.SIGKILL)
     holder.communicate()

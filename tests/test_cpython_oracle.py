@@ -52,8 +52,9 @@ def load() -> list[Snippet]:
 
 def _snippet(title: str, lines: list[str]) -> Snippet:
     refused = title.endswith("[refused]")
-    return Snippet(title.removesuffix("[refused]").strip(), "\n".join(lines).strip() + "\n",
-                   refused)
+    return Snippet(
+        title.removesuffix("[refused]").strip(), "\n".join(lines).strip() + "\n", refused
+    )
 
 
 CASES = load()

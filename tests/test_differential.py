@@ -25,16 +25,46 @@ from reference import assert_same, cpython_exec, same
 
 DATA: dict[str, Any] = {
     "users": [
-        {"name": "Ada", "age": 36, "tags": ["math", "eng"],
-         "address": {"city": "London", "zip": "N1"}, "active": True, "score": 9.5},
-        {"name": "Björn", "age": 29, "tags": [],
-         "address": {"city": "Malmö", "zip": None}, "active": False, "score": 7.25},
-        {"name": "Chen Wei", "age": 41, "tags": ["ops", "math", "db"],
-         "address": {"city": "北京", "zip": "100000"}, "active": True, "score": 8.0},
-        {"name": "Dana", "age": 29, "tags": ["eng"],
-         "address": {"city": "Tel Aviv", "zip": "61000"}, "active": True, "score": None},
-        {"name": "Émile", "age": 53, "tags": ["db", "eng", "ops"],
-         "address": {"city": "Paris", "zip": "75001"}, "active": False, "score": 6.5},
+        {
+            "name": "Ada",
+            "age": 36,
+            "tags": ["math", "eng"],
+            "address": {"city": "London", "zip": "N1"},
+            "active": True,
+            "score": 9.5,
+        },
+        {
+            "name": "Björn",
+            "age": 29,
+            "tags": [],
+            "address": {"city": "Malmö", "zip": None},
+            "active": False,
+            "score": 7.25,
+        },
+        {
+            "name": "Chen Wei",
+            "age": 41,
+            "tags": ["ops", "math", "db"],
+            "address": {"city": "北京", "zip": "100000"},
+            "active": True,
+            "score": 8.0,
+        },
+        {
+            "name": "Dana",
+            "age": 29,
+            "tags": ["eng"],
+            "address": {"city": "Tel Aviv", "zip": "61000"},
+            "active": True,
+            "score": None,
+        },
+        {
+            "name": "Émile",
+            "age": 53,
+            "tags": ["db", "eng", "ops"],
+            "address": {"city": "Paris", "zip": "75001"},
+            "active": False,
+            "score": 6.5,
+        },
     ],
     "by_id": {1: "Ada", 2: "Björn", 3: "Chen Wei", 10: "Dana", -5: "Émile"},
     "grid": {(0, 0): "a", (0, 1): "b", (1, 0): "c", (1, 1): "d", (2, ("x", 3)): "nested key"},
@@ -46,10 +76,22 @@ DATA: dict[str, Any] = {
     "floats": [0.5, -1.25, 3.0, 1e-3, 2.5e10, -0.0],
     "mixed": [None, True, False, 0, 1, "", "x", 0.0, [], {}, (), b""],
     "flags": [True, False, True, True],
-    "cfg": {"debug": False, "level": 3, "name": "prod", "ratio": 0.75, "empty": None,
-            "path": "/var/lib/pyzdb"},
-    "greetings": ["héllo wörld", "ΓΕΙΑ σου", "こんにちは", "  padded  ", "snake_case_name",
-                  "CamelCase"],
+    "cfg": {
+        "debug": False,
+        "level": 3,
+        "name": "prod",
+        "ratio": 0.75,
+        "empty": None,
+        "path": "/var/lib/pyzdb",
+    },
+    "greetings": [
+        "héllo wörld",
+        "ΓΕΙΑ σου",
+        "こんにちは",
+        "  padded  ",
+        "snake_case_name",
+        "CamelCase",
+    ],
     "words": "the quick brown fox jumps over the lazy dog the end",
     "nums": [(i * 7919) % 1009 - 300 for i in range(1000)],
     "matrix": [[1, 2, 3], [4, 5, 6], [7, 8, 9], [10, 11, 12]],
@@ -366,31 +408,48 @@ EXPRESSIONS = [
 # -- statement blocks -----------------------------------------------------------------------------
 
 BLOCKS = [
-    ("assign_new_nested_value", """
+    (
+        "assign_new_nested_value",
+        """
         db['new'] = {'a': [1, 2, (3, 4)], 'b': None, 7: {(1, 2): b'x'}}
         db['new']
-    """),
-    ("assign_nested_item", """
+    """,
+    ),
+    (
+        "assign_nested_item",
+        """
         db['users'][0]['address']['city'] = 'Cambridge'
         db['users'][0]['address']
-    """),
-    ("augadd_dict_item", """
+    """,
+    ),
+    (
+        "augadd_dict_item",
+        """
         db['cfg']['level'] += 1
         db['cfg']['level']
-    """),
-    ("augadd_nested_items", """
+    """,
+    ),
+    (
+        "augadd_nested_items",
+        """
         db['matrix'][1][2] += 100
         db['users'][2]['age'] += 1
         db['users'][2]['name'] += '!'
         (db['matrix'][1], db['users'][2]['name'])
-    """),
-    ("augadd_lists", """
+    """,
+    ),
+    (
+        "augadd_lists",
+        """
         db['users'][1]['tags'] += ['new', 'tags']
         db['nums'] += [1, 2, 3]
         db['users'][0]['tags'] += 'xy'
         len(db['nums']), db['users'][0]['tags']
-    """),
-    ("augmented_operators", """
+    """,
+    ),
+    (
+        "augmented_operators",
+        """
         db['cfg']['ratio'] *= 2
         db['cfg']['level'] -= 5
         db['neg'] //= 3
@@ -399,159 +458,240 @@ BLOCKS = [
         db['cfg']['name'] *= 2
         db['pi'] **= 2
         [db['cfg'], db['neg'], db['big'], db['point'], db['pi']]
-    """),
-    ("imul_list", """
+    """,
+    ),
+    (
+        "imul_list",
+        """
         db['matrix'][0] *= 3
         db['flags'] *= 0
         db['matrix'][0], db['flags']
-    """),
-    ("append", """
+    """,
+    ),
+    (
+        "append",
+        """
         db['users'][3]['tags'].append('lead')
         db['nums'].append(-1)
         db['deep'][1][1].append([])
         db['deep']
-    """),
-    ("extend", """
+    """,
+    ),
+    (
+        "extend",
+        """
         db['users'][1]['tags'].extend(t for t in ['x', 'y', 'z'] if t != 'y')
         db['matrix'].extend([[0], []])
         db['matrix'].extend(range(2))
         db['matrix']
-    """),
-    ("insert", """
+    """,
+    ),
+    (
+        "insert",
+        """
         db['nums'].insert(0, -99)
         db['nums'].insert(-1, -98)
         db['nums'].insert(10**6, -97)
         db['nums'].insert(-10**6, -96)
         db['users'][0]['tags'].insert(1, 'mid')
         (db['nums'][:3], db['nums'][-3:], db['users'][0]['tags'])
-    """),
-    ("list_pop", """
+    """,
+    ),
+    (
+        "list_pop",
+        """
         a = db['nums'].pop()
         b = db['nums'].pop(0)
         c = db['nums'].pop(-2)
         d = db['users'].pop(1)
         (a, b, c, d['name'], len(db['users']))
-    """),
-    ("list_pop_as_last_expression", """
+    """,
+    ),
+    (
+        "list_pop_as_last_expression",
+        """
         db['matrix'].pop(1)
-    """),
-    ("list_remove", """
+    """,
+    ),
+    (
+        "list_remove",
+        """
         db['users'][2]['tags'].remove('math')
         db['nums'].remove(db['nums'][10])
         db['mixed'].remove(None)
         db['mixed'].remove(0)
         db['mixed'].remove(1)
         db['users'][2]['tags'], db['mixed']
-    """),
-    ("sort_plain", """
+    """,
+    ),
+    (
+        "sort_plain",
+        """
         db['nums'].sort()
         db['floats'].sort(reverse=True)
         db['nums'][:5] + db['nums'][-5:]
-    """),
-    ("sort_key_reverse", """
+    """,
+    ),
+    (
+        "sort_key_reverse",
+        """
         db['users'].sort(key=lambda u: (u['age'], u['name']), reverse=True)
         [u['name'] for u in db['users']]
-    """),
-    ("sort_key_builtin", """
+    """,
+    ),
+    (
+        "sort_key_builtin",
+        """
         db['greetings'].sort(key=len)
         db['nums'].sort(key=abs)
         db['greetings'], db['nums'][:10]
-    """),
-    ("reverse", """
+    """,
+    ),
+    (
+        "reverse",
+        """
         db['nums'].reverse()
         db['matrix'].reverse()
         db['matrix'][0].reverse()
         (db['nums'][:3], db['matrix'])
-    """),
-    ("clear", """
+    """,
+    ),
+    (
+        "clear",
+        """
         db['users'][0]['tags'].clear()
         db['cfg'].clear()
         (db['users'][0], db['cfg'])
-    """),
-    ("slice_assignment", """
+    """,
+    ),
+    (
+        "slice_assignment",
+        """
         db['nums'][10:20] = ['a', 'b']
         db['nums'][:2] = []
         db['nums'][-3:] = [None] * 5
         (len(db['nums']), db['nums'][:10], db['nums'][-6:])
-    """),
-    ("slice_assignment_with_step", """
+    """,
+    ),
+    (
+        "slice_assignment_with_step",
+        """
         db['nums'][::2] = [0] * len(db['nums'][::2])
         db['matrix'][::-2] = [['x'], ['y']]
         db['users'][0]['tags'][::-1] = ('a', 'b')
         (db['nums'][:6], db['matrix'], db['users'][0]['tags'])
-    """),
-    ("slice_insert", """
+    """,
+    ),
+    (
+        "slice_insert",
+        """
         db['nums'][5:5] = [1000, 1001]
         db['users'][0]['tags'][1:1] = ['x']
         db['matrix'][len(db['matrix']):] = [[13]]
         db['nums'][3:8]
-    """),
-    ("slice_deletion_with_step", """
+    """,
+    ),
+    (
+        "slice_deletion_with_step",
+        """
         del db['nums'][::3]
         del db['nums'][-10::2]
         del db['nums'][5:100:7]
         (len(db['nums']), db['nums'][:12])
-    """),
-    ("slice_deletion_negative_step", """
+    """,
+    ),
+    (
+        "slice_deletion_negative_step",
+        """
         del db['nums'][::-5]
         del db['nums'][:10]
         del db['matrix'][-1:0:-2]
         len(db['nums']), db['matrix']
-    """),
-    ("del_items", """
+    """,
+    ),
+    (
+        "del_items",
+        """
         del db['nums'][0]
         del db['nums'][-1]
         del db['users'][2]['address']
         del db['matrix'][1][0]
         (db['users'][2], db['matrix'])
-    """),
-    ("dict_update", """
+    """,
+    ),
+    (
+        "dict_update",
+        """
         db['cfg'].update({'level': 4, 'new': [1]})
         db['cfg'].update(extra=True, name='dev')
         db['cfg'].update([('pair', 1)])
         db['cfg']
-    """),
-    ("dict_setdefault", """
+    """,
+    ),
+    (
+        "dict_setdefault",
+        """
         a = db['cfg'].setdefault('level', 100)
         b = db['cfg'].setdefault('fresh', {'x': 1})
         (a, b, db['cfg'])
-    """),
-    ("dict_setdefault_then_mutate_result", """
+    """,
+    ),
+    (
+        "dict_setdefault_then_mutate_result",
+        """
         db['cfg'].setdefault('hist', []).append(1)
         db['cfg'].setdefault('hist', []).append(2)
         db['cfg'].setdefault('sub', {})['k'] = 'v'
         db['cfg']
-    """),
-    ("dict_pop", """
+    """,
+    ),
+    (
+        "dict_pop",
+        """
         a = db['cfg'].pop('level')
         b = db['cfg'].pop('missing', 'dflt')
         c = db['by_id'].pop(10)
         (a, b, c, db['cfg'], db['by_id'])
-    """),
-    ("dict_popitem", """
+    """,
+    ),
+    (
+        "dict_popitem",
+        """
         a = db['cfg'].popitem()
         b = db['grid'].popitem()
         (a, b)
-    """),
-    ("dict_ior", """
+    """,
+    ),
+    (
+        "dict_ior",
+        """
         db['cfg'] |= {'level': 0, 'z': (1, 2)}
         db['by_id'] |= {99: 'new'}
         (db['cfg'], db['by_id'])
-    """),
-    ("dict_del", """
+    """,
+    ),
+    (
+        "dict_del",
+        """
         del db['cfg']['debug']
         del db['grid'][(0, 0)]
         del db['by_id'][-5]
         del db['odd_keys'][None]
         del db['blob']
         sorted(k for k in db if isinstance(k, str))
-    """),
-    ("delete_then_reinsert_key_moves_it_last", """
+    """,
+    ),
+    (
+        "delete_then_reinsert_key_moves_it_last",
+        """
         del db['cfg']['level']
         db['cfg']['level'] = 3
         list(db['cfg'])
-    """),
-    ("loop_with_conditionals", """
+    """,
+    ),
+    (
+        "loop_with_conditionals",
+        """
         for u in db['users']:
             if u['age'] > 35:
                 u['senior'] = True
@@ -560,34 +700,49 @@ BLOCKS = [
             else:
                 u['tags'] = ['none']
         [u.get('senior', False) for u in db['users']]
-    """),
-    ("enumerate_loop_assigns_items", """
+    """,
+    ),
+    (
+        "enumerate_loop_assigns_items",
+        """
         for i, v in enumerate(db['nums']):
             if v % 10 == 0:
                 db['nums'][i] = -v
         sum(db['nums'])
-    """),
-    ("dict_loop_deletes_falsy", """
+    """,
+    ),
+    (
+        "dict_loop_deletes_falsy",
+        """
         for k in list(db['cfg']):
             if not db['cfg'][k]:
                 del db['cfg'][k]
         db['cfg']
-    """),
-    ("for_else", """
+    """,
+    ),
+    (
+        "for_else",
+        """
         for u in db['users']:
             if u['name'].startswith('Z'):
                 break
         else:
             db['users'].append({'name': 'Zoë', 'age': 1, 'tags': [], 'address': {}})
         len(db['users'])
-    """),
-    ("local_def_helper", """
+    """,
+    ),
+    (
+        "local_def_helper",
+        """
         def score(u):
             return u['age'] * 2 + len(u['tags'])
         db['scores'] = {u['name']: score(u) for u in db['users']}
         max(db['scores'], key=lambda k: db['scores'][k])
-    """),
-    ("recursive_def", """
+    """,
+    ),
+    (
+        "recursive_def",
+        """
         def flatten(x):
             out = []
             for item in x:
@@ -598,15 +753,21 @@ BLOCKS = [
             return out
         db['flat'] = flatten(db['deep'])
         db['flat']
-    """),
-    ("def_with_defaults_mutating_tree", """
+    """,
+    ),
+    (
+        "def_with_defaults_mutating_tree",
+        """
         def tag(u, label='vip', times=1):
             for i in range(times):
                 u['tags'].append(label)
             return len(u['tags'])
         [tag(u) if u['active'] else tag(u, 'x', 2) for u in db['users']]
-    """),
-    ("unpacking_assignment", """
+    """,
+    ),
+    (
+        "unpacking_assignment",
+        """
         a, b, c = db['point']
         first, *rest = db['nums'][:5]
         (x, y), z = db['pairs'][0], db['pairs'][1]
@@ -614,13 +775,19 @@ BLOCKS = [
             db['counts'][q] = p * k
         db['unpacked'] = [a + b + c, first, rest, x, y, z]
         db['unpacked']
-    """),
-    ("swap_items", """
+    """,
+    ),
+    (
+        "swap_items",
+        """
         db['users'][0], db['users'][1] = db['users'][1], db['users'][0]
         db['cfg']['level'], db['cfg']['ratio'] = db['cfg']['ratio'], db['cfg']['level']
         [u['name'] for u in db['users']]
-    """),
-    ("while_with_break", """
+    """,
+    ),
+    (
+        "while_with_break",
+        """
         i = 0
         total = 0
         while True:
@@ -630,8 +797,11 @@ BLOCKS = [
             i += 1
         db['stop'] = {'index': i, 'total': total}
         db['stop']
-    """),
-    ("while_with_continue", """
+    """,
+    ),
+    (
+        "while_with_continue",
+        """
         n = 0
         found = []
         while n < len(db['nums']):
@@ -643,16 +813,22 @@ BLOCKS = [
                 break
         db['found'] = found
         found
-    """),
-    ("try_except_keyerror", """
+    """,
+    ),
+    (
+        "try_except_keyerror",
+        """
         try:
             v = db['cfg']['missing']
         except KeyError as e:
             v = 'missing: ' + str(e)
         db['cfg']['result'] = v
         v
-    """),
-    ("try_except_else", """
+    """,
+    ),
+    (
+        "try_except_else",
+        """
         log = []
         for k in ['level', 'nope', 'name']:
             try:
@@ -664,8 +840,11 @@ BLOCKS = [
             log.append(k)
         db['log'] = log
         len(log)
-    """),
-    ("try_except_after_failed_mutation", """
+    """,
+    ),
+    (
+        "try_except_after_failed_mutation",
+        """
         try:
             db['users'][0]['tags'].pop(10)
         except IndexError:
@@ -675,23 +854,32 @@ BLOCKS = [
         except TypeError:
             db['by_id'][1] += '?'
         db['users'][0]['tags'], db['by_id']
-    """),
-    ("build_index_locally", """
+    """,
+    ),
+    (
+        "build_index_locally",
+        """
         index = {}
         for u in db['users']:
             for t in u['tags']:
                 index.setdefault(t, []).append(u['name'])
         db['index'] = index
         sorted(index)
-    """),
-    ("build_index_in_tree", """
+    """,
+    ),
+    (
+        "build_index_in_tree",
+        """
         db['idx'] = {}
         for u in db['users']:
             for t in u['tags']:
                 db['idx'].setdefault(t, []).append(u['name'])
         db['idx']
-    """),
-    ("mutate_through_local_names", """
+    """,
+    ),
+    (
+        "mutate_through_local_names",
+        """
         u = db['users'][3]
         u['age'] = 30
         u['tags'].append('alias')
@@ -699,8 +887,11 @@ BLOCKS = [
         a['zip'] = None
         del a['city']
         u
-    """),
-    ("inplace_operators_on_local_names", """
+    """,
+    ),
+    (
+        "inplace_operators_on_local_names",
+        """
         l = db['nums']
         l += [7, 7]
         m = db['matrix'][0]
@@ -710,29 +901,41 @@ BLOCKS = [
         d = db['cfg']
         d |= {'via': 'alias'}
         (len(db['nums']), db['matrix'][0], db['point'], t, db['cfg'])
-    """),
-    ("int_and_tuple_keys", """
+    """,
+    ),
+    (
+        "int_and_tuple_keys",
+        """
         db['by_id'][4] = 'four'
         db['by_id'][1] += '!'
         db['grid'][2, 2] = 'e'
         db['grid'][(0, 0)] = ['replaced']
         db['grid'][('t', (1, 2))] = {}
         (db['by_id'], db['grid'])
-    """),
-    ("non_str_keys_at_root", """
+    """,
+    ),
+    (
+        "non_str_keys_at_root",
+        """
         db[7] = 'seven'
         db[(1, 'a')] = [1]
         db[None] = {None: None}
         db[b'raw'] = b'bytes'
         db[2.5] = 2.5
         [k for k in db if not isinstance(k, str)]
-    """),
-    ("odd_values", """
+    """,
+    ),
+    (
+        "odd_values",
+        """
         db['vals'] = [2**200, -0.0, 1e308, float('inf'), -10**30, '', b'\\x00\\xff', (), ((),),
                       {(): ()}, [[[]]], True, 'ünï\\u2603']
         db['vals']
-    """),
-    ("nested_build_through_local_node", """
+    """,
+    ),
+    (
+        "nested_build_through_local_node",
+        """
         db['tree'] = {'root': {'children': []}}
         node = db['tree']['root']
         for i in range(3):
@@ -740,87 +943,129 @@ BLOCKS = [
             node['children'].append(child)
         node['children'][2]['children'][1]['leaf'] = True
         db['tree']
-    """),
-    ("comprehensions_stored_no_result", """
+    """,
+    ),
+    (
+        "comprehensions_stored_no_result",
+        """
         db['squares'] = {n: n * n for n in range(10) if n % 2}
         db['pairs2'] = [(a, b) for a in range(3) for b in 'xy']
         db['nested'] = [[i] * i for i in range(4)]
-    """),
-    ("conditional_expression_store", """
+    """,
+    ),
+    (
+        "conditional_expression_store",
+        """
         for u in db['users']:
             u['band'] = 'old' if u['age'] >= 40 else ('mid' if u['age'] >= 30 else 'young')
         [u['band'] for u in db['users']]
-    """),
-    ("lambda_sort_and_store", """
+    """,
+    ),
+    (
+        "lambda_sort_and_store",
+        """
         key = lambda u: (len(u['tags']), u['name'])
         db['ranked'] = [u['name'] for u in sorted(db['users'], key=key, reverse=True)]
         db['users'].sort(key=key)
         db['ranked']
-    """),
-    ("matrix_transpose", """
+    """,
+    ),
+    (
+        "matrix_transpose",
+        """
         db['matrix'] = [list(col) for col in zip(*db['matrix'])]
         db['matrix'][0][0] = 'corner'
         db['matrix']
-    """),
-    ("word_counter", """
+    """,
+    ),
+    (
+        "word_counter",
+        """
         for w in db['words'].split():
             db['counts'][w] = db['counts'].get(w, 0) + 1
         sorted(db['counts'].items(), key=lambda kv: (-kv[1], kv[0]))[:3]
-    """),
-    ("walrus_in_block", """
+    """,
+    ),
+    (
+        "walrus_in_block",
+        """
         if (n := len(db['nums'])) > 100:
             db['size'] = n
         db['evens'] = [y for x in db['nums'][:20] if (y := x * 2) % 4 == 0]
         (n, y, db['evens'])
-    """),
-    ("bytes_values", """
+    """,
+    ),
+    (
+        "bytes_values",
+        """
         db['blob'] = db['blob'][:4] + b'-' + db['blob'][-4:]
         db['blob'] += b'\\x00'
         db['blob'][::-1]
-    """),
-    ("change_element_types", """
+    """,
+    ),
+    (
+        "change_element_types",
+        """
         db['flags'][0] = 1
         db['flags'][1] = 1.0
         db['flags'][2] = None
         db['point'] = list(db['point'])
         db['matrix'][0] = tuple(db['matrix'][0])
         db['flags'], db['point'], db['matrix']
-    """),
-    ("nested_list_mutations", """
+    """,
+    ),
+    (
+        "nested_list_mutations",
+        """
         db['deep'][0][0][1][1].append('x')
         db['deep'][1][1][0].extend([1, 2])
         db['deep'][1].insert(0, [[0]])
         db['deep'][1][0][0][0] += 5
         db['deep']
-    """),
-    ("root_dict_methods", """
+    """,
+    ),
+    (
+        "root_dict_methods",
+        """
         db.update({'r': 1})
         blob = db.pop('blob')
         db.setdefault('r2', []).append(len(blob))
         k, v = db.popitem()
         (k, v, list(db)[-3:])
-    """),
-    ("replace_whole_subtrees", """
+    """,
+    ),
+    (
+        "replace_whole_subtrees",
+        """
         db['users'] = [u['name'] for u in db['users']]
         db['cfg'] = None
         db['matrix'] = {'rows': len(db['matrix'])}
         db['users'], db['cfg'], db['matrix']
-    """),
-    ("mutate_container_after_del", """
+    """,
+    ),
+    (
+        "mutate_container_after_del",
+        """
         u = db['users'][0]
         del db['users'][0]
         u['age'] = 0
         u['tags'].append('x')
         u['address']['city'] = 'X'
         (u, db['users'][0])
-    """),
-    ("mutate_container_after_replace", """
+    """,
+    ),
+    (
+        "mutate_container_after_replace",
+        """
         old = db['cfg']
         db['cfg'] = {}
         old['level'] = 0
         old
-    """),
-    ("mutate_container_after_pop_and_slice_delete", """
+    """,
+    ),
+    (
+        "mutate_container_after_pop_and_slice_delete",
+        """
         p = db['matrix'].pop()
         p.append(99)
         m = db['matrix'][1]
@@ -830,8 +1075,11 @@ BLOCKS = [
         db['users'][2].pop('tags')
         t.clear()
         (p, m, t, db['matrix'])
-    """),
-    ("mutate_containers_reached_through_methods", """
+    """,
+    ),
+    (
+        "mutate_containers_reached_through_methods",
+        """
         db['users'][0].setdefault('tags', []).append('via-setdefault')
         db['users'][1].get('tags').append('via-get')
         for v in db['users'][2].values():
@@ -841,8 +1089,11 @@ BLOCKS = [
             if isinstance(v, dict):
                 v['via'] = k
         [u['tags'] for u in db['users']], db['users'][3]
-    """),
-    ("mutate_containers_reached_through_builtins", """
+    """,
+    ),
+    (
+        "mutate_containers_reached_through_builtins",
+        """
         s = sorted(db['users'], key=lambda u: u['age'])
         s[0]['age'] = -1
         min(db['users'], key=lambda u: u['age'])['age'] += 100
@@ -853,8 +1104,11 @@ BLOCKS = [
         for a, b in zip(db['matrix'], db['users']):
             a.append(b['name'])
         [u['age'] for u in db['users']], db['matrix']
-    """),
-    ("shallow_copies_share_children", """
+    """,
+    ),
+    (
+        "shallow_copies_share_children",
+        """
         c = db['users'][0].copy()
         c['tags'].append('shallow')
         c['age'] = 1
@@ -866,15 +1120,21 @@ BLOCKS = [
         f = lambda r=db['matrix'][2]: r.append(7)
         f()
         db['users'][0], db['matrix']
-    """),
-    ("hash_equal_keys", """
+    """,
+    ),
+    (
+        "hash_equal_keys",
+        """
         db['by_id'][True] = 'one'
         db['by_id'][2.0] += '?'
         del db['odd_keys'][0]
         db['odd_keys'][0.0] = 'zero'
         db['by_id'], db['odd_keys']
-    """),
-    ("self_referencing_updates", """
+    """,
+    ),
+    (
+        "self_referencing_updates",
+        """
         db['nums'][::2] = db['nums'][1::2]
         db['nums'][:] = db['nums'][::-1]
         db['nums'][1:3] = (x for x in range(5))
@@ -882,66 +1142,103 @@ BLOCKS = [
         db['cfg'].update(db['cfg'])
         db['cfg'] |= db['cfg']
         len(db['nums']), db['nums'][:8], db['cfg']
-    """),
-    ("read_only_block", """
+    """,
+    ),
+    (
+        "read_only_block",
+        """
         total = 0
         for v in db['nums']:
             total += v
         total
-    """),
+    """,
+    ),
 ]
 
 # A block that raises must change nothing (DESIGN.md: "A failed query changes nothing"); the
 # exception type is the one CPython raises on the same data.
 FAILING_BLOCKS = [
-    ("append_then_keyerror", """
+    (
+        "append_then_keyerror",
+        """
         db['nums'].append(1)
         db['missing']
-    """),
-    ("assign_then_indexerror", """
+    """,
+    ),
+    (
+        "assign_then_indexerror",
+        """
         db['cfg']['level'] = 99
         db['users'][10]
-    """),
-    ("loop_then_zerodivision", """
+    """,
+    ),
+    (
+        "loop_then_zerodivision",
+        """
         for u in db['users']:
             u['age'] += 1
             if u['age'] > 50:
                 1 // 0
-    """),
-    ("pop_from_emptied_list", """
+    """,
+    ),
+    (
+        "pop_from_emptied_list",
+        """
         db['new'] = {'a': [1]}
         db['new']['a'].pop()
         db['new']['a'].pop()
-    """),
-    ("sort_then_unsortable_sort", """
+    """,
+    ),
+    (
+        "sort_then_unsortable_sort",
+        """
         db['nums'].sort()
         db['mixed'].sort()
-    """),
-    ("delete_then_read", """
+    """,
+    ),
+    (
+        "delete_then_read",
+        """
         del db['cfg']
         db['cfg']['x'] = 1
-    """),
-    ("clear_then_valueerror", """
+    """,
+    ),
+    (
+        "clear_then_valueerror",
+        """
         db['users'].clear()
         db['by_id'].clear()
         int('x')
-    """),
-    ("sort_key_fails_midway", """
+    """,
+    ),
+    (
+        "sort_key_fails_midway",
+        """
         db['users'][0]['age'] = 100
         db['users'].sort(key=lambda u: u['score'])
-    """),
-    ("method_of_a_value_that_is_none", """
+    """,
+    ),
+    (
+        "method_of_a_value_that_is_none",
+        """
         db['cfg']['level'] += 1
         db['cfg']['empty'].append(1)
-    """),
-    ("method_of_a_value_that_is_a_str", """
+    """,
+    ),
+    (
+        "method_of_a_value_that_is_a_str",
+        """
         db['cfg']['level'] += 1
         db['cfg']['name'].append(1)
-    """),
-    ("slice_step_size_mismatch", """
+    """,
+    ),
+    (
+        "slice_step_size_mismatch",
+        """
         db['nums'][:3] = []
         db['nums'][::2] = [1, 2]
-    """),
+    """,
+    ),
 ]
 
 # Read expressions that raise: pyzdb raises the same built-in type.
@@ -973,73 +1270,101 @@ FAILING_EXPRESSIONS = [
 # copy"; docs/internals.md: "Storing a value adopts a validated copy"). The CPython reference
 # spells out that copy with `deepcopy`, so the expected values are still CPython's.
 BY_VALUE_BLOCKS = [
-    ("store_tree_dict_elsewhere", """
+    (
+        "store_tree_dict_elsewhere",
+        """
         db['copy'] = db['users'][0]
         db['copy']['name'] = 'changed'
         (db['users'][0]['name'], db['copy']['name'])
-    """, """
+    """,
+        """
         db['copy'] = deepcopy(db['users'][0])
         db['copy']['name'] = 'changed'
         (db['users'][0]['name'], db['copy']['name'])
-    """),
-    ("store_tree_list_elsewhere", """
+    """,
+    ),
+    (
+        "store_tree_list_elsewhere",
+        """
         db['l2'] = db['nums']
         db['l2'].append(1)
         (len(db['nums']), len(db['l2']))
-    """, """
+    """,
+        """
         db['l2'] = deepcopy(db['nums'])
         db['l2'].append(1)
         (len(db['nums']), len(db['l2']))
-    """),
-    ("append_element_of_same_list", """
+    """,
+    ),
+    (
+        "append_element_of_same_list",
+        """
         db['users'].append(db['users'][0])
         db['users'][-1]['age'] = 0
         db['users'][0]['age']
-    """, """
+    """,
+        """
         db['users'].append(deepcopy(db['users'][0]))
         db['users'][-1]['age'] = 0
         db['users'][0]['age']
-    """),
-    ("append_list_to_itself", """
+    """,
+    ),
+    (
+        "append_list_to_itself",
+        """
         db['matrix'].append(db['matrix'])
         db['matrix'][-1][0].append('inner')
         db['matrix']
-    """, """
+    """,
+        """
         db['matrix'].append(deepcopy(db['matrix']))
         db['matrix'][-1][0].append('inner')
         db['matrix']
-    """),
-    ("extend_list_with_itself", """
+    """,
+    ),
+    (
+        "extend_list_with_itself",
+        """
         db['matrix'].extend(db['matrix'])
         db['matrix'][0].append(0)
         db['matrix']
-    """, """
+    """,
+        """
         db['matrix'].extend(deepcopy(db['matrix']))
         db['matrix'][0].append(0)
         db['matrix']
-    """),
-    ("popped_container_stored_back", """
+    """,
+    ),
+    (
+        "popped_container_stored_back",
+        """
         u = db['users'].pop(0)
         db['users'].append(u)
         u['age'] = 1
         (u['age'], db['users'][-1]['age'])
-    """, """
+    """,
+        """
         u = db['users'].pop(0)
         db['users'].append(deepcopy(u))
         u['age'] = 1
         (u['age'], db['users'][-1]['age'])
-    """),
-    ("local_list_stored_then_mutated", """
+    """,
+    ),
+    (
+        "local_list_stored_then_mutated",
+        """
         v = [1, 2]
         db['a'] = v
         v.append(3)
         (v, db['a'])
-    """, """
+    """,
+        """
         v = [1, 2]
         db['a'] = deepcopy(v)
         v.append(3)
         (v, db['a'])
-    """),
+    """,
+    ),
 ]
 
 

@@ -29,8 +29,7 @@ DOUBLING = "a = []\nfor _ in range({n}):\n    a = [a, a]\n"
 
 @pytest.fixture
 def db(tmp_path: Any) -> Iterator[pyzdb.Database]:
-    database = pyzdb.open(tmp_path / "data", fsync="no",
-                          budget=Budget(max_result=RESULT_BUDGET))
+    database = pyzdb.open(tmp_path / "data", fsync="no", budget=Budget(max_result=RESULT_BUDGET))
     try:
         database.execute("db['l'] = [0, 1]\ndb['d'] = {'k': 0}")
         yield database
@@ -83,22 +82,29 @@ def test_a_refusal_inside_a_transaction_keeps_the_earlier_requests(db: pyzdb.Dat
 def test_moderate_sharing_is_stored_as_copies(db: pyzdb.Database) -> None:
     db.execute(DOUBLING.format(n=10) + "db['x'] = a")
     assert db.query("db['x'][0] is db['x'][1]") is False
-    assert db.execute(
-        "n = 0\nstack = [db['x']]\nwhile stack:\n    n += 1\n    stack.extend(stack.pop())\nn",
-    ) == 2**11 - 1
+    assert (
+        db.execute(
+            "n = 0\nstack = [db['x']]\nwhile stack:\n    n += 1\n    stack.extend(stack.pop())\nn",
+        )
+        == 2**11 - 1
+    )
     db.execute("s = [1]\ndb['y'] = [s, s]\ndb['y'][0].append(2)")
     assert db["y"].get() == [[1, 2], [1]]
 
 
-@pytest.mark.parametrize("source", [
-    "db['x'] = [[1]] * 20",  # flat copies: no shared container that has children
-    "db['x'] = [[[1]]] * 10",  # a shared container with children
-    "db['d'].update(a=[[1]] * 10, b=[[1]] * 10)",  # two values, one bound
-    "db['l'].extend([[[1]] * 10, [[1]] * 10])",
-    "db['l'][0] = [[1]] * 5\ndb['l'] *= 5",  # four more copies of six containers
-])
-def test_the_bound_counts_every_copy_of_one_mutation(db: pyzdb.Database, monkeypatch: Any,
-                                                     source: str) -> None:
+@pytest.mark.parametrize(
+    "source",
+    [
+        "db['x'] = [[1]] * 20",  # flat copies: no shared container that has children
+        "db['x'] = [[[1]]] * 10",  # a shared container with children
+        "db['d'].update(a=[[1]] * 10, b=[[1]] * 10)",  # two values, one bound
+        "db['l'].extend([[[1]] * 10, [[1]] * 10])",
+        "db['l'][0] = [[1]] * 5\ndb['l'] *= 5",  # four more copies of six containers
+    ],
+)
+def test_the_bound_counts_every_copy_of_one_mutation(
+    db: pyzdb.Database, monkeypatch: Any, source: str
+) -> None:
     monkeypatch.setattr(store_module, "MAX_ADOPT_NODES", 20)
     db.execute("db['ok'] = [[1]] * 19")  # 20 containers with the list itself: just fits
     db.execute("del db['ok']")
@@ -148,11 +154,17 @@ def test_shared_results_within_the_budget_are_returned(db: pyzdb.Database) -> No
     assert result == [list(range(1000))] * 10
 
 
-@pytest.mark.parametrize("source", [
-    "[big] * 10", "[[big] * 3] * 3", "{'a': big, 'b': (big, big)}", "[db['l'], db['l']]",
-    "[{'id': i, 'name': 'user%d' % i, 'age': i % 90} for i in range(300)]",
-    "[2**70, -2**70, 2**64 - 1, -2**63, 'é' * 5000, b'x' * 300, None, 1.5, True]",
-])
+@pytest.mark.parametrize(
+    "source",
+    [
+        "[big] * 10",
+        "[[big] * 3] * 3",
+        "{'a': big, 'b': (big, big)}",
+        "[db['l'], db['l']]",
+        "[{'id': i, 'name': 'user%d' % i, 'age': i % 90} for i in range(300)]",
+        "[2**70, -2**70, 2**64 - 1, -2**63, 'é' * 5000, b'x' * 300, None, 1.5, True]",
+    ],
+)
 def test_the_size_is_never_below_what_the_wire_writes(db: pyzdb.Database, source: str) -> None:
     value = db.query(source, big=list(range(100)))
     size = len(encode_value(value))
@@ -182,8 +194,7 @@ def test_a_cyclic_result_is_refused(db: pyzdb.Database) -> None:
     assert info.value.budget == "depth"
 
 
-def test_a_fresh_result_is_handed_over_and_params_stay_the_callers(
-        db: pyzdb.Database) -> None:
+def test_a_fresh_result_is_handed_over_and_params_stay_the_callers(db: pyzdb.Database) -> None:
     mine = [1, 2, 3]
     got = db.query("p", p=mine)
     assert got == mine and got is not mine

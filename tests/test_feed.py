@@ -33,8 +33,12 @@ def test_watch_yields_the_current_value_then_every_change_with_old_and_new(db):
     db["other"] = 0
     watch = db.watch("db['orders']")
     (initial,) = take(watch, 1)
-    assert (initial.op, initial.path, initial.old, initial.new) == ("initial", ("orders",),
-                                                                    None, {"a": 1})
+    assert (initial.op, initial.path, initial.old, initial.new) == (
+        "initial",
+        ("orders",),
+        None,
+        {"a": 1},
+    )
     db["orders"]["b"] = [1, 2]
     db["other"] = 1  # outside the watched path: no change
     db["orders"]["a"] = 5
@@ -78,7 +82,7 @@ def test_watch_resumes_after_any_seq_with_no_gap_and_no_repeat(db):
     everything = take(start, 10)
     for cut in range(len(everything)):
         resumed = db.watch("db['l']", since=everything[cut].seq)
-        assert take(resumed, len(everything) - cut - 1) == everything[cut + 1:]
+        assert take(resumed, len(everything) - cut - 1) == everything[cut + 1 :]
         assert resumed.seq == everything[-1].seq
 
 
@@ -88,7 +92,11 @@ def test_watch_of_a_missing_path_and_bad_paths(db):
     db["nothing"] = {"here": 1}
     (change,) = take(watch, 1)
     assert (change.op, change.path, change.old, change.new) == (
-        "insert", ("nothing", "here"), None, 1)
+        "insert",
+        ("nothing", "here"),
+        None,
+        1,
+    )
     with pytest.raises(ValueError, match="bad watch path"):
         db.watch("db[len(x)]")
     with pytest.raises(ValueError, match="bad watch path"):
@@ -162,20 +170,24 @@ def _check_chain(changes, initial):
     return state
 
 
-def test_watch_resumed_100_times_under_concurrent_writers_sees_every_change_once(data_dir,
-                                                                              tmp_path):
+def test_watch_resumed_100_times_under_concurrent_writers_sees_every_change_once(
+    data_dir, tmp_path
+):
     """Resumed at random points, on the primary and (one time in three) on a replica, and once
     across a crash of the primary."""
-    with ServerProcess(data_dir) as server, \
-            ServerProcess(tmp_path / "replica", "--replica-of", server.uri) as replica:
+    with (
+        ServerProcess(data_dir) as server,
+        ServerProcess(tmp_path / "replica", "--replica-of", server.uri) as replica,
+    ):
         db = pyzdb.connect(server.uri, timeout=20)
         rdb = pyzdb.connect(replica.uri, timeout=20)
         db["orders"] = {}
         first = db.watch("db['orders']")
         initial = take(first, 1)[0]
         stop = threading.Event()
-        writers = [threading.Thread(target=_writer, args=(server.uri, stop, seed))
-                   for seed in range(3)]
+        writers = [
+            threading.Thread(target=_writer, args=(server.uri, stop, seed)) for seed in range(3)
+        ]
         for thread in writers:
             thread.start()
         rng = random.Random(7)
@@ -216,6 +228,7 @@ def test_watch_resumed_100_times_under_concurrent_writers_sees_every_change_once
 
 def test_async_watch(data_dir):
     with ServerProcess(data_dir) as server:
+
         async def run():
             async with pyzdb.aio.connect(server.uri) as db:
                 await db["c"].set(0)
@@ -236,13 +249,15 @@ def test_hostile_watch_and_replicate_params_are_refused_and_the_server_serves_on
         sock = zmq.Context.instance().socket(zmq.DEALER)
         sock.setsockopt(zmq.LINGER, 0)
         sock.connect(server.uri)
-        bad = [("watch", {"path": "orders", "since": None}),
-               ("watch", {"path": [], "since": "x"}),
-               ("watch", {"path": ["a"], "since": -5}),
-               ("replicate", {"after": -1, "name": "x"}),
-               ("replicate", {"after": 0}),
-               ("snapshot", {"token": 5}),
-               ("snapshot", {"token": "nope", "offset": 0})]
+        bad = [
+            ("watch", {"path": "orders", "since": None}),
+            ("watch", {"path": [], "since": "x"}),
+            ("watch", {"path": ["a"], "since": -5}),
+            ("replicate", {"after": -1, "name": "x"}),
+            ("replicate", {"after": 0}),
+            ("snapshot", {"token": 5}),
+            ("snapshot", {"token": "nope", "offset": 0}),
+        ]
         try:
             for number, (op, params) in enumerate(bad, 1):
                 params = {**params, CONTROL_PARAM: {"wait": 0.2, "txn": False}}
@@ -266,8 +281,13 @@ def _raw_execute(uri, session, request_id, source):
     sock.connect(uri)
     try:
         params = {CONTROL_PARAM: {"wait": 1.0, "txn": False}}
-        sock.send(protocol.pack(Request(request_id, "execute", source, params=params,
-                                        syntax="exec", session=session)))
+        sock.send(
+            protocol.pack(
+                Request(
+                    request_id, "execute", source, params=params, syntax="exec", session=session
+                )
+            )
+        )
         assert sock.poll(20_000)
         return protocol.decode_reply(sock.recv(), protocol.MAX_REPLY_SIZE)
     finally:

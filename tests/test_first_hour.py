@@ -26,10 +26,18 @@ BIN = Path(sys.executable).parent
 SCRIPTS = ["pyzdb", "pyzdb-eval", "pyzdb-server", "pyzdb-bench"]
 
 
-def run(*command: str, stdin: str | None = None, cwd: Path | None = None,
-        timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(list(command), input=stdin, capture_output=True, text=True,
-                          timeout=timeout, cwd=cwd, env={**os.environ, "HOME": str(cwd or "/")})
+def run(
+    *command: str, stdin: str | None = None, cwd: Path | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        list(command),
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=cwd,
+        env={**os.environ, "HOME": str(cwd or "/")},
+    )
 
 
 def notes(error: BaseException) -> str:
@@ -94,8 +102,10 @@ def test_an_in_use_directory_says_how_to_reach_its_server(tmp_path):
 
 
 def test_a_lambda_under_python_dash_c(tmp_path):
-    code = ("import pyzdb; db = pyzdb.open('d'); db['l'] = [1, 2, 3]; "
-            "print(db.query(lambda db: [v * v for v in db['l'] if v % 2]))")
+    code = (
+        "import pyzdb; db = pyzdb.open('d'); db['l'] = [1, 2, 3]; "
+        "print(db.query(lambda db: [v * v for v in db['l'] if v % 2]))"
+    )
     done = run(sys.executable, "-c", code, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert done.stdout == "[1, 9]\n"
@@ -132,12 +142,24 @@ def test_a_lambda_without_any_source_still_gets_the_clear_refusal(tmp_path):
 # -- 4. the path proxy refuses instead of answering wrong -----------------------------------------
 
 
-@pytest.mark.parametrize("operation", [
-    lambda p: p == "done", lambda p: p != "done", lambda p: p < "e", lambda p: bool(p),
-    lambda p: str(p), lambda p: f"{p}", lambda p: p + "!", lambda p: "!" + p,
-    lambda p: p * 2, lambda p: -p, lambda p: int(p), lambda p: [1, 2][p],
-    lambda p: {p: 1},
-])
+@pytest.mark.parametrize(
+    "operation",
+    [
+        lambda p: p == "done",
+        lambda p: p != "done",
+        lambda p: p < "e",
+        lambda p: bool(p),
+        lambda p: str(p),
+        lambda p: f"{p}",
+        lambda p: p + "!",
+        lambda p: "!" + p,
+        lambda p: p * 2,
+        lambda p: -p,
+        lambda p: int(p),
+        lambda p: [1, 2][p],
+        lambda p: {p: 1},
+    ],
+)
 def test_value_operations_on_a_path_raise_a_type_error_naming_get(db, operation):
     db["status"] = "done"
     with pytest.raises(TypeError, match=r"\.get\(\)"):
@@ -181,8 +203,9 @@ def test_statements_in_a_query_hint_at_execute(db):
     assert "db.execute()" in notes(caught.value)
 
 
-@pytest.mark.parametrize("source", ["math.sqrt(2)", "import os", "datetime.now()",
-                                    "from math import pi"])
+@pytest.mark.parametrize(
+    "source", ["math.sqrt(2)", "import os", "datetime.now()", "from math import pi"]
+)
 def test_modules_hint_at_the_builtins(db, source):
     with pytest.raises(pyzdb.SecurityError) as caught:
         db.execute(source)
@@ -252,8 +275,9 @@ def test_info_of_a_server_names_the_lock_holder(tmp_path):
         done = run(str(BIN / "pyzdb-eval"), "--connect", server.uri, "--info", cwd=tmp_path)
         assert done.returncode == 0, done.stderr
         assert "# journal" in done.stdout and "durable_seq: " in done.stdout
-        done = run(str(BIN / "pyzdb-eval"), "--connect", server.uri, "--info", "--json",
-                   cwd=tmp_path)
+        done = run(
+            str(BIN / "pyzdb-eval"), "--connect", server.uri, "--info", "--json", cwd=tmp_path
+        )
         assert json.loads(done.stdout)["server"]["role"] == "primary"
 
 
@@ -268,8 +292,15 @@ def test_every_console_script_has_version(script, tmp_path):
 
 
 def test_python_dash_m_pyzdb_is_the_repl(tmp_path):
-    done = run(sys.executable, "-m", "pyzdb", "--data", str(tmp_path / "d"),
-               stdin="db['x'] = 6\ndb['x'] * 7\n", cwd=tmp_path)
+    done = run(
+        sys.executable,
+        "-m",
+        "pyzdb",
+        "--data",
+        str(tmp_path / "d"),
+        stdin="db['x'] = 6\ndb['x'] * 7\n",
+        cwd=tmp_path,
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout == "42\n"
 
@@ -296,8 +327,12 @@ def test_history_labels_and_error_notes_show_what_the_user_wrote(db):
     db["users"].append({"name": "ann"})
     db.execute("db[k] = v", k="x", v=1)  # written by the user with parameters: kept as is
     labels = [unit["label"] for unit in db.history()]
-    assert labels == ["db['status'] = 'done'", "db['users'] = []",
-                      "db['users'].append({'name': 'ann'})", "db[k] = v"]
+    assert labels == [
+        "db['status'] = 'done'",
+        "db['users'] = []",
+        "db['users'].append({'name': 'ann'})",
+        "db[k] = v",
+    ]
     with pytest.raises(KeyError) as caught:
         db["missing"]["x"] = 1
     assert "db['missing']['x'] = 1" in notes(caught.value)
@@ -334,13 +369,16 @@ def test_format_answers_as_cpython(db, query):
     assert db.query(query) == eval(query, {"db": data})
 
 
-@pytest.mark.parametrize("query, error", [
-    ("'{0.__class__}'.format(1)", pyzdb.SecurityError),
-    ("'{x.__class__.__mro__}'.format_map({'x': db})", pyzdb.SecurityError),
-    ("'{0:999999999999}'.format(1)", pyzdb.LimitExceeded),
-    ("('{0:4000000}' * 4).format(1)", pyzdb.LimitExceeded),
-    ("'{'.format(1)", ValueError),
-])
+@pytest.mark.parametrize(
+    "query, error",
+    [
+        ("'{0.__class__}'.format(1)", pyzdb.SecurityError),
+        ("'{x.__class__.__mro__}'.format_map({'x': db})", pyzdb.SecurityError),
+        ("'{0:999999999999}'.format(1)", pyzdb.LimitExceeded),
+        ("('{0:4000000}' * 4).format(1)", pyzdb.LimitExceeded),
+        ("'{'.format(1)", ValueError),
+    ],
+)
 def test_format_refuses_traversal_and_prices_widths(db, query, error):
     with pytest.raises(error):
         db.query(query)
@@ -358,8 +396,13 @@ def test_the_tree_size_estimate_is_close_to_the_exact_size():
             size += sum(exact(item) for item in value)
         return size
 
-    root = {"records": [{"id": i, "name": f"user{i}" * (1 + i % 7), "tags": ["a"] * (i % 5)}
-                        for i in range(100_000)], "config": {"n": 1}}
+    root = {
+        "records": [
+            {"id": i, "name": f"user{i}" * (1 + i % 7), "tags": ["a"] * (i % 5)}
+            for i in range(100_000)
+        ],
+        "config": {"n": 1},
+    }
     keys, approx = tree_size(root)
     assert keys == 2
     assert abs(approx - exact(root)) < 0.1 * exact(root)

@@ -38,9 +38,20 @@ def test_the_decoding_fuzz_target_runs_clean(tmp_path):
     corpus.mkdir()
     for index, seed in enumerate(seeds()):
         (corpus / f"seed-{index}").write_bytes(seed)
-    done = subprocess.run([sys.executable, str(FUZZ_TARGET), "-max_total_time=10",
-                           "-timeout=5", "-rss_limit_mb=2048", str(corpus)],
-                          capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(FUZZ_TARGET),
+            "-max_total_time=10",
+            "-timeout=5",
+            "-rss_limit_mb=2048",
+            str(corpus),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "Done" in done.stderr
 
@@ -49,25 +60,33 @@ def test_the_decoding_fuzz_target_runs_clean(tmp_path):
 
 HOSTILE_FIELDS = st.one_of(
     st.integers(min_value=2**53, max_value=2**64 - 1),
-    st.integers(min_value=-2**63, max_value=-1),
-    st.floats(allow_nan=True), st.binary(max_size=40), st.text(max_size=40),
+    st.integers(min_value=-(2**63), max_value=-1),
+    st.floats(allow_nan=True),
+    st.binary(max_size=40),
+    st.text(max_size=40),
     st.builds(msgpack.ExtType, st.integers(min_value=0, max_value=127), st.binary(max_size=24)),
-    st.lists(st.integers(min_value=-2**63, max_value=2**64 - 1), max_size=3),
+    st.lists(st.integers(min_value=-(2**63), max_value=2**64 - 1), max_size=3),
     st.dictionaries(st.text(max_size=4), st.integers(min_value=0, max_value=9), max_size=3),
-    st.none(), st.booleans())
+    st.none(),
+    st.booleans(),
+)
 
 
 @st.composite
 def malformed_bodies(draw) -> bytes:
     """A request frame with one header field replaced by something hostile, or cut short."""
-    wire = list(msgpack.unpackb(protocol.pack(protocol.Request(
-        5, "query", "1", session=b"s" * 16)), strict_map_key=False))
+    wire = list(
+        msgpack.unpackb(
+            protocol.pack(protocol.Request(5, "query", "1", session=b"s" * 16)),
+            strict_map_key=False,
+        )
+    )
     choice = draw(st.sampled_from(["field", "cut", "extra", "random"]))
     if choice == "random":
         return draw(st.binary(min_size=0, max_size=200))
     if choice == "cut":
         body = msgpack.packb(wire, use_bin_type=True)
-        return body[:draw(st.integers(min_value=0, max_value=len(body) - 1))]
+        return body[: draw(st.integers(min_value=0, max_value=len(body) - 1))]
     if choice == "extra":
         wire.append(draw(HOSTILE_FIELDS))
     else:
@@ -89,10 +108,15 @@ def live(tmp_path_factory):
         database.close()
 
 
-@settings(max_examples=150, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-@given(bodies=st.lists(malformed_bodies(), min_size=1, max_size=3),
-       extra_frames=st.lists(st.binary(max_size=8), max_size=2))
+@settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    bodies=st.lists(malformed_bodies(), min_size=1, max_size=3),
+    extra_frames=st.lists(st.binary(max_size=8), max_size=2),
+)
 def test_every_malformed_message_gets_an_error_reply(live, bodies, extra_frames):
     server, database, sock = live
     for body in bodies:

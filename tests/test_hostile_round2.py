@@ -146,8 +146,9 @@ def test_other_clients_are_served_after_a_stuck_request(strict_server):
 
     def hang() -> None:
         try:
-            stuck.execute("a = [1]\nb = [1]\nfor i in range(40):\n    a = [a, a]\n"
-                          "    b = [b, b]\na < b")
+            stuck.execute(
+                "a = [1]\nb = [1]\nfor i in range(40):\n    a = [a, a]\n    b = [b, b]\na < b"
+            )
         except BaseException as exc:  # noqa: BLE001 - inspected below
             errors.append(exc)
 
@@ -203,8 +204,7 @@ def test_kill_9_of_the_worker_mid_request_loses_nothing_acknowledged(tmp_path):
 
             def run_slow() -> None:
                 try:
-                    outcome.append(slow.execute(
-                        "db['slow'] = 1\nn = 0\nwhile True:\n    n += 1"))
+                    outcome.append(slow.execute("db['slow'] = 1\nn = 0\nwhile True:\n    n += 1"))
                 except BaseException as exc:  # noqa: BLE001 - inspected below
                     outcome.append(exc)
 
@@ -294,8 +294,9 @@ def test_a_failed_checkpoint_does_not_name_the_server_path(tmp_path):
         database = pyzdb.connect(server.uri, timeout=30.0)
         try:
             database["x"] = "y" * 100_000
-            resource.prlimit(server.worker_pid, resource.RLIMIT_FSIZE,
-                             (1000, resource.RLIM_INFINITY))
+            resource.prlimit(
+                server.worker_pid, resource.RLIMIT_FSIZE, (1000, resource.RLIM_INFINITY)
+            )
             with pytest.raises(pyzdb.Error, match="could not be written") as caught:
                 database.checkpoint()
             text = _reply_text(caught.value)
@@ -332,8 +333,9 @@ def test_a_failed_journal_append_undoes_the_write_and_refuses_later_ones(tmp_pat
             database.execute("db['x'] = 1\ndb['l'] = [1]")
             before = fingerprint(database)
             journal = sum(os.path.getsize(p) for p in glob.glob(f"{data_dir}/journal-*.log"))
-            resource.prlimit(server.worker_pid, resource.RLIMIT_FSIZE,
-                             (journal + 1000, resource.RLIM_INFINITY))
+            resource.prlimit(
+                server.worker_pid, resource.RLIMIT_FSIZE, (journal + 1000, resource.RLIM_INFINITY)
+            )
             with pytest.raises(pyzdb.Error, match="journal write failed"):
                 database.execute(case["source"])
             assert fingerprint(database) == before, "the failed write stayed in memory"
@@ -366,14 +368,22 @@ def test_pyzdb_recover_until_cuts_the_journal_after_a_backup(tmp_path):
     engine.journal.append(("unit", "bad", 0.0, [("set", ("n", "gone"), "x", 1)]), sync=True)
     engine.journal.append(("unit", "later", 0.0, [("set", (), "m", 2)]), sync=True)
     engine.close()
-    with pytest.raises(pyzdb.Error, match=r"seq 2 \(journal-\d+\.log, offset \d+\) cannot be "
-                       r"applied .*pyzdb-recover .* --until 2"):
+    with pytest.raises(
+        pyzdb.Error,
+        match=r"seq 2 \(journal-\d+\.log, offset \d+\) cannot be "
+        r"applied .*pyzdb-recover .* --until 2",
+    ):
         Engine(data_dir)
-    check = subprocess.run([str(RECOVER_SCRIPT), str(data_dir)], capture_output=True,
-                           text=True, timeout=60)
+    check = subprocess.run(
+        [str(RECOVER_SCRIPT), str(data_dir)], capture_output=True, text=True, timeout=60
+    )
     assert check.returncode == 1 and "seq 2" in check.stderr
-    fixed = subprocess.run([str(RECOVER_SCRIPT), str(data_dir), "--until", "2"],
-                           capture_output=True, text=True, timeout=60)
+    fixed = subprocess.run(
+        [str(RECOVER_SCRIPT), str(data_dir), "--until", "2"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert fixed.returncode == 0, fixed.stderr
     assert "dropped 2 journal record(s) from seq 2" in fixed.stdout
     backups = list(tmp_path.glob("data.before-recover-*"))
@@ -407,8 +417,9 @@ def _answer(sock: zmq.Socket, timeout: float = 30.0) -> protocol.Reply:
 
 @pytest.fixture(scope="module")
 def wire_server(tmp_path_factory) -> Iterator[ServerProcess]:
-    with ServerProcess(tmp_path_factory.mktemp("wire") / "data", "--lock-max-hold", "2",
-                       "--time-limit", "30") as server:
+    with ServerProcess(
+        tmp_path_factory.mktemp("wire") / "data", "--lock-max-hold", "2", "--time-limit", "30"
+    ) as server:
         yield server
 
 
@@ -433,22 +444,34 @@ def test_one_client_cannot_fill_the_lock_queue(wire_server):
         holder.lock()
         control = {CONTROL_PARAM: {"wait": 20.0}}
         for request_id in range(1, 101):
-            flood.send_multipart([b"", protocol.pack(protocol.Request(
-                request_id, "query", "1", params=control, session=b"F" * 16))])
+            flood.send_multipart(
+                [
+                    b"",
+                    protocol.pack(
+                        protocol.Request(
+                            request_id, "query", "1", params=control, session=b"F" * 16
+                        )
+                    ),
+                ]
+            )
         refused = [_answer(flood, 10.0) for _ in range(100 - 64)]
-        assert all(not r.ok and "requests waiting already" in r.error.message
-                   for r in refused)
+        assert all(not r.ok and "requests waiting already" in r.error.message for r in refused)
         assert sorted(r.id for r in refused) == list(range(65, 101))
-        other.send_multipart([b"", protocol.pack(protocol.Request(
-            1, "query", "2", params=control, session=b"O" * 16))])
+        other.send_multipart(
+            [
+                b"",
+                protocol.pack(protocol.Request(1, "query", "2", params=control, session=b"O" * 16)),
+            ]
+        )
         time.sleep(0.3)
         holder.unlock()
         answers = {}
         while len(answers) < 65:
             for sock in (other, flood):
                 if sock.poll(10):
-                    reply = protocol.decode_reply(sock.recv_multipart()[-1],
-                                                  protocol.MAX_REPLY_SIZE)
+                    reply = protocol.decode_reply(
+                        sock.recv_multipart()[-1], protocol.MAX_REPLY_SIZE
+                    )
                     answers[(sock is other, reply.id)] = reply
         assert answers[(True, 1)].ok and answers[(True, 1)].value == 2
     finally:
@@ -462,8 +485,11 @@ def test_large_replies_of_one_client_do_not_evict_another_clients_reply(wire_ser
     sock, session = _raw(wire_server.uri), os.urandom(16)
     heavy = pyzdb.connect(wire_server.uri, timeout=60.0)
     try:
-        write = protocol.pack(protocol.Request(
-            7, "execute", "db['n'] = db.get('n', 0) + 1", syntax="exec", session=session))
+        write = protocol.pack(
+            protocol.Request(
+                7, "execute", "db['n'] = db.get('n', 0) + 1", syntax="exec", session=session
+            )
+        )
         sock.send_multipart([b"", write])
         assert _answer(sock).ok
         for i in range(8):  # 8 x 9.5 MB of write replies: more than the 64 MiB cache
@@ -498,8 +524,12 @@ def test_a_lock_holder_that_keeps_renewing_loses_the_lock_after_max_hold(wire_se
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.lists(st.tuples(st.integers(min_value=0, max_value=5),
-                          st.integers(min_value=0, max_value=3000)), max_size=300))
+@given(
+    st.lists(
+        st.tuples(st.integers(min_value=0, max_value=5), st.integers(min_value=0, max_value=3000)),
+        max_size=300,
+    )
+)
 def test_the_fair_reply_cache_keeps_its_bounds_and_the_light_sessions(puts):
     cache = FairReplyCache(per_session=8, max_entries=40, max_bytes=10_000)
     light = b"light"
@@ -527,9 +557,15 @@ def test_colliding_keys_are_priced_before_the_c_call_embedded(tmp_path, case):
         database.close()
 
 
-KEYS = {"float-one": {1.0: "a"}, "true": {True: "b"}, "negative-zero": {-0.0: "c"},
-        "zero": {0.0: "d"}, "false": {False: "e"}, "mixed-tuple": {(1.0, True, -0.0): "f"},
-        "nested-tuple": {(1, (True,)): "g"}}
+KEYS = {
+    "float-one": {1.0: "a"},
+    "true": {True: "b"},
+    "negative-zero": {-0.0: "c"},
+    "zero": {0.0: "d"},
+    "false": {False: "e"},
+    "mixed-tuple": {(1.0, True, -0.0): "f"},
+    "nested-tuple": {(1, (True,)): "g"},
+}
 
 
 def _typed(value: object) -> object:
@@ -545,8 +581,7 @@ def test_key_types_round_trip_type_for_type_across_restarts(db, data_dir):
     for name, value in KEYS.items():
         db.execute(f"db['{name}'] = v", v=value)
         db.execute(f"for k in list(db['{name}']):\n    db['{name}'][k] = db['{name}'][k] * 2")
-    expected = {name: _typed({k: v * 2 for k, v in value.items()})
-                for name, value in KEYS.items()}
+    expected = {name: _typed({k: v * 2 for k, v in value.items()}) for name, value in KEYS.items()}
     assert {name: _typed(db[name].get()) for name in KEYS} == expected
     if not hasattr(db, "_engine"):
         return  # the remote kind's restart is the next test's
@@ -570,7 +605,8 @@ def test_key_types_round_trip_through_a_server_restart(tmp_path):
         server.start()
         database = pyzdb.connect(server.uri, timeout=30.0)
         try:
-            assert {name: _typed(database[name].get()) for name in KEYS} == \
-                {name: _typed(value) for name, value in KEYS.items()}
+            assert {name: _typed(database[name].get()) for name in KEYS} == {
+                name: _typed(value) for name, value in KEYS.items()
+            }
         finally:
             database.close()

@@ -23,8 +23,9 @@ def _mode(path: Path) -> int:
 
 
 def _run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(KEYS_SCRIPT), *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=60)
+    return subprocess.run(
+        [str(KEYS_SCRIPT), *args], cwd=cwd, capture_output=True, text=True, timeout=60
+    )
 
 
 def test_init_add_list_revoke_through_the_console_script(tmp_path):
@@ -42,8 +43,18 @@ def test_init_add_list_revoke_through_the_console_script(tmp_path):
     assert _mode(credential) == 0o600
     loaded = keys.load_credential(credential)
     assert loaded.server == public and loaded.name == "alice"
-    done = _run("add", "k", "acme", "--role", "read", "--scope", "db['tenants']['acme']",
-                "--out", str(tmp_path / "elsewhere.key"), cwd=tmp_path)
+    done = _run(
+        "add",
+        "k",
+        "acme",
+        "--role",
+        "read",
+        "--scope",
+        "db['tenants']['acme']",
+        "--out",
+        str(tmp_path / "elsewhere.key"),
+        cwd=tmp_path,
+    )
     assert done.returncode == 0, done.stderr
     assert _mode(tmp_path / "elsewhere.key") == 0o600
 
@@ -59,17 +70,20 @@ def test_init_add_list_revoke_through_the_console_script(tmp_path):
     assert "alice" not in _run("list", "k", cwd=tmp_path).stdout
 
 
-@pytest.mark.parametrize("args, message", [
-    (("add", "k", "bob", "--role", "write", "--scope", "db[x]"), "literal"),
-    (("add", "k", "bob", "--role", "write", "--scope", "other['a']"), "start at db"),
-    (("add", "k", "bob", "--role", "write", "--scope", "db"), "below db"),
-    (("add", "k", "bob", "--role", "write", "--scope", "db['a'"), "not a path"),
-    (("add", "k", "../evil", "--role", "write"), "key name"),
-    (("add", "k", "alice", "--role", "read"), "exists"),
-    (("revoke", "k", "nobody"), "no key named"),
-    (("init", "k"), "already holds"),
-    (("add", "missing", "bob", "--role", "read"), "does not exist"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("add", "k", "bob", "--role", "write", "--scope", "db[x]"), "literal"),
+        (("add", "k", "bob", "--role", "write", "--scope", "other['a']"), "start at db"),
+        (("add", "k", "bob", "--role", "write", "--scope", "db"), "below db"),
+        (("add", "k", "bob", "--role", "write", "--scope", "db['a'"), "not a path"),
+        (("add", "k", "../evil", "--role", "write"), "key name"),
+        (("add", "k", "alice", "--role", "read"), "exists"),
+        (("revoke", "k", "nobody"), "no key named"),
+        (("init", "k"), "already holds"),
+        (("add", "missing", "bob", "--role", "read"), "does not exist"),
+    ],
+)
 def test_bad_requests_are_refused_clearly_and_change_nothing(tmp_path, args, message):
     keys.init_keys(tmp_path / "k")
     keys.add_key(tmp_path / "k", "alice", "write", out=tmp_path / "alice.pyzdb-key")
@@ -100,7 +114,7 @@ def test_a_credential_file_readable_by_others_is_refused(tmp_path):
     with pytest.raises(pyzdb.AuthenticationError, match="does not exist"):
         pyzdb.connect("tcp://127.0.0.1:9", key=str(tmp_path / "missing.pyzdb-key"))
     not_a_key = tmp_path / "x.pyzdb-key"
-    not_a_key.write_text("public-key = \"short\"\n")
+    not_a_key.write_text('public-key = "short"\n')
     os.chmod(not_a_key, 0o600)
     with pytest.raises(pyzdb.AuthenticationError):
         pyzdb.connect("tcp://127.0.0.1:9", key=str(not_a_key))
@@ -111,9 +125,11 @@ def test_malformed_entries_are_skipped_and_reported(tmp_path):
     keys.add_key(tmp_path / "k", "alice", "write", out=tmp_path / "a.pyzdb-key")
     path = tmp_path / "k" / "access.json"
     document = json.loads(path.read_text())
-    document["keys"] += [{"name": "bad", "public": "x", "role": "write"},
-                         {"name": "worse", "public": document["keys"][0]["public"],
-                          "role": "god"}, "junk"]
+    document["keys"] += [
+        {"name": "bad", "public": "x", "role": "write"},
+        {"name": "worse", "public": document["keys"][0]["public"], "role": "god"},
+        "junk",
+    ]
     path.write_text(json.dumps(document))
     entries, problems = keys.load_access(tmp_path / "k")
     assert [entry.name for entry in entries.values()] == ["alice"]

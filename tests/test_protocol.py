@@ -156,16 +156,19 @@ def _generator():
     yield 1
 
 
-@pytest.mark.parametrize("value, name", [
-    (lambda: 0, "function"),
-    (_generator(), "generator"),
-    (range(3), "range"),
-    (object(), "object"),
-    (1j, "complex"),
-    (Color.RED, "Color"),
-    (type("Text", (str,), {})("x"), "Text"),
-    ([1, {"deep": print}], "builtin_function_or_method"),
-])
+@pytest.mark.parametrize(
+    "value, name",
+    [
+        (lambda: 0, "function"),
+        (_generator(), "generator"),
+        (range(3), "range"),
+        (object(), "object"),
+        (1j, "complex"),
+        (Color.RED, "Color"),
+        (type("Text", (str,), {})("x"), "Text"),
+        ([1, {"deep": print}], "builtin_function_or_method"),
+    ],
+)
 def test_values_that_are_not_data_are_refused_naming_their_type(value, name):
     with pytest.raises(TypeError, match=name):
         encode_value(value)
@@ -186,14 +189,19 @@ def test_nesting_beyond_the_limit_is_refused_when_encoding():
 
 
 KEYS = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text()
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False)
+    | st.text()
     | st.binary(),
     lambda inner: st.lists(inner, max_size=3).map(tuple),
     max_leaves=6,
 )
 FILES = st.builds(File.from_bytes, st.binary(max_size=16), st.text(max_size=8)) | st.builds(
     lambda digest, name, size: File(digest=digest, name=name, size=size),
-    st.text("0123456789abcdef", min_size=64, max_size=64), st.text(max_size=8),
+    st.text("0123456789abcdef", min_size=64, max_size=64),
+    st.text(max_size=8),
     st.integers(0, 2**40),
 )
 VALUES = st.recursive(
@@ -218,11 +226,17 @@ def test_any_data_model_value_round_trips_type_for_type(value):
 # ---------------------------------------------------------------------------------------------
 # Messages
 
+
 def rich_request() -> Request:
     return Request(
-        id=7, op="execute", source="db['a'][k] = v", root="root",
+        id=7,
+        op="execute",
+        source="db['a'][k] = v",
+        root="root",
         params={"k": (1, "x"), "v": [{2**80: {1, 2}}, File.from_bytes(b"abc", "a.txt")]},
-        syntax="exec", session=b"\x00" * 16, min_seq=12,
+        syntax="exec",
+        session=b"\x00" * 16,
+        min_seq=12,
     )
 
 
@@ -235,8 +249,14 @@ def test_a_request_round_trips():
 
 def test_request_defaults():
     request = decode_request(pack(Request(1, "ping")), LIMIT)
-    assert (request.source, request.root, request.params, request.syntax, request.session,
-            request.min_seq) == ("", "db", {}, "eval", b"", 0)
+    assert (
+        request.source,
+        request.root,
+        request.params,
+        request.syntax,
+        request.session,
+        request.min_seq,
+    ) == ("", "db", {}, "eval", b"", 0)
 
 
 def test_replies_round_trip_with_a_value_or_an_error():
@@ -255,11 +275,24 @@ def test_an_encoded_value_is_spliced_into_a_reply_as_is():
 
 
 def wire_request(**changes) -> list:
-    fields = dict(zip(
-        ["version", "kind", "id", "op", "source", "root", "params", "syntax", "session",
-         "min_seq"],
-        Request(1, "query", "db").to_wire(), strict=True,
-    ))
+    fields = dict(
+        zip(
+            [
+                "version",
+                "kind",
+                "id",
+                "op",
+                "source",
+                "root",
+                "params",
+                "syntax",
+                "session",
+                "min_seq",
+            ],
+            Request(1, "query", "db").to_wire(),
+            strict=True,
+        )
+    )
     fields.update(changes)
     return list(fields.values())
 
@@ -274,14 +307,18 @@ def test_the_version_is_read_before_anything_else_is_decoded():
     raises_protocol_error(decode_request, future, match="version 7 is not supported")
 
 
-@pytest.mark.parametrize("frame", [
-    msgpack.packb({"version": 1}),
-    msgpack.packb("hello"),
-    msgpack.packb([]),
-    msgpack.packb(["1", 0]),
-    msgpack.packb([-1, 0]),
-    msgpack.packb([True, 0]),
-], ids=["map", "str", "empty array", "str version", "negative version", "bool version"])
+@pytest.mark.parametrize(
+    "frame",
+    [
+        msgpack.packb({"version": 1}),
+        msgpack.packb("hello"),
+        msgpack.packb([]),
+        msgpack.packb(["1", 0]),
+        msgpack.packb([-1, 0]),
+        msgpack.packb([True, 0]),
+    ],
+    ids=["map", "str", "empty array", "str version", "negative version", "bool version"],
+)
 def test_a_frame_that_is_not_an_array_opened_by_a_version_is_refused(frame):
     raises_protocol_error(decode_request, frame, match="not a pyzdb message")
 
@@ -299,21 +336,47 @@ def test_a_reply_is_not_a_request_and_a_request_is_not_a_reply():
 def test_a_message_with_the_wrong_number_of_items_is_refused():
     raises_protocol_error(decode_request, encode_value(wire_request()[:-1]), match="10 items")
     raises_protocol_error(decode_request, encode_value(wire_request() + [0]), match="10 items")
-    raises_protocol_error(decode_reply, encode_value(Reply(1, True).to_wire()[:-1]),
-                          match="7 items")
+    raises_protocol_error(
+        decode_reply, encode_value(Reply(1, True).to_wire()[:-1]), match="7 items"
+    )
 
 
-@pytest.mark.parametrize("field, value", [
-    ("id", 0), ("id", -1), ("id", 2**63), ("id", True), ("id", 1.0), ("id", "1"),
-    ("op", "drop"), ("op", "QUERY"), ("op", b"query"), ("op", None),
-    ("source", b"db"), ("source", None), ("source", ["db"]),
-    ("root", ""), ("root", "1db"), ("root", "for"), ("root", "__builtins__"), ("root", 5),
-    ("params", []), ("params", {1: 2}), ("params", {"_x": 1}), ("params", {"a b": 1}),
-    ("params", {"__builtins__": {}}),
-    ("syntax", "single"), ("syntax", None),
-    ("session", "abc"), ("session", b"x" * 65), ("session", None),
-    ("min_seq", -1), ("min_seq", False), ("min_seq", None),
-])
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("id", 0),
+        ("id", -1),
+        ("id", 2**63),
+        ("id", True),
+        ("id", 1.0),
+        ("id", "1"),
+        ("op", "drop"),
+        ("op", "QUERY"),
+        ("op", b"query"),
+        ("op", None),
+        ("source", b"db"),
+        ("source", None),
+        ("source", ["db"]),
+        ("root", ""),
+        ("root", "1db"),
+        ("root", "for"),
+        ("root", "__builtins__"),
+        ("root", 5),
+        ("params", []),
+        ("params", {1: 2}),
+        ("params", {"_x": 1}),
+        ("params", {"a b": 1}),
+        ("params", {"__builtins__": {}}),
+        ("syntax", "single"),
+        ("syntax", None),
+        ("session", "abc"),
+        ("session", b"x" * 65),
+        ("session", None),
+        ("min_seq", -1),
+        ("min_seq", False),
+        ("min_seq", None),
+    ],
+)
 def test_request_fields_of_the_wrong_type_or_value_are_refused(field, value):
     error = raises_protocol_error(decode_request, encode_value(wire_request(**{field: value})))
     assert field in str(error).replace("param name", "params")
@@ -321,22 +384,26 @@ def test_request_fields_of_the_wrong_type_or_value_are_refused(field, value):
         Request(**{"id": 1, "op": "query", field: value})
 
 
-@pytest.mark.parametrize("wire", [
-    [1, 1, -1, True, None, 0, None],
-    [1, 1, 1, 1, None, 0, None],
-    [1, 1, 1, True, None, -3, None],
-    [1, 1, 1, True, None, 0, ["KeyError", (), "m", "", None, None, ""]],
-    [1, 1, 1, False, None, 0, None],
-    [1, 1, 1, False, "value", 0, ["KeyError", (), "m", "", None, None, ""]],
-    [1, 1, 1, False, None, 0, ["KeyError", (), "m"]],
-    [1, 1, 1, False, None, 0, "KeyError"],
-    [1, 1, 1, False, None, 0, ["", (), "m", "", None, None, ""]],
-    [1, 1, 1, False, None, 0, ["KeyError", ["k"], "m", "", None, None, ""]],
-    [1, 1, 1, False, None, 0, ["KeyError", (), b"m", "", None, None, ""]],
-    [1, 1, 1, False, None, 0, ["KeyError", (), "m", "", "3", None, ""]],
-    [1, 1, 1, False, None, 0, ["KeyError", (), "m", "", None, 2.0, ""]],
-    [1, 1, 1, False, None, 0, ["KeyError", (), "m", "", None, None, 0]],
-], ids=lambda wire: repr(wire[2:]))
+@pytest.mark.parametrize(
+    "wire",
+    [
+        [1, 1, -1, True, None, 0, None],
+        [1, 1, 1, 1, None, 0, None],
+        [1, 1, 1, True, None, -3, None],
+        [1, 1, 1, True, None, 0, ["KeyError", (), "m", "", None, None, ""]],
+        [1, 1, 1, False, None, 0, None],
+        [1, 1, 1, False, "value", 0, ["KeyError", (), "m", "", None, None, ""]],
+        [1, 1, 1, False, None, 0, ["KeyError", (), "m"]],
+        [1, 1, 1, False, None, 0, "KeyError"],
+        [1, 1, 1, False, None, 0, ["", (), "m", "", None, None, ""]],
+        [1, 1, 1, False, None, 0, ["KeyError", ["k"], "m", "", None, None, ""]],
+        [1, 1, 1, False, None, 0, ["KeyError", (), b"m", "", None, None, ""]],
+        [1, 1, 1, False, None, 0, ["KeyError", (), "m", "", "3", None, ""]],
+        [1, 1, 1, False, None, 0, ["KeyError", (), "m", "", None, 2.0, ""]],
+        [1, 1, 1, False, None, 0, ["KeyError", (), "m", "", None, None, 0]],
+    ],
+    ids=lambda wire: repr(wire[2:]),
+)
 def test_reply_fields_of_the_wrong_type_or_value_are_refused(wire):
     raises_protocol_error(decode_reply, encode_value(wire))
 
@@ -351,17 +418,28 @@ def test_request_id_of_reads_the_id_of_a_request_that_fails_to_decode():
     assert request_id_of(broken) == 9
 
 
-@pytest.mark.parametrize("data", [
-    b"", b"\x9a", b"\x9a\x01\x00", "text", None, pack(Reply(5, True)),
-    encode_value(wire_request(version=2, id=5)), encode_value(wire_request(id=2**64 - 1)),
-    encode_value(wire_request(id=-5)), encode_value(wire_request(id="5")),
-])
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"",
+        b"\x9a",
+        b"\x9a\x01\x00",
+        "text",
+        None,
+        pack(Reply(5, True)),
+        encode_value(wire_request(version=2, id=5)),
+        encode_value(wire_request(id=2**64 - 1)),
+        encode_value(wire_request(id=-5)),
+        encode_value(wire_request(id="5")),
+    ],
+)
 def test_request_id_of_answers_0_when_the_id_is_unreadable(data):
     assert request_id_of(data) == 0
 
 
 # ---------------------------------------------------------------------------------------------
 # Hostile bytes
+
 
 def test_oversized_input_is_refused_before_decoding():
     garbage = b"\xc1" * 101  # would be refused as invalid msgpack, had it been parsed
@@ -374,36 +452,39 @@ def test_oversized_input_is_refused_before_decoding():
         decode_request(frame, len(frame) - 1)
 
 
-@pytest.mark.parametrize("data, match", [
-    (b"", "empty"),
-    (b"\xdd\xff\xff\xff\xff\x00", "array"),  # an array header claiming 2**32-1 items
-    (b"\xdf\xff\xff\xff\xff\x00\x00", "map"),
-    (b"\xc6\xff\xff\xff\xff\x00", "incomplete"),  # bytes and str are never preallocated
-    (b"\xdb\xff\xff\xff\xff\x00", "incomplete"),
-    (b"\x92\x01", "incomplete"),
-    (b"\x01\x02", "1 bytes follow"),
-    (b"\xc1", "0xc1"),
-    (b"\xa2\xff\xfe", "utf-8"),
-    (b"\xd4\x09\x00", "exceeds max_ext_len"),  # any extension with a payload
-    (msgpack.packb(msgpack.ExtType(1, b"x")), "exceeds max_ext_len"),
-    (msgpack.packb(msgpack.Timestamp(1, 0)), "exceeds max_ext_len"),
-    (msgpack.packb(msgpack.ExtType(99, b"")), "unknown extension type 99"),
-    (msgpack.packb(msgpack.ExtType(1, b"")), "first in an array"),
-    (msgpack.packb([1, msgpack.ExtType(1, b"")]), "first in an array"),
-    (msgpack.packb([msgpack.ExtType(1, b""), msgpack.ExtType(1, b"")]), "first in an array"),
-    (msgpack.packb({"k": msgpack.ExtType(2, b"")}), "first in an array"),
-    (msgpack.packb([msgpack.ExtType(4, b""), b"\x01"]), "within 64 bits"),
-    (msgpack.packb([msgpack.ExtType(4, b"")]), "big int"),
-    (msgpack.packb([msgpack.ExtType(4, b""), b""]), "big int"),
-    (msgpack.packb([msgpack.ExtType(4, b""), 2**64 - 1]), "big int"),
-    (msgpack.packb([msgpack.ExtType(5, b""), "ab" * 32, "n"]), "File"),
-    (msgpack.packb([msgpack.ExtType(5, b""), "../../etc/passwd", "n", 1]), "digest"),
-    (msgpack.packb([msgpack.ExtType(5, b""), "ab" * 32, "n", True]), "size"),
-    (msgpack.packb([msgpack.ExtType(5, b""), "ab" * 32, "n", 3, b"abc"]), "digest"),
-    (msgpack.packb([msgpack.ExtType(2, b""), [1]]), "unhashable"),
-    (b"\x81\x91\x00\x00", "unhashable"),  # {[0]: 0}
-    (b"\x81\x80\x00", "unhashable"),  # {{}: 0}
-])
+@pytest.mark.parametrize(
+    "data, match",
+    [
+        (b"", "empty"),
+        (b"\xdd\xff\xff\xff\xff\x00", "array"),  # an array header claiming 2**32-1 items
+        (b"\xdf\xff\xff\xff\xff\x00\x00", "map"),
+        (b"\xc6\xff\xff\xff\xff\x00", "incomplete"),  # bytes and str are never preallocated
+        (b"\xdb\xff\xff\xff\xff\x00", "incomplete"),
+        (b"\x92\x01", "incomplete"),
+        (b"\x01\x02", "1 bytes follow"),
+        (b"\xc1", "0xc1"),
+        (b"\xa2\xff\xfe", "utf-8"),
+        (b"\xd4\x09\x00", "exceeds max_ext_len"),  # any extension with a payload
+        (msgpack.packb(msgpack.ExtType(1, b"x")), "exceeds max_ext_len"),
+        (msgpack.packb(msgpack.Timestamp(1, 0)), "exceeds max_ext_len"),
+        (msgpack.packb(msgpack.ExtType(99, b"")), "unknown extension type 99"),
+        (msgpack.packb(msgpack.ExtType(1, b"")), "first in an array"),
+        (msgpack.packb([1, msgpack.ExtType(1, b"")]), "first in an array"),
+        (msgpack.packb([msgpack.ExtType(1, b""), msgpack.ExtType(1, b"")]), "first in an array"),
+        (msgpack.packb({"k": msgpack.ExtType(2, b"")}), "first in an array"),
+        (msgpack.packb([msgpack.ExtType(4, b""), b"\x01"]), "within 64 bits"),
+        (msgpack.packb([msgpack.ExtType(4, b"")]), "big int"),
+        (msgpack.packb([msgpack.ExtType(4, b""), b""]), "big int"),
+        (msgpack.packb([msgpack.ExtType(4, b""), 2**64 - 1]), "big int"),
+        (msgpack.packb([msgpack.ExtType(5, b""), "ab" * 32, "n"]), "File"),
+        (msgpack.packb([msgpack.ExtType(5, b""), "../../etc/passwd", "n", 1]), "digest"),
+        (msgpack.packb([msgpack.ExtType(5, b""), "ab" * 32, "n", True]), "size"),
+        (msgpack.packb([msgpack.ExtType(5, b""), "ab" * 32, "n", 3, b"abc"]), "digest"),
+        (msgpack.packb([msgpack.ExtType(2, b""), [1]]), "unhashable"),
+        (b"\x81\x91\x00\x00", "unhashable"),  # {[0]: 0}
+        (b"\x81\x80\x00", "unhashable"),  # {{}: 0}
+    ],
+)
 def test_malformed_values_are_refused_with_a_clear_message(data, match):
     raises_protocol_error(decode_value, data, match=match)
 
@@ -420,9 +501,16 @@ def test_input_that_is_not_bytes_is_refused():
     assert decode_value(memoryview(b"\x91\x00"), LIMIT) == [0]
 
 
-@pytest.mark.parametrize("key", [
-    frozenset({1}), stored_file(), (1, frozenset({2})), (1, (2, stored_file())),
-], ids=["frozenset", "File", "tuple holding a frozenset", "tuple holding a File"])
+@pytest.mark.parametrize(
+    "key",
+    [
+        frozenset({1}),
+        stored_file(),
+        (1, frozenset({2})),
+        (1, (2, stored_file())),
+    ],
+    ids=["frozenset", "File", "tuple holding a frozenset", "tuple holding a File"],
+)
 def test_map_keys_outside_the_data_model_are_refused(key):
     raises_protocol_error(decode_value, encode_value({key: 1}), match="map key may not")
 
@@ -448,12 +536,16 @@ def test_a_few_colliding_keys_and_many_distinct_ones_are_fine():
     assert_same(files, round_trip(files))
 
 
-@pytest.mark.parametrize("bomb", [
-    b"\x91" * 100_000 + b"\x00",  # [[[[...0...]]]]
-    b"\x81\x00" * 100_000 + b"\x00",  # {0: {0: {...}}}
-    b"\x92\xc7\x00\x01" * 100_000 + b"\x00",  # ((((...0...),),),)
-    b"\x92\xc7\x00\x02" * 100_000 + b"\x00",  # sets of sets: refused before any is hashed
-], ids=["arrays", "maps", "tuples", "sets"])
+@pytest.mark.parametrize(
+    "bomb",
+    [
+        b"\x91" * 100_000 + b"\x00",  # [[[[...0...]]]]
+        b"\x81\x00" * 100_000 + b"\x00",  # {0: {0: {...}}}
+        b"\x92\xc7\x00\x01" * 100_000 + b"\x00",  # ((((...0...),),),)
+        b"\x92\xc7\x00\x02" * 100_000 + b"\x00",  # sets of sets: refused before any is hashed
+    ],
+    ids=["arrays", "maps", "tuples", "sets"],
+)
 def test_depth_bombs_are_refused(bomb):
     raises_protocol_error(decode_value, bomb, match=f"deeper than {MAX_DEPTH}")
     request_bomb = b"\x9a\x01\x00\x01\xa5query\xa2db\xa2db" + bomb
@@ -466,8 +558,13 @@ def test_nesting_up_to_the_limit_decodes():
 
 def fuzz_corpus() -> list[bytes]:
     value = {
-        "t": (1, (2, "x")), "s": {1, (2,)}, "fs": frozenset({3}), "big": [2**70, -(2**70)],
-        "f": stored_file(), "pf": File.from_bytes(b"data", "d"), (1, 2): [None, 1.5, b"b"],
+        "t": (1, (2, "x")),
+        "s": {1, (2,)},
+        "fs": frozenset({3}),
+        "big": [2**70, -(2**70)],
+        "f": stored_file(),
+        "pf": File.from_bytes(b"data", "d"),
+        (1, 2): [None, 1.5, b"b"],
     }
     return [
         pack(rich_request()),
@@ -480,8 +577,29 @@ def fuzz_corpus() -> list[bytes]:
 
 
 def mutations(corpus: list[bytes], rng: random.Random, count: int):
-    special = [0x00, 0x7F, 0x80, 0x90, 0x91, 0x9F, 0xC0, 0xC1, 0xC7, 0xC8, 0xC9, 0xCC, 0xCF,
-               0xD4, 0xD9, 0xDB, 0xDC, 0xDD, 0xDE, 0xDF, 0xFF]
+    special = [
+        0x00,
+        0x7F,
+        0x80,
+        0x90,
+        0x91,
+        0x9F,
+        0xC0,
+        0xC1,
+        0xC7,
+        0xC8,
+        0xC9,
+        0xCC,
+        0xCF,
+        0xD4,
+        0xD9,
+        0xDB,
+        0xDC,
+        0xDD,
+        0xDE,
+        0xDF,
+        0xFF,
+    ]
     for _ in range(count):
         choice = rng.random()
         if choice < 0.15:
@@ -498,11 +616,11 @@ def mutations(corpus: list[bytes], rng: random.Random, count: int):
             elif operation == 2:
                 data[where:where] = rng.randbytes(rng.randrange(1, 6))
             elif operation == 3:
-                del data[where:where + rng.randrange(1, 8)]
+                del data[where : where + rng.randrange(1, 8)]
             else:
                 other = rng.choice(corpus)
                 start = rng.randrange(len(other))
-                data[where:where] = other[start:start + rng.randrange(1, 20)]
+                data[where:where] = other[start : start + rng.randrange(1, 20)]
         yield bytes(data)
 
 
@@ -546,8 +664,11 @@ def outcome(decode, *args: object) -> str:
 def small_frames() -> list[bytes]:
     """Small requests and replies, valid and not: what the fast path sees most."""
     return [
-        pack(Request(1, "query", "db[k0]", params={"k0": "x", CONTROL: {"wait": 4.0}},
-                     session=b"s" * 16)),
+        pack(
+            Request(
+                1, "query", "db[k0]", params={"k0": "x", CONTROL: {"wait": 4.0}}, session=b"s" * 16
+            )
+        ),
         pack(Request(2**40, "execute", "db['c'] += 1", syntax="exec", min_seq=7)),
         pack(Request(3, "query", "v", params={"v": (1, 2)})),  # a marker: the general path
         pack(Reply(1, True, 1, seq=5)),
@@ -569,8 +690,10 @@ def small_frames() -> list[bytes]:
 def test_the_fast_path_of_small_frames_decodes_exactly_as_the_general_path():
     rng = random.Random(7)
     frames = small_frames()
-    wrong_kind = {Request: ("expected a request", "expected a request, got a reply"),
-                  Reply: ("expected a reply", "expected a reply, got a request")}
+    wrong_kind = {
+        Request: ("expected a request", "expected a request, got a reply"),
+        Reply: ("expected a reply", "expected a reply, got a request"),
+    }
     for data in frames + list(mutations(frames, rng, 5000)):
         for decode, kind in ((decode_request, Request), (decode_reply, Reply)):
             expected = outcome(general_path, data, kind).replace(*wrong_kind[kind])
@@ -590,9 +713,14 @@ def test_a_value_reply_is_packed_without_a_reply_object_byte_for_byte():
     for request_id, value, seq in [(0, None, 0), (1, [1, (2, 3)], 9), (2**63 - 1, "x", 2**40)]:
         encoded = Encoded(encode_value(value))
         assert protocol.pack_value_reply(request_id, encoded, seq) == pack(
-            Reply(request_id, True, value, seq))
-    for bad in [(-1, Encoded(b"\xc0"), 0), (True, Encoded(b"\xc0"), 0),
-                (1, Encoded(b"\xc0"), -1), (1, b"\xc0", 0)]:
+            Reply(request_id, True, value, seq)
+        )
+    for bad in [
+        (-1, Encoded(b"\xc0"), 0),
+        (True, Encoded(b"\xc0"), 0),
+        (1, Encoded(b"\xc0"), -1),
+        (1, b"\xc0", 0),
+    ]:
         with pytest.raises(ProtocolError):
             protocol.pack_value_reply(*bad)
 
@@ -621,6 +749,7 @@ def test_every_truncation_of_a_valid_message_is_refused():
 
 # ---------------------------------------------------------------------------------------------
 # Decoding big frames
+
 
 def test_the_gc_is_restored_after_big_decodes():
     data = encode_value([{"i": i} for i in range(50_000)])
@@ -662,6 +791,7 @@ def test_threads_encode_and_decode_concurrently():
 # ---------------------------------------------------------------------------------------------
 # Errors across the wire
 
+
 def over_the_wire(exc: BaseException) -> BaseException:
     """What a client raises for `exc` raised on the server, through a real frame."""
     frame = pack(Reply(1, False, error=error_to_info(exc)))
@@ -679,10 +809,17 @@ def test_a_query_exception_keeps_its_type_args_note_and_position():
     assert (raised.pyzdb_line, raised.pyzdb_column) == (2, 5)
 
 
-@pytest.mark.parametrize("exc", [
-    IndexError("list index out of range"), ZeroDivisionError("division by zero"),
-    TypeError("unsupported"), ValueError(1, (2, 3)), Exception("plain"), StopIteration(7),
-])
+@pytest.mark.parametrize(
+    "exc",
+    [
+        IndexError("list index out of range"),
+        ZeroDivisionError("division by zero"),
+        TypeError("unsupported"),
+        ValueError(1, (2, 3)),
+        Exception("plain"),
+        StopIteration(7),
+    ],
+)
 def test_built_in_query_exceptions_cross_as_themselves(exc):
     raised = over_the_wire(exc)
     assert type(raised) is type(exc) and raised.args == exc.args
@@ -705,10 +842,21 @@ def test_args_that_do_not_fit_the_constructor_fall_back_to_the_message():
     assert raised.budget == "size"
 
 
-@pytest.mark.parametrize("name", [
-    "SystemExit", "KeyboardInterrupt", "BaseException", "os.system", "__import__",
-    "GeneratorExit", "type", "object", "builtins.eval", "",
-])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "SystemExit",
+        "KeyboardInterrupt",
+        "BaseException",
+        "os.system",
+        "__import__",
+        "GeneratorExit",
+        "type",
+        "object",
+        "builtins.eval",
+        "",
+    ],
+)
 def test_unknown_type_names_become_a_plain_error(name):
     if not name:
         with pytest.raises(ProtocolError):

@@ -56,7 +56,11 @@ def repl(args: list[str], text: str, home: Path) -> subprocess.CompletedProcess[
     """Run `pyzdb ARGS` with `text` on its stdin (a pipe) to the end of the input."""
     assert PYZDB.exists(), f"{PYZDB} is missing: run `pip install -e .` first"
     return subprocess.run(
-        [str(PYZDB), *args], input=text, capture_output=True, text=True, timeout=TIMEOUT,
+        [str(PYZDB), *args],
+        input=text,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
         env={**os.environ, "HOME": str(home)},
     )
 
@@ -149,7 +153,7 @@ def test_error_inside_a_block_points_at_its_line(tmp_path):
     err = result.stderr.splitlines()
     at = err.index("    db['x'] = 1 / v")
     assert err[at - 1] == '  File "<query>", line 2'
-    assert "ZeroDivisionError: division by zero" in err[at + 1:at + 3]
+    assert "ZeroDivisionError: division by zero" in err[at + 1 : at + 3]
     # The failed block changed nothing: `db['x'] = 1.0` of its first turn is gone too.
     assert result.stdout == ""
     assert err[-1] == "KeyError: 'x'"
@@ -181,8 +185,14 @@ def test_json_mode(where, tmp_path):
     assert values == [
         [1, 2],
         {"$bytes": "aGk="},
-        {"t": {"tuple": [1, 2], "bytes": {"$bytes": "aGk="}, "5": None,
-               "big": "1180591620717411303424"}},
+        {
+            "t": {
+                "tuple": [1, 2],
+                "bytes": {"$bytes": "aGk="},
+                "5": None,
+                "big": "1180591620717411303424",
+            }
+        },
         "naïve",
     ]
 
@@ -240,8 +250,12 @@ def test_ctrl_c_during_a_request_to_a_server(tmp_path):
     finished (here: rolled back, at its 2 s time budget) the interrupted request."""
     with ServerProcess(tmp_path / "data", "--time-limit", "2") as server:
         process = subprocess.Popen(
-            [str(PYZDB), server.uri], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, text=True, env={**os.environ, "HOME": str(tmp_path)},
+            [str(PYZDB), server.uri],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "HOME": str(tmp_path)},
         )
         try:
             assert process.stdin and process.stdout and process.stderr
@@ -270,7 +284,11 @@ class Terminal:
     def __init__(self, args: list[str], home: Path) -> None:
         self.master, slave = os.openpty()
         self.process = subprocess.Popen(
-            [str(PYZDB), *args], stdin=slave, stdout=slave, stderr=slave, close_fds=True,
+            [str(PYZDB), *args],
+            stdin=slave,
+            stdout=slave,
+            stderr=slave,
+            close_fds=True,
             env={**os.environ, "HOME": str(home), "TERM": "dumb"},
         )
         os.close(slave)
@@ -355,12 +373,23 @@ def test_terminal_prompts_results_ctrl_c_and_ctrl_d(tmp_path):
 @pytest.mark.parametrize(
     "source, command",
     [
-        ("db.undo()", "undo"), ("db.redo( )", "redo"), ("db.save()", "save"),
-        ("db.checkpoint()", "checkpoint"), ("db.history()", "history"), ("db.lock()", "lock"),
-        ("db.unlock()", "unlock"), ("db.rollback()", "rollback"), ("exit()", "exit"),
+        ("db.undo()", "undo"),
+        ("db.redo( )", "redo"),
+        ("db.save()", "save"),
+        ("db.checkpoint()", "checkpoint"),
+        ("db.history()", "history"),
+        ("db.lock()", "lock"),
+        ("db.unlock()", "unlock"),
+        ("db.rollback()", "rollback"),
+        ("exit()", "exit"),
         ("quit()", "quit"),
-        ("db.undo(); db.undo()", None), ("db.lock(5)", None), ("x.undo()", None),
-        ("db['l'].undo()", None), ("db.keys()", None), ("db.undo", None), ("db[", None),
+        ("db.undo(); db.undo()", None),
+        ("db.lock(5)", None),
+        ("x.undo()", None),
+        ("db['l'].undo()", None),
+        ("db.keys()", None),
+        ("db.undo", None),
+        ("db[", None),
     ],
 )
 def test_command_of(source, command):
@@ -382,7 +411,7 @@ def test_error_position_from_attributes_syntax_errors_and_notes():
     no_column.add_note("query line 2: db['k']")
     assert error_position(no_column) == (2, 0)
     assert describe_error(no_column, "x = 1\ndb['k']") == (
-        '  File "<query>", line 2\n    db[\'k\']\nKeyError: \'k\''
+        "  File \"<query>\", line 2\n    db['k']\nKeyError: 'k'"
     )
     assert error_position(ValueError("no position")) is None
 

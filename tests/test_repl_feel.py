@@ -23,8 +23,12 @@ def terminal(tmp_path):
     seeded = subprocess.run(
         [str(PYZDB), "--data", str(data)],
         input="db['users'] = [{'name': 'ann', 'age': 31}]\ndb['usage'] = 1\n"
-              "db['big'] = [{'i': i, 'text': 'x' * 20} for i in range(100_000)]\n",
-        capture_output=True, text=True, timeout=TIMEOUT, env={**os.environ, "HOME": str(tmp_path)})
+        "db['big'] = [{'i': i, 'text': 'x' * 20} for i in range(100_000)]\n",
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        env={**os.environ, "HOME": str(tmp_path)},
+    )
     assert seeded.returncode == 0, seeded.stderr
     term = Terminal(["--data", str(data)], tmp_path)
     term.expect(">>> ")
@@ -108,8 +112,9 @@ def test_tab_completes_keys_builtins_and_methods_and_indents(terminal):
 
 
 def test_piped_input_with_an_error_exits_1(tmp_path):
-    result = repl(["--data", str(tmp_path / "data")], "db['x'] = 1\ndb['nope']\ndb['x']\n",
-                  tmp_path)
+    result = repl(
+        ["--data", str(tmp_path / "data")], "db['x'] = 1\ndb['nope']\ndb['x']\n", tmp_path
+    )
     assert result.stdout == "1\n"
     assert "KeyError" in result.stderr
     assert result.returncode == 1
@@ -122,14 +127,22 @@ def test_a_closed_pipe_ends_quietly(tmp_path, tool):
     data = str(tmp_path / "data")
     if tool == "repl":
         command = [str(PYZDB), "--data", data]
-        feed = b"for i in range(3):\n    db[str(i)] = list(range(100_000))\n\n" + \
-            b"db['0']\n" * 50
+        feed = b"for i in range(3):\n    db[str(i)] = list(range(100_000))\n\n" + b"db['0']\n" * 50
     else:
-        command = [str(PYZDB.with_name("pyzdb-eval")), "--data", data,
-                   "[list(range(1000)) for i in range(2000)]"]
+        command = [
+            str(PYZDB.with_name("pyzdb-eval")),
+            "--data",
+            data,
+            "[list(range(1000)) for i in range(2000)]",
+        ]
         feed = b""
-    process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, env={**os.environ, "HOME": str(tmp_path)})
+    process = subprocess.Popen(
+        command,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "HOME": str(tmp_path)},
+    )
     assert process.stdout is not None and process.stdin is not None
     process.stdin.write(feed)
     process.stdin.close()
@@ -142,8 +155,7 @@ def test_a_closed_pipe_ends_quietly(tmp_path, tool):
 
 
 def test_rules_and_version(tmp_path):
-    done = subprocess.run([str(PYZDB), "--rules"], capture_output=True, text=True,
-                          timeout=TIMEOUT)
+    done = subprocess.run([str(PYZDB), "--rules"], capture_output=True, text=True, timeout=TIMEOUT)
     assert done.returncode == 0 and "Builtins:" in done.stdout and "str: " in done.stdout
 
 
@@ -156,9 +168,14 @@ class PythonPrompt(Terminal):
     def __init__(self, home):
         self.master, slave = os.openpty()
         self.process = subprocess.Popen(
-            [sys.executable, "-i", "-q"], stdin=slave, stdout=slave, stderr=slave,
-            close_fds=True, cwd=home,
-            env={**os.environ, "HOME": str(home), "TERM": "dumb", "PYTHONSTARTUP": ""})
+            [sys.executable, "-i", "-q"],
+            stdin=slave,
+            stdout=slave,
+            stderr=slave,
+            close_fds=True,
+            cwd=home,
+            env={**os.environ, "HOME": str(home), "TERM": "dumb", "PYTHONSTARTUP": ""},
+        )
         os.close(slave)
         self.seen = ""
 

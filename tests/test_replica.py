@@ -24,8 +24,10 @@ def info_of(uri):
 
 def wait_identical(primary, replica, timeout=60.0):
     """Wait until the replica applied the primary's last seq; then compare the trees."""
-    with pyzdb.connect(primary.uri, timeout=10) as pdb, \
-            pyzdb.connect(replica.uri, timeout=10) as rdb:
+    with (
+        pyzdb.connect(primary.uri, timeout=10) as pdb,
+        pyzdb.connect(replica.uri, timeout=10) as rdb,
+    ):
         target = pdb.info()["server"]["seq"]
         deadline = time.monotonic() + timeout
         while rdb.info()["replication"]["applied_seq"] < target:
@@ -39,8 +41,11 @@ def wait_identical(primary, replica, timeout=60.0):
 def fill(uri, count, start=0):
     with pyzdb.connect(uri, timeout=20) as db:
         for i in range(start, start + count, 50):
-            db.execute("for j in range(a, b): db['r'][j % 300] = {'id': j, 'v': j * 2}",
-                       a=i, b=min(i + 50, start + count))
+            db.execute(
+                "for j in range(a, b): db['r'][j % 300] = {'id': j, 'v': j * 2}",
+                a=i,
+                b=min(i + 50, start + count),
+            )
 
 
 class Writer(threading.Thread):
@@ -104,8 +109,14 @@ def test_writes_to_a_replica_are_refused_naming_the_primary(primary, tmp_path):
     with ServerProcess(tmp_path / "replica", "--replica-of", primary.uri) as replica:
         wait_identical(primary, replica)
         with pyzdb.connect(replica.uri) as rdb:
-            for attempt in (lambda: rdb.execute("db['x'] = 1"), rdb.undo, rdb.redo,
-                            rdb.checkpoint, rdb.lock, lambda: rdb.__setitem__("x", 1)):
+            for attempt in (
+                lambda: rdb.execute("db['x'] = 1"),
+                rdb.undo,
+                rdb.redo,
+                rdb.checkpoint,
+                rdb.lock,
+                lambda: rdb.__setitem__("x", 1),
+            ):
                 with pytest.raises(pyzdb.ReadOnlyError, match=primary.uri.replace(".", r"\.")):
                     attempt()
             assert "x" not in rdb
@@ -155,8 +166,9 @@ def test_primary_killed_under_write_load_then_the_replica_continues(primary, tmp
 @pytest.mark.parametrize("backlog", [10, 1000])
 def test_a_replica_away_is_held_records_within_its_backlog_else_resyncs(tmp_path, backlog):
     """The primary keeps what a known replica still needs, up to --replica-backlog records."""
-    with ServerProcess(tmp_path / "primary", "--retain-journal", "5",
-                       "--replica-backlog", str(backlog)) as primary:
+    with ServerProcess(
+        tmp_path / "primary", "--retain-journal", "5", "--replica-backlog", str(backlog)
+    ) as primary:
         with pyzdb.connect(primary.uri) as db:
             db["r"] = {}
         replica = ServerProcess(tmp_path / "replica", "--replica-of", primary.uri).start()
@@ -214,8 +226,10 @@ def test_a_diverged_replica_is_detected_and_resyncs(tmp_path):
 
 
 def test_read_your_writes_through_read_uris_for_1000_pairs(primary, tmp_path):
-    with ServerProcess(tmp_path / "r1", "--replica-of", primary.uri) as one, \
-            ServerProcess(tmp_path / "r2", "--replica-of", primary.uri) as two:
+    with (
+        ServerProcess(tmp_path / "r1", "--replica-of", primary.uri) as one,
+        ServerProcess(tmp_path / "r2", "--replica-of", primary.uri) as two,
+    ):
         wait_identical(primary, one)
         wait_identical(primary, two)
         with pyzdb.connect(primary.uri, read_uris=[one.uri, two.uri], timeout=10) as db:
@@ -249,8 +263,7 @@ def test_reads_skip_a_replica_that_does_not_answer(primary, tmp_path):
 def test_eventual_consistency_reads_without_waiting(primary, tmp_path):
     with ServerProcess(tmp_path / "replica", "--replica-of", primary.uri) as replica:
         wait_identical(primary, replica)
-        with pyzdb.connect(primary.uri, read_uris=[replica.uri],
-                           consistency="eventual") as db:
+        with pyzdb.connect(primary.uri, read_uris=[replica.uri], consistency="eventual") as db:
             db["r"]["x"] = 1
             assert db.query("1 + 1") == 2
         with pytest.raises(ValueError, match="consistency"):
@@ -392,9 +405,11 @@ def test_a_replica_follows_a_keyed_primary_with_an_admin_key(keyed_primary, tmp_
     primary, keyring = keyed_primary
     admin = keyring.key("admin")
     replica_args = ("--replica-of", primary.uri, "--key", admin)
-    with ServerProcess(tmp_path / "replica", *replica_args) as replica, \
-            pyzdb.connect(primary.uri, timeout=10, key=admin) as pdb, \
-            pyzdb.connect(replica.uri, timeout=10) as rdb:
+    with (
+        ServerProcess(tmp_path / "replica", *replica_args) as replica,
+        pyzdb.connect(primary.uri, timeout=10, key=admin) as pdb,
+        pyzdb.connect(replica.uri, timeout=10) as rdb,
+    ):
         for n in range(20):
             pdb.execute("db['r'][n] = n * 2", n=n)
         target = pdb.info()["server"]["seq"]
@@ -409,7 +424,8 @@ def test_a_replica_follows_a_keyed_primary_with_an_admin_key(keyed_primary, tmp_
 
 @pytest.mark.parametrize("key", ["reader", None])
 def test_a_replica_whose_key_the_primary_refuses_says_so_and_keeps_running(
-        keyed_primary, tmp_path, key):
+    keyed_primary, tmp_path, key
+):
     primary, keyring = keyed_primary
     args = ["--key", keyring.key(key)] if key else []
     with ServerProcess(tmp_path / "replica", "--replica-of", primary.uri, *args) as replica:

@@ -69,8 +69,13 @@ SETTINGS = settings(
 
 STEP_KINDS = ["unit"] * 6 + ["undo"] * 2 + ["redo", "checkpoint", "reopen"]
 
-SORT_ARGUMENTS = ["", "reverse=True", "key=str", "key=str, reverse=True",
-                  "key=lambda x: -len(str(x))"]
+SORT_ARGUMENTS = [
+    "",
+    "reverse=True",
+    "key=str",
+    "key=str, reverse=True",
+    "key=lambda x: -len(str(x))",
+]
 
 
 def values(keys: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
@@ -95,6 +100,7 @@ def tree_copy(value: Any) -> Any:
 
 
 # -- the CPython reference ----------------------------------------------------------------------
+
 
 def result_is_unambiguous(source: str) -> bool:
     """True when "the value of the last expression statement" can only mean one thing here."""
@@ -139,15 +145,35 @@ class Unit:
         return "\n".join(self.lines) + "\n"
 
 
-def draw_list_op(data: st.DataObject, unit: Unit, target: str, items: list[Any],
-                 vals: st.SearchStrategy[Any]) -> str:
+def draw_list_op(
+    data: st.DataObject, unit: Unit, target: str, items: list[Any], vals: st.SearchStrategy[Any]
+) -> str:
     n = len(items)
     index = st.integers(-n - 2, n + 2)
     start_stop = st.none() | index
-    kind = data.draw(st.sampled_from([
-        "append", "extend", "insert", "pop", "remove", "sort", "reverse", "clear", "setitem",
-        "delitem", "setslice", "delslice", "iadd", "imul", "item_iadd", "alias_iadd",
-    ]), label="list op")
+    kind = data.draw(
+        st.sampled_from(
+            [
+                "append",
+                "extend",
+                "insert",
+                "pop",
+                "remove",
+                "sort",
+                "reverse",
+                "clear",
+                "setitem",
+                "delitem",
+                "setslice",
+                "delslice",
+                "iadd",
+                "imul",
+                "item_iadd",
+                "alias_iadd",
+            ]
+        ),
+        label="list op",
+    )
     event(f"list op: {kind}")
     if kind == "append":
         return f"{target}.append({unit.param(data.draw(vals))})"
@@ -195,21 +221,42 @@ def draw_list_op(data: st.DataObject, unit: Unit, target: str, items: list[Any],
 def like(value: Any, vals: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
     """Mostly a value `+=` accepts with `value`, sometimes any value (then a TypeError)."""
     fitting: dict[type, st.SearchStrategy[Any]] = {
-        int: st.integers(-10, 10), float: st.floats(-10, 10), str: TEXT,
-        bytes: st.binary(max_size=3), list: st.lists(vals, max_size=2),
+        int: st.integers(-10, 10),
+        float: st.floats(-10, 10),
+        str: TEXT,
+        bytes: st.binary(max_size=3),
+        list: st.lists(vals, max_size=2),
         tuple: st.lists(SCALARS, max_size=2).map(tuple),
     }
     strategy = fitting.get(type(value))
     return vals if strategy is None else st.one_of(strategy, strategy, vals)
 
 
-def draw_dict_op(data: st.DataObject, unit: Unit, target: str, mapping: dict[Any, Any],
-                 keys: st.SearchStrategy[Any], vals: st.SearchStrategy[Any]) -> str:
+def draw_dict_op(
+    data: st.DataObject,
+    unit: Unit,
+    target: str,
+    mapping: dict[Any, Any],
+    keys: st.SearchStrategy[Any],
+    vals: st.SearchStrategy[Any],
+) -> str:
     is_root = target == "db"
     existing = [key for key in mapping if key != COUNTER] if is_root else list(mapping)
     key = data.draw(st.sampled_from(existing) | keys if existing else keys, label="key")
-    kinds = ["set", "set", "del", "update", "setdefault", "pop", "pop_default", "ior",
-             "alias_ior", "item_iadd", "popitem", "clear"]
+    kinds = [
+        "set",
+        "set",
+        "del",
+        "update",
+        "setdefault",
+        "pop",
+        "pop_default",
+        "ior",
+        "alias_ior",
+        "item_iadd",
+        "popitem",
+        "clear",
+    ]
     if is_root:  # keep the counter: no clear, no popitem that could reach the first key
         kinds = kinds[:-2] + (["popitem"] if len(mapping) > 1 else [])
     kind = data.draw(st.sampled_from(kinds), label="dict op")
@@ -329,11 +376,12 @@ class Session:
         turns into the copy pyzdb made, before anything could tell the two apart.
         """
         found = containers(tree)
-        source = data.draw(st.sampled_from([path for path, _ in found if path]
-                                           or [None]), label="copied subtree")
+        source = data.draw(
+            st.sampled_from([path for path, _ in found if path] or [None]), label="copied subtree"
+        )
         if source is None:
             return "pass"
-        places = [(path, node) for path, node in found if path[:len(source)] != source]
+        places = [(path, node) for path, node in found if path[: len(source)] != source]
         path, node = data.draw(st.sampled_from(places), label="copy target")
         if isinstance(node, dict):
             key = data.draw(self.keys, label="copy key")

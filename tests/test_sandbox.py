@@ -48,59 +48,63 @@ def fresh_store():
 
 # -- compile: deny by default ------------------------------------------------------------------
 
-@pytest.mark.parametrize("source, why", [
-    ("import os", "import"),
-    ("from os import path", "import"),
-    ("class A:\n    pass", "class"),
-    ("@len\ndef f():\n    pass", "decorator"),
-    ("global x\nx = 1", "global"),
-    ("def f():\n    x = 1\n    def g():\n        nonlocal x", "nonlocal"),
-    ("async def f():\n    pass", "async"),
-    ("def g():\n    yield 1", "yield"),
-    ("def g():\n    yield from []", "yield"),
-    ("with x:\n    pass", "with"),
-    ("try:\n    pass\nexcept* ValueError:\n    pass", "except*"),
-    ("try:\n    pass\nexcept:\n    pass", "bare"),
-    ("try:\n    pass\nfinally:\n    pass", "finally"),
-    ("try:\n    pass\nexcept (ValueError, BaseException):\n    pass", "BaseException"),
-    ("raise SystemExit", "SystemExit"),
-    ("raise KeyboardInterrupt", "KeyboardInterrupt"),
-    ("match x:\n    case dict():\n        pass", "class patterns"),
-    ("match x:\n    case a.b:\n        pass", "literal"),
-    ("match x:\n    case [*_rest]:\n        pass", "'_rest'"),
-    ("x: int = 1", "annotation"),
-    ("def f(x: int):\n    pass", "annotation"),
-    ("def f() -> int:\n    pass", "annotation"),
-    ("x.y = 1", "assigning"),
-    ("del x.y", "assigning"),
-    ("x.y += 1", "assigning"),
-    ("x.__class__", "'_'"),
-    ("x._parent", "'_'"),
-    ("x.gi_frame", "not available"),
-    ("x.f_back", "not available"),
-    ("x.mro()", "not available"),
-    ("_getattr_", "'_'"),
-    ("__builtins__", "'_'"),
-    ("def f(_write_=None, /):\n    pass", "'_write_'"),
-    ("def f(*, _getiter_=None):\n    pass", "'_getiter_'"),
-    ("lambda _getattr_: 0", "'_getattr_'"),
-    ("def f(*_apply_):\n    pass", "'_apply_'"),
-    ("def _f():\n    pass", "'_f'"),
-    ("try:\n    pass\nexcept ValueError as _e:\n    pass", "'_e'"),
-    ("[_x for _x in y]", "'_x'"),
-    ("print(1)", "reserved"),
-    ("getattr(x, 'y')", "getattr"),
-    ("id(x)", "id()"),
-    ("hash(x)", "hash()"),
-    ("eval('1')", "eval"),
-    ("exec('1')", "exec"),
-    ("open('f')", "open"),
-    ("vars()", "vars"),
-    ("[x async for x in y]", "async"),
-    ("a, l[0:0] = 1, it", "slice assignment"),
-    ("for l[:1] in it:\n    pass", "slice assignment"),
-    ("[0 for l[:1] in it]", "slice assignment"),
-])
+
+@pytest.mark.parametrize(
+    "source, why",
+    [
+        ("import os", "import"),
+        ("from os import path", "import"),
+        ("class A:\n    pass", "class"),
+        ("@len\ndef f():\n    pass", "decorator"),
+        ("global x\nx = 1", "global"),
+        ("def f():\n    x = 1\n    def g():\n        nonlocal x", "nonlocal"),
+        ("async def f():\n    pass", "async"),
+        ("def g():\n    yield 1", "yield"),
+        ("def g():\n    yield from []", "yield"),
+        ("with x:\n    pass", "with"),
+        ("try:\n    pass\nexcept* ValueError:\n    pass", "except*"),
+        ("try:\n    pass\nexcept:\n    pass", "bare"),
+        ("try:\n    pass\nfinally:\n    pass", "finally"),
+        ("try:\n    pass\nexcept (ValueError, BaseException):\n    pass", "BaseException"),
+        ("raise SystemExit", "SystemExit"),
+        ("raise KeyboardInterrupt", "KeyboardInterrupt"),
+        ("match x:\n    case dict():\n        pass", "class patterns"),
+        ("match x:\n    case a.b:\n        pass", "literal"),
+        ("match x:\n    case [*_rest]:\n        pass", "'_rest'"),
+        ("x: int = 1", "annotation"),
+        ("def f(x: int):\n    pass", "annotation"),
+        ("def f() -> int:\n    pass", "annotation"),
+        ("x.y = 1", "assigning"),
+        ("del x.y", "assigning"),
+        ("x.y += 1", "assigning"),
+        ("x.__class__", "'_'"),
+        ("x._parent", "'_'"),
+        ("x.gi_frame", "not available"),
+        ("x.f_back", "not available"),
+        ("x.mro()", "not available"),
+        ("_getattr_", "'_'"),
+        ("__builtins__", "'_'"),
+        ("def f(_write_=None, /):\n    pass", "'_write_'"),
+        ("def f(*, _getiter_=None):\n    pass", "'_getiter_'"),
+        ("lambda _getattr_: 0", "'_getattr_'"),
+        ("def f(*_apply_):\n    pass", "'_apply_'"),
+        ("def _f():\n    pass", "'_f'"),
+        ("try:\n    pass\nexcept ValueError as _e:\n    pass", "'_e'"),
+        ("[_x for _x in y]", "'_x'"),
+        ("print(1)", "reserved"),
+        ("getattr(x, 'y')", "getattr"),
+        ("id(x)", "id()"),
+        ("hash(x)", "hash()"),
+        ("eval('1')", "eval"),
+        ("exec('1')", "exec"),
+        ("open('f')", "open"),
+        ("vars()", "vars"),
+        ("[x async for x in y]", "async"),
+        ("a, l[0:0] = 1, it", "slice assignment"),
+        ("for l[:1] in it:\n    pass", "slice assignment"),
+        ("[0 for l[:1] in it]", "slice assignment"),
+    ],
+)
 def test_compile_refuses(source: str, why: str) -> None:
     assert why in refused(source)
 
@@ -123,8 +127,18 @@ def test_source_caps() -> None:
     assert "too deeply" in refused("-" * 30000 + "1", "eval")
 
 
-@pytest.mark.parametrize("source", ["db[", "1 +\x00 1", "'\ud800'", "(" * 1000 + ")" * 1000,
-                                    "db['x'] = 1", "return 5", "1" * 10000])
+@pytest.mark.parametrize(
+    "source",
+    [
+        "db[",
+        "1 +\x00 1",
+        "'\ud800'",
+        "(" * 1000 + ")" * 1000,
+        "db['x'] = 1",
+        "return 5",
+        "1" * 10000,
+    ],
+)
 def test_bad_text_is_a_syntax_error(source: str) -> None:
     mode = "exec" if source == "return 5" else "eval"
     with pytest.raises(SyntaxError):
@@ -149,28 +163,39 @@ def test_compile_cache_hit() -> None:
 
 # -- attributes, items, writes -------------------------------------------------------------------
 
+
 def test_methods_of_data_types_work() -> None:
-    assert query("d.get('a'), sorted(d.keys()), l.index(2), s.upper()",
-                 d={"a": 1}, l=[1, 2], s="x") == (1, ["a"], 1, "X")
+    assert query(
+        "d.get('a'), sorted(d.keys()), l.index(2), s.upper()", d={"a": 1}, l=[1, 2], s="x"
+    ) == (1, ["a"], 1, "X")
 
 
 def test_no_attribute_of_type_objects_functions_or_modules() -> None:
-    for source in ("list.append(l, 1)", "dict.get(d, 'a')", "len.count", "str.upper('x')",
-                   "(lambda: 0).count"):
+    for source in (
+        "list.append(l, 1)",
+        "dict.get(d, 'a')",
+        "len.count",
+        "str.upper('x')",
+        "(lambda: 0).count",
+    ):
         with pytest.raises(SecurityError):
             query(source, l=[1], d={"a": 1})
 
 
-@pytest.mark.parametrize("source", ["[].upper", "x.append", "d.keys().upper", "(1).upper",
-                                    "d.items().count", "zip([]).count"])
+@pytest.mark.parametrize(
+    "source",
+    ["[].upper", "x.append", "d.keys().upper", "(1).upper", "d.items().count", "zip([]).count"],
+)
 def test_missing_attribute_of_a_data_type_is_an_attribute_error(source: str) -> None:
     with pytest.raises(AttributeError):
         query(source, x=None, d={})
 
 
 def test_mutating_methods_are_bound_to_the_instance() -> None:
-    assert execute("l.append(4)\nd.update(b=2)\nl.extend(range(2))\n[l, d]",
-                   l=[1], d={"a": 1}) == [[1, 4, 0, 1], {"a": 1, "b": 2}]
+    assert execute("l.append(4)\nd.update(b=2)\nl.extend(range(2))\n[l, d]", l=[1], d={"a": 1}) == [
+        [1, 4, 0, 1],
+        {"a": 1, "b": 2},
+    ]
 
 
 def test_write_guard_only_hands_out_dicts_and_lists() -> None:
@@ -181,8 +206,10 @@ def test_write_guard_only_hands_out_dicts_and_lists() -> None:
 
 
 def test_slice_assignment_takes_lists_only() -> None:
-    assert execute("l = [1, 2, 3]\nl[::2] = 'ab'\nl[1:2] = m = (7, 8)\n[l, m]") == \
-        [["a", 7, 8, "b"], (7, 8)]
+    assert execute("l = [1, 2, 3]\nl[::2] = 'ab'\nl[1:2] = m = (7, 8)\n[l, m]") == [
+        ["a", 7, 8, "b"],
+        (7, 8),
+    ]
     with pytest.raises(SecurityError):
         execute("d = {}\nd[0:1] = [1]")
 
@@ -242,14 +269,18 @@ def test_inplace_on_a_stored_list_goes_through_its_methods() -> None:
 
 # -- exec results, fresh globals ----------------------------------------------------------------
 
-@pytest.mark.parametrize("source, value", [
-    ("x = 1\nx + 1", 2),
-    ("x = 1", None),
-    ("x = 1\nx\ny = 2", None),  # as in IPython: only a last expression is returned
-    ("for i in range(3):\n    i\n7", 7),
-    ("if True:\n    5", None),
-    ("'doc'", "doc"),
-])
+
+@pytest.mark.parametrize(
+    "source, value",
+    [
+        ("x = 1\nx + 1", 2),
+        ("x = 1", None),
+        ("x = 1\nx\ny = 2", None),  # as in IPython: only a last expression is returned
+        ("for i in range(3):\n    i\n7", 7),
+        ("if True:\n    5", None),
+        ("'doc'", "doc"),
+    ],
+)
 def test_exec_returns_the_last_top_level_expression(source: str, value: object) -> None:
     assert execute(source) == value
 
@@ -264,8 +295,9 @@ def test_fresh_globals_per_request() -> None:
 
 # -- errors at the boundary --------------------------------------------------------------------
 
-needs_positions = pytest.mark.skipif(sys.version_info < (3, 11),
-                                     reason="columns come from co_positions (Python 3.11+)")
+needs_positions = pytest.mark.skipif(
+    sys.version_info < (3, 11), reason="columns come from co_positions (Python 3.11+)"
+)
 
 
 @needs_positions
@@ -278,7 +310,8 @@ def test_query_exceptions_keep_type_args_and_get_a_note() -> None:
     assert error.__notes__ == ["query line 3, column 5: z = y['missing']"]
     assert error.__traceback__ is None or all(
         frame.tb_frame.f_code.co_filename != sandbox.FILENAME
-        for frame in _walk_tb(error.__traceback__))
+        for frame in _walk_tb(error.__traceback__)
+    )
 
 
 def _walk_tb(tb):
@@ -303,11 +336,17 @@ def test_error_args_are_bounded_and_show_no_addresses() -> None:
     assert "0x" not in str(caught.value)
 
 
-@pytest.mark.parametrize("exc, expected", [
-    (SystemExit(1), Error), (KeyboardInterrupt(), Error), (GeneratorExit(), Error),
-    (MemoryError(), LimitExceeded), (RecursionError("deep"), RecursionError),
-    (SecurityError("refused"), SecurityError),
-])
+@pytest.mark.parametrize(
+    "exc, expected",
+    [
+        (SystemExit(1), Error),
+        (KeyboardInterrupt(), Error),
+        (GeneratorExit(), Error),
+        (MemoryError(), LimitExceeded),
+        (RecursionError("deep"), RecursionError),
+        (SecurityError("refused"), SecurityError),
+    ],
+)
 def test_nothing_but_exceptions_escape(exc: BaseException, expected: type) -> None:
     def boom():
         raise exc
@@ -332,16 +371,22 @@ def test_pyzdb_errors_pass_through_unchanged() -> None:
 
 # -- the time budget ----------------------------------------------------------------------------
 
-STICKY = ("while True:\n    try:\n        while True:\n            pass\n"
-          "    except Exception:\n        pass")
-SWALLOW_BY_NAMEERROR = ("while True:\n    try:\n        try:\n            while True:\n"
-                        "                pass\n        except Undefined:\n            pass\n"
-                        "    except Exception:\n        pass")
+STICKY = (
+    "while True:\n    try:\n        while True:\n            pass\n"
+    "    except Exception:\n        pass"
+)
+SWALLOW_BY_NAMEERROR = (
+    "while True:\n    try:\n        try:\n            while True:\n"
+    "                pass\n        except Undefined:\n            pass\n"
+    "    except Exception:\n        pass"
+)
 SHORT = Budget(time=0.3, steps=2_000_000, max_size=1_000_000)
 
 
-@pytest.mark.parametrize("source", [STICKY, SWALLOW_BY_NAMEERROR, "while True:\n    pass",
-                                    "x = 0\nwhile True:\n    x += 1"])
+@pytest.mark.parametrize(
+    "source",
+    [STICKY, SWALLOW_BY_NAMEERROR, "while True:\n    pass", "x = 0\nwhile True:\n    x += 1"],
+)
 def test_deadline_is_sticky(source: str) -> None:
     started = time.monotonic()
     with pytest.raises(LimitExceeded) as caught:
@@ -354,8 +399,10 @@ def test_deadline_is_sticky(source: str) -> None:
 def test_deadline_interrupts_big_int_arithmetic() -> None:
     started = time.monotonic()
     with pytest.raises(LimitExceeded):
-        execute("x = 1 << 7_000_000\ny = (1 << 3_500_000) + 1\nwhile True:\n    x // y",
-                budget=Budget(time=0.3, max_size=1_000_000))
+        execute(
+            "x = 1 << 7_000_000\ny = (1 << 3_500_000) + 1\nwhile True:\n    x // y",
+            budget=Budget(time=0.3, max_size=1_000_000),
+        )
     assert time.monotonic() - started < 2
 
 
@@ -406,10 +453,12 @@ def test_recursion_limit_gives_recursion_error_and_is_restored() -> None:
 
 
 def test_hard_kill_ends_a_process_stuck_in_c() -> None:
-    code = ("from pyzdb.sandbox import compile_request, run, Budget\n"
-            "src = 'a = [1]\\nb = [1]\\nfor i in range(60):\\n    a = [a, a]\\n    b = [b, b]\\n"
-            "a == b'\n"
-            "run(compile_request(src, 'exec'), {}, Budget(time=0.3, kill_after=0.3))\n")
+    code = (
+        "from pyzdb.sandbox import compile_request, run, Budget\n"
+        "src = 'a = [1]\\nb = [1]\\nfor i in range(60):\\n    a = [a, a]\\n    b = [b, b]\\n"
+        "a == b'\n"
+        "run(compile_request(src, 'exec'), {}, Budget(time=0.3, kill_after=0.3))\n"
+    )
     started = time.monotonic()
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=30)
     assert result.returncode == 1 and time.monotonic() - started < 20
@@ -418,12 +467,24 @@ def test_hard_kill_ends_a_process_stuck_in_c() -> None:
 
 # -- the steps budget --------------------------------------------------------------------------
 
-@pytest.mark.parametrize("source", [
-    "sum(range(10**12))", "sorted(range(10**9))", "max(range(10**12))", "list(range(10**10))",
-    "any(iter(int, 1))", "-1 in iter(int, 1)", "next(filter(None, iter(int, 1)))",
-    "[*iter(int, 1)]", "max(*iter(int, 1))", "set().union(iter(int, 1))",
-    "dict(zip(iter(int, 1), iter(int, 1)))", "sorted(iter(int, 1))",
-])
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "sum(range(10**12))",
+        "sorted(range(10**9))",
+        "max(range(10**12))",
+        "list(range(10**10))",
+        "any(iter(int, 1))",
+        "-1 in iter(int, 1)",
+        "next(filter(None, iter(int, 1)))",
+        "[*iter(int, 1)]",
+        "max(*iter(int, 1))",
+        "set().union(iter(int, 1))",
+        "dict(zip(iter(int, 1), iter(int, 1)))",
+        "sorted(iter(int, 1))",
+    ],
+)
 def test_c_loops_are_bounded(source: str) -> None:
     started = time.monotonic()
     with pytest.raises(LimitExceeded) as caught:
@@ -434,8 +495,14 @@ def test_c_loops_are_bounded(source: str) -> None:
 
 def test_steps_count_only_what_is_taken() -> None:
     budget = Budget(steps=100_000)
-    assert execute("n = 0\nfor _ in range(5000):\n    for i in iter(int, 1):\n        n += 1\n"
-                   "        break\nn", budget=budget) == 5000
+    assert (
+        execute(
+            "n = 0\nfor _ in range(5000):\n    for i in iter(int, 1):\n        n += 1\n"
+            "        break\nn",
+            budget=budget,
+        )
+        == 5000
+    )
     with pytest.raises(LimitExceeded):
         execute("n = 0\nfor i in iter(int, 1):\n    n += 1", budget=budget)
 
@@ -448,28 +515,63 @@ def test_steps_are_shared_by_every_loop() -> None:
 
 # -- the size budget ---------------------------------------------------------------------------
 
-@pytest.mark.parametrize("source", [
-    "'x' * 10**12", "10**12 * 'x'", "[0] * 10**10", "(1,) * 10**10", "10**10**10",
-    "4000000**4000000", "1 << 10**10", "s * n", "n * s", "b'x' * n",
-    "'%*d' % (10**9, 1)", "'%999999999d' % 1", "fmt % 1", "f'{1:>{10**9}}'",
-    "f'{1.0:.999999999f}'", "f'{s}{s}'", "'x'.join([s] * 3)", "s.replace('', s)",
-    "s.center(10**9)", "s.ljust(10**9)", "s.rjust(10**9)", "s.zfill(10**9)",
-    "('\\t' * 1000).expandtabs(10**6)", "bytes(10**9)", "hex(1 << 7_999_000)",
-    "round(5, -10**9)", "str([s] * 3)", "repr([s] * 3)", "sum([[0] * 999_999] * 3, [])",
-    "'%s%s' % (s, s)", "'%(a)s%(a)s' % {'a': s}",
-])
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "'x' * 10**12",
+        "10**12 * 'x'",
+        "[0] * 10**10",
+        "(1,) * 10**10",
+        "10**10**10",
+        "4000000**4000000",
+        "1 << 10**10",
+        "s * n",
+        "n * s",
+        "b'x' * n",
+        "'%*d' % (10**9, 1)",
+        "'%999999999d' % 1",
+        "fmt % 1",
+        "f'{1:>{10**9}}'",
+        "f'{1.0:.999999999f}'",
+        "f'{s}{s}'",
+        "'x'.join([s] * 3)",
+        "s.replace('', s)",
+        "s.center(10**9)",
+        "s.ljust(10**9)",
+        "s.rjust(10**9)",
+        "s.zfill(10**9)",
+        "('\\t' * 1000).expandtabs(10**6)",
+        "bytes(10**9)",
+        "hex(1 << 7_999_000)",
+        "round(5, -10**9)",
+        "str([s] * 3)",
+        "repr([s] * 3)",
+        "sum([[0] * 999_999] * 3, [])",
+        "'%s%s' % (s, s)",
+        "'%(a)s%(a)s' % {'a': s}",
+    ],
+)
 def test_huge_objects_are_priced_before_they_are_built(source: str) -> None:
     with pytest.raises(LimitExceeded) as caught:
         query(source, s="x" * 600_000, n=10**9, fmt="%999999999d")
     assert caught.value.budget == "size"
 
 
-@pytest.mark.parametrize("source", [
-    "a, *b = iter(int, 1)", "l = []\nl[0:0] = iter(int, 1)", "l = []\nl.extend(iter(int, 1))",
-    "l = []\nl += iter(int, 1)", "d = {}\nd.update(zip(iter(int, 1), iter(int, 1)))",
-    "x = 'x' * 600_000\nx += x", "l = [0] * 600_000\nl *= 2", "n = 2\nn **= 10**9",
-    "n = 1\nn <<= 10**9",
-])
+@pytest.mark.parametrize(
+    "source",
+    [
+        "a, *b = iter(int, 1)",
+        "l = []\nl[0:0] = iter(int, 1)",
+        "l = []\nl.extend(iter(int, 1))",
+        "l = []\nl += iter(int, 1)",
+        "d = {}\nd.update(zip(iter(int, 1), iter(int, 1)))",
+        "x = 'x' * 600_000\nx += x",
+        "l = [0] * 600_000\nl *= 2",
+        "n = 2\nn **= 10**9",
+        "n = 1\nn <<= 10**9",
+    ],
+)
 def test_statements_that_build_in_c_are_bounded(source: str) -> None:
     with pytest.raises(LimitExceeded):
         execute(source)
@@ -477,8 +579,10 @@ def test_statements_that_build_in_c_are_bounded(source: str) -> None:
 
 def test_memory_budget_stops_bytecode_allocation_loops() -> None:
     with pytest.raises(LimitExceeded) as caught:
-        execute("l = []\nwhile True:\n    l.append('x' * 100_000 + str(len(l)))",
-                budget=Budget(time=10, memory=64 * 2**20))
+        execute(
+            "l = []\nwhile True:\n    l.append('x' * 100_000 + str(len(l)))",
+            budget=Budget(time=10, memory=64 * 2**20),
+        )
     assert caught.value.budget == "memory"
 
 
@@ -489,14 +593,24 @@ def test_text_of_shared_structures_is_priced() -> None:
 
 # -- tuples --------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("build", [
-    "t = (t,)", "t = next(iter({0: t}.items()))", "t = list(zip([t]))[0]",
-    "t = list(enumerate([t]))[0]", "t = pack(t)", "t = tuple([t])", "t = {0: t}.popitem()",
-    "t = (*[t],)",
-])
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        "t = (t,)",
+        "t = next(iter({0: t}.items()))",
+        "t = list(zip([t]))[0]",
+        "t = list(enumerate([t]))[0]",
+        "t = pack(t)",
+        "t = tuple([t])",
+        "t = {0: t}.popitem()",
+        "t = (*[t],)",
+    ],
+)
 def test_tuples_cannot_nest_deep_enough_to_crash_hashing(build: str) -> None:
-    source = (f"pack = lambda *a: a\nt = 0\nfor i in range({MAX_TUPLE_DEPTH + 10}):\n"
-              f"    {build}\n{{t}}")
+    source = (
+        f"pack = lambda *a: a\nt = 0\nfor i in range({MAX_TUPLE_DEPTH + 10}):\n    {build}\n{{t}}"
+    )
     with pytest.raises(SecurityError) as caught:
         execute(source)
     assert "nested" in str(caught.value)
@@ -508,11 +622,15 @@ def test_shared_tuples_cannot_expand_past_the_size_budget() -> None:
 
 
 def test_ordinary_tuples_are_cheap_and_unchanged() -> None:
-    assert execute("t = ((1, 2), (3, (4, 5)))\nd = {t: 1, (t, t): 2}\n[d[t], d[(t, t)], t]") \
-        == [1, 2, ((1, 2), (3, (4, 5)))]
+    assert execute("t = ((1, 2), (3, (4, 5)))\nd = {t: 1, (t, t): 2}\n[d[t], d[(t, t)], t]") == [
+        1,
+        2,
+        ((1, 2), (3, (4, 5))),
+    ]
 
 
 # -- reprs leak no addresses -------------------------------------------------------------------
+
 
 def test_text_of_functions_has_no_address() -> None:
     text = query("[repr(len), str(lambda: 0), f'{sorted}', '%s' % (len,)]")
@@ -522,7 +640,11 @@ def test_text_of_functions_has_no_address() -> None:
 # -- the fast paths keep Python semantics ------------------------------------------------------
 
 DATA = {
-    "l": list(range(20)), "s": "Hello, World", "f": 2.5, "b": b"bytes", "t": (1, (2, 3)),
+    "l": list(range(20)),
+    "s": "Hello, World",
+    "f": 2.5,
+    "b": b"bytes",
+    "t": (1, (2, 3)),
     "d": {"a": 1, "b": 2, "c": 3},
     "users": [{"name": "ann", "age": 31}, {"name": "bob", "age": 25}, {"name": "cy", "age": 40}],
 }
@@ -544,7 +666,7 @@ EXPRESSIONS = [
     "any(v > 18 for v in db['l']), all(v >= 0 for v in db['l'])",
     "list(enumerate('abc', 1)), list(zip('ab', [1, 2])), dict(zip('ab', [1, 2]))",
     "list(map(lambda x: x + 1, [1, 2])), list(filter(None, [0, 1])), list(reversed([1, 2]))",
-    "f'{db[\"s\"]!r:>20}|{db[\"f\"]:.3f}|{42:08b}|{db[\"s\"]=}|{db[\"l\"][:2]}'",
+    'f\'{db["s"]!r:>20}|{db["f"]:.3f}|{42:08b}|{db["s"]=}|{db["l"][:2]}\'',
     "'%s has %d items (%.2f%%)' % ('x', 3, 12.345), '%(a)s-%(b)s' % {'a': 1, 'b': 2}",
     "db['s'] * 2, 3 * [0], (1, 2) * 2, 2 ** 10, 2 ** 0.5, 1 << 5, 7 % 3, 7.5 % 2, -7 // 2",
     "db['f'] * 2, db['f'] % 2, db['f'] ** 2, db['l'][3] * db['l'][4], db['t'] * 2",
@@ -603,12 +725,16 @@ def _plain(source: str, mode: str, root: object) -> object:
     return scope.get("result")
 
 
-@pytest.mark.parametrize("source, mode", [(s, "eval") for s in EXPRESSIONS]
-                         + [(s, "exec") for s in STATEMENTS])
+@pytest.mark.parametrize(
+    "source, mode", [(s, "eval") for s in EXPRESSIONS] + [(s, "exec") for s in STATEMENTS]
+)
 def test_same_results_as_plain_python(source: str, mode: str) -> None:
     expected = _plain(source, mode, copy.deepcopy(DATA))
-    got = run(compile_request(source, mode), {"db": copy.deepcopy(DATA)},  # type: ignore[arg-type]
-              Budget())
+    got = run(
+        compile_request(source, mode),
+        {"db": copy.deepcopy(DATA)},  # type: ignore[arg-type]
+        Budget(),
+    )
     assert got == expected and repr(got) == repr(expected)
 
 
@@ -626,8 +752,12 @@ SANDBOX_CASES = [case for case in CORPUS if case.requires != "engine"]
 
 def test_corpus_is_large_and_covers_every_outcome() -> None:
     assert len(CORPUS) >= 70
-    assert {case.expect for case in CORPUS} >= {"SecurityError", "LimitExceeded", "SyntaxError",
-                                                 "RecursionError"}
+    assert {case.expect for case in CORPUS} >= {
+        "SecurityError",
+        "LimitExceeded",
+        "SyntaxError",
+        "RecursionError",
+    }
 
 
 @pytest.mark.parametrize("case", SANDBOX_CASES, ids=[case.name for case in SANDBOX_CASES])

@@ -71,29 +71,43 @@ def test_db_is_the_subtree(acme, admin):
     assert "tenants" not in acme and "orders" in acme
     acme["orders"].append(4)
     acme.execute("db['note'] = 'hi'")
-    assert admin.query("db['tenants']['acme']") == {"orders": [1, 2, 3, 4], "name": "ACME",
-                                                    "note": "hi"}
+    assert admin.query("db['tenants']['acme']") == {
+        "orders": [1, 2, 3, 4],
+        "name": "ACME",
+        "note": "hi",
+    }
     assert admin.query("db['tenants']['globex']")["orders"] == [7]
 
 
-@pytest.mark.parametrize("source", [
-    "db['tenants']",
-    "db['globex']",
-    "db['config']",
-    "db._parent",
-    "db.__class__",
-    "[v for v in db.values() for v in v]",
-    "db['orders'].__self__",
-    "type(db)",
-    "getattr(db, '_parent')",
-    "db['name'].format_map(db)",
-    "'{0._parent}'.format(db)",
-])
+@pytest.mark.parametrize(
+    "source",
+    [
+        "db['tenants']",
+        "db['globex']",
+        "db['config']",
+        "db._parent",
+        "db.__class__",
+        "[v for v in db.values() for v in v]",
+        "db['orders'].__self__",
+        "type(db)",
+        "getattr(db, '_parent')",
+        "db['name'].format_map(db)",
+        "'{0._parent}'.format(db)",
+    ],
+)
 def test_no_route_leads_out_of_the_subtree(acme, source):
     try:
         value = acme.query(source)
-    except (pyzdb.Error, LookupError, TypeError, ValueError, NameError, AttributeError,
-            SyntaxError, CaptureError) as error:
+    except (
+        pyzdb.Error,
+        LookupError,
+        TypeError,
+        ValueError,
+        NameError,
+        AttributeError,
+        SyntaxError,
+        CaptureError,
+    ) as error:
         assert not _leaks(_error_text(error), source), _error_text(error)
     else:
         assert not _leaks(repr(value)), value
@@ -228,8 +242,12 @@ EXPECTED_TYPES: dict[str, type[BaseException]] = {
 def corpus_server(keyring, tmp_path_factory):
     from server_process import ServerProcess
 
-    process = ServerProcess(tmp_path_factory.mktemp("corpus") / "data", "--keys",
-                            str(keyring.dir), key=keyring.key("admin")).start()
+    process = ServerProcess(
+        tmp_path_factory.mktemp("corpus") / "data",
+        "--keys",
+        str(keyring.dir),
+        key=keyring.key("admin"),
+    ).start()
     with pyzdb.connect(process.uri, timeout=30.0, key=keyring.key("admin")) as admin:
         seed_tenants(admin)
         admin.execute("db['tenants']['acme'].update(seed)", seed=SEED)
@@ -272,7 +290,9 @@ def test_a_scoped_watch_sees_its_subtree_with_relative_paths(server, keyring, ac
     acme.execute("db['note'] = 'hi'")
     changes = [next(watch), next(watch)]
     assert [(c.path, c.op, c.old, c.new) for c in changes] == [
-        (("orders", 3), "insert", None, 4), (("note",), "insert", None, "hi")]
+        (("orders", 3), "insert", None, 4),
+        (("note",), "insert", None, "hi"),
+    ]
     # Replaced from above: the scope's value changes; nothing of globex or the root leaks.
     admin.execute("db['tenants'] = {'acme': {'v': 2}, 'globex': {'secret': 'globex-secret'}}")
     admin.execute("del db['tenants']['globex']")
@@ -285,15 +305,15 @@ def test_a_scoped_watch_sees_its_subtree_with_relative_paths(server, keyring, ac
     # Resume with since=: no gap, no repeat, still relative.
     resumed = acme.watch("db", since=changes[-1].seq)
     again = [next(resumed), next(resumed)]
-    assert [(c.path, c.op, c.new) for c in again] == [((), "set", {"v": 2}),
-                                                       (("w",), "insert", 3)]
+    assert [(c.path, c.op, c.new) for c in again] == [((), "set", {"v": 2}), (("w",), "insert", 3)]
     admin.execute("del db['tenants']")
     gone = next(resumed)
     assert (gone.path, gone.op, gone.new) == ((), "delete", None)
 
 
 def test_a_scoped_watch_of_a_deeper_path_and_the_raw_reply_leaks_nothing(
-        server, keyring, acme, admin):
+    server, keyring, acme, admin
+):
     (initial,), watch = _watch_take(acme, "db['orders']", 1)
     assert (initial.path, initial.new) == (("orders",), [1, 2, 3])
     start = initial.seq
@@ -330,8 +350,12 @@ def _follow_moved(server, keyring, admin) -> None:
         assert initial.new == {"n": "one"}
         admin.execute("db['rows'].insert(0, {'n': 'new'})")
         moved = next(watch)
-        assert (moved.path, moved.op, moved.old, moved.new) == ((), "set", {"n": "one"},
-                                                                 {"n": "zero"})
+        assert (moved.path, moved.op, moved.old, moved.new) == (
+            (),
+            "set",
+            {"n": "one"},
+            {"n": "zero"},
+        )
         admin.checkpoint()  # the journal replay behind a move starts at a checkpoint now
         admin.execute("db['rows'].insert(0, {'n': 'newer'})\ndb['rows'][1]['m'] = 1")
         again = next(watch)

@@ -49,13 +49,13 @@ class Harness:
             self.peers[name] = sock
         return self.peers[name]
 
-    def send(self, name: str, op: str, source: str = "", syntax: str = "exec",
-             **control: object) -> int:
+    def send(
+        self, name: str, op: str, source: str = "", syntax: str = "exec", **control: object
+    ) -> int:
         """Send a request from peer `name` (its session is its name); returns the id."""
         self.ids += 1
         params = {CONTROL_PARAM: {"wait": 5.0, **control}}
-        request = Request(self.ids, op, source, params=params, syntax=syntax,
-                          session=name.encode())
+        request = Request(self.ids, op, source, params=params, syntax=syntax, session=name.encode())
         self.peer(name).send_multipart([b"", protocol.pack(request)])
         return self.ids
 
@@ -120,8 +120,13 @@ def test_one_fsync_per_turn_and_no_reply_before_it(harness, monkeypatch, overlap
 
     def fdatasync(fd: int) -> None:
         # (thread, replies still held, whether any peer could read a reply already)
-        syncs.append((threading.current_thread().name, len(h.server._outbox),
-                      any(sock.poll(0) for sock in h.peers.values())))
+        syncs.append(
+            (
+                threading.current_thread().name,
+                len(h.server._outbox),
+                any(sock.poll(0) for sock in h.peers.values()),
+            )
+        )
         real(fd)
 
     monkeypatch.setattr(os, "fdatasync", fdatasync)
@@ -139,8 +144,9 @@ def test_one_fsync_per_turn_and_no_reply_before_it(harness, monkeypatch, overlap
 
 
 @pytest.mark.parametrize("overlap", [False, True], ids=["in-the-loop", "in-the-sync-thread"])
-def test_a_failed_fsync_fails_the_waiting_replies_and_stops_the_server(harness, monkeypatch,
-                                                                      overlap):
+def test_a_failed_fsync_fails_the_waiting_replies_and_stops_the_server(
+    harness, monkeypatch, overlap
+):
     monkeypatch.setattr("pyzdb.server.OVERLAP_FSYNC", 0.0 if overlap else 60.0)
     h = harness()
     h.send("a", "execute", "db['x'] = 1")
@@ -160,10 +166,12 @@ def test_a_failed_fsync_fails_the_waiting_replies_and_stops_the_server(harness, 
     assert h.server._stopping and h.server.exit_code == 1
 
 
-@pytest.mark.parametrize("overlap", [False, True, None],
-                         ids=["in-the-loop", "in-the-sync-thread", "default-policy"])
-def test_no_reply_leaves_before_the_writes_it_may_reflect_are_durable(tmp_path, monkeypatch,
-                                                                      overlap):
+@pytest.mark.parametrize(
+    "overlap", [False, True, None], ids=["in-the-loop", "in-the-sync-thread", "default-policy"]
+)
+def test_no_reply_leaves_before_the_writes_it_may_reflect_are_durable(
+    tmp_path, monkeypatch, overlap
+):
     """The real loop (`serve_forever`, in this main thread, which the sandbox needs) over a slow
     disk, with writers and readers in threads on raw DEALER sockets. Each reply is checked on
     arrival against what the journal has made durable: its `seq` (the newest record when it
@@ -196,8 +204,14 @@ def test_no_reply_leaves_before_the_writes_it_may_reflect_are_durable(tmp_path, 
         sock.connect(uri)
         try:
             for request_id in range(1, count + 1):
-                request = Request(request_id, op, source, syntax=syntax, session=name.encode(),
-                                  params={CONTROL_PARAM: {"wait": 5.0}})
+                request = Request(
+                    request_id,
+                    op,
+                    source,
+                    syntax=syntax,
+                    session=name.encode(),
+                    params={CONTROL_PARAM: {"wait": 5.0}},
+                )
                 sock.send(protocol.pack(request))
                 if not sock.poll(10_000):
                     problems.append(f"{name}: no reply to request {request_id}")
@@ -207,17 +221,25 @@ def test_no_reply_leaves_before_the_writes_it_may_reflect_are_durable(tmp_path, 
                 if not reply.ok:
                     problems.append(f"{name}: {reply.error}")
                 if reply.seq > durable:
-                    problems.append(f"{name}: a reply reflecting seq {reply.seq} arrived while "
-                                    f"only seq {durable} was durable")
+                    problems.append(
+                        f"{name}: a reply reflecting seq {reply.seq} arrived while "
+                        f"only seq {durable} was durable"
+                    )
                 answered.append(name)
         finally:
             sock.close()
 
-    clients = [threading.Thread(target=client, args=(f"w{i}", "execute",
-                                                     f"db['w{i}'] = db.get('w{i}', 0) + 1",
-                                                     "exec", 15)) for i in range(4)]
-    clients += [threading.Thread(target=client, args=(f"r{i}", "query", "len(db)", "eval", 15))
-                for i in range(2)]
+    clients = [
+        threading.Thread(
+            target=client,
+            args=(f"w{i}", "execute", f"db['w{i}'] = db.get('w{i}', 0) + 1", "exec", 15),
+        )
+        for i in range(4)
+    ]
+    clients += [
+        threading.Thread(target=client, args=(f"r{i}", "query", "len(db)", "eval", 15))
+        for i in range(2)
+    ]
 
     def supervise() -> None:
         for thread in clients:
@@ -310,8 +332,9 @@ def test_an_expired_lease_rolls_back_and_frees_the_lock(harness):
 
 def test_a_repeated_request_is_answered_from_the_reply_cache(harness):
     h = harness()
-    request = Request(5, "execute", "db['n'] = db.get('n', 0) + 1\ndb['n']", syntax="exec",
-                      session=b"s")
+    request = Request(
+        5, "execute", "db['n'] = db.get('n', 0) + 1\ndb['n']", syntax="exec", session=b"s"
+    )
     h.peer("one").send_multipart([b"", protocol.pack(request)])
     h.turn(1)
     h.peer("two").send_multipart([b"", protocol.pack(request)])
@@ -326,12 +349,12 @@ def test_malformed_frames_get_error_replies(harness):
     sock = h.peer("bad")
     good = protocol.pack(Request(9, "ping"))
     frames = [
-        [b"", b"\x00garbage"],                      # not msgpack
-        [b"", good, good],                          # two payload frames
-        [b""],                                      # no payload
-        [b"", good[:5]],                            # truncated
-        [b"", good.replace(b"ping", b"pong")],      # unknown op, id still readable
-        [b"", msgpack.packb([2, 0, 1, "ping"])],    # unknown version
+        [b"", b"\x00garbage"],  # not msgpack
+        [b"", good, good],  # two payload frames
+        [b""],  # no payload
+        [b"", good[:5]],  # truncated
+        [b"", good.replace(b"ping", b"pong")],  # unknown op, id still readable
+        [b"", msgpack.packb([2, 0, 1, "ping"])],  # unknown version
     ]
     for message in frames:
         sock.send_multipart(message)
@@ -380,19 +403,29 @@ def _garbage(rng: random.Random, valid: bytes) -> list[bytes]:
         data[rng.randrange(len(data))] = rng.randrange(256)
         return [b"", bytes(data)]
     if kind == 2:
-        return [b"", valid[:rng.randrange(1, len(valid))]]
+        return [b"", valid[: rng.randrange(1, len(valid))]]
     if kind == 3:
         return [b"", *([valid] * rng.randrange(2, 5))]
     if kind == 4:
         return [rng.randbytes(3), valid]  # no delimiter: the envelope is the identity alone
     if kind == 5:
-        return [b"", msgpack.packb([rng.randrange(128), 0, 1, "query", "1", "db", {}, "eval",
-                                    b"", 0])]
+        return [
+            b"",
+            msgpack.packb([rng.randrange(128), 0, 1, "query", "1", "db", {}, "eval", b"", 0]),
+        ]
     if kind == 6:
-        fields = [1, 0, rng.choice([0, -1, 2**64 - 1, "1", None]), rng.choice(["query", "drop", 7]),
-                  rng.choice(["1", b"1", None]), rng.choice(["db", "_x", "", 3]),
-                  rng.choice([{}, [], {"_a": 1}, {1: 2}]), rng.choice(["eval", "single"]),
-                  rng.choice([b"", "s", b"x" * 100]), rng.choice([0, -5, "0"])]
+        fields = [
+            1,
+            0,
+            rng.choice([0, -1, 2**64 - 1, "1", None]),
+            rng.choice(["query", "drop", 7]),
+            rng.choice(["1", b"1", None]),
+            rng.choice(["db", "_x", "", 3]),
+            rng.choice([{}, [], {"_a": 1}, {1: 2}]),
+            rng.choice(["eval", "single"]),
+            rng.choice([b"", "s", b"x" * 100]),
+            rng.choice([0, -5, "0"]),
+        ]
         return [b"", msgpack.packb(fields)]
     if kind == 7:
         junk: object = rng.random()
@@ -410,8 +443,7 @@ def test_ten_thousand_bad_messages_never_stop_the_server(tmp_path):
         good = pyzdb.connect(server.uri, timeout=10)
         good["n"] = 0
         rng = random.Random(20240601)
-        valid = protocol.pack(Request(3, "query", "len(db)", params={"a": [1, 2]},
-                                      session=b"fuzz"))
+        valid = protocol.pack(Request(3, "query", "len(db)", params={"a": [1, 2]}, session=b"fuzz"))
         attackers = []
         for _ in range(5):
             sock = zmq.Context.instance().socket(zmq.DEALER)
@@ -432,7 +464,11 @@ def test_ten_thousand_bad_messages_never_stop_the_server(tmp_path):
                     # (which mutations reach the compiler depends on the order the ROUTER hands
                     # the attackers' messages over, and so on the reply cache).
                     assert reply.ok or reply.error.type in (
-                        "ProtocolError", "LockTimeout", "SyntaxError", "SecurityError")
+                        "ProtocolError",
+                        "LockTimeout",
+                        "SyntaxError",
+                        "SecurityError",
+                    )
                     count += 1
             return count
 
@@ -491,7 +527,9 @@ def test_hostile_queries_are_refused_and_the_server_keeps_serving(tmp_path):
 def test_the_console_script_refuses_a_public_bind(tmp_path):
     result = subprocess.run(
         [str(SERVER_SCRIPT), "--data", str(tmp_path / "data"), "--bind", "tcp://0.0.0.0:5599"],
-        capture_output=True, text=True, timeout=30,
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     assert result.returncode == 2
     assert "--insecure" in result.stderr

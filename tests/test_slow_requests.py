@@ -34,8 +34,12 @@ def verbose_server(tmp_path):
 
 def evaluations(server: ServerProcess, op: str) -> list[float]:
     """Seconds of each evaluation of an `op` request the server logged."""
-    return [float(seconds) for seconds in re.findall(
-        rf"request \d+ \({op}\) of session \w+ evaluated in ([0-9.]+) s", server.log())]
+    return [
+        float(seconds)
+        for seconds in re.findall(
+            rf"request \d+ \({op}\) of session \w+ evaluated in ([0-9.]+) s", server.log()
+        )
+    ]
 
 
 @pytest.mark.parametrize("client", ["sync", "asyncio"])
@@ -45,6 +49,7 @@ def test_a_slow_read_with_a_20_mb_reply_is_evaluated_once(verbose_server, client
         with pyzdb.connect(verbose_server.uri, timeout=120) as db:
             value = db.query(SLOW_BIG_READ, k=SLOW_K)
     else:
+
         async def run() -> list[str]:
             async with pyzdb.aio.connect(verbose_server.uri, timeout=120) as db:
                 return await db.query(SLOW_BIG_READ, k=SLOW_K)
@@ -80,8 +85,7 @@ def test_a_server_killed_during_a_slow_request_is_noticed_and_the_request_resent
 
         def slow_write() -> None:
             try:
-                result.append(db.execute(
-                    f"db['n'] += 1\n{SLOW}\ndb['n']", k=8))
+                result.append(db.execute(f"db['n'] += 1\n{SLOW}\ndb['n']", k=8))
             except BaseException as exc:
                 errors.append(exc)
 
@@ -104,8 +108,7 @@ def test_a_request_sent_while_the_server_is_down_is_delivered_when_it_comes_up(t
         db["n"] = 0
         server.kill()
         result: list[object] = []
-        writer = threading.Thread(target=lambda: result.append(
-            db.execute("db['n'] += 1\ndb['n']")))
+        writer = threading.Thread(target=lambda: result.append(db.execute("db['n'] += 1\ndb['n']")))
         writer.start()
         time.sleep(2.5)  # longer than the first checks of the connection
         server.restart()

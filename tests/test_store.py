@@ -231,25 +231,31 @@ MUTATIONS: dict[str, Any] = {
     "del big middle": lambda r: r["big"].__delitem__("k50"),
     "del big many": lambda r: [r["big"].pop(f"k{i}") for i in range(0, 100, 7)],
     # nested paths, lazily renumbered list children, several mutations in one unit
-    "insert then mutate shifted": lambda r: (r["n"].insert(0, [0]),
-                                             r["n"][4]["b"].__setitem__("c", 5)),
+    "insert then mutate shifted": lambda r: (
+        r["n"].insert(0, [0]),
+        r["n"][4]["b"].__setitem__("c", 5),
+    ),
     "pop(0) then mutate": lambda r: (r["n"].pop(0), r["n"][2]["b"].__setitem__("c", 5)),
     "sort then mutate": lambda r: (_sort(r["n"], key=len), r["n"][0].append("z")),
-    "reverse then mutate": lambda r: (r["n"].reverse(), r["n"][0].append("z"),
-                                      r["n"][1]["b"].pop("c")),
-    "del slice then mutate": lambda r: (r["n"].__delitem__(slice(0, 2)),
-                                        r["n"][0][1].append(4)),
+    "reverse then mutate": lambda r: (
+        r["n"].reverse(),
+        r["n"][0].append("z"),
+        r["n"][1]["b"].pop("c"),
+    ),
+    "del slice then mutate": lambda r: (r["n"].__delitem__(slice(0, 2)), r["n"][0][1].append(4)),
     "mutate deep": lambda r: r["n"][2][1].extend([4, 5]),
     "detached mutation": lambda r: r["n"].pop(1).__setitem__("a", 99),
     "detached from dict": lambda r: r["d"].pop("z").__setitem__("w", 5),
     "replaced then mutated": lambda r: (r["d"]["z"], r["d"].__setitem__("z", 1))[0].clear(),
     "cleared then mutated": lambda r: (r["d"]["y"], r["d"].clear())[0].append(3),
-    "detached then reinsert": lambda r: (r["n"].pop(3)["b"].__setitem__("c", 7),
-                                         r["n"].append(1)),
+    "detached then reinsert": lambda r: (r["n"].pop(3)["b"].__setitem__("c", 7), r["n"].append(1)),
     "delete and re-add key": lambda r: (r["d"].pop("x"), r["d"].__setitem__("x", 0)),
-    "big dict churn": lambda r: ([r["big"].pop(f"k{i}") for i in range(10, 60, 3)],
-                                 r["big"].__setitem__("k10", "back"),
-                                 r["big"].pop("k99"), r["big"].popitem()),
+    "big dict churn": lambda r: (
+        [r["big"].pop(f"k{i}") for i in range(10, 60, 3)],
+        r["big"].__setitem__("k10", "back"),
+        r["big"].pop("k99"),
+        r["big"].popitem(),
+    ),
     "clear then refill": lambda r: (r["d"].clear(), r["d"].update(a=1)),
 }
 
@@ -268,16 +274,22 @@ def test_big_dict_deletes_with_exact_positions(name: str, monkeypatch: Any) -> N
 
 def test_small_dict_deletes_with_order_snapshots(monkeypatch: Any) -> None:
     monkeypatch.setattr(store_module, "SMALL_DICT", 0)
-    for name in ("del d[k]", "del d[first]", "del b[1] keeps True", "pop(False) keeps 0",
-                 "delete and re-add key", "update self"):
+    for name in (
+        "del d[k]",
+        "del d[first]",
+        "del b[1] keeps True",
+        "pop(False) keeps 0",
+        "delete and re-add key",
+        "update self",
+    ):
         run_three_ways(MUTATIONS[name])
 
 
 def test_effects_have_normalised_paths_and_frozen_values() -> None:
-    effects = run_three_ways(lambda r: (r["l"].__setitem__(-1, "z"), r["l"].insert(-100, 0),
-                                        r["n"][-1].append([1])))
-    assert effects == [("set", ("l",), 7, "z"), ("ins", ("l",), 0, 0),
-                       ("ins", ("n", 4), 1, [1])]
+    effects = run_three_ways(
+        lambda r: (r["l"].__setitem__(-1, "z"), r["l"].insert(-100, 0), r["n"][-1].append([1]))
+    )
+    assert effects == [("set", ("l",), 7, "z"), ("ins", ("l",), 0, 0), ("ins", ("n", 4), 1, [1])]
     assert type(effects[2][3]) is list  # frozen: plain, not a TrackedList
 
 
@@ -442,8 +454,7 @@ def test_undo_redo_sequence_and_history() -> None:
         store.commit(f"db['k{i}'] = {i}")
     store.begin()
     store.commit("a read: no undo unit")
-    assert [h["label"] for h in store.history()] == ["db['k0'] = 0", "db['k1'] = 1",
-                                                    "db['k2'] = 2"]
+    assert [h["label"] for h in store.history()] == ["db['k0'] = 0", "db['k1'] = 1", "db['k2'] = 2"]
     assert store.undo() == [("del", (), "k2")]
     assert store.undo() == [("del", (), "k1")]
     assert [h["undone"] for h in store.history()] == [False, True, True]
@@ -549,10 +560,22 @@ def test_tracked_containers_cannot_be_made_directly_and_pickle_as_plain() -> Non
 
 
 def test_reads_are_inherited_from_dict_and_list() -> None:
-    for cls, names in ((TrackedDict, ("__getitem__", "__iter__", "__len__", "__contains__",
-                                      "get", "keys", "items", "values")),
-                       (TrackedList, ("__getitem__", "__iter__", "__len__", "__contains__",
-                                      "index", "count"))):
+    for cls, names in (
+        (
+            TrackedDict,
+            (
+                "__getitem__",
+                "__iter__",
+                "__len__",
+                "__contains__",
+                "get",
+                "keys",
+                "items",
+                "values",
+            ),
+        ),
+        (TrackedList, ("__getitem__", "__iter__", "__len__", "__contains__", "index", "count")),
+    ):
         for name in names:
             assert name not in cls.__dict__, f"{cls.__name__}.{name} must stay C-level"
 
@@ -580,10 +603,18 @@ def test_lazy_renumbering_is_correct_after_many_shifts() -> None:
 
 # -- property tests --------------------------------------------------------------------------
 
-KEYS = st.sampled_from([0, 1, True, False, 1.0, 2, -1, "a", "b", "", b"a", None, (1, "a"),
-                        (True,), (1.0, (2,))])
-SCALARS = (st.none() | st.booleans() | st.integers(-3, 3) | st.integers()
-           | st.floats(allow_nan=False) | st.text(max_size=3) | st.binary(max_size=3))
+KEYS = st.sampled_from(
+    [0, 1, True, False, 1.0, 2, -1, "a", "b", "", b"a", None, (1, "a"), (True,), (1.0, (2,))]
+)
+SCALARS = (
+    st.none()
+    | st.booleans()
+    | st.integers(-3, 3)
+    | st.integers()
+    | st.floats(allow_nan=False)
+    | st.text(max_size=3)
+    | st.binary(max_size=3)
+)
 TUPLES = st.recursive(SCALARS, lambda inner: st.tuples(inner, inner), max_leaves=4)
 VALUES = st.recursive(
     SCALARS | TUPLES,
@@ -614,8 +645,11 @@ def draw_op(data: Any, node: Any) -> Any:
     """
     draw = data.draw
     if isinstance(node, dict):
-        kind = draw(st.sampled_from(["set", "del", "pop", "popitem", "clear", "update",
-                                     "setdefault", "ior", "detach"]))
+        kind = draw(
+            st.sampled_from(
+                ["set", "del", "pop", "popitem", "clear", "update", "setdefault", "ior", "detach"]
+            )
+        )
         key, value = draw(KEYS), draw(VALUES)
         present = [k for k in node] or [key]
         old = draw(st.sampled_from(present))
@@ -639,15 +673,35 @@ def draw_op(data: Any, node: Any) -> Any:
             "detach": detach_value,
         }[kind]
     n = len(node)
-    kind = draw(st.sampled_from(["append", "extend", "insert", "pop", "del", "delslice",
-                                 "setslice", "setitem", "sort", "reverse", "clear", "imul",
-                                 "iadd", "remove", "detach"]))
+    kind = draw(
+        st.sampled_from(
+            [
+                "append",
+                "extend",
+                "insert",
+                "pop",
+                "del",
+                "delslice",
+                "setslice",
+                "setitem",
+                "sort",
+                "reverse",
+                "clear",
+                "imul",
+                "iadd",
+                "remove",
+                "detach",
+            ]
+        )
+    )
     value = draw(VALUES)
     values = draw(st.lists(VALUES, max_size=3))
     i = draw(st.integers(-n - 2, n + 2))
-    s = slice(draw(st.none() | st.integers(-n - 1, n + 1)),
-              draw(st.none() | st.integers(-n - 1, n + 1)),
-              draw(st.none() | st.sampled_from([1, 2, 3, -1, -2])))
+    s = slice(
+        draw(st.none() | st.integers(-n - 1, n + 1)),
+        draw(st.none() | st.integers(-n - 1, n + 1)),
+        draw(st.none() | st.sampled_from([1, 2, 3, -1, -2])),
+    )
     reverse = draw(st.booleans())
     times = draw(st.integers(-1, 2))
 
@@ -681,8 +735,9 @@ def draw_op(data: Any, node: Any) -> Any:
         "del": lambda lst: lst.__delitem__(i) if -len(lst) <= i < len(lst) else None,
         "delslice": lambda lst: lst.__delitem__(s),
         "setslice": setslice,
-        "setitem": lambda lst: (lst.__setitem__(i, copy.deepcopy(value))
-                                if -len(lst) <= i < len(lst) else None),
+        "setitem": lambda lst: (
+            lst.__setitem__(i, copy.deepcopy(value)) if -len(lst) <= i < len(lst) else None
+        ),
         "sort": lambda lst: lst.sort(key=repr, reverse=reverse),
         "reverse": lambda lst: lst.reverse(),
         "clear": lambda lst: lst.clear(),
@@ -769,8 +824,11 @@ def test_freeze_of_tree_is_plain() -> None:
     while stack:
         node = stack.pop()
         assert type(node) in (dict, list)
-        stack.extend(v for v in (node.values() if isinstance(node, dict) else node)
-                     if isinstance(v, (dict, list)))
+        stack.extend(
+            v
+            for v in (node.values() if isinstance(node, dict) else node)
+            if isinstance(v, (dict, list))
+        )
     assert marshal.loads(marshal.dumps(frozen)) == frozen
 
 
@@ -784,8 +842,7 @@ def test_augmented_assignment_does_not_copy_the_target() -> None:
     root["d"]["x"] *= 2
     effects = store.commit("aug")
     assert root["l"] is inner and root["l"][0] is first
-    assert effects == [("ins", ("l",), 1, 2), ("ins", ("l", 0), 1, 3),
-                       ("ins", ("d", "x"), 1, 1)]
+    assert effects == [("ins", ("l",), 1, 2), ("ins", ("l", 0), 1, 3), ("ins", ("d", "x"), 1, 1)]
     assert typed(root) == typed({"l": [[1, 3], 2], "d": {"x": [1, 1]}})
 
 
@@ -863,8 +920,7 @@ def test_a_refusal_during_loading_names_its_full_path() -> None:
 
 
 def test_reopening_a_database_loads_its_checkpoint(tmp_path: Any) -> None:
-    users = [{"id": i, "name": f"u{i}", "tags": ["a"] if i % 7 == 0 else []}
-             for i in range(5000)]
+    users = [{"id": i, "name": f"u{i}", "tags": ["a"] if i % 7 == 0 else []} for i in range(5000)]
     db = pyzdb.open(tmp_path, fsync="no")
     db["u"] = users
     db.checkpoint()

@@ -88,8 +88,10 @@ def test_install_checkpoint_starts_the_directory_over(tmp_path):
     again = Journal(directory)
     payload, records = again.recover()
     assert payload == {"tree": 1} and list(records) == [(101, ("r", 101))]
-    assert sorted(p.name for p in directory.iterdir() if p.name.endswith((".ckpt", ".log"))) \
-        == [f"checkpoint-{100:020d}.ckpt", f"journal-{101:020d}.log"]
+    assert sorted(p.name for p in directory.iterdir() if p.name.endswith((".ckpt", ".log"))) == [
+        f"checkpoint-{100:020d}.ckpt",
+        f"journal-{101:020d}.log",
+    ]
     again.close()
 
 
@@ -115,9 +117,11 @@ def test_records_from_the_memory_tail_equal_those_read_back_from_disk(tmp_path):
 def test_shadow_turns_whole_container_rewrites_into_replace_changes():
     shadow = Shadow(("l",), [3, 1, 2])
     assert shadow.apply(5, ("perm", ("l",), [1, 2, 0])) == [
-        Change(5, ("l",), "replace", [3, 1, 2], [1, 2, 3])]
+        Change(5, ("l",), "replace", [3, 1, 2], [1, 2, 3])
+    ]
     assert shadow.apply(6, ("splice", ("l",), 0, 2, [9])) == [
-        Change(6, ("l",), "replace", [1, 2, 3], [9, 3])]
+        Change(6, ("l",), "replace", [1, 2, 3], [9, 3])
+    ]
     assert shadow.apply(7, ("clear", ("l",))) == [Change(7, ("l",), "replace", [9, 3], [])]
     assert shadow.apply(8, ("set", ("other",), "k", 1)) == []
 
@@ -153,9 +157,11 @@ def test_a_replica_whose_primary_sends_garbage_keeps_serving(tmp_path):
             if fake.poll(200):
                 frames = fake.recv_multipart()
                 request = protocol.decode_request(frames[-1], protocol.MAX_REQUEST_SIZE)
-                garbage = [b"\x00not msgpack",
-                           protocol.pack(Reply(request.id, True, "a string", 0)),
-                           protocol.pack(Reply(request.id, True, {"token": 5}, 0))][answered]
+                garbage = [
+                    b"\x00not msgpack",
+                    protocol.pack(Reply(request.id, True, "a string", 0)),
+                    protocol.pack(Reply(request.id, True, {"token": 5}, 0)),
+                ][answered]
                 fake.send_multipart([frames[0], garbage])
                 answered += 1
         assert answered == 3

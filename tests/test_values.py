@@ -54,13 +54,35 @@ def nested(depth: int, kind: type = list) -> Any:
 
 
 STORABLE = {
-    "None": None, "True": True, "False": False, "int": 7, "negative": -3, "big int": 2 ** 100,
-    "float": 1.5, "-0.0": -0.0, "inf": float("inf"), "str": "é\x00", "bytes": b"\x00\xff",
-    "tuple": (1, (2.0, "a", None, b"")), "empty tuple": (), "list": [1, [2, [3]]],
-    "empty list": [], "dict": {"a": {"b": [1]}}, "empty dict": {}, "File": FILE,
+    "None": None,
+    "True": True,
+    "False": False,
+    "int": 7,
+    "negative": -3,
+    "big int": 2**100,
+    "float": 1.5,
+    "-0.0": -0.0,
+    "inf": float("inf"),
+    "str": "é\x00",
+    "bytes": b"\x00\xff",
+    "tuple": (1, (2.0, "a", None, b"")),
+    "empty tuple": (),
+    "list": [1, [2, [3]]],
+    "empty list": [],
+    "dict": {"a": {"b": [1]}},
+    "empty dict": {},
+    "File": FILE,
     "tuple with File": (FILE, (1, FILE)),
-    "dict keys": {2: "int", True: "bool", 2.5: "float", None: "none",
-                  b"k": "bytes", (1, ("a", None)): "tuple", "": "str", False: 0},
+    "dict keys": {
+        2: "int",
+        True: "bool",
+        2.5: "float",
+        None: "none",
+        b"k": "bytes",
+        (1, ("a", None)): "tuple",
+        "": "str",
+        False: 0,
+    },
     "list of flat dicts": [{"id": i, "name": f"u{i}"} for i in range(5)],
     "flat dicts and one nested": [{"a": 1}, {"b": [2]}, {"c": 3}],
     "dict of flat dicts": {"x": {"a": 1}, "y": {"b": 2.0}},
@@ -110,11 +132,23 @@ class Name(str):
 
 
 REFUSED = {
-    "set": {1}, "frozenset": frozenset({1}), "bytearray": bytearray(b"x"),
-    "memoryview": memoryview(b"x"), "complex": 1j, "function": lambda: 0, "object": object(),
-    "range": range(3), "type": int, "module": types, "OrderedDict": collections.OrderedDict(),
-    "defaultdict": collections.defaultdict(list), "Point": Point(1, 2), "Colour": Colour.RED,
-    "Name": Name("x"), "ellipsis": Ellipsis, "generator": (i for i in ()),
+    "set": {1},
+    "frozenset": frozenset({1}),
+    "bytearray": bytearray(b"x"),
+    "memoryview": memoryview(b"x"),
+    "complex": 1j,
+    "function": lambda: 0,
+    "object": object(),
+    "range": range(3),
+    "type": int,
+    "module": types,
+    "OrderedDict": collections.OrderedDict(),
+    "defaultdict": collections.defaultdict(list),
+    "Point": Point(1, 2),
+    "Colour": Colour.RED,
+    "Name": Name("x"),
+    "ellipsis": Ellipsis,
+    "generator": (i for i in ()),
     "dict_keys": {}.keys(),
 }
 
@@ -127,7 +161,8 @@ def test_refused_values_name_type_and_path(name: str) -> None:
         store.root["a"][2] = {"ok": 1, "bad": [0, REFUSED[name]]}
     assert str(info.value).startswith(f"cannot store {name} at db['a'][2]['bad'][1]: ")
     assert "pyzdb stores None, bool, int, float, str, bytes, tuple, list, dict and File" in str(
-        info.value)
+        info.value
+    )
     assert store.root == {"a": [0, 1, 2]}
     assert store.commit("refused") == [] and store.history() == []
 
@@ -135,15 +170,19 @@ def test_refused_values_name_type_and_path(name: str) -> None:
 def test_tuples_hold_only_immutable_values() -> None:
     store = Store()
     store.begin()
-    for bad, where in (((1, [2]), "db['t'][1]"), ((1, (2, {"a": 1})), "db['t'][1][1]"),
-                       ((FILE, {3}), "db['t'][1]")):
+    for bad, where in (
+        ((1, [2]), "db['t'][1]"),
+        ((1, (2, {"a": 1})), "db['t'][1][1]"),
+        ((FILE, {3}), "db['t'][1]"),
+    ):
         with pytest.raises(TypeError, match=r"inside a tuple at " + where.replace("[", r"\[")):
             store.root["t"] = bad
     assert store.commit("refused") == []
 
 
-@pytest.mark.parametrize("key", [frozenset({1}), FILE, object(), (1, frozenset()), 1j,
-                                 Name("k"), Colour.RED])
+@pytest.mark.parametrize(
+    "key", [frozenset({1}), FILE, object(), (1, frozenset()), 1j, Name("k"), Colour.RED]
+)
 def test_refused_keys(key: Any) -> None:
     store = Store({"d": {}})
     store.begin()
@@ -292,17 +331,20 @@ def test_file_from_path_and_bytes(tmp_path: Any) -> None:
     assert pyzdb.File is File
 
 
-@pytest.mark.parametrize("kwargs, error", [
-    ({"digest": "../../etc/passwd", "name": "x", "size": 1}, ValueError),
-    ({"digest": DIGEST.upper(), "name": "x", "size": 1}, ValueError),
-    ({"digest": DIGEST, "name": "x", "size": -1}, ValueError),
-    ({"digest": DIGEST, "name": "x", "size": True}, ValueError),
-    ({"digest": DIGEST, "name": b"x", "size": 1}, TypeError),
-    ({"digest": DIGEST, "name": "x"}, TypeError),
-    ({"data": "text", "name": "x"}, TypeError),
-    ({"data": b"blob", "name": "x", "size": 5}, ValueError),
-    ({"data": b"blob", "name": "x", "digest": "0" * 64}, ValueError),
-])
+@pytest.mark.parametrize(
+    "kwargs, error",
+    [
+        ({"digest": "../../etc/passwd", "name": "x", "size": 1}, ValueError),
+        ({"digest": DIGEST.upper(), "name": "x", "size": 1}, ValueError),
+        ({"digest": DIGEST, "name": "x", "size": -1}, ValueError),
+        ({"digest": DIGEST, "name": "x", "size": True}, ValueError),
+        ({"digest": DIGEST, "name": b"x", "size": 1}, TypeError),
+        ({"digest": DIGEST, "name": "x"}, TypeError),
+        ({"data": "text", "name": "x"}, TypeError),
+        ({"data": b"blob", "name": "x", "size": 5}, ValueError),
+        ({"data": b"blob", "name": "x", "digest": "0" * 64}, ValueError),
+    ],
+)
 def test_file_refuses_bad_fields(kwargs: dict[str, Any], error: type) -> None:
     with pytest.raises(error):
         File(**kwargs)
@@ -371,14 +413,25 @@ def test_thaw_file_refuses_other_frozensets() -> None:
 
 
 def test_freeze_gives_plain_marshal_able_copies() -> None:
-    value = {"l": [1, (FILE, 2)], "fd": [{"a": 1}, {"b": 2}], "mixed": [{"a": 1}, {"b": [2]}],
-             "dd": {"x": {"a": 1}}, "f": FILE, "t": (1, 2)}
+    value = {
+        "l": [1, (FILE, 2)],
+        "fd": [{"a": 1}, {"b": 2}],
+        "mixed": [{"a": 1}, {"b": [2]}],
+        "dd": {"x": {"a": 1}},
+        "f": FILE,
+        "t": (1, 2),
+    }
     store = Store(freeze(value))
     frozen = freeze(store.root)
     marker = frozenset({("pyzdb.File", DIGEST, "b.bin", 4)})
-    assert frozen == {"l": [1, (marker, 2)], "fd": [{"a": 1}, {"b": 2}],
-                      "mixed": [{"a": 1}, {"b": [2]}], "dd": {"x": {"a": 1}}, "f": marker,
-                      "t": (1, 2)}
+    assert frozen == {
+        "l": [1, (marker, 2)],
+        "fd": [{"a": 1}, {"b": 2}],
+        "mixed": [{"a": 1}, {"b": [2]}],
+        "dd": {"x": {"a": 1}},
+        "f": marker,
+        "t": (1, 2),
+    }
     assert marshal.loads(marshal.dumps(frozen)) == frozen
     for node in (frozen, frozen["fd"][0], frozen["mixed"][1]["b"], frozen["dd"]["x"]):
         assert type(node) in (dict, list)
@@ -411,8 +464,18 @@ def test_bulk_walks_restore_the_gc_state() -> None:
 
 
 def test_to_plain_copies_data_type_for_type() -> None:
-    value = {"t": (1, (2, "x")), "s": {1, 2}, "fs": frozenset({"a"}), "b": True, "i": 1,
-             "n": None, "by": b"x", "f": FILE, (1, 2): [1.5, {3: [4]}], 0: [{"a": 1}]}
+    value = {
+        "t": (1, (2, "x")),
+        "s": {1, 2},
+        "fs": frozenset({"a"}),
+        "b": True,
+        "i": 1,
+        "n": None,
+        "by": b"x",
+        "f": FILE,
+        (1, 2): [1.5, {3: [4]}],
+        0: [{"a": 1}],
+    }
     copied = to_plain(value)
     assert typed(copied) == typed(value)
     assert copied is not value and copied[(1, 2)] is not value[(1, 2)]
@@ -424,8 +487,11 @@ def test_to_plain_copies_data_type_for_type() -> None:
     while stack:
         node = stack.pop()
         assert type(node) in (dict, list)
-        stack.extend(v for v in (node.values() if isinstance(node, dict) else node)
-                     if isinstance(v, (dict, list)))
+        stack.extend(
+            v
+            for v in (node.values() if isinstance(node, dict) else node)
+            if isinstance(v, (dict, list))
+        )
     result["v"][0][0]["a"] = 2
     assert store.root["v"][0][0]["a"] == 1
 
@@ -437,12 +503,24 @@ def test_to_plain_of_mixed_tracked_and_plain() -> None:
     assert type(result[0]) is dict
 
 
-@pytest.mark.parametrize("name, value", [
-    ("function", lambda: 0), ("generator", (i for i in ())), ("range", range(3)),
-    ("dict_keys", {}.keys()), ("dict_items", {}.items()), ("type", int), ("module", types),
-    ("ellipsis", ...), ("complex", 1j), ("code", compile("1", "<q>", "eval")),
-    ("bytearray", bytearray()), ("object", object()), ("builtin_function_or_method", len),
-])
+@pytest.mark.parametrize(
+    "name, value",
+    [
+        ("function", lambda: 0),
+        ("generator", (i for i in ())),
+        ("range", range(3)),
+        ("dict_keys", {}.keys()),
+        ("dict_items", {}.items()),
+        ("type", int),
+        ("module", types),
+        ("ellipsis", ...),
+        ("complex", 1j),
+        ("code", compile("1", "<q>", "eval")),
+        ("bytearray", bytearray()),
+        ("object", object()),
+        ("builtin_function_or_method", len),
+    ],
+)
 def test_to_plain_refuses_non_data(name: str, value: Any) -> None:
     with pytest.raises(TypeError, match=f"query result contains {name} at result"):
         to_plain(value)
@@ -476,14 +554,17 @@ def test_to_plain_refuses_cycles_and_depth_but_keeps_shared_values() -> None:
 # -- expanded size ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("value", [
-    [{"a": 1, "b": "x"}, {"b": "y", "a": 2}],  # records, keys in another order
-    [{"a": 1}, {"b": 2}],  # same count, other keys
-    [{"a": 1, 2: "x"}, {"a": 1, 2.0: "y"}],  # keys that are equal across types
-    [{"a": 1}, {"a": [1, 2]}],  # a column that is not all scalars
-    [(1, "x"), [2.5, None], {1, 2}, frozenset({b"z"})],
-    {"k": [2**64, -2**63 - 1, 2**200, -(2**200)], "s": ["é" * 10, "\ud800", "a" * 40]},
-])
+@pytest.mark.parametrize(
+    "value",
+    [
+        [{"a": 1, "b": "x"}, {"b": "y", "a": 2}],  # records, keys in another order
+        [{"a": 1}, {"b": 2}],  # same count, other keys
+        [{"a": 1, 2: "x"}, {"a": 1, 2.0: "y"}],  # keys that are equal across types
+        [{"a": 1}, {"a": [1, 2]}],  # a column that is not all scalars
+        [(1, "x"), [2.5, None], {1, 2}, frozenset({b"z"})],
+        {"k": [2**64, -(2**63) - 1, 2**200, -(2**200)], "s": ["é" * 10, "\ud800", "a" * 40]},
+    ],
+)
 def test_expanded_size_bounds_the_wire_size(value: Any) -> None:
     wire = len(encode_value(value))
     assert wire <= expanded_size(value, 10**9)

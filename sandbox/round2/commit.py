@@ -6,8 +6,11 @@ although the request took several times its budget. Run with a 0.2 s budget.
 """
 
 CASES = [
-    {"name": "result-after-write", "expect": "LimitExceeded",
-     "why": "a write, then a result of 3,000,000 references to one list: encoding it is the "
-            "slow step",
-     "source": "db['late'] = 1\n[[0]] * 3000000"},
+    {
+        "name": "result-after-write",
+        "expect": "LimitExceeded",
+        "why": "a write, then a result of 3,000,000 references to one list: encoding it is the "
+        "slow step",
+        "source": "db['late'] = 1\n[[0]] * 3000000",
+    },
 ]

@@ -6,8 +6,14 @@ disk (ENOSPC) or a failing one (EIO) would fail it. Each case runs after that.
 """
 
 CASES = [
-    {"name": "failed-append", "why": "the write whose record cannot be appended",
-     "source": "db['big'] = 'z' * 5000"},
-    {"name": "failed-append-in-place", "why": "an in-place change of a stored list",
-     "source": "db['l'].extend([str(i) * 100 for i in range(50)])"},
+    {
+        "name": "failed-append",
+        "why": "the write whose record cannot be appended",
+        "source": "db['big'] = 'z' * 5000",
+    },
+    {
+        "name": "failed-append-in-place",
+        "why": "an in-place change of a stored list",
+        "source": "db['l'].extend([str(i) * 100 for i in range(50)])",
+    },
 ]

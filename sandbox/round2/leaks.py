@@ -7,12 +7,24 @@ written (the OS error named the file).
 """
 
 CASES = [
-    {"name": "index-of-function", "why": "list.index formats the repr of what it looked for",
-     "source": "[1].index(lambda: 0)"},
-    {"name": "remove-function", "why": "list.remove formats the repr too",
-     "source": "[1].remove(lambda: 0)"},
-    {"name": "exception-of-function", "why": "an exception carrying a function",
-     "source": "raise ValueError(len)"},
-    {"name": "compare-functions", "why": "an unorderable comparison names the types",
-     "source": "sorted([lambda: 1, lambda: 2])"},
+    {
+        "name": "index-of-function",
+        "why": "list.index formats the repr of what it looked for",
+        "source": "[1].index(lambda: 0)",
+    },
+    {
+        "name": "remove-function",
+        "why": "list.remove formats the repr too",
+        "source": "[1].remove(lambda: 0)",
+    },
+    {
+        "name": "exception-of-function",
+        "why": "an exception carrying a function",
+        "source": "raise ValueError(len)",
+    },
+    {
+        "name": "compare-functions",
+        "why": "an unorderable comparison names the types",
+        "source": "sorted([lambda: 1, lambda: 2])",
+    },
 ]

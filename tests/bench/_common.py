@@ -33,10 +33,17 @@ RECORD = b"r" * 99 + b"\n"
 def parser(description: str) -> argparse.ArgumentParser:
     """The options every script has: --quick (a smoke run) and --rounds."""
     result = argparse.ArgumentParser(description=description)
-    result.add_argument("--quick", action="store_true",
-                        help="tiny sizes: checks that the script runs, measures nothing")
-    result.add_argument("--rounds", type=int, default=None,
-                        help="interleaved rounds per figure (default 5; 1 with --quick)")
+    result.add_argument(
+        "--quick",
+        action="store_true",
+        help="tiny sizes: checks that the script runs, measures nothing",
+    )
+    result.add_argument(
+        "--rounds",
+        type=int,
+        default=None,
+        help="interleaved rounds per figure (default 5; 1 with --quick)",
+    )
     return result
 
 
@@ -120,8 +127,7 @@ def us(value: float) -> str:
 def machine() -> str:
     """Python version, CPUs and load: a run next to a busy neighbour says so in its title."""
     load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
-    return (f"Python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load average {load} "
-            "at the end")
+    return f"Python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load average {load} at the end"
 
 
 def print_figures(title: str, rows: list[list[str]]) -> None:
@@ -142,15 +148,17 @@ def profile_table(profile: cProfile.Profile, title: str, top: int = 12) -> str:
     rows = []
     for (filename, line, name), (_, calls, tottime, cumtime, _) in ranked:
         where = f"{_short(filename)}:{line}({name})" if line else name
-        rows.append([where, calls, f"{tottime:.3f}", f"{cumtime:.3f}",
-                     f"{100 * tottime / total:.1f}%"])
-    return format_table(["function (own time)", "calls", "tottime s", "cumtime s", "share"],
-                        rows, title)
+        rows.append(
+            [where, calls, f"{tottime:.3f}", f"{cumtime:.3f}", f"{100 * tottime / total:.1f}%"]
+        )
+    return format_table(
+        ["function (own time)", "calls", "tottime s", "cumtime s", "share"], rows, title
+    )
 
 
 def _short(filename: str) -> str:
     parts = Path(filename).parts
     for anchor in ("pyzdb", "RestrictedPython", "zmq", "msgpack"):
         if anchor in parts:
-            return "/".join(parts[len(parts) - 1 - parts[::-1].index(anchor):])
+            return "/".join(parts[len(parts) - 1 - parts[::-1].index(anchor) :])
     return Path(filename).name

@@ -55,24 +55,35 @@ def main() -> int:
         keys.init_keys(root / "keys")
         credential = keys.add_key(root / "keys", "bench", "admin", out=root / "bench.key")
         plain = ServerProcess(root / "plain", tcp=True, script=True).start()
-        keyed = ServerProcess(root / "keyed", "--keys", str(root / "keys"), tcp=True,
-                              script=True, key=credential).start()
+        keyed = ServerProcess(
+            root / "keyed", "--keys", str(root / "keys"), tcp=True, script=True, key=credential
+        ).start()
         try:
-            dbs = {"plain": pyzdb.connect(plain.uri, timeout=120),
-                   "curve": pyzdb.connect(keyed.uri, timeout=120, key=str(credential))}
+            dbs = {
+                "plain": pyzdb.connect(plain.uri, timeout=120),
+                "curve": pyzdb.connect(keyed.uri, timeout=120, key=str(credential)),
+            }
             for db in dbs.values():
-                db.execute(f"db['u'] = {USERS}\ndb['l'] = list(range(m))\ndb['x'] = 1\n"
-                           "db['big'] = b'b' * size", n=records, m=ints, size=big)
+                db.execute(
+                    f"db['u'] = {USERS}\ndb['l'] = list(range(m))\ndb['x'] = 1\n"
+                    "db['big'] = b'b' * size",
+                    n=records,
+                    m=ints,
+                    size=big,
+                )
                 assert len(db.query(SELECT_USERS)) == records // 100
             measures = {}
             for name, db in dbs.items():
-                measures[f"rtt-{name}"] = (lambda db=db: median_of(lambda: db["x"].get(), count))
-                measures[f"users-{name}"] = (
-                    lambda db=db: median_of(lambda: db.query(SELECT_USERS), heavy))
-                measures[f"ints-{name}"] = (
-                    lambda db=db: median_of(lambda: db.query(SELECT_INTS), heavy))
-                measures[f"big-{name}"] = (
-                    lambda db=db: median_of(lambda: db.query("db['big']"), heavy))
+                measures[f"rtt-{name}"] = lambda db=db: median_of(lambda: db["x"].get(), count)
+                measures[f"users-{name}"] = lambda db=db: median_of(
+                    lambda: db.query(SELECT_USERS), heavy
+                )
+                measures[f"ints-{name}"] = lambda db=db: median_of(
+                    lambda: db.query(SELECT_INTS), heavy
+                )
+                measures[f"big-{name}"] = lambda db=db: median_of(
+                    lambda: db.query("db['big']"), heavy
+                )
             for measure in measures.values():
                 measure()  # warm up connections and caches outside the rounds
             t = interleave(rounds, **measures)
@@ -84,21 +95,44 @@ def main() -> int:
     mib = big / 2**20
     per_mib = (t["big-curve"] - t["big-plain"]) / mib
     rows = [
-        ["(a) db['x'].get() round trip, CURVE", us(t["rtt-curve"]),
-         f"no keys {us(t['rtt-plain'])}", ratio(t["rtt-curve"], t["rtt-plain"]), "<= 1.2x",
-         _common.met(t["rtt-curve"] <= 1.2 * t["rtt-plain"])],
-        [f"(b) 1% of {records:,} records, CURVE", us(t["users-curve"]),
-         f"no keys {us(t['users-plain'])}", ratio(t["users-curve"], t["users-plain"]),
-         "<= 1.2x", _common.met(t["users-curve"] <= 1.2 * t["users-plain"])],
-        [f"(b) 1% of {ints:,} ints, CURVE", us(t["ints-curve"]),
-         f"no keys {us(t['ints-plain'])}", ratio(t["ints-curve"], t["ints-plain"]), "<= 1.2x",
-         _common.met(t["ints-curve"] <= 1.2 * t["ints-plain"])],
-        [f"(c) {mib:g} MiB reply, CURVE ({per_mib * 1000:.2f} ms/MiB more)",
-         us(t["big-curve"]), f"no keys {us(t['big-plain'])}",
-         ratio(t["big-curve"], t["big-plain"]), "report", "-"],
+        [
+            "(a) db['x'].get() round trip, CURVE",
+            us(t["rtt-curve"]),
+            f"no keys {us(t['rtt-plain'])}",
+            ratio(t["rtt-curve"], t["rtt-plain"]),
+            "<= 1.2x",
+            _common.met(t["rtt-curve"] <= 1.2 * t["rtt-plain"]),
+        ],
+        [
+            f"(b) 1% of {records:,} records, CURVE",
+            us(t["users-curve"]),
+            f"no keys {us(t['users-plain'])}",
+            ratio(t["users-curve"], t["users-plain"]),
+            "<= 1.2x",
+            _common.met(t["users-curve"] <= 1.2 * t["users-plain"]),
+        ],
+        [
+            f"(b) 1% of {ints:,} ints, CURVE",
+            us(t["ints-curve"]),
+            f"no keys {us(t['ints-plain'])}",
+            ratio(t["ints-curve"], t["ints-plain"]),
+            "<= 1.2x",
+            _common.met(t["ints-curve"] <= 1.2 * t["ints-plain"]),
+        ],
+        [
+            f"(c) {mib:g} MiB reply, CURVE ({per_mib * 1000:.2f} ms/MiB more)",
+            us(t["big-curve"]),
+            f"no keys {us(t['big-plain'])}",
+            ratio(t["big-curve"], t["big-plain"]),
+            "report",
+            "-",
+        ],
     ]
-    print_figures(f"curve_bench: pyzdb-server --keys vs no keys, {_common.machine()}, "
-                  f"median of {rounds} interleaved rounds", rows)
+    print_figures(
+        f"curve_bench: pyzdb-server --keys vs no keys, {_common.machine()}, "
+        f"median of {rounds} interleaved rounds",
+        rows,
+    )
     return 0
 
 

@@ -39,17 +39,22 @@ from server_process import ServerProcess
 
 import pyzdb
 
-USERS = ("[{'id': i, 'name': 'user%d' % i, 'age': i % 90, 'city': cities[i % 4], "
-         "'tags': ['t%d' % (i % 7), 'x']} for i in range(n)]")
+USERS = (
+    "[{'id': i, 'name': 'user%d' % i, 'age': i % 90, 'city': cities[i % 4], "
+    "'tags': ['t%d' % (i % 7), 'x']} for i in range(n)]"
+)
 CITIES = ["Paris", "Lyon", "Oslo", "Lima"]
 AGE_LOOP = "for u in db['users']:\n    u['age'] += 1"
 ONE_PERCENT = "[u for u in db['users'] if u['id'] % 100 == 7]"
-SLOW_READ = ("[u for u in db['users'] if sum(len(t) for t in u['tags']) + u['age'] >= 0 "
-             "and u['name'] * 8 != ''][:m]")
+SLOW_READ = (
+    "[u for u in db['users'] if sum(len(t) for t in u['tags']) + u['age'] >= 0 "
+    "and u['name'] * 8 != ''][:m]"
+)
 
 
 def without_gc(fn):
     """`fn` timed with the cyclic GC off, as the baselines are measured."""
+
     def timed() -> float:
         enabled = gc.isenabled()
         gc.disable()
@@ -58,6 +63,7 @@ def without_gc(fn):
         finally:
             if enabled:
                 gc.enable()
+
     return timed
 
 
@@ -81,55 +87,110 @@ def bench(root, count: int, rounds: int, profile: str | None) -> list[list[str]]
         if remote["users"].get() != plain or embedded["users"].get() != plain:
             raise AssertionError("pyzdb and plain Python disagree on the records")
 
-        got = interleave(rounds, pyzdb=lambda: seconds(lambda: remote["users"].get()),
-                         base=without_gc(lambda: msgpack.unpackb(msgpack.packb(plain))))
-        rows.append([f"(a) remote db['users'].get(), {count:,} records", ms(got["pyzdb"]),
-                     f"msgpack {ms(got['base'])}", ratio(got["pyzdb"], got["base"]), "<= 2x",
-                     _common.met(got["pyzdb"] <= 2 * got["base"])])
+        got = interleave(
+            rounds,
+            pyzdb=lambda: seconds(lambda: remote["users"].get()),
+            base=without_gc(lambda: msgpack.unpackb(msgpack.packb(plain))),
+        )
+        rows.append(
+            [
+                f"(a) remote db['users'].get(), {count:,} records",
+                ms(got["pyzdb"]),
+                f"msgpack {ms(got['base'])}",
+                ratio(got["pyzdb"], got["base"]),
+                "<= 2x",
+                _common.met(got["pyzdb"] <= 2 * got["base"]),
+            ]
+        )
 
-        got = interleave(rounds, pyzdb=lambda: seconds(lambda: embedded["users"].get()),
-                         base=without_gc(lambda: marshal.loads(marshal.dumps(plain))))
-        rows.append([f"(b) embedded db['users'].get(), {count:,} records", ms(got["pyzdb"]),
-                     f"marshal {ms(got['base'])}", ratio(got["pyzdb"], got["base"]), "<= 2x",
-                     _common.met(got["pyzdb"] <= 2 * got["base"])])
+        got = interleave(
+            rounds,
+            pyzdb=lambda: seconds(lambda: embedded["users"].get()),
+            base=without_gc(lambda: marshal.loads(marshal.dumps(plain))),
+        )
+        rows.append(
+            [
+                f"(b) embedded db['users'].get(), {count:,} records",
+                ms(got["pyzdb"]),
+                f"marshal {ms(got['base'])}",
+                ratio(got["pyzdb"], got["base"]),
+                "<= 2x",
+                _common.met(got["pyzdb"] <= 2 * got["base"]),
+            ]
+        )
 
         def fetch_and_filter() -> None:
             [u for u in remote["users"].get() if u["id"] % 100 == 7]
 
-        got = interleave(rounds, pyzdb=lambda: seconds(lambda: remote.query(ONE_PERCENT)),
-                         base=lambda: seconds(fetch_and_filter))
-        rows.append([f"(c) remote query of 1% of {count:,} records", ms(got["pyzdb"]),
-                     f"fetch all + filter {ms(got['base'])}", ratio(got["base"], got["pyzdb"])
-                     + " faster", ">= 5x", _common.met(got["base"] >= 5 * got["pyzdb"])])
+        got = interleave(
+            rounds,
+            pyzdb=lambda: seconds(lambda: remote.query(ONE_PERCENT)),
+            base=lambda: seconds(fetch_and_filter),
+        )
+        rows.append(
+            [
+                f"(c) remote query of 1% of {count:,} records",
+                ms(got["pyzdb"]),
+                f"fetch all + filter {ms(got['base'])}",
+                ratio(got["base"], got["pyzdb"]) + " faster",
+                ">= 5x",
+                _common.met(got["base"] >= 5 * got["pyzdb"]),
+            ]
+        )
 
         big = max(count // 4, 100)  # > 1 MiB of records
         base_reply = embedded.query(SLOW_READ, m=big)
         if remote.query(SLOW_READ, m=big) != base_reply:
             raise AssertionError("the slow read differs remotely")
-        got = interleave(rounds, pyzdb=lambda: seconds(lambda: remote.query(SLOW_READ, m=big)),
-                         base=lambda: seconds(lambda: embedded.query(SLOW_READ, m=big)))
-        rows.append([f"(f) slow read over the wire, {len(msgpack.packb(base_reply)) >> 10:,} KiB "
-                     "reply", ms(got["pyzdb"]), f"embedded {ms(got['base'])}",
-                     ratio(got["pyzdb"], got["base"]), "<= 1.5x",
-                     _common.met(got["pyzdb"] <= 1.5 * got["base"])])
+        got = interleave(
+            rounds,
+            pyzdb=lambda: seconds(lambda: remote.query(SLOW_READ, m=big)),
+            base=lambda: seconds(lambda: embedded.query(SLOW_READ, m=big)),
+        )
+        rows.append(
+            [
+                f"(f) slow read over the wire, {len(msgpack.packb(base_reply)) >> 10:,} KiB reply",
+                ms(got["pyzdb"]),
+                f"embedded {ms(got['base'])}",
+                ratio(got["pyzdb"], got["base"]),
+                "<= 1.5x",
+                _common.met(got["pyzdb"] <= 1.5 * got["base"]),
+            ]
+        )
         if profile == "(a)":
             _profile("(a)", lambda: remote["users"].get())
         remote.close()
 
     def build() -> float:
-        return seconds(lambda: embedded.execute(f"db['users'] = {USERS}", n=count,
-                                                cities=CITIES))
+        return seconds(lambda: embedded.execute(f"db['users'] = {USERS}", n=count, cities=CITIES))
 
     got = interleave(rounds, pyzdb=build, base=without_gc(lambda: users(count)))
-    rows.append([f"(d) execute db['users'] = [{count:,} records]", ms(got["pyzdb"]),
-                 f"plain {ms(got['base'])}", ratio(got["pyzdb"], got["base"]), "<= 3x",
-                 _common.met(got["pyzdb"] <= 3 * got["base"])])
+    rows.append(
+        [
+            f"(d) execute db['users'] = [{count:,} records]",
+            ms(got["pyzdb"]),
+            f"plain {ms(got['base'])}",
+            ratio(got["pyzdb"], got["base"]),
+            "<= 3x",
+            _common.met(got["pyzdb"] <= 3 * got["base"]),
+        ]
+    )
 
-    got = interleave(rounds, pyzdb=lambda: seconds(lambda: embedded.execute(AGE_LOOP)),
-                     base=without_gc(lambda: plain_age_loop(plain)))
-    rows.append([f"(e) for u in db['users']: u['age'] += 1, {count:,}", ms(got["pyzdb"]),
-                 f"plain {ms(got['base'])}", ratio(got["pyzdb"], got["base"]), "<= 5x",
-                 _common.met(got["pyzdb"] <= 5 * got["base"])])
+    got = interleave(
+        rounds,
+        pyzdb=lambda: seconds(lambda: embedded.execute(AGE_LOOP)),
+        base=without_gc(lambda: plain_age_loop(plain)),
+    )
+    rows.append(
+        [
+            f"(e) for u in db['users']: u['age'] += 1, {count:,}",
+            ms(got["pyzdb"]),
+            f"plain {ms(got['base'])}",
+            ratio(got["pyzdb"], got["base"]),
+            "<= 5x",
+            _common.met(got["pyzdb"] <= 5 * got["base"]),
+        ]
+    )
     if profile == "(b)":
         _profile("(b)", lambda: embedded["users"].get())
     elif profile == "(d)":
@@ -151,8 +212,12 @@ def _profile(figure: str, fn) -> None:
 
 def main() -> int:
     parser = _common.parser(__doc__.split("\n\n")[0])
-    parser.add_argument("--records", type=int, default=None,
-                        help="records in db['users'] (default 200,000; 2,000 with --quick)")
+    parser.add_argument(
+        "--records",
+        type=int,
+        default=None,
+        help="records in db['users'] (default 200,000; 2,000 with --quick)",
+    )
     parser.add_argument("--profile", choices=["(a)", "(b)", "(d)", "(e)"], default=None)
     args = parser.parse_args()
     count = args.records or (2_000 if args.quick else 200_000)
@@ -160,8 +225,11 @@ def main() -> int:
     gc.collect()
     with _common.scratch_dir() as root:
         rows = bench(root, count, rounds, args.profile)
-    print_figures(f"docs_bench: {count:,} records, {_common.machine()}, median of {rounds} "
-                  "interleaved rounds", rows)
+    print_figures(
+        f"docs_bench: {count:,} records, {_common.machine()}, median of {rounds} "
+        "interleaved rounds",
+        rows,
+    )
     return 0
 
 

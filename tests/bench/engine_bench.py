@@ -45,7 +45,7 @@ USERS = "[{'id': i, 'name': 'user%d' % i, 'age': i % 90} for i in range(n)]"
 
 
 def plain_comprehension(values: list[int]) -> list[int]:
-    return [v*v for v in values if v % 2]
+    return [v * v for v in values if v % 2]
 
 
 # -- (a) the comprehension ---------------------------------------------------------------------
@@ -58,13 +58,23 @@ def bench_query(root: Path, size: int, rounds: int) -> list[list[str]]:
         db.execute("db['l'] = list(range(n))", n=size)
         if db.query(QUERY) != plain_comprehension(values):
             raise AssertionError("the query and plain CPython disagree")
-        times = interleave(rounds, pyzdb=lambda: seconds(lambda: db.query(QUERY)),
-                           plain=lambda: seconds(lambda: plain_comprehension(values)))
+        times = interleave(
+            rounds,
+            pyzdb=lambda: seconds(lambda: db.query(QUERY)),
+            plain=lambda: seconds(lambda: plain_comprehension(values)),
+        )
     finally:
         db.close()
-    return [[f"(a) query comprehension, {size:,} ints", ms(times["pyzdb"]),
-             f"plain CPython {ms(times['plain'])}", ratio(times["pyzdb"], times["plain"]),
-             "<= 1.5x", _common.met(times["pyzdb"] <= 1.5 * times["plain"])]]
+    return [
+        [
+            f"(a) query comprehension, {size:,} ints",
+            ms(times["pyzdb"]),
+            f"plain CPython {ms(times['plain'])}",
+            ratio(times["pyzdb"], times["plain"]),
+            "<= 1.5x",
+            _common.met(times["pyzdb"] <= 1.5 * times["plain"]),
+        ]
+    ]
 
 
 # -- (b) commits -------------------------------------------------------------------------------
@@ -114,8 +124,9 @@ def durable_rates(db: pyzdb.Database, floor_path: Path, count: int) -> dict[str,
     return {name: count / total for name, total in spent.items()}
 
 
-def bench_commits(root: Path, durable: int, fast: int, rounds: int,
-                  profile: bool) -> tuple[list[list[str]], str | None]:
+def bench_commits(
+    root: Path, durable: int, fast: int, rounds: int, profile: bool
+) -> tuple[list[list[str]], str | None]:
     always = pyzdb.open(root / "always", fsync="always")
     nosync = pyzdb.open(root / "nosync", fsync="no")
     floor_file = root / "always" / "floor.log"  # same directory, same disk as the journal
@@ -125,27 +136,44 @@ def bench_commits(root: Path, durable: int, fast: int, rounds: int,
             commit_rate(db, 20)  # warm: compile cache, first segment
         samples = [durable_rates(always, floor_file, durable) for _ in range(rounds)]
         rates = {name: median([sample[name] for sample in samples]) for name in samples[0]}
-        rates |= interleave(rounds, nosync=lambda: commit_rate(nosync, fast),
-                            exec=lambda: plain_exec_rate(fast))
+        rates |= interleave(
+            rounds, nosync=lambda: commit_rate(nosync, fast), exec=lambda: plain_exec_rate(fast)
+        )
         report = None
         if profile:
             profiler = cProfile.Profile()
             profiler.runcall(commit_rate, nosync, fast)
             report = _common.profile_table(
-                profiler, f"where a fsync=no commit spends its time ({fast:,} commits, cProfile)")
+                profiler, f"where a fsync=no commit spends its time ({fast:,} commits, cProfile)"
+            )
     finally:
         always.close()
         nosync.close()
     rows = [
-        ["(b) execute += 1, fsync always", rate(rates["always"]),
-         f"append+fsync {rate(rates['floor'])}", ratio(rates["always"], rates["floor"]),
-         ">= 0.7x", _common.met(rates["always"] >= 0.7 * rates["floor"])],
-        ["(b) same vs append+fdatasync floor", rate(rates["always"]),
-         f"append+fdatasync {rate(rates['datasync'])}",
-         ratio(rates["always"], rates["datasync"]), "-", "-"],
-        ["(b) execute += 1, fsync no", rate(rates["nosync"]),
-         f"plain exec {rate(rates['exec'])}", ratio(rates["nosync"], rates["exec"]),
-         ">= 20,000/s", _common.met(rates["nosync"] >= 20000)],
+        [
+            "(b) execute += 1, fsync always",
+            rate(rates["always"]),
+            f"append+fsync {rate(rates['floor'])}",
+            ratio(rates["always"], rates["floor"]),
+            ">= 0.7x",
+            _common.met(rates["always"] >= 0.7 * rates["floor"]),
+        ],
+        [
+            "(b) same vs append+fdatasync floor",
+            rate(rates["always"]),
+            f"append+fdatasync {rate(rates['datasync'])}",
+            ratio(rates["always"], rates["datasync"]),
+            "-",
+            "-",
+        ],
+        [
+            "(b) execute += 1, fsync no",
+            rate(rates["nosync"]),
+            f"plain exec {rate(rates['exec'])}",
+            ratio(rates["nosync"], rates["exec"]),
+            ">= 20,000/s",
+            _common.met(rates["nosync"] >= 20000),
+        ],
     ]
     return rows, report
 
@@ -179,21 +207,30 @@ def reopen(directory: Path, effects: int) -> float:
     return elapsed
 
 
-def bench_recovery(root: Path, effects: int, per_unit: int, singles: int,
-                   rounds: int) -> list[list[str]]:
+def bench_recovery(
+    root: Path, effects: int, per_unit: int, singles: int, rounds: int
+) -> list[list[str]]:
     rows = []
-    for label, units, size in ((f"{effects // per_unit:,} units x {per_unit:,}",
-                                effects // per_unit, per_unit),
-                               (f"{singles:,} one-effect units", singles, 1)):
+    for label, units, size in (
+        (f"{effects // per_unit:,} units x {per_unit:,}", effects // per_unit, per_unit),
+        (f"{singles:,} one-effect units", singles, 1),
+    ):
         directory = root / f"journal-{size}"
         built = time.perf_counter()
         journal_bytes = build_journal(directory, units, size)
         built = time.perf_counter() - built
         total = units * size
         elapsed = interleave(rounds, reopen=lambda d=directory, n=total: reopen(d, n))["reopen"]
-        rows.append([f"(c) reopen {total:,} effects ({label})", f"{elapsed:.2f} s",
-                     f"journal {journal_bytes / 1e6:.0f} MB, built in {built:.1f} s",
-                     rate(total / elapsed, " effects/s"), "report", "-"])
+        rows.append(
+            [
+                f"(c) reopen {total:,} effects ({label})",
+                f"{elapsed:.2f} s",
+                f"journal {journal_bytes / 1e6:.0f} MB, built in {built:.1f} s",
+                rate(total / elapsed, " effects/s"),
+                "report",
+                "-",
+            ]
+        )
     return rows
 
 
@@ -225,8 +262,11 @@ def memory_child(kind: str, count: int, directory: str) -> None:
 
 
 def measure_child(kind: str, count: int, directory: Path) -> int:
-    done = subprocess.run([sys.executable, __file__, "--memory-child", kind, str(count),
-                           str(directory)], capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, __file__, "--memory-child", kind, str(count), str(directory)],
+        capture_output=True,
+        text=True,
+    )
     if done.returncode:
         raise RuntimeError(f"the {kind} memory child failed:\n{done.stderr}")
     grown, held = (int(word) for word in done.stdout.split())
@@ -242,17 +282,28 @@ def bench_memory(root: Path, count: int) -> list[list[str]]:
     loaded = measure_child("open", count, directory)
     rows = []
     for label, grown in (("after reopening", loaded), ("after building", built)):
-        rows.append([f"(d) RSS of {count:,} dicts, {label}", f"{grown / 2**20:.0f} MiB",
-                     f"plain {plain / 2**20:.0f} MiB", ratio(grown, plain), "<= 1.5x",
-                     _common.met(grown <= 1.5 * plain)])
+        rows.append(
+            [
+                f"(d) RSS of {count:,} dicts, {label}",
+                f"{grown / 2**20:.0f} MiB",
+                f"plain {plain / 2**20:.0f} MiB",
+                ratio(grown, plain),
+                "<= 1.5x",
+                _common.met(grown <= 1.5 * plain),
+            ]
+        )
     return rows
 
 
 def main() -> int:
     parser = _common.parser(__doc__.split("\n\n")[0])
     parser.add_argument("--no-profile", action="store_true", help="skip the cProfile of (b)")
-    parser.add_argument("--memory-child", nargs=3, metavar=("KIND", "COUNT", "DIR"),
-                        help="internal: one fresh-process memory measurement")
+    parser.add_argument(
+        "--memory-child",
+        nargs=3,
+        metavar=("KIND", "COUNT", "DIR"),
+        help="internal: one fresh-process memory measurement",
+    )
     args = parser.parse_args()
     if args.memory_child:
         kind, count, directory = args.memory_child
@@ -262,15 +313,22 @@ def main() -> int:
     big = 10_000 if args.quick else 1_000_000
     with _common.scratch_dir() as root:
         rows = bench_query(root, big, rounds)
-        commit_rows, report = bench_commits(root, 50 if args.quick else 1_000,
-                                            200 if args.quick else 20_000, rounds,
-                                            not args.no_profile)
+        commit_rows, report = bench_commits(
+            root,
+            50 if args.quick else 1_000,
+            200 if args.quick else 20_000,
+            rounds,
+            not args.no_profile,
+        )
         rows += commit_rows
-        rows += bench_recovery(root, big, 100 if args.quick else 1_000,
-                               1_000 if args.quick else 200_000, rounds)
+        rows += bench_recovery(
+            root, big, 100 if args.quick else 1_000, 1_000 if args.quick else 200_000, rounds
+        )
         rows += bench_memory(root, big)
-    print_figures(f"engine_bench: embedded pyzdb, {_common.machine()}, median of {rounds} "
-                  f"interleaved rounds", rows)
+    print_figures(
+        f"engine_bench: embedded pyzdb, {_common.machine()}, median of {rounds} interleaved rounds",
+        rows,
+    )
     if report:
         print(report)
     return 0

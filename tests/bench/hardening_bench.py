@@ -33,7 +33,7 @@ import _common
 
 HERE = Path(__file__).resolve().parents[2]
 
-WORKLOAD = r'''
+WORKLOAD = r"""
 import json, os, sys, tempfile, time
 sys.path.insert(0, sys.argv[1])
 n, small = int(sys.argv[2]), int(sys.argv[3])
@@ -62,26 +62,33 @@ def commits():
 timed(f"embedded: {small:,} small executes", commits)
 engine.close()
 print(json.dumps(out))
-'''
+"""
 
 
 def run_tree(tree: Path, n: int, small: int) -> dict[str, float]:
-    done = subprocess.run([sys.executable, "-c", WORKLOAD, str(tree), str(n), str(small)],
-                          capture_output=True, text=True, timeout=600,
-                          env={**os.environ, "PYTHONPATH": str(tree)})
+    done = subprocess.run(
+        [sys.executable, "-c", WORKLOAD, str(tree), str(n), str(small)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "PYTHONPATH": str(tree)},
+    )
     if done.returncode:
         raise RuntimeError(f"the workload failed on {tree}:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 #: A server of the tree given first: `python -c` puts the working directory first on sys.path.
-SERVER = ("import sys; sys.path.insert(0, sys.argv.pop(1)); import pyzdb.server as s; "
-          "assert s.__file__.startswith(sys.path[0]), s.__file__; "
-          "sys.exit(s.server_main(sys.argv[1:]))")
+SERVER = (
+    "import sys; sys.path.insert(0, sys.argv.pop(1)); import pyzdb.server as s; "
+    "assert s.__file__.startswith(sys.path[0]), s.__file__; "
+    "sys.exit(s.server_main(sys.argv[1:]))"
+)
 
 
-def remote(trees: dict[str, Path], small: int, batch: int = 50,
-           fsync: str = "no") -> dict[str, dict[str, float]]:
+def remote(
+    trees: dict[str, Path], small: int, batch: int = 50, fsync: str = "no"
+) -> dict[str, dict[str, float]]:
     """Seconds per tree for `small` gets and `small` increments, alternating batches."""
     import time
 
@@ -93,10 +100,23 @@ def remote(trees: dict[str, Path], small: int, batch: int = 50,
         for name, tree in trees.items():
             uri = f"ipc://{scratch}/{name}.sock"
             servers[name] = subprocess.Popen(
-                [sys.executable, "-c", SERVER, str(tree), "--data", str(scratch / name),
-                 "--bind", uri, "--fsync", fsync], env={**os.environ, "PYTHONPATH": str(tree)},
+                [
+                    sys.executable,
+                    "-c",
+                    SERVER,
+                    str(tree),
+                    "--data",
+                    str(scratch / name),
+                    "--bind",
+                    uri,
+                    "--fsync",
+                    fsync,
+                ],
+                env={**os.environ, "PYTHONPATH": str(tree)},
                 cwd=scratch,
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
             clients[name] = pyzdb.connect(uri, timeout=30)
             clients[name]["x"] = 1
             clients[name]["c"] = 0
@@ -113,9 +133,13 @@ def remote(trees: dict[str, Path], small: int, batch: int = 50,
                         else:
                             db.execute("db['c'] += 1")
                     spent[name][op] += time.perf_counter() - started
-        return {name: {f"remote: {small:,} db['x'].get()": spent[name]["get"],
-                       f"remote: {small:,} db['c'] += 1": spent[name]["incr"]}
-                for name in trees}
+        return {
+            name: {
+                f"remote: {small:,} db['x'].get()": spent[name]["get"],
+                f"remote: {small:,} db['c'] += 1": spent[name]["incr"],
+            }
+            for name in trees
+        }
     finally:
         for db in clients.values():
             db.close()
@@ -127,8 +151,12 @@ def remote(trees: dict[str, Path], small: int, batch: int = 50,
 
 def main() -> int:
     parser = _common.parser(__doc__.split("\n")[0])
-    parser.add_argument("--baseline", required=True, metavar="DIR",
-                        help="a directory holding the baseline's pyzdb package")
+    parser.add_argument(
+        "--baseline",
+        required=True,
+        metavar="DIR",
+        help="a directory holding the baseline's pyzdb package",
+    )
     args = parser.parse_args()
     rounds = _common.rounds_of(args)
     n, small = (2_000, 50) if args.quick else (100_000, 2_000)
@@ -142,8 +170,9 @@ def main() -> int:
         for fsync in ("no", "always"):
             far = remote(dict(trees), small, fsync=fsync)
             for name in got:
-                got[name].update({f"{key} (fsync {fsync})": value
-                                  for key, value in far[name].items()})
+                got[name].update(
+                    {f"{key} (fsync {fsync})": value for key, value in far[name].items()}
+                )
         for key in got["new"]:
             ratios.setdefault(key, []).append(got["new"][key] / got["old"][key])
             pairs.setdefault(key, []).append((got["new"][key], got["old"][key]))
@@ -152,10 +181,19 @@ def main() -> int:
         new = statistics.median(p[0] for p in pairs[key])
         old = statistics.median(p[1] for p in pairs[key])
         ratio = statistics.median(values)
-        rows.append([key, f"{new * 1000:.1f} ms", f"{old * 1000:.1f} ms", f"{ratio:.3f}",
-                     "<= 1.05", "yes" if ratio <= 1.05 else "NO"])
-    print(_common.format_table(["workload", "hardened", "baseline", "ratio", "target", "met"],
-                               rows))
+        rows.append(
+            [
+                key,
+                f"{new * 1000:.1f} ms",
+                f"{old * 1000:.1f} ms",
+                f"{ratio:.3f}",
+                "<= 1.05",
+                "yes" if ratio <= 1.05 else "NO",
+            ]
+        )
+    print(
+        _common.format_table(["workload", "hardened", "baseline", "ratio", "target", "met"], rows)
+    )
     return 0
 
 

@@ -74,9 +74,24 @@ class RedisAsDb:
 def start_redis(directory: Path) -> tuple[subprocess.Popen, int]:
     port = int(free_tcp_uri().rsplit(":", 1)[1])
     process = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", str(directory),
-         "--appendonly", "yes", "--appendfsync", "always", "--save", ""],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        [
+            "redis-server",
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(directory),
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "always",
+            "--save",
+            "",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     return process, port
 
 
@@ -124,8 +139,10 @@ def main() -> int:
             peer = RedisAsDb(client, records)
             pipe = client.pipeline(transaction=False)
             for key in range(records):
-                pipe.hset(f"user{key}", mapping={f"field{f}": f"{key}.{f}:" * 20
-                                                 for f in range(args.fields)})
+                pipe.hset(
+                    f"user{key}",
+                    mapping={f"field{f}": f"{key}.{f}:" * 20 for f in range(args.fields)},
+                )
                 if key % 1000 == 999:
                     pipe.execute()
             pipe.execute()
@@ -136,17 +153,29 @@ def main() -> int:
                     got = interleave(
                         rounds,
                         pyzdb=lambda name=name: run_ops(db, name, records, args.fields, ops),
-                        redis=lambda name=name: run_ops(peer, name, records, args.fields, ops))
+                        redis=lambda name=name: run_ops(peer, name, records, args.fields, ops),
+                    )
                     mine, theirs = got["pyzdb"], got["redis"]
-                    rows.append([f"(ycsb-{name}) one client, {records:,} records of "
-                                 f"{args.fields} fields", rate(mine), f"redis {rate(theirs)}",
-                                 f"{mine / theirs:.2f}x", ">= 1x", _common.met(mine >= theirs)])
+                    rows.append(
+                        [
+                            f"(ycsb-{name}) one client, {records:,} records of "
+                            f"{args.fields} fields",
+                            rate(mine),
+                            f"redis {rate(theirs)}",
+                            f"{mine / theirs:.2f}x",
+                            ">= 1x",
+                            _common.met(mine >= theirs),
+                        ]
+                    )
                 db.close()
         finally:
             process.terminate()
             process.wait(10)
-    print_figures(f"redis_peer: pyzdb vs Redis (appendfsync always), {_common.machine()}, "
-                  f"median of {rounds} interleaved rounds", rows)
+    print_figures(
+        f"redis_peer: pyzdb vs Redis (appendfsync always), {_common.machine()}, "
+        f"median of {rounds} interleaved rounds",
+        rows,
+    )
     return 0
 
 

@@ -34,7 +34,7 @@ from server_process import ServerProcess
 import pyzdb
 from pyzdb.bench import percentile
 
-FILL = ("for i in range(a, b): db['r'][i] = {'id': i, 'name': 'user%d' % i, 'v': i}")
+FILL = "for i in range(a, b): db['r'][i] = {'id': i, 'name': 'user%d' % i, 'v': i}"
 
 
 def start(data: Path, *args: str) -> ServerProcess:
@@ -99,8 +99,10 @@ def bench_lag(root: Path, count: int, seconds: float) -> list[list[str]]:
 
         context = multiprocessing.get_context("spawn")
         out = context.Queue()
-        writers = [context.Process(target=_writer, args=(primary.uri, count, seconds, out))
-                   for _ in range(2)]
+        writers = [
+            context.Process(target=_writer, args=(primary.uri, count, seconds, out))
+            for _ in range(2)
+        ]
         sampler = threading.Thread(target=watch)
         sampler.start()
         for process in writers:
@@ -122,21 +124,44 @@ def bench_lag(root: Path, count: int, seconds: float) -> list[list[str]]:
     p50, p99 = percentile(lag_ms, 50), percentile(lag_ms, 99)
     r50, r99 = percentile(lag_records, 50), percentile(lag_records, 99)
     return [
-        ["(a) replica lag p50 (ms)", ms(p50), f"write rtt p50 {ms(write_rtt)}",
-         f"{p50 / write_rtt:.2f}x", "report", "-"],
-        ["(a) replica lag p99 (ms)", ms(p99), f"write rtt p50 {ms(write_rtt)}",
-         f"{p99 / write_rtt:.2f}x", "report", "-"],
-        ["(a) replica lag p50/p99 (records)", f"{r50:.0f}/{r99:.0f}",
-         f"{rate(len(acks) / seconds, ' writes/s')}", f"{r99 / max(r50, 1):.2f}x", "report",
-         "-"],
+        [
+            "(a) replica lag p50 (ms)",
+            ms(p50),
+            f"write rtt p50 {ms(write_rtt)}",
+            f"{p50 / write_rtt:.2f}x",
+            "report",
+            "-",
+        ],
+        [
+            "(a) replica lag p99 (ms)",
+            ms(p99),
+            f"write rtt p50 {ms(write_rtt)}",
+            f"{p99 / write_rtt:.2f}x",
+            "report",
+            "-",
+        ],
+        [
+            "(a) replica lag p50/p99 (records)",
+            f"{r50:.0f}/{r99:.0f}",
+            f"{rate(len(acks) / seconds, ' writes/s')}",
+            f"{r99 / max(r50, 1):.2f}x",
+            "report",
+            "-",
+        ],
     ]
 
 
 # -- (b) read throughput -----------------------------------------------------------------------
 
 
-def _reader(primary: str, replicas: list[str], count: int, seconds: float,
-            start_at: float, out: multiprocessing.Queue) -> None:
+def _reader(
+    primary: str,
+    replicas: list[str],
+    count: int,
+    seconds: float,
+    start_at: float,
+    out: multiprocessing.Queue,
+) -> None:
     rng = random.Random()
     done = 0
     with pyzdb.connect(primary, read_uris=replicas, consistency="eventual", timeout=30) as db:
@@ -153,9 +178,10 @@ def read_rate(primary: str, replicas: list[str], count: int, seconds: float) -> 
     context = multiprocessing.get_context("spawn")
     out = context.Queue()
     start_at = time.time() + 2.0
-    readers = [context.Process(target=_reader,
-                               args=(primary, replicas, count, seconds, start_at, out))
-               for _ in range(4)]
+    readers = [
+        context.Process(target=_reader, args=(primary, replicas, count, seconds, start_at, out))
+        for _ in range(4)
+    ]
     for process in readers:
         process.start()
     total = sum(out.get() for _ in readers)
@@ -187,9 +213,17 @@ def bench_reads(root: Path, count: int, seconds: float, rounds: int) -> list[lis
             replica.close()
         primary.close()
     alone = results["alone"]
-    return [[f"(b) reads, {name} replica(s)", rate(results[key]), f"primary {rate(alone)}",
-             f"{results[key] / alone:.2f}x", "report", "-"]
-            for name, key in (("1", "one"), ("2", "two"), ("4", "four"))]
+    return [
+        [
+            f"(b) reads, {name} replica(s)",
+            rate(results[key]),
+            f"primary {rate(alone)}",
+            f"{results[key] / alone:.2f}x",
+            "report",
+            "-",
+        ]
+        for name, key in (("1", "one"), ("2", "two"), ("4", "four"))
+    ]
 
 
 # -- (c) sync from scratch -------------------------------------------------------------------------
@@ -213,8 +247,16 @@ def bench_sync(root: Path, count: int) -> list[list[str]]:
         if replica is not None:
             replica.close()
         primary.close()
-    return [[f"(c) new replica syncs {count:,} records", f"{sync:.2f} s",
-             f"primary recovery {recovery:.2f} s", f"{sync / recovery:.2f}x", "report", "-"]]
+    return [
+        [
+            f"(c) new replica syncs {count:,} records",
+            f"{sync:.2f} s",
+            f"primary recovery {recovery:.2f} s",
+            f"{sync / recovery:.2f}x",
+            "report",
+            "-",
+        ]
+    ]
 
 
 def main() -> int:
@@ -226,8 +268,11 @@ def main() -> int:
         rows = bench_lag(root, records, seconds * 2)
         rows += bench_reads(root, records, seconds, rounds)
         rows += bench_sync(root, 5_000 if args.quick else 1_000_000)
-    print_figures(f"replica_bench: replicas of pyzdb-server, {_common.machine()}, "
-                  f"median of {rounds} interleaved rounds", rows)
+    print_figures(
+        f"replica_bench: replicas of pyzdb-server, {_common.machine()}, "
+        f"median of {rounds} interleaved rounds",
+        rows,
+    )
     return 0
 
 

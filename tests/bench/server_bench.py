@@ -83,8 +83,9 @@ class Echo:
     def __init__(self, uri: str, pattern: str) -> None:
         import zmq
 
-        self.process = subprocess.Popen([sys.executable, "-c", ECHO_SERVER, uri, pattern],
-                                        stdout=subprocess.PIPE, text=True)
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", ECHO_SERVER, uri, pattern], stdout=subprocess.PIPE, text=True
+        )
         assert self.process.stdout is not None
         if self.process.stdout.readline().strip() != "ready":
             raise RuntimeError(f"the {pattern} echo server did not start on {uri}")
@@ -121,16 +122,19 @@ def median_round_trip(call: object, count: int) -> float:
 def bench_round_trips(root: Path, count: int, rounds: int) -> list[list[str]]:
     ipc = f"ipc://{root}/"
     servers = [start_server(root / "rtt-tcp"), start_server(root / "rtt-ipc", tcp=False)]
-    echoes = {"rep-tcp": Echo(free_tcp_uri(), "REP"), "rep-ipc": Echo(ipc + "echo-rep", "REP"),
-              "router-tcp": Echo(free_tcp_uri(), "ROUTER")}
+    echoes = {
+        "rep-tcp": Echo(free_tcp_uri(), "REP"),
+        "rep-ipc": Echo(ipc + "echo-rep", "REP"),
+        "router-tcp": Echo(free_tcp_uri(), "ROUTER"),
+    }
     clients = [pyzdb.connect(server.uri) for server in servers]
     try:
         measures = {}
         for name, db in zip(("pyzdb-tcp", "pyzdb-ipc"), clients, strict=True):
             db["x"] = 1
-            measures[name] = (lambda db=db: median_round_trip(lambda: db["x"].get(), count))
+            measures[name] = lambda db=db: median_round_trip(lambda: db["x"].get(), count)
         for name, echo in echoes.items():
-            measures[name] = (lambda echo=echo: median_round_trip(echo.round_trip, count))
+            measures[name] = lambda echo=echo: median_round_trip(echo.round_trip, count)
         embedded = pyzdb.open(root / "rtt-embedded", fsync="no")
         embedded["x"] = 1
         measures["embedded"] = lambda: median_round_trip(lambda: embedded["x"].get(), count)
@@ -146,17 +150,38 @@ def bench_round_trips(root: Path, count: int, rounds: int) -> list[list[str]]:
         for server in servers:
             server.close()
     return [
-        ["(a) db['x'].get() round trip, tcp", us(t["pyzdb-tcp"]),
-         f"REQ/REP echo {us(t['rep-tcp'])}", ratio(t["pyzdb-tcp"], t["rep-tcp"]),
-         "<= 1.6x", _common.met(t["pyzdb-tcp"] <= 1.6 * t["rep-tcp"])],
-        ["(a) same vs DEALER/ROUTER echo, tcp", us(t["pyzdb-tcp"]),
-         f"DEALER/ROUTER echo {us(t['router-tcp'])}", ratio(t["pyzdb-tcp"], t["router-tcp"]),
-         "-", "-"],
-        ["(a) same, embedded (engine only, no wire)", us(t["embedded"]),
-         f"REQ/REP echo tcp {us(t['rep-tcp'])}", ratio(t["embedded"], t["rep-tcp"]), "-", "-"],
-        ["(a) db['x'].get() round trip, ipc", us(t["pyzdb-ipc"]),
-         f"REQ/REP echo {us(t['rep-ipc'])}", ratio(t["pyzdb-ipc"], t["rep-ipc"]),
-         "-", "-"],
+        [
+            "(a) db['x'].get() round trip, tcp",
+            us(t["pyzdb-tcp"]),
+            f"REQ/REP echo {us(t['rep-tcp'])}",
+            ratio(t["pyzdb-tcp"], t["rep-tcp"]),
+            "<= 1.6x",
+            _common.met(t["pyzdb-tcp"] <= 1.6 * t["rep-tcp"]),
+        ],
+        [
+            "(a) same vs DEALER/ROUTER echo, tcp",
+            us(t["pyzdb-tcp"]),
+            f"DEALER/ROUTER echo {us(t['router-tcp'])}",
+            ratio(t["pyzdb-tcp"], t["router-tcp"]),
+            "-",
+            "-",
+        ],
+        [
+            "(a) same, embedded (engine only, no wire)",
+            us(t["embedded"]),
+            f"REQ/REP echo tcp {us(t['rep-tcp'])}",
+            ratio(t["embedded"], t["rep-tcp"]),
+            "-",
+            "-",
+        ],
+        [
+            "(a) db['x'].get() round trip, ipc",
+            us(t["pyzdb-ipc"]),
+            f"REQ/REP echo {us(t['rep-ipc'])}",
+            ratio(t["pyzdb-ipc"], t["rep-ipc"]),
+            "-",
+            "-",
+        ],
     ]
 
 
@@ -173,8 +198,8 @@ def bench_comprehension(root: Path, size: int, rounds: int) -> list[list[str]]:
     db = pyzdb.connect(server.uri, timeout=120)
     try:
         db.execute("db['l'] = list(range(n))", n=size)
-        local = lambda values: [v*v for v in values if v % 2]
-        local_sum = lambda values: sum(v*v for v in values if v % 2)
+        local = lambda values: [v * v for v in values if v % 2]
+        local_sum = lambda values: sum(v * v for v in values if v % 2)
         if db.query(COMPREHENSION) != local(list(range(size))):
             raise AssertionError("the server and the client disagree")
         t = interleave(
@@ -189,14 +214,30 @@ def bench_comprehension(root: Path, size: int, rounds: int) -> list[list[str]]:
         db.close()
         server.close()
     return [
-        [f"(b) db.query comprehension, {size:,} ints", _common.ms(t["query"]),
-         f"fetch+compute {_common.ms(t['fetch'])}", f"{t['fetch'] / t['query']:.2f}x faster",
-         ">= 5x faster", _common.met(t["fetch"] >= 5 * t["query"])],
-        ["(b) db.query sum(...) (small result)", _common.ms(t["query_sum"]),
-         f"fetch+sum {_common.ms(t['fetch_sum'])}",
-         f"{t['fetch_sum'] / t['query_sum']:.2f}x faster", "-", "-"],
-        ["(b) db['l'].get() alone (the fetch)", _common.ms(t["get"]),
-         f"fetch+compute {_common.ms(t['fetch'])}", ratio(t["get"], t["fetch"]), "-", "-"],
+        [
+            f"(b) db.query comprehension, {size:,} ints",
+            _common.ms(t["query"]),
+            f"fetch+compute {_common.ms(t['fetch'])}",
+            f"{t['fetch'] / t['query']:.2f}x faster",
+            ">= 5x faster",
+            _common.met(t["fetch"] >= 5 * t["query"]),
+        ],
+        [
+            "(b) db.query sum(...) (small result)",
+            _common.ms(t["query_sum"]),
+            f"fetch+sum {_common.ms(t['fetch_sum'])}",
+            f"{t['fetch_sum'] / t['query_sum']:.2f}x faster",
+            "-",
+            "-",
+        ],
+        [
+            "(b) db['l'].get() alone (the fetch)",
+            _common.ms(t["get"]),
+            f"fetch+compute {_common.ms(t['fetch'])}",
+            ratio(t["get"], t["fetch"]),
+            "-",
+            "-",
+        ],
     ]
 
 
@@ -223,12 +264,30 @@ def bench_group_commit(root: Path, requests: int, rounds: int) -> list[list[str]
     finally:
         server.close()
     return [
-        ["(c) += 1 durable, 8 clients vs 1", rate(r["eight"]), f"1 client {rate(r['one'])}",
-         ratio(r["eight"], r["one"]), ">= 4x", _common.met(r["eight"] >= 4 * r["one"])],
-        ["(c) += 1 durable, 1 client", rate(r["one"]), f"append+fsync {rate(r['floor'])}",
-         ratio(r["one"], r["floor"]), "-", "-"],
-        ["(c) += 1 durable, 8 clients", rate(r["eight"]), f"append+fsync {rate(r['floor'])}",
-         ratio(r["eight"], r["floor"]), "-", "-"],
+        [
+            "(c) += 1 durable, 8 clients vs 1",
+            rate(r["eight"]),
+            f"1 client {rate(r['one'])}",
+            ratio(r["eight"], r["one"]),
+            ">= 4x",
+            _common.met(r["eight"] >= 4 * r["one"]),
+        ],
+        [
+            "(c) += 1 durable, 1 client",
+            rate(r["one"]),
+            f"append+fsync {rate(r['floor'])}",
+            ratio(r["one"], r["floor"]),
+            "-",
+            "-",
+        ],
+        [
+            "(c) += 1 durable, 8 clients",
+            rate(r["eight"]),
+            f"append+fsync {rate(r['floor'])}",
+            ratio(r["eight"], r["floor"]),
+            "-",
+            "-",
+        ],
     ]
 
 
@@ -236,8 +295,12 @@ def bench_group_commit(root: Path, requests: int, rounds: int) -> list[list[str]
 
 
 def bench_memory(root: Path, count: int) -> list[list[str]]:
-    out = subprocess.run([sys.executable, "-c", PLAIN_USERS, USERS, str(count)], check=True,
-                         capture_output=True, text=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", PLAIN_USERS, USERS, str(count)],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
     plain_before, plain_after, held = (int(word) for word in out.split())
     if held != count:
         raise AssertionError(f"the plain process held {held} users, not {count}")
@@ -259,13 +322,30 @@ def bench_memory(root: Path, count: int) -> list[list[str]]:
     finally:
         server.close()
     rows = [
-        [f"(d) server RSS, {count:,} dicts loaded", _mib(loaded), f"plain {_mib(plain_after)}",
-         ratio(loaded, plain_after), "<= 1.5x", _common.met(loaded <= 1.5 * plain_after)],
-        ["(d) same, growth over the empty server", _mib(loaded - empty),
-         f"plain growth {_mib(plain_after - plain_before)}",
-         ratio(loaded - empty, plain_after - plain_before), "-", "-"],
-        ["(d) server RSS after building (no restart)", _mib(built), f"plain {_mib(plain_after)}",
-         ratio(built, plain_after), "-", "-"],
+        [
+            f"(d) server RSS, {count:,} dicts loaded",
+            _mib(loaded),
+            f"plain {_mib(plain_after)}",
+            ratio(loaded, plain_after),
+            "<= 1.5x",
+            _common.met(loaded <= 1.5 * plain_after),
+        ],
+        [
+            "(d) same, growth over the empty server",
+            _mib(loaded - empty),
+            f"plain growth {_mib(plain_after - plain_before)}",
+            ratio(loaded - empty, plain_after - plain_before),
+            "-",
+            "-",
+        ],
+        [
+            "(d) server RSS after building (no restart)",
+            _mib(built),
+            f"plain {_mib(plain_after)}",
+            ratio(built, plain_after),
+            "-",
+            "-",
+        ],
     ]
     return rows
 
@@ -283,8 +363,11 @@ def main() -> int:
         rows += bench_comprehension(root, big, rounds)
         rows += bench_group_commit(root, 40 if args.quick else 2_000, rounds)
         rows += bench_memory(root, big)
-    print_figures(f"server_bench: pyzdb-server and pyzdb.connect, {_common.machine()}, "
-                  f"median of {rounds} interleaved rounds", rows)
+    print_figures(
+        f"server_bench: pyzdb-server and pyzdb.connect, {_common.machine()}, "
+        f"median of {rounds} interleaved rounds",
+        rows,
+    )
     return 0
 
 

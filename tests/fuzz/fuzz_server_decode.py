@@ -27,8 +27,9 @@ MAX_MESSAGE = 1 << 16
 def one_input(data: bytes) -> None:
     provider = atheris.FuzzedDataProvider(data)
     count = provider.ConsumeIntInRange(1, 12)
-    frames = [b"peer"] + [provider.ConsumeBytes(provider.ConsumeIntInRange(0, 64))
-                          for _ in range(count - 1)]
+    frames = [b"peer"] + [
+        provider.ConsumeBytes(provider.ConsumeIntInRange(0, 64)) for _ in range(count - 1)
+    ]
     frames.append(provider.ConsumeBytes(provider.remaining_bytes()))
     envelope, rest = _split(frames)
     assert envelope and envelope[0] == b"peer"
@@ -44,10 +45,13 @@ def one_input(data: bytes) -> None:
 
 def seeds() -> list[bytes]:
     """Valid messages to start from: the test writes them to the corpus directory it passes."""
-    return [protocol.pack(protocol.Request(7, "query", "db['x']")),
-            protocol.pack(protocol.Request(2**40, "execute", "db['x'] = v", params={"v": [1]},
-                                           session=b"s" * 16)),
-            protocol.pack(protocol.Request(1, "ping"))]
+    return [
+        protocol.pack(protocol.Request(7, "query", "db['x']")),
+        protocol.pack(
+            protocol.Request(2**40, "execute", "db['x'] = v", params={"v": [1]}, session=b"s" * 16)
+        ),
+        protocol.pack(protocol.Request(1, "ping")),
+    ]
 
 
 if __name__ == "__main__":
