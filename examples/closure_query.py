@@ -18,7 +18,7 @@ import sys
 import tempfile
 
 import pyzdb
-from pyzdb.proxy import DatabaseAPI
+from pyzdb.api.proxy import DatabaseAPI
 
 #: A global the query reads: shipped by value with the request.
 FIELDS = ("name", "age")

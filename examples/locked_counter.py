@@ -20,7 +20,7 @@ import threading
 from collections.abc import Callable
 
 import pyzdb
-from pyzdb.proxy import DatabaseAPI
+from pyzdb.api.proxy import DatabaseAPI
 
 WORKERS = 4
 INCREMENTS = 25

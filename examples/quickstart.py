@@ -14,7 +14,7 @@ import sys
 import tempfile
 
 import pyzdb
-from pyzdb.proxy import DatabaseAPI
+from pyzdb.api.proxy import DatabaseAPI
 
 
 def open_database(where: str | None, stack: contextlib.ExitStack) -> DatabaseAPI:

@@ -19,7 +19,7 @@ import tempfile
 from typing import Any
 
 import pyzdb
-from pyzdb.proxy import DatabaseAPI
+from pyzdb.api.proxy import DatabaseAPI
 
 
 def open_database(where: str | None, stack: contextlib.ExitStack) -> DatabaseAPI:

@@ -19,8 +19,8 @@ A tour (embedded; `pyzdb.connect(uri)` gives the same interface over the network
 
 from typing import Any
 
-from .changes import Change
-from .errors import (
+from pyzdb.api.changes import Change
+from pyzdb.errors import (
     AuthenticationError,
     ConnectionError,
     Error,
@@ -32,16 +32,16 @@ from .errors import (
     ReplicaBehind,
     SecurityError,
 )
-from .values import File
-from .version import __version__
+from pyzdb.values import File
+from pyzdb.version import __version__
 
 #: Imported on first use, so a program that only connects to a server never loads the engine
 #: (nor RestrictedPython): the client does not know about the sandbox.
 _LAZY = {
     "open": ".embedded",
     "Database": ".embedded",
-    "connect": ".client",
-    "sandbox_rules": ".rules",
+    "connect": ".net.client",
+    "sandbox_rules": ".sandbox.rules",
 }
 
 

@@ -2,6 +2,6 @@
 
 import sys
 
-from .repl import main
+from pyzdb.cli.repl import main
 
 sys.exit(main())

@@ -25,7 +25,7 @@ from typing import Any
 _ELEMENT = 9
 #: UTF-8 bytes per character at most ('surrogatepass' writes a lone surrogate in 3).
 _UTF8_MAX = 4
-#: Types the wire codec writes with a marker (pyzdb.protocol): not native to msgpack.
+#: Types the wire codec writes with a marker (pyzdb.net.protocol): not native to msgpack.
 _MARKED = frozenset({tuple, set, frozenset})
 
 

@@ -13,15 +13,15 @@ import os
 import threading
 from typing import Any
 
-from .endpoint import in_use_hint
-from .engine import Engine, EngineConfig, RecoveryReport
-from .errors import Error, LimitExceeded, LockTimeout, SecurityError
-from .feed import DEFAULT_RETAIN, visible_seq, watch_reply
-from .info import RequestStats, engine_sections
-from .proxy import DatabaseAPI
-from .sandbox import Budget
-from .values import to_plain
-from .watch import EMBEDDED_POLL, Watch
+from pyzdb.api.proxy import DatabaseAPI
+from pyzdb.api.watch import EMBEDDED_POLL, Watch
+from pyzdb.engine import Engine, EngineConfig, RecoveryReport
+from pyzdb.errors import Error, LimitExceeded, LockTimeout, SecurityError
+from pyzdb.info import RequestStats, engine_sections
+from pyzdb.sandbox.runner import Budget
+from pyzdb.server.feed import DEFAULT_RETAIN, visible_seq, watch_reply
+from pyzdb.storage.endpoint import in_use_hint
+from pyzdb.values import to_plain
 
 
 class Database(DatabaseAPI):
@@ -148,7 +148,7 @@ class Database(DatabaseAPI):
         return self._engine.last_seq
 
     def watch(self, path: Any, since: int | None = None) -> Watch:
-        """Every change under `path` after `since`, in seq order (see `pyzdb.watch`)."""
+        """Every change under `path` after `since`, in seq order (see `pyzdb.api.watch`)."""
         return Watch(self._watch_poll, path, since, poll=EMBEDDED_POLL)
 
     def _watch_poll(self, params: dict[str, Any]) -> dict[str, Any]:

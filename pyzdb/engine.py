@@ -29,14 +29,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import protocol, sandbox
-from .errors import Error, LimitExceeded, ProtocolError
-from .journal import Journal
-from .labels import spell
-from .limits import late_overrun, unreplayable
-from .scope import resolve as resolve_scope
-from .store import Store
-from .values import File, measure, to_plain
+from pyzdb.api.labels import spell
+from pyzdb.errors import Error, LimitExceeded, ProtocolError
+from pyzdb.limits import late_overrun, unreplayable
+from pyzdb.net import protocol
+from pyzdb.sandbox import runner as sandbox
+from pyzdb.scope import resolve as resolve_scope
+from pyzdb.storage.journal import Journal
+from pyzdb.storage.store import Store
+from pyzdb.values import File, measure, to_plain
 
 log = logging.getLogger("pyzdb.engine")
 

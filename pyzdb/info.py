@@ -19,7 +19,7 @@ import sys
 import time
 from typing import Any
 
-from .version import __version__
+from pyzdb.version import __version__
 
 #: Values measured to estimate the tree's memory: `info` runs in the server's loop and must
 #: answer in milliseconds even for a tree of millions of values.

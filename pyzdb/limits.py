@@ -13,8 +13,8 @@ from __future__ import annotations
 import argparse
 import os
 
-from .errors import Error, LimitExceeded
-from .guards import Budget
+from pyzdb.errors import Error, LimitExceeded
+from pyzdb.sandbox.guards import Budget
 
 _UNITS = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
 
@@ -34,7 +34,7 @@ def unreplayable(directory: str, seq: int, exc: Exception) -> Error:
     Starting with the record left out would silently lose it and every later write that
     depends on it, so the operator decides, with `pyzdb-recover --until SEQ`.
     """
-    from .recover import locate
+    from pyzdb.cli.recover import locate
 
     where = locate(directory, seq)
     place = f" ({where[0]}, offset {where[1]})" if where is not None else ""

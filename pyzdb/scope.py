@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .errors import SecurityError
+from pyzdb.errors import SecurityError
 
 
 def resolve(root: dict[Any, Any], path: tuple[Any, ...]) -> dict[Any, Any]:

@@ -5,7 +5,7 @@ A value exists in three forms:
 * the *user* form: plain ``None bool int float str bytes tuple list dict`` and `File`, as a
   client writes it;
 * the *tree* form: the same with every dict and list replaced by the store's tracked subclasses
-  (`pyzdb.store` builds it; that step is called adoption and uses `validate` for its errors);
+  (`storage.store` builds it; that step is called adoption and uses `validate` for its errors);
 * the *frozen* form: plain containers again, each `File` replaced by the one-element
   ``frozenset({("pyzdb.File", digest, name, size)})``. `marshal` writes it in C, so the journal
   and checkpoints use it; a frozenset is a type the data model never stores, so the encoding is
@@ -631,7 +631,7 @@ def _plain_walk(value: Any, max_depth: int) -> Any:
 # -- result size on the wire ----------------------------------------------------------------
 #
 # A result may refer to one container many times (``[big] * 1000``). In this process that costs
-# nothing, but msgpack (the wire codec, `pyzdb.protocol.encode_value`) writes every reference in
+# nothing, but msgpack (the wire codec, `pyzdb.net.protocol.encode_value`) writes every reference in
 # full, so the size that counts against the result budget is the *expanded* one. The sizes below
 # are msgpack's: exact for most values, and otherwise a bound a few bytes over (where a C-level
 # pass was enough to decide), so a value within the budget here always encodes within it.

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import sys
 
-from pyzdb.journal import Journal
+from pyzdb.storage.journal import Journal
 
 
 def record(seq: int) -> tuple[str, int, str]:

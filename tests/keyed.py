@@ -13,7 +13,7 @@ from pathlib import Path
 
 from server_process import ServerProcess
 
-from pyzdb import keys
+from pyzdb.net import keys
 
 ROLES = {"admin": "admin", "writer": "write", "reader": "read"}
 SCOPED = {

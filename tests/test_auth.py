@@ -24,9 +24,9 @@ from keyed import Keyring
 from server_process import ServerProcess, free_tcp_uri
 
 import pyzdb
-import pyzdb.aio
-from pyzdb import keys
-from pyzdb.server import check_bind
+import pyzdb.net.aio
+from pyzdb.net import keys
+from pyzdb.server.loop import check_bind
 
 #: A refused handshake must be reported long before the connection's timeout.
 PROMPT = 2.0
@@ -96,7 +96,7 @@ def test_a_handshake_that_failed_before_the_first_request_is_reported(
         else:
 
             async def main(key: str | None = key) -> None:
-                async with pyzdb.aio.connect(server.uri, timeout=TIMEOUT, key=key) as db:
+                async with pyzdb.net.aio.connect(server.uri, timeout=TIMEOUT, key=key) as db:
                     for _ in range(2):  # the second on a socket made by the first's refusal
                         await asyncio.sleep(0.5)
                         started = time.monotonic()
@@ -117,15 +117,19 @@ def _unlisted_credential(keyring: Keyring, path: Path) -> str:
 
 def test_the_asyncio_client_uses_keys_too(server, keyring):
     async def main() -> None:
-        async with pyzdb.aio.connect(server.uri, timeout=TIMEOUT, key=keyring.key("writer")) as db:
+        async with pyzdb.net.aio.connect(
+            server.uri, timeout=TIMEOUT, key=keyring.key("writer")
+        ) as db:
             await db.execute("db['a'] = [1, 2]")
             assert await db.query("len(db['a'])") == 2
-        async with pyzdb.aio.connect(server.uri, timeout=TIMEOUT) as nokey:
+        async with pyzdb.net.aio.connect(server.uri, timeout=TIMEOUT) as nokey:
             started = time.monotonic()
             with pytest.raises(pyzdb.AuthenticationError, match="requires a key"):
                 await nokey.ping()
             assert time.monotonic() - started < PROMPT
-        async with pyzdb.aio.connect(server.uri, timeout=TIMEOUT, key=keyring.key("reader")) as db:
+        async with pyzdb.net.aio.connect(
+            server.uri, timeout=TIMEOUT, key=keyring.key("reader")
+        ) as db:
             with pytest.raises(pyzdb.SecurityError, match="needs the write role"):
                 await db.execute("db['a'] = 0")
             assert await db.query("db['a']") == [1, 2]
@@ -424,9 +428,9 @@ def test_the_repl_and_pyzdb_bench_take_a_key(server, keyring, tmp_path):
 
 def test_every_op_of_the_protocol_has_a_role_on_purpose():
     """An op missing from OP_ROLES needs admin (deny by default); a new op must be classified
-    deliberately, and a scoped key must not reach it unless pyzdb.tenancy confines it."""
-    from pyzdb.auth import OP_ROLES
-    from pyzdb.protocol import OPS
+    deliberately, and a scoped key must not reach it unless pyzdb.server.tenancy confines it."""
+    from pyzdb.net.protocol import OPS
+    from pyzdb.server.auth import OP_ROLES
 
     assert set(OPS) <= set(OP_ROLES), sorted(set(OPS) - set(OP_ROLES))
     assert set(OP_ROLES.values()) <= {"read", "write", "admin"}

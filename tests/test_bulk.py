@@ -11,11 +11,11 @@ from __future__ import annotations
 import pytest
 
 import pyzdb
-from pyzdb import protocol
-from pyzdb import store as store_module
 from pyzdb.bulk import nested_lists, wire_bound
 from pyzdb.errors import LimitExceeded
-from pyzdb.store import Store, TrackedDict, TrackedList
+from pyzdb.net import protocol
+from pyzdb.storage import store as store_module
+from pyzdb.storage.store import Store, TrackedDict, TrackedList
 from pyzdb.values import RESULT_DEPTH, SCALAR_TYPES, File, freeze, measure
 
 PLAIN = SCALAR_TYPES | {list, dict, tuple, set, frozenset}

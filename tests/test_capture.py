@@ -1,4 +1,4 @@
-"""Tests of `pyzdb.capture`: what a string, a lambda or a def becomes on the wire.
+"""Tests of `pyzdb.api.capture`: what a string, a lambda or a def becomes on the wire.
 
 Every captured request is also *run* with plain Python, the way the server binds it (the root
 under `root`, the params as globals), and compared with calling the original lambda or function
@@ -23,7 +23,7 @@ from string import ascii_lowercase
 
 import pytest
 
-from pyzdb.capture import (
+from pyzdb.api.capture import (
     MAX_SOURCE_BYTES,
     CaptureError,
     Request,
@@ -228,7 +228,11 @@ def test_multi_line_lambda_in_a_call_spanning_lines() -> None:
 
 
 def test_lambda_body_spanning_lines_outside_its_own_brackets_is_parenthesised() -> None:
-    f = lambda db: db["a"] + db["b"]
+    # fmt: off
+    f = (lambda db:
+         db["a"] +
+         db["b"])
+    # fmt: on
     assert check(f).source == '(db["a"] +\n         db["b"])'
     walrus = lambda db: (n := len(db["l"])) * n
     assert check(walrus).source == '(n := len(db["l"])) * n'
@@ -345,8 +349,7 @@ def test_recursive_def_does_not_ship_itself() -> None:
 
 
 def test_one_line_def() -> None:
-    def first(db):
-        return db["l"][0]  # noqa: E704
+    def first(db): return db["l"][0]  # noqa: E704  # fmt: skip
 
     assert check(first).source == 'def first(db): return db["l"][0]\nfirst(db)\n'
 
@@ -383,14 +386,13 @@ def test_def_in_a_class_body() -> None:
 
 
 def test_multi_line_strings_in_a_def_keep_their_exact_value() -> None:
+    # fmt: off
     def text(db):
-        return (
-            """first
+        return """first
    second
-"""
-            + f"""{db["a"]}
+""" + f"""{db["a"]}
         third"""
-        )
+    # fmt: on
 
     req = check(text)
     assert req.source.startswith('def text(db):\n        return """first\n   second\n')
@@ -595,9 +597,9 @@ def test_request_is_frozen_and_slotted() -> None:
 
 def test_capture_imports_nothing_from_the_server_side() -> None:
     # The client never needs RestrictedPython; capture may lean on `pyzdb.errors` only.
-    import pyzdb.capture
+    import pyzdb.api.capture
 
-    with open(pyzdb.capture.__file__, encoding="utf-8") as handle:
+    with open(pyzdb.api.capture.__file__, encoding="utf-8") as handle:
         tree = ast.parse(handle.read())
     imported = {
         alias.name
@@ -609,11 +611,11 @@ def test_capture_imports_nothing_from_the_server_side() -> None:
     assert not any(name.startswith("RestrictedPython") for name in imported)
     assert {name for name in imported if name.startswith("pyzdb")} == {
         "pyzdb.errors",
-        "pyzdb.sourcefind",
+        "pyzdb.api.sourcefind",
     }  # sourcefind: stdlib only (readline, sys)
-    import pyzdb.sourcefind
+    import pyzdb.api.sourcefind
 
-    with open(pyzdb.sourcefind.__file__, encoding="utf-8") as handle:
+    with open(pyzdb.api.sourcefind.__file__, encoding="utf-8") as handle:
         found = ast.parse(handle.read())
     assert not [
         node

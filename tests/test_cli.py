@@ -20,7 +20,7 @@ def run_eval(*args: str, stdin: str | None = None) -> subprocess.CompletedProces
         else [
             sys.executable,
             "-c",
-            "from pyzdb.cli import eval_main; raise SystemExit(eval_main())",
+            "from pyzdb.cli.evaluate import eval_main; raise SystemExit(eval_main())",
         ]
     )
     return subprocess.run(

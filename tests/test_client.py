@@ -1,4 +1,4 @@
-"""`pyzdb.connect` and `pyzdb.aio.connect` against live server processes.
+"""`pyzdb.connect` and `pyzdb.net.aio.connect` against live server processes.
 
 Covers what only a remote database has: retries through a server restart that apply a write
 once, timeouts that never hang, the lock as a lease (queued waiters, a dead holder rolled back,
@@ -23,9 +23,9 @@ import zmq
 from server_process import ServerProcess, free_tcp_uri
 
 import pyzdb
-import pyzdb.aio
-from pyzdb import protocol
-from pyzdb.client import CONTROL_PARAM, Connection
+import pyzdb.net.aio
+from pyzdb.net import protocol
+from pyzdb.net.client import CONTROL_PARAM, Connection
 
 
 @pytest.fixture
@@ -225,7 +225,7 @@ def test_a_request_is_one_frame_and_a_reply_may_carry_a_delimiter(client):
         else:
 
             async def run() -> list[object]:
-                async with pyzdb.aio.connect(uri, timeout=5) as db:
+                async with pyzdb.net.aio.connect(uri, timeout=5) as db:
                     return [await db.query("1") for _ in range(3)]
 
             answers = asyncio.run(run())
@@ -393,7 +393,7 @@ def test_files_are_read_through_the_connection(server, tmp_path):
 
 def test_aio_client_session(server):
     async def session() -> None:
-        async with pyzdb.aio.connect(server.uri) as db:
+        async with pyzdb.net.aio.connect(server.uri) as db:
             assert await db.get() == {}
             await db.execute("db['x'] = 3")
             assert await db["x"].get() == 3
@@ -423,7 +423,7 @@ def test_aio_client_session(server):
 
 def test_aio_tasks_wait_for_the_transaction_of_another_task(server):
     async def session() -> list[str]:
-        db = pyzdb.aio.connect(server.uri)
+        db = pyzdb.net.aio.connect(server.uri)
         order: list[str] = []
 
         async def holder() -> None:
@@ -446,7 +446,7 @@ def test_aio_tasks_wait_for_the_transaction_of_another_task(server):
 
 def test_aio_dead_uri_times_out():
     async def attempt() -> None:
-        db = pyzdb.aio.connect(free_tcp_uri(), timeout=0.5)
+        db = pyzdb.net.aio.connect(free_tcp_uri(), timeout=0.5)
         with pytest.raises(pyzdb.ConnectionError):
             await db.ping()
         await db.close()

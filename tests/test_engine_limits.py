@@ -16,10 +16,10 @@ from typing import Any
 import pytest
 
 import pyzdb
-from pyzdb import store as store_module
 from pyzdb.errors import LimitExceeded
-from pyzdb.protocol import encode_value
-from pyzdb.sandbox import Budget
+from pyzdb.net.protocol import encode_value
+from pyzdb.sandbox.runner import Budget
+from pyzdb.storage import store as store_module
 from pyzdb.values import expanded_size
 
 RESULT_BUDGET = 100_000

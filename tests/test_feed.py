@@ -18,10 +18,10 @@ import zmq
 from server_process import ServerProcess
 
 import pyzdb
-import pyzdb.aio
-from pyzdb import protocol
-from pyzdb.client import CONTROL_PARAM
-from pyzdb.protocol import Request
+import pyzdb.net.aio
+from pyzdb.net import protocol
+from pyzdb.net.client import CONTROL_PARAM
+from pyzdb.net.protocol import Request
 
 
 def take(watch, n):
@@ -230,7 +230,7 @@ def test_async_watch(data_dir):
     with ServerProcess(data_dir) as server:
 
         async def run():
-            async with pyzdb.aio.connect(server.uri) as db:
+            async with pyzdb.net.aio.connect(server.uri) as db:
                 await db["c"].set(0)
                 watch = db.watch("db['c']")
                 initial = await watch.__anext__()

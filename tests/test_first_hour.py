@@ -19,8 +19,8 @@ import pytest
 from server_process import ServerProcess
 
 import pyzdb
-from pyzdb.client import DEFAULT_TIMEOUT
-from pyzdb.sandbox import Budget
+from pyzdb.net.client import DEFAULT_TIMEOUT
+from pyzdb.sandbox.runner import Budget
 
 BIN = Path(sys.executable).parent
 SCRIPTS = ["pyzdb", "pyzdb-eval", "pyzdb-server", "pyzdb-bench"]

@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from server_process import ServerProcess
 
 import pyzdb
-from pyzdb import protocol
+from pyzdb.net import protocol
 
 FUZZ_TARGET = Path(__file__).resolve().parent / "fuzz" / "fuzz_server_decode.py"
 

@@ -16,7 +16,7 @@ from corpus import SEED, load_corpus
 from server_process import ServerProcess
 
 import pyzdb
-from pyzdb.capture import CaptureError
+from pyzdb.api.capture import CaptureError
 from pyzdb.values import freeze
 
 CASES = load_corpus()

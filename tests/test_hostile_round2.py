@@ -35,10 +35,10 @@ from hypothesis import strategies as st
 from server_process import ServerProcess
 
 import pyzdb
-from pyzdb import protocol
-from pyzdb.client import CONTROL_PARAM
-from pyzdb.fairness import FairReplyCache
-from pyzdb.sandbox import Budget
+from pyzdb.net import protocol
+from pyzdb.net.client import CONTROL_PARAM
+from pyzdb.sandbox.runner import Budget
+from pyzdb.server.fairness import FairReplyCache
 from pyzdb.values import freeze
 
 ROUND2 = Path(__file__).resolve().parent.parent / "sandbox" / "round2"

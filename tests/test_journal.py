@@ -22,7 +22,7 @@ import pytest
 from crash_writer import record
 
 from pyzdb.errors import Error
-from pyzdb.journal import _BATCH, Journal
+from pyzdb.storage.journal import _BATCH, Journal
 
 ROOT = Path(__file__).resolve().parent.parent
 CRASH_WRITER = Path(__file__).resolve().parent / "crash_writer.py"
@@ -406,7 +406,7 @@ def test_second_process_is_refused_with_the_holder_pid(tmp_path):
         [
             sys.executable,
             "-c",
-            "import sys; from pyzdb.journal import Journal; "
+            "import sys; from pyzdb.storage.journal import Journal; "
             "j = Journal(sys.argv[1]); print('locked', flush=True); sys.stdin.readline()",
             str(tmp_path / "data"),
         ],

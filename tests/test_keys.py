@@ -13,7 +13,7 @@ import pytest
 import zmq.auth
 
 import pyzdb
-from pyzdb import keys
+from pyzdb.net import keys
 
 KEYS_SCRIPT = Path(sys.executable).with_name("pyzdb-keys")
 

@@ -1,4 +1,4 @@
-"""pyzdb.protocol: the value codec type for type, messages, hostile bytes, errors both ways."""
+"""pyzdb.net.protocol: the value codec type for type, messages, hostile bytes, errors both ways."""
 
 from __future__ import annotations
 
@@ -14,10 +14,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pyzdb import protocol
-from pyzdb.client import CONTROL_PARAM as CONTROL
 from pyzdb.errors import ConnectionError, Error, LimitExceeded, ProtocolError, SecurityError
-from pyzdb.protocol import (
+from pyzdb.net import protocol
+from pyzdb.net.client import CONTROL_PARAM as CONTROL
+from pyzdb.net.protocol import (
     MAX_COLLISIONS,
     MAX_DEPTH,
     Encoded,

@@ -343,13 +343,13 @@ def test_blobs_are_copied_and_a_watch_fails_over_to_a_replica(primary, tmp_path)
 def test_asyncio_client_reads_its_writes_from_a_replica_and_waits_for_it(primary, tmp_path):
     import asyncio
 
-    import pyzdb.aio
+    import pyzdb.net.aio
 
     with ServerProcess(tmp_path / "replica", "--replica-of", primary.uri) as replica:
         wait_identical(primary, replica)
 
         async def run():
-            async with pyzdb.aio.connect(primary.uri, read_uris=[replica.uri]) as db:
+            async with pyzdb.net.aio.connect(primary.uri, read_uris=[replica.uri]) as db:
                 seen = []
                 for i in range(50):
                     await db["r"]["n"].set(i)
@@ -441,7 +441,7 @@ def test_a_replica_whose_key_the_primary_refuses_says_so_and_keeps_running(
 
 
 def test_key_without_replica_of_is_a_usage_error(tmp_path, capsys):
-    from pyzdb.server import server_main
+    from pyzdb.server.loop import server_main
 
     assert server_main(["--data", str(tmp_path / "d"), "--key", "x.pyzdb-key"]) == 2
     assert "--replica-of" in capsys.readouterr().err

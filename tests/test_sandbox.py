@@ -1,4 +1,4 @@
-"""pyzdb.sandbox: every rule, with an attempt to break it; the budgets; Python semantics kept.
+"""The sandbox: every rule, with an attempt to break it; the budgets; Python semantics kept.
 
 Budgets are small (`FAST`) so that bombs end in about a second. The corpus of hostile inputs
 (sandbox/corpus) is replayed at the end against `compile_request` + `run`, with the real store
@@ -18,11 +18,11 @@ import time
 import pytest
 from corpus import SEED, load_corpus
 
-from pyzdb import sandbox
 from pyzdb.errors import Error, LimitExceeded, SecurityError
-from pyzdb.guards import MAX_TUPLE_DEPTH
-from pyzdb.sandbox import Budget, compile_request, run
-from pyzdb.store import Store
+from pyzdb.sandbox import runner as sandbox
+from pyzdb.sandbox.guards import MAX_TUPLE_DEPTH
+from pyzdb.sandbox.runner import Budget, compile_request, run
+from pyzdb.storage.store import Store
 from pyzdb.values import File
 
 FAST = Budget(time=1.0, steps=2_000_000, max_size=1_000_000, memory=256 * 2**20)
@@ -454,7 +454,7 @@ def test_recursion_limit_gives_recursion_error_and_is_restored() -> None:
 
 def test_hard_kill_ends_a_process_stuck_in_c() -> None:
     code = (
-        "from pyzdb.sandbox import compile_request, run, Budget\n"
+        "from pyzdb.sandbox.runner import compile_request, run, Budget\n"
         "src = 'a = [1]\\nb = [1]\\nfor i in range(60):\\n    a = [a, a]\\n    b = [b, b]\\n"
         "a == b'\n"
         "run(compile_request(src, 'exec'), {}, Budget(time=0.3, kill_after=0.3))\n"

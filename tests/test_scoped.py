@@ -16,7 +16,7 @@ from corpus import SEED, load_corpus
 from keyed import Keyring, seed_tenants
 
 import pyzdb
-from pyzdb.capture import CaptureError
+from pyzdb.api.capture import CaptureError
 from pyzdb.values import freeze
 
 TIMEOUT = 10.0

@@ -22,10 +22,10 @@ import zmq
 from server_process import SERVER_SCRIPT, ServerProcess
 
 import pyzdb
-from pyzdb import protocol
-from pyzdb.client import CONTROL_PARAM
-from pyzdb.protocol import Reply, Request
-from pyzdb.server import ReplyCache, Server, ServerConfig, check_bind
+from pyzdb.net import protocol
+from pyzdb.net.client import CONTROL_PARAM
+from pyzdb.net.protocol import Reply, Request
+from pyzdb.server.loop import ReplyCache, Server, ServerConfig, check_bind
 
 # -- a server in this process, one turn at a time -----------------------------------------------
 
@@ -113,7 +113,7 @@ def harness(tmp_path):
 def test_one_fsync_per_turn_and_no_reply_before_it(harness, monkeypatch, overlap):
     # OVERLAP_FSYNC picks where the fdatasync runs: 0 makes every one slow enough for the
     # sync thread, a large value keeps them all in the loop.
-    monkeypatch.setattr("pyzdb.server.OVERLAP_FSYNC", 0.0 if overlap else 60.0)
+    monkeypatch.setattr("pyzdb.server.loop.OVERLAP_FSYNC", 0.0 if overlap else 60.0)
     h = harness()
     syncs: list[tuple[str, int, bool]] = []
     real = os.fdatasync
@@ -147,7 +147,7 @@ def test_one_fsync_per_turn_and_no_reply_before_it(harness, monkeypatch, overlap
 def test_a_failed_fsync_fails_the_waiting_replies_and_stops_the_server(
     harness, monkeypatch, overlap
 ):
-    monkeypatch.setattr("pyzdb.server.OVERLAP_FSYNC", 0.0 if overlap else 60.0)
+    monkeypatch.setattr("pyzdb.server.loop.OVERLAP_FSYNC", 0.0 if overlap else 60.0)
     h = harness()
     h.send("a", "execute", "db['x'] = 1")
     h.turn(1)
@@ -179,8 +179,8 @@ def test_no_reply_leaves_before_the_writes_it_may_reflect_are_durable(
     appends the next writes meanwhile; when the loop runs it, nothing can. By default a 20 ms
     fdatasync is slow enough for the sync thread."""
     if overlap is not None:
-        monkeypatch.setattr("pyzdb.server.OVERLAP_FSYNC", 0.0 if overlap else 60.0)
-    monkeypatch.setattr("pyzdb.server.IDLE_POLL", 0.05)  # stop() is seen at once
+        monkeypatch.setattr("pyzdb.server.loop.OVERLAP_FSYNC", 0.0 if overlap else 60.0)
+    monkeypatch.setattr("pyzdb.server.loop.IDLE_POLL", 0.05)  # stop() is seen at once
     scratch = tempfile.mkdtemp(prefix="pyzdb-")
     uri = f"ipc://{scratch}/server.sock"
     server = Server(ServerConfig(data=str(tmp_path / "data"), bind=uri))
@@ -295,7 +295,7 @@ def test_a_queued_request_gets_lock_timeout_after_its_wait(harness):
 
 
 def test_the_lock_queue_is_bounded(harness, monkeypatch):
-    monkeypatch.setattr("pyzdb.server.MAX_QUEUE", 1)
+    monkeypatch.setattr("pyzdb.server.loop.MAX_QUEUE", 1)
     h = harness()
     # One turn each: a ROUTER fair-queues its peers, so three peers' messages in one turn may
     # arrive in any order (b first would be served before the lock).

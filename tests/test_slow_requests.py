@@ -1,4 +1,4 @@
-"""A request that is merely slow is evaluated once and its reply delivered (pyzdb.liveness).
+"""A request that is merely slow is evaluated once and its reply delivered (pyzdb.net.liveness).
 
 The client resends only after the connection dropped, never because a reply is late: the
 server is counted evaluating each request (its `-v` log has one line per evaluation), and a
@@ -17,7 +17,7 @@ import pytest
 from server_process import ServerProcess, ping
 
 import pyzdb
-import pyzdb.aio
+import pyzdb.net.aio
 
 #: A read of a few seconds on a quiet machine (more under load: the server's time budget is
 #: raised to match) whose reply is 20 MB, far over the 1 MiB the reply cache keeps for reads.
@@ -51,7 +51,7 @@ def test_a_slow_read_with_a_20_mb_reply_is_evaluated_once(verbose_server, client
     else:
 
         async def run() -> list[str]:
-            async with pyzdb.aio.connect(verbose_server.uri, timeout=120) as db:
+            async with pyzdb.net.aio.connect(verbose_server.uri, timeout=120) as db:
                 return await db.query(SLOW_BIG_READ, k=SLOW_K)
 
         value = asyncio.run(run())

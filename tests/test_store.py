@@ -20,9 +20,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import pyzdb
-from pyzdb import store as store_module
 from pyzdb.errors import SecurityError
-from pyzdb.store import Store, TrackedDict, TrackedList
+from pyzdb.storage import store as store_module
+from pyzdb.storage.store import Store, TrackedDict, TrackedList
 from pyzdb.values import freeze, thaw_file, to_plain
 
 

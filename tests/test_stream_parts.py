@@ -11,11 +11,11 @@ import zmq
 from server_process import ServerProcess
 
 import pyzdb
-from pyzdb import protocol
-from pyzdb.changes import Change, Shadow, parse_path
+from pyzdb.api.changes import Change, Shadow, parse_path
 from pyzdb.errors import Error
-from pyzdb.journal import Journal
-from pyzdb.protocol import Reply
+from pyzdb.net import protocol
+from pyzdb.net.protocol import Reply
+from pyzdb.storage.journal import Journal
 
 
 def fresh(directory, **options) -> Journal:

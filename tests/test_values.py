@@ -16,8 +16,8 @@ import pytest
 
 import pyzdb
 from pyzdb.errors import Error, LimitExceeded
-from pyzdb.protocol import encode_value
-from pyzdb.store import Store, TrackedDict, TrackedList
+from pyzdb.net.protocol import encode_value
+from pyzdb.storage.store import Store, TrackedDict, TrackedList
 from pyzdb.values import (
     MAX_DEPTH,
     RESULT_DEPTH,

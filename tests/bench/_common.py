@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from pyzdb.bench import format_table, median
+from pyzdb.cli.bench import format_table, median
 
 #: tests/, where `server_process` lives: the scripts run as `python tests/bench/<name>.py`.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))

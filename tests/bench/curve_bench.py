@@ -26,7 +26,7 @@ from _common import interleave, print_figures, ratio, us
 from server_process import ServerProcess
 
 import pyzdb
-from pyzdb import keys
+from pyzdb.net import keys
 
 USERS = "[{'id': i, 'name': 'user%d' % i, 'group': i % 100} for i in range(n)]"
 SELECT_USERS = "[r for r in db['u'] if r['group'] == 7]"

@@ -37,7 +37,7 @@ import _common
 from _common import interleave, ms, print_figures, rate, ratio, seconds
 
 import pyzdb
-from pyzdb.bench import median
+from pyzdb.cli.bench import median
 
 QUERY = "[v*v for v in db['l'] if v % 2]"
 INCR = "db['c'] += 1"

@@ -6,7 +6,7 @@ Needs a local `redis-server` binary and redis-py (`pip install redis`; not a pyz
 and says so and exits 0 without them. Both servers start in temporary directories and fsync
 every write: pyzdb with `--fsync always` (its default), Redis with `appendonly yes` and
 `appendfsync always`. One client process runs the same operations against both through
-`pyzdb.ycsb.operation`: for Redis, an adapter maps them onto hashes the way YCSB's Redis binding
+`pyzdb.cli.ycsb.operation`: for Redis, an adapter maps them onto hashes the way YCSB's Redis binding
 does (a record is a hash `user<k>`; read HGETALL, update HSET of one field, insert HSET of all
 fields, scan a pipeline of HGETALL, read-modify-write HGETALL then HSET). Rounds alternate, and
 each figure is pyzdb's operations/s over Redis's in the same round (median of the rounds).
@@ -25,7 +25,7 @@ from _common import interleave, print_figures, rate, scratch_dir
 from server_process import ServerProcess, free_tcp_uri
 
 import pyzdb
-from pyzdb import ycsb
+from pyzdb.cli import ycsb
 
 
 class _RedisRow:

@@ -32,7 +32,7 @@ from _common import ms, print_figures, rate
 from server_process import ServerProcess
 
 import pyzdb
-from pyzdb.bench import percentile
+from pyzdb.cli.bench import percentile
 
 FILL = "for i in range(a, b): db['r'][i] = {'id': i, 'name': 'user%d' % i, 'v': i}"
 

@@ -34,7 +34,7 @@ from _common import interleave, print_figures, rate, ratio, seconds, us
 from server_process import ServerProcess, free_tcp_uri
 
 import pyzdb
-from pyzdb.bench import ClientPool
+from pyzdb.cli.bench import ClientPool
 
 COMPREHENSION = "[v*v for v in db['l'] if v % 2]"
 SUM = "sum(v*v for v in db['l'] if v % 2)"

@@ -17,9 +17,9 @@ import sys
 import atheris
 
 with atheris.instrument_imports():
-    from pyzdb import protocol
     from pyzdb.errors import ProtocolError
-    from pyzdb.server import _split, _split_control
+    from pyzdb.net import protocol
+    from pyzdb.server.loop import _split, _split_control
 
 MAX_MESSAGE = 1 << 16
 

@@ -1,0 +1,319 @@
+"""The lazy path proxy and the interface shared by the embedded and the remote database.
+
+`db['users'][3]` builds a `PathProxy` and sends nothing; a request leaves only when a value is
+needed (`.get()`, `len()`, `in`, iteration, a method call, an assignment). Each of those is one
+request of generated source (`db[k0][k1].append(a0)`) whose keys and arguments travel as
+parameters, never spliced into the text, so any key is safe and the compile cache hits.
+
+As in TinyDB's `Query`, item access never resolves to a method: `db['keys']` is the item named
+"keys", and `db.keys()` is the method. Attribute names starting with `_` are not methods of the
+stored data, so they raise AttributeError (that also keeps `copy`, `pickle` and IPython's
+probing from sending requests).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from pyzdb.api.capture import capture
+from pyzdb.api.hints import add_hints
+from pyzdb.api.labels import respell_notes, spell
+from pyzdb.api.proxyrules import path_step, refuse_value_operations, spell_step
+
+#: Methods of the stored types that never write: called through a read-only query, so they
+#: also work against a read-only replica.
+READ_METHODS = frozenset(
+    {
+        "get",
+        "keys",
+        "values",
+        "items",
+        "copy",
+        "count",
+        "index",
+        "startswith",
+        "endswith",
+        "find",
+        "lower",
+        "upper",
+        "split",
+        "strip",
+        "join",
+        "replace",
+        "isdigit",
+        "bit_length",
+    }
+)
+
+#: Dict methods that return live views: the proxy returns them as lists, like the seed did.
+VIEW_METHODS = frozenset({"keys", "values", "items"})
+
+
+class PathProxy:
+    """A path from the root; cheap to build, resolved on the server when used."""
+
+    __slots__ = ("_db", "_path", "_written")
+
+    def __init__(self, db: DatabaseAPI, path: tuple[Any, ...]) -> None:
+        self._db = db
+        self._path = path
+        self._written = False
+
+    def _target(self, params: dict[str, Any]) -> str:
+        steps = []
+        for index, key in enumerate(self._path):
+            if type(key) is slice:
+                steps.append(path_step(index, key, params))
+            else:
+                params[f"k{index}"] = key
+                steps.append(f"[k{index}]")
+        return "db" + "".join(steps)
+
+    def _ask(self, write: bool, template: str, syntax: str = "eval", **values: Any) -> Any:
+        params: dict[str, Any] = {}
+        target = self._target(params)
+        params.update(values)
+        source = template.format(t=target)
+        try:
+            return self._db._call(write, source, syntax, params)
+        except Exception as error:
+            respell_notes(error, source, spell(source, params))
+            add_hints(error, None, "execute")
+            raise
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def get(self, *args: Any) -> Any:
+        """The value at this path; with arguments it is the stored dict's own `get`."""
+        if args:
+            return self._method("get", args, {})
+        return self._ask(False, "{t}")
+
+    _run = get
+
+    def __len__(self) -> int:
+        return self._ask(False, "len({t})")
+
+    def __contains__(self, item: Any) -> bool:
+        return self._ask(False, "item in {t}", item=item)
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._ask(False, "list({t})"))
+
+    def __repr__(self) -> str:
+        return f"<pyzdb path {self._spelling()}>"
+
+    def _spelling(self) -> str:
+        """The path as the user wrote it: `db['users'][:2]`."""
+        return "db" + "".join(spell_step(key) for key in self._path)
+
+    # -- writing -----------------------------------------------------------------------------
+
+    def __getitem__(self, key: Any) -> PathProxy:
+        return PathProxy(self._db, self._path + (key,))
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        if _already_written(value, self._path + (key,)):
+            return
+        self[key]._ask(True, "{t} = value", "exec", value=value)
+
+    def __delitem__(self, key: Any) -> None:
+        self[key]._ask(True, "del {t}", "exec")
+
+    def _augment(self, operator: str, value: Any) -> PathProxy:
+        """`db['c'] += 1` in one request; the parent's `__setitem__` then sees it is done."""
+        self._ask(True, "{t} " + operator + " value", "exec", value=value)
+        done = PathProxy(self._db, self._path)
+        done._written = True
+        return done
+
+    def __iadd__(self, value: Any) -> PathProxy:
+        return self._augment("+=", value)
+
+    def __isub__(self, value: Any) -> PathProxy:
+        return self._augment("-=", value)
+
+    def __imul__(self, value: Any) -> PathProxy:
+        return self._augment("*=", value)
+
+    def __ior__(self, value: Any) -> PathProxy:
+        return self._augment("|=", value)
+
+    def __itruediv__(self, value: Any) -> PathProxy:
+        return self._augment("/=", value)
+
+    def __ifloordiv__(self, value: Any) -> PathProxy:
+        return self._augment("//=", value)
+
+    def __imod__(self, value: Any) -> PathProxy:
+        return self._augment("%=", value)
+
+    def __ipow__(self, value: Any) -> PathProxy:
+        return self._augment("**=", value)
+
+    def __iand__(self, value: Any) -> PathProxy:
+        return self._augment("&=", value)
+
+    def __ixor__(self, value: Any) -> PathProxy:
+        return self._augment("^=", value)
+
+    # -- methods of the stored value -----------------------------------------------------------
+
+    def __getattr__(self, name: str) -> Callable[..., Any]:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return lambda *args, **kwargs: self._method(name, args, kwargs)
+
+    def _method(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        values = {f"a{index}": arg for index, arg in enumerate(args)}
+        names = [f"a{index}" for index in range(len(args))]
+        for index, (key, arg) in enumerate(kwargs.items()):
+            values[f"w{index}"] = arg
+            names.append(f"{key}=w{index}")
+        template = "{t}." + name + "(" + ", ".join(names) + ")"
+        if name in VIEW_METHODS:
+            template = f"list({template})"
+        return self._ask(name not in READ_METHODS, template, **values)
+
+
+refuse_value_operations(PathProxy)
+
+
+def _already_written(value: Any, path: tuple[Any, ...]) -> bool:
+    return isinstance(value, PathProxy) and value._written and value._path == path
+
+
+class DatabaseAPI:
+    """What `pyzdb.open` and `pyzdb.connect` have in common; subclasses supply `_call`.
+
+    `_call(write, source, syntax, params, root)` evaluates one request and returns its result.
+    """
+
+    def _call(
+        self, write: bool, source: str, syntax: str, params: dict[str, Any], root: str = "db"
+    ) -> Any:
+        raise NotImplementedError
+
+    # -- the query model -----------------------------------------------------------------------
+
+    def query(self, expr: Any, /, **params: Any) -> Any:
+        """Evaluate one expression (a string or a lambda) read-only; return its value."""
+        try:
+            request = capture(expr, "query", params)
+            return self._call(False, request.source, request.syntax, request.params, request.root)
+        except Exception as error:  # a hint where the fix is known (`pyzdb.api.hints`)
+            add_hints(error, expr if isinstance(expr, str) else None, "query")
+            raise
+
+    def execute(self, source: Any, /, **params: Any) -> Any:
+        """Run statements atomically; return the value of the last statement if it is an
+        expression (else None)."""
+        try:
+            request = capture(source, "execute", params)
+            return self._call(True, request.source, request.syntax, request.params, request.root)
+        except Exception as error:  # a hint where the fix is known (`pyzdb.api.hints`)
+            add_hints(error, source if isinstance(source, str) else None, "execute")
+            raise
+
+    # -- the root as a path --------------------------------------------------------------------
+
+    def _root(self) -> PathProxy:
+        return PathProxy(self, ())
+
+    def __getitem__(self, key: Any) -> PathProxy:
+        return PathProxy(self, (key,))
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        self._root()[key] = value
+
+    def __delitem__(self, key: Any) -> None:
+        del self._root()[key]
+
+    def __contains__(self, key: Any) -> bool:
+        return key in self._root()
+
+    def __len__(self) -> int:
+        return len(self._root())
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._root())
+
+    def __bool__(self) -> bool:
+        return True
+
+    def get(self, *args: Any) -> Any:
+        """The whole tree; with arguments, the root dict's own `get(key, default)`."""
+        return self._root().get(*args)
+
+    _run = get
+
+    def keys(self) -> list[Any]:
+        return self._root()._method("keys", (), {})
+
+    def values(self) -> list[Any]:
+        return self._root()._method("values", (), {})
+
+    def items(self) -> list[Any]:
+        return self._root()._method("items", (), {})
+
+    # -- transactions ---------------------------------------------------------------------------
+
+    def lock(self) -> None:
+        raise NotImplementedError
+
+    def unlock(self) -> None:
+        raise NotImplementedError
+
+    def rollback(self) -> None:
+        raise NotImplementedError
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[DatabaseAPI]:
+        """Exclusive access over several requests, committed as one unit of undo.
+
+        Leaving the block by an exception rolls every request of it back.
+        """
+        self.lock()
+        try:
+            yield self
+        except BaseException:
+            self.rollback()
+            raise
+        self.unlock()
+
+    def save(self) -> None:
+        """The seed's name for `checkpoint()`."""
+        self.checkpoint()
+
+    def undo(self) -> bool:
+        raise NotImplementedError
+
+    def redo(self) -> bool:
+        raise NotImplementedError
+
+    def history(self) -> list[dict[str, Any]]:
+        raise NotImplementedError
+
+    def checkpoint(self) -> None:
+        raise NotImplementedError
+
+    def info(self) -> dict[str, dict[str, Any]]:
+        """The database's state in sections, like Redis INFO (see `pyzdb.info`)."""
+        raise NotImplementedError
+
+    def ping(self) -> None:
+        """Check the database answers (a round trip for a server; nothing in-process)."""
+
+    def __enter__(self) -> DatabaseAPI:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+
+__all__ = ["PathProxy", "DatabaseAPI", "READ_METHODS"]

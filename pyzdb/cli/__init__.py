@@ -1,0 +1,1 @@
+"""The console scripts: `pyzdb` (REPL), `pyzdb-eval`, `pyzdb-bench`, `pyzdb-recover`."""

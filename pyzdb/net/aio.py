@@ -1,0 +1,366 @@
+"""`pyzdb.net.aio.connect(uri)`: the remote database for asyncio, every request a coroutine.
+
+    db = pyzdb.net.aio.connect("tcp://127.0.0.1:5559")
+    await db.execute("db['x'] = 3")
+    await db['x'].get()                 # the path proxy: reads and methods are awaitable
+    await db['l'].append(4)
+    async with db.transaction(): ...
+    await db.close()
+
+Request building, the control values, the resend schedule, reply matching, error mapping and
+File readers are the sync client's (`pyzdb.net.client._Core`, `_Exchange`); only the socket loop
+below differs, by `await`. As with threads on a sync `Connection`, while one task holds the lock
+the other tasks of the same connection wait (up to the timeout) for it to be released.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import AsyncIterator
+from typing import Any
+
+import zmq
+import zmq.asyncio
+
+from pyzdb.api.capture import Mode, capture
+from pyzdb.api.hints import add_hints
+from pyzdb.api.proxy import PathProxy
+from pyzdb.api.watch import AsyncWatch
+from pyzdb.errors import ConnectionError, Error, LockTimeout, ReplicaBehind
+from pyzdb.net import curve, protocol
+from pyzdb.net.client import DEFAULT_TIMEOUT, _Channel, _Core, _Exchange, applied_by
+
+log = logging.getLogger("pyzdb.aio")
+
+
+class AsyncPathProxy(PathProxy):
+    """`db['a'][0]` of an `AsyncConnection`: every request it makes is a coroutine.
+
+    Python's `len()`, `in`, iteration and item assignment cannot await, so they are spelled
+    `await p.len()`, `await p.contains(x)`, `await p.get()`, `await p.set(v)`, `await
+    p.delete()`; methods of the stored value (`await p.append(1)`) work as in the sync proxy.
+    """
+
+    __slots__ = ()
+
+    def __getitem__(self, key: Any) -> AsyncPathProxy:
+        return AsyncPathProxy(self._db, self._path + (key,))
+
+    def set(self, value: Any) -> Any:
+        return self._ask(True, "{t} = value", "exec", value=value)
+
+    def delete(self) -> Any:
+        return self._ask(True, "del {t}", "exec")
+
+    def len(self) -> Any:
+        return self._ask(False, "len({t})")
+
+    def contains(self, item: Any) -> Any:
+        return self._ask(False, "item in {t}", item=item)
+
+    def _cannot(self, *args: Any) -> Any:
+        raise TypeError(
+            "an asyncio path proxy cannot do that without await: use "
+            "`await p.get()`, `await p.set(v)`, `await p.delete()`, `await p.len()` "
+            "or `await p.contains(x)`"
+        )
+
+    __setitem__ = __delitem__ = __len__ = __contains__ = __iter__ = __bool__ = _cannot
+    __iadd__ = __isub__ = __imul__ = __ior__ = _cannot
+
+
+class AsyncConnection:
+    """A remote pyzdb database for asyncio; see `connect`."""
+
+    def __init__(
+        self,
+        uri: str,
+        timeout: float = DEFAULT_TIMEOUT,
+        read_uris: list[str] | None = None,
+        *,
+        max_message: int = protocol.MAX_REQUEST_SIZE,
+        consistency: str = "read-your-writes",
+        key: str | os.PathLike[str] | None = None,
+    ) -> None:
+        self._core = _Core(uri, timeout, read_uris, max_message, consistency)
+        self._credential = curve.credential_for(key)
+        # A shadow of the process-wide context: asyncio sockets, one libzmq context.
+        self._context = zmq.asyncio.Context.shadow(zmq.Context.instance().underlying)
+        self._channels: dict[str, _Channel] = {}
+        self._mutex = asyncio.Lock()  # one request at a time; held across a lock()
+        self._owner: asyncio.Task[Any] | None = None  # the task holding the lock
+        self._heartbeat: asyncio.Task[None] | None = None
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"<pyzdb.net.aio.AsyncConnection {self._core.uri}>"
+
+    # -- requests ------------------------------------------------------------------------------
+
+    def _call(
+        self, write: bool, source: str, syntax: str, params: dict[str, Any], root: str = "db"
+    ) -> Any:
+        """The path proxy's hook: returns the coroutine that `await p.get()` awaits."""
+        return self._send(
+            "execute" if write else "query", source=source, syntax=syntax, params=params, root=root
+        )
+
+    async def _send(self, op: str, **fields: Any) -> Any:
+        if self._owner is not None and self._owner is asyncio.current_task():
+            return await self._exchange(self._core.prepare(op, **fields))
+        await self._acquire(self._core.timeout, "held it (a transaction)")
+        try:
+            exchange = self._core.prepare(op, **fields)
+            while True:
+                try:
+                    return await self._exchange(exchange)
+                except (ConnectionError, ReplicaBehind) as exc:
+                    exchange = self._core.reroute(exchange, exc)
+        finally:
+            self._mutex.release()
+
+    async def _acquire(self, timeout: float, what: str) -> None:
+        try:
+            await asyncio.wait_for(self._mutex.acquire(), timeout)
+        except asyncio.TimeoutError:
+            raise LockTimeout(
+                f"another task of this connection {what} for more than {timeout:g} s"
+            ) from None
+        if self._closed:
+            self._mutex.release()
+            raise Error("the connection is closed")
+
+    def _channel(self, uri: str) -> _Channel:
+        channel = self._channels.get(uri)
+        if channel is None:
+            channel = self._channels[uri] = _Channel(self._context, uri, self._credential)
+        return channel
+
+    async def _exchange(self, exchange: _Exchange, channel: _Channel | None = None) -> Any:
+        """`Connection._exchange` with awaits: send, wait, resend on a fresh socket if the
+        connection dropped."""
+        channel = channel or self._channel(exchange.uri)
+        await channel.send_async(exchange.frame)
+        while True:
+            if await channel.poll_async(exchange.wait_time()):
+                reply = exchange.accept(await channel.socket.recv_multipart())
+                if reply is not None:
+                    return self._core.outcome(exchange, reply, _no_blob_reader)
+            elif exchange.retry():
+                if channel.lost():
+                    channel.reset()
+                    await channel.send_async(exchange.frame)
+            else:
+                channel.reset()
+                raise exchange.timeout_error()
+
+    # -- the query model -----------------------------------------------------------------------
+
+    async def query(self, expr: Any, /, **params: Any) -> Any:
+        """Evaluate one expression (a string or a lambda) read-only; return its value."""
+        return await self._captured("query", expr, params)
+
+    async def execute(self, source: Any, /, **params: Any) -> Any:
+        """Run statements atomically; return the value of the last statement if it is an
+        expression (else None)."""
+        return await self._captured("execute", source, params)
+
+    async def _captured(self, kind: Mode, source: Any, params: dict[str, Any]) -> Any:
+        try:
+            request = capture(source, kind, params)
+            return await self._call(
+                kind == "execute", request.source, request.syntax, request.params, request.root
+            )
+        except Exception as error:  # a hint where the fix is known (`pyzdb.api.hints`)
+            add_hints(error, source if isinstance(source, str) else None, kind)
+            raise
+
+    def __getitem__(self, key: Any) -> AsyncPathProxy:
+        return AsyncPathProxy(self, (key,))  # type: ignore[arg-type]
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        raise TypeError("item assignment cannot await: use `await db[key].set(value)`")
+
+    def __delitem__(self, key: Any) -> None:
+        raise TypeError("item deletion cannot await: use `await db[key].delete()`")
+
+    def _root(self) -> AsyncPathProxy:
+        return AsyncPathProxy(self, ())  # type: ignore[arg-type]
+
+    async def get(self, *args: Any) -> Any:
+        """The whole tree; with arguments, the root dict's own `get(key, default)`."""
+        return await self._root().get(*args)
+
+    async def keys(self) -> list[Any]:
+        return await self._root()._method("keys", (), {})
+
+    async def values(self) -> list[Any]:
+        return await self._root()._method("values", (), {})
+
+    async def items(self) -> list[Any]:
+        return await self._root()._method("items", (), {})
+
+    async def len(self) -> int:
+        return await self._root().len()
+
+    async def contains(self, key: Any) -> bool:
+        return await self._root().contains(key)
+
+    async def read_file(self, file: Any) -> bytes:
+        """The bytes of a `pyzdb.File` this database stores (`File.read()` would block)."""
+        return await self._send("blob", source=file.digest)
+
+    async def ping(self) -> None:
+        await self._send("ping")
+
+    # -- the stream: info, the change feed, replicas ---------------------------------------------
+
+    @property
+    def last_seq(self) -> int:
+        """The newest journal seq this connection wrote or read."""
+        return self._core.last_seq
+
+    async def info(self) -> dict[str, dict[str, Any]]:
+        """The server's state in sections, like Redis INFO (see `pyzdb.info`)."""
+        return await self._send("info")
+
+    def watch(self, path: Any, since: int | None = None) -> AsyncWatch:
+        """`async for change in db.watch(path, since)`: see `pyzdb.Connection.watch`."""
+        return AsyncWatch(lambda params: self._send("watch", params=params), path, since)
+
+    async def wait_replicas(self, n: int, timeout: float) -> int:
+        """Wait until `n` replicas applied this connection's last write; how many did."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            count = applied_by(await self._send("info"), self._core.written_seq)
+            if count >= n or loop.time() >= deadline:
+                return count
+            await asyncio.sleep(0.01)
+
+    # -- undo, history, checkpoints ------------------------------------------------------------
+
+    async def undo(self) -> bool:
+        return await self._send("undo")
+
+    async def redo(self) -> bool:
+        return await self._send("redo")
+
+    async def history(self) -> list[dict[str, Any]]:
+        return await self._send("history")
+
+    async def checkpoint(self) -> None:
+        await self._send("checkpoint")
+
+    async def save(self) -> None:
+        """The seed's name for `checkpoint()`."""
+        await self.checkpoint()
+
+    # -- the lock --------------------------------------------------------------------------------
+
+    async def lock(self, timeout: float | None = None) -> None:
+        """Exclusive access for this task until `unlock()`; see `Connection.lock`."""
+        wait = self._core.timeout if timeout is None else timeout
+        if not wait >= 0:
+            raise ValueError(f"timeout must be None or seconds >= 0, not {timeout!r}")
+        if self._owner is not None and self._owner is asyncio.current_task():
+            raise Error("the database is already locked by this connection")
+        await self._acquire(wait, "held its lock")
+        try:
+            lease = await self._exchange(self._core.prepare("lock", wait=wait))
+        except BaseException:
+            self._mutex.release()
+            raise
+        self._core.holding = True
+        self._owner = asyncio.current_task()
+        self._heartbeat = asyncio.create_task(self._beat(lease / 3))
+
+    async def unlock(self) -> None:
+        await self._release("unlock")
+
+    async def rollback(self) -> None:
+        await self._release("rollback")
+
+    async def _release(self, op: str) -> None:
+        if not self._core.holding or self._owner is not asyncio.current_task():
+            raise Error("the database is not locked")
+        try:
+            await self._exchange(self._core.prepare(op))
+        except LockTimeout:
+            if op != "rollback":
+                raise
+        finally:
+            self._core.holding = False
+            self._owner = None
+            if self._heartbeat is not None:
+                self._heartbeat.cancel()
+                self._heartbeat = None
+            self._mutex.release()
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncConnection]:
+        """`async with db.transaction():` one unit, rolled back if the block raises."""
+        await self.lock()
+        try:
+            yield self
+        except BaseException:
+            await self.rollback()
+            raise
+        await self.unlock()
+
+    async def _beat(self, interval: float) -> None:
+        channel = _Channel(self._context, self._core.uri, self._credential)
+        try:
+            while True:
+                await asyncio.sleep(interval)
+                try:
+                    await self._exchange(
+                        self._core.prepare("ping", txn=False, limit=interval), channel
+                    )
+                except Error as exc:
+                    log.debug("heartbeat ping failed: %s", exc)
+        finally:
+            channel.close()
+
+    async def close(self) -> None:
+        """Roll back a transaction this task still holds, then close the sockets."""
+        if self._closed:
+            return
+        if self._core.holding and self._owner is asyncio.current_task():
+            with contextlib.suppress(Error):
+                await self._release("rollback")
+        if self._heartbeat is not None:  # another task's lock: the server's lease ends it
+            self._heartbeat.cancel()
+            self._heartbeat = None
+        self._closed = True
+        for channel in self._channels.values():
+            channel.close()
+        self._channels.clear()
+
+    async def __aenter__(self) -> AsyncConnection:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+
+def _no_blob_reader(digest: str) -> bytes:
+    raise Error("File.read() would block the event loop: use `await db.read_file(f)`")
+
+
+def connect(
+    uri: str = "tcp://127.0.0.1:5559",
+    timeout: float = DEFAULT_TIMEOUT,
+    read_uris: list[str] | None = None,
+    consistency: str = "read-your-writes",
+    key: str | os.PathLike[str] | None = None,
+) -> AsyncConnection:
+    """The asyncio twin of `pyzdb.connect` (`key` too); the connection opens on the first
+    request."""
+    return AsyncConnection(uri, timeout, read_uris, consistency=consistency, key=key)
+
+
+__all__ = ["connect", "AsyncConnection", "AsyncPathProxy"]

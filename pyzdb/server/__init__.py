@@ -1,0 +1,1 @@
+"""`pyzdb-server`: the ZeroMQ loop, its supervisor, locks, auth, feeds and replicas."""
