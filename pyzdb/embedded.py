@@ -18,6 +18,7 @@ from pyzdb.api.watch import EMBEDDED_POLL, Watch
 from pyzdb.engine import Engine, EngineConfig, RecoveryReport
 from pyzdb.errors import Error, LimitExceeded, LockTimeout, SecurityError
 from pyzdb.info import RequestStats, engine_sections
+from pyzdb.limits import ROOT_NAME
 from pyzdb.sandbox.runner import Budget
 from pyzdb.server.feed import DEFAULT_RETAIN, visible_seq, watch_reply
 from pyzdb.storage.endpoint import in_use_hint
@@ -40,7 +41,7 @@ class Database(DatabaseAPI):
         return self._engine.recovery
 
     def _call(
-        self, write: bool, source: str, syntax: str, params: dict[str, Any], root: str = "db"
+        self, write: bool, source: str, syntax: str, params: dict[str, Any], root: str = ROOT_NAME
     ) -> Any:
         params = to_plain(params)
         with self._mutex:

@@ -31,11 +31,12 @@ from typing import Any
 
 from pyzdb.api.labels import spell
 from pyzdb.errors import Error, LimitExceeded, ProtocolError
-from pyzdb.limits import late_overrun, unreplayable
+from pyzdb.limits import ROOT_NAME
 from pyzdb.net import protocol
 from pyzdb.sandbox import runner as sandbox
 from pyzdb.scope import resolve as resolve_scope
 from pyzdb.storage.journal import Journal
+from pyzdb.storage.scan import unreplayable
 from pyzdb.storage.store import Store
 from pyzdb.values import File, measure, to_plain
 
@@ -73,6 +74,15 @@ class EngineConfig:
     undo_depth: int = 1000
     #: Records kept readable after a checkpoint, for change feeds and replicas (`Journal.retain`).
     retain: int = 0
+
+
+def late_overrun(budget: sandbox.Budget) -> LimitExceeded:
+    """The error of a request that finished, but after its time budget: it must not commit."""
+    return LimitExceeded(
+        f"query ran longer than its time budget of {budget.time} s (in its last step); "
+        "its effects were undone",
+        "time",
+    )
 
 
 class Engine:
@@ -143,7 +153,7 @@ class Engine:
         write: bool,
         syntax: str = "eval",
         params: dict[str, Any] | None = None,
-        root: str = "db",
+        root: str = ROOT_NAME,
         sync: bool = True,
         finish: Callable[[Any], Any] | None = None,
         tag: Callable[[Any], Any] | None = None,

@@ -32,11 +32,11 @@ from typing import Any, NamedTuple
 
 from pyzdb.bulk import nested_lists, wire_bound
 from pyzdb.errors import Error, LimitExceeded
+from pyzdb.limits import MAX_DEPTH, ROOT_NAME
 
 #: Deepest nesting of containers (dict, list, tuple) counted from the root: a container whose
 #: path from the root has more than this many keys is refused. Far beyond real documents, far
 #: below what recursive code (``==``, ``repr``, msgpack) handles.
-MAX_DEPTH = 200
 
 #: Deepest nesting `to_plain` returns. Results wrap stored values (``[db['a']]``), so they get
 #: some room above `MAX_DEPTH`, and stay below msgpack's own nesting limit (511).
@@ -191,7 +191,7 @@ def register_tree_types(dict_type: type, list_type: type) -> None:
 
 def describe(path: tuple[Any, ...] | None, rel: tuple[Any, ...] = ()) -> str:
     """Spell a location for an error message: ``db['a'][2]``; `None` is a detached container."""
-    head = "db" if path is not None else "<detached>"
+    head = ROOT_NAME if path is not None else "<detached>"
     keys = (path or ()) + rel
     parts = []
     for key in keys if len(keys) <= 12 else keys[:5] + keys[-5:]:

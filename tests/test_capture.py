@@ -24,7 +24,6 @@ from string import ascii_lowercase
 import pytest
 
 from pyzdb.api.capture import (
-    MAX_SOURCE_BYTES,
     CaptureError,
     Request,
     UnshippableValue,
@@ -32,6 +31,7 @@ from pyzdb.api.capture import (
     check_param_name,
 )
 from pyzdb.errors import Error
+from pyzdb.limits import MAX_SOURCE
 
 DATA = {
     "a": 1,
@@ -122,9 +122,9 @@ def test_null_byte_is_a_syntax_error() -> None:
 
 
 def test_source_over_64_kib_is_refused() -> None:
-    capture(repr("é" * ((MAX_SOURCE_BYTES - 2) // 2)), "query", {})
+    capture(repr("é" * ((MAX_SOURCE - 2) // 2)), "query", {})
     with pytest.raises(CaptureError, match="limit") as info:  # counted in UTF-8 bytes
-        capture(repr("é" * (MAX_SOURCE_BYTES // 2)), "query", {})
+        capture(repr("é" * (MAX_SOURCE // 2)), "query", {})
     assert isinstance(info.value, ValueError) and isinstance(info.value, Error)
 
 
@@ -611,6 +611,7 @@ def test_capture_imports_nothing_from_the_server_side() -> None:
     assert not any(name.startswith("RestrictedPython") for name in imported)
     assert {name for name in imported if name.startswith("pyzdb")} == {
         "pyzdb.errors",
+        "pyzdb.limits",
         "pyzdb.api.sourcefind",
     }  # sourcefind: stdlib only (readline, sys)
     import pyzdb.api.sourcefind

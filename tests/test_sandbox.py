@@ -19,6 +19,7 @@ import pytest
 from corpus import SEED, load_corpus
 
 from pyzdb.errors import Error, LimitExceeded, SecurityError
+from pyzdb.limits import QUERY_FILENAME
 from pyzdb.sandbox import runner as sandbox
 from pyzdb.sandbox.guards import MAX_TUPLE_DEPTH
 from pyzdb.sandbox.runner import Budget, compile_request, run
@@ -309,7 +310,7 @@ def test_query_exceptions_keep_type_args_and_get_a_note() -> None:
     assert (error.pyzdb_line, error.pyzdb_column) == (3, 5)
     assert error.__notes__ == ["query line 3, column 5: z = y['missing']"]
     assert error.__traceback__ is None or all(
-        frame.tb_frame.f_code.co_filename != sandbox.FILENAME
+        frame.tb_frame.f_code.co_filename != QUERY_FILENAME
         for frame in _walk_tb(error.__traceback__)
     )
 

@@ -49,23 +49,20 @@ from typing import Literal
 
 from pyzdb.api.sourcefind import typed_sources
 from pyzdb.errors import Error
+from pyzdb.limits import MAX_DEPTH, MAX_SOURCE, QUERY_FILENAME, ROOT_NAME
 
 Mode = Literal["query", "execute"]
 Syntax = Literal["eval", "exec"]
 
 #: Name of the root in string queries (`db['x']`); a lambda or def names its own root.
-ROOT = "db"
 
 #: Largest shipped source, in UTF-8 bytes. A query is a line or a block, not a program; the cap
 #: keeps hostile or accidental megabyte sources (which cost seconds to compile) off the wire.
-MAX_SOURCE_BYTES = 64 * 1024
 
 #: Deepest nesting of a shipped value: the store's own bound (`values.MAX_DEPTH`), since deeper
 #: data could be neither stored nor returned, and the check below recurses once per level.
-MAX_PARAM_DEPTH = 200
 
 #: File name under which shipped sources are compiled, so client and server errors look alike.
-SOURCE_NAME = "<query>"
 
 
 class CaptureError(Error, ValueError):
@@ -90,7 +87,7 @@ class Request:
     syntax: Syntax
     source: str
     params: dict[str, object]
-    root: str = ROOT
+    root: str = ROOT_NAME
 
 
 def capture(
@@ -112,7 +109,7 @@ def capture(
     if isinstance(expr_or_fn, str):
         syntax: Syntax = "eval" if mode == "query" else "exec"
         source = _checked_source(expr_or_fn, syntax)
-        root, captured = ROOT, {}
+        root, captured = ROOT_NAME, {}
     elif isinstance(expr_or_fn, FunctionType):
         template = _template(expr_or_fn, mode)
         syntax, source, root, own_name = (
@@ -135,7 +132,7 @@ def capture(
     return Request(mode, syntax, source, {**captured, **explicit}, root)
 
 
-def check_param_name(name: object, root: str = ROOT) -> None:
+def check_param_name(name: object, root: str = ROOT_NAME) -> None:
     """Refuse a parameter name the server could not bind or the query could not spell.
 
     A name must be an identifier in NFKC form (the tokenizer normalises names in the source, so
@@ -187,14 +184,14 @@ def _check_source(source: str, syntax: Syntax) -> None:
     or `yield` outside a function, `nonlocal` without a binding), with line and offset.
     """
     size = len(source.encode("utf-8", "surrogatepass"))
-    if size > MAX_SOURCE_BYTES:
-        raise CaptureError(f"query source is {size} bytes; the limit is {MAX_SOURCE_BYTES}")
+    if size > MAX_SOURCE:
+        raise CaptureError(f"query source is {size} bytes; the limit is {MAX_SOURCE}")
     try:
         # A final newline makes CPython point at the end of an unfinished last line (offset 10
         # in `db['l'] +`) instead of offset 0.
         compile(
             source if source.endswith("\n") else source + "\n",
-            SOURCE_NAME,
+            QUERY_FILENAME,
             syntax,
             dont_inherit=True,
         )
@@ -484,7 +481,7 @@ def _slice(lines: list[str], line: int, col: int, end_line: int | None, end_col:
 
 def _compiles(source: str, syntax: Syntax) -> bool:
     try:
-        compile(source, SOURCE_NAME, syntax, dont_inherit=True)
+        compile(source, QUERY_FILENAME, syntax, dont_inherit=True)
     except SyntaxError:
         return False
     return True
@@ -565,8 +562,8 @@ def _not_data(value: object, path: str, depth: int, active: set[int]) -> tuple[s
         return None
     if kind not in _CONTAINERS:
         return path, _describe(value)
-    if depth >= MAX_PARAM_DEPTH:
-        return path, f"nested deeper than {MAX_PARAM_DEPTH} levels"
+    if depth >= MAX_DEPTH:
+        return path, f"nested deeper than {MAX_DEPTH} levels"
     if id(value) in active:
         return path, "a container that contains itself"
     active.add(id(value))
@@ -632,8 +629,6 @@ __all__ = [
     "check_param_name",
     "CaptureError",
     "UnshippableValue",
-    "ROOT",
-    "MAX_SOURCE_BYTES",
-    "MAX_PARAM_DEPTH",
-    "SOURCE_NAME",
+    "ROOT_NAME",
+    "QUERY_FILENAME",
 ]

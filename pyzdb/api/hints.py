@@ -12,6 +12,8 @@ from __future__ import annotations
 import ast
 import re
 
+from pyzdb.limits import QUERY_FILENAME
+
 #: Modules people reach for in a query; none exists there.
 MODULES = frozenset(
     "math cmath os sys re json datetime time random collections itertools functools "
@@ -68,7 +70,7 @@ def _parse(source: str | None) -> ast.AST | None:
 
 def _compiles(source: str, syntax: str) -> bool:
     try:
-        compile(source, "<query>", syntax, dont_inherit=True)
+        compile(source, QUERY_FILENAME, syntax, dont_inherit=True)
     except (SyntaxError, ValueError, RecursionError, MemoryError, OverflowError):
         return False
     return True

@@ -21,6 +21,7 @@ from pyzdb.api.capture import capture
 from pyzdb.api.hints import add_hints
 from pyzdb.api.labels import respell_notes, spell
 from pyzdb.api.proxyrules import path_step, refuse_value_operations, spell_step
+from pyzdb.limits import ROOT_NAME
 
 #: Methods of the stored types that never write: called through a read-only query, so they
 #: also work against a read-only replica.
@@ -192,7 +193,7 @@ class DatabaseAPI:
     """
 
     def _call(
-        self, write: bool, source: str, syntax: str, params: dict[str, Any], root: str = "db"
+        self, write: bool, source: str, syntax: str, params: dict[str, Any], root: str = ROOT_NAME
     ) -> Any:
         raise NotImplementedError
 

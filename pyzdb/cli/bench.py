@@ -38,9 +38,9 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from pyzdb.cli import ycsb
+from pyzdb.limits import DEFAULT_URI
 from pyzdb.version import version_line
 
-DEFAULT_URI = "tcp://127.0.0.1:5559"
 COMPREHENSION = "[v*v for v in db['l'] if v % 2]"
 
 

@@ -16,11 +16,11 @@ from collections.abc import Sequence
 from typing import Any
 
 from pyzdb.info import format_info
+from pyzdb.limits import DEFAULT_URI
 from pyzdb.values import File
 from pyzdb.version import version_line
 
 #: Where both tools look for a server when told nothing: the quick-start server's address.
-DEFAULT_URI = "tcp://127.0.0.1:5559"
 
 
 def to_json(value: Any) -> Any:

@@ -22,52 +22,11 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 from pyzdb.errors import Error
-from pyzdb.storage.journal import (
-    _CHECKPOINT_NAME,
-    _LENGTH_CRC,
-    _SEGMENT_HEADER,
-    _SEGMENT_NAME,
-    _SEQ,
-)
-
-
-def segments(directory: str) -> list[tuple[int, str]]:
-    """(first seq, path) of every journal segment, in order."""
-    found = []
-    for name in os.listdir(directory):
-        match = _SEGMENT_NAME.fullmatch(name)
-        if match:
-            found.append((int(match.group(1)), os.path.join(directory, name)))
-    return sorted(found)
-
-
-def frames(path: str) -> Iterator[tuple[int, int]]:
-    """(seq, offset) of each whole frame of a segment, up to the first one cut short."""
-    with open(path, "rb") as handle:
-        data = handle.read()
-    pos = _SEGMENT_HEADER.size
-    head = _LENGTH_CRC.size + _SEQ.size
-    while pos + head <= len(data):
-        length, _crc = _LENGTH_CRC.unpack_from(data, pos)
-        (seq,) = _SEQ.unpack_from(data, pos + _LENGTH_CRC.size)
-        if pos + head + length > len(data):
-            return
-        yield seq, pos
-        pos += head + length
-
-
-def locate(directory: str, seq: int) -> tuple[str, int] | None:
-    """(segment file name, byte offset) of record `seq`, or None if no segment holds it."""
-    for first, path in reversed(segments(directory)):
-        if first <= seq:
-            for found, offset in frames(path):
-                if found == seq:
-                    return os.path.basename(path), offset
-            return None
-    return None
+from pyzdb.storage.journal import _CHECKPOINT_NAME
+from pyzdb.storage.scan import frames, locate, segments
 
 
 def cut(directory: str, until: int) -> tuple[str, int]:

@@ -30,6 +30,7 @@ from pyzdb.api.hints import add_hints
 from pyzdb.api.proxy import PathProxy
 from pyzdb.api.watch import AsyncWatch
 from pyzdb.errors import ConnectionError, Error, LockTimeout, ReplicaBehind
+from pyzdb.limits import DEFAULT_URI, ROOT_NAME
 from pyzdb.net import curve, protocol
 from pyzdb.net.client import DEFAULT_TIMEOUT, _Channel, _Core, _Exchange, applied_by
 
@@ -101,7 +102,7 @@ class AsyncConnection:
     # -- requests ------------------------------------------------------------------------------
 
     def _call(
-        self, write: bool, source: str, syntax: str, params: dict[str, Any], root: str = "db"
+        self, write: bool, source: str, syntax: str, params: dict[str, Any], root: str = ROOT_NAME
     ) -> Any:
         """The path proxy's hook: returns the coroutine that `await p.get()` awaits."""
         return self._send(
@@ -352,7 +353,7 @@ def _no_blob_reader(digest: str) -> bytes:
 
 
 def connect(
-    uri: str = "tcp://127.0.0.1:5559",
+    uri: str = DEFAULT_URI,
     timeout: float = DEFAULT_TIMEOUT,
     read_uris: list[str] | None = None,
     consistency: str = "read-your-writes",

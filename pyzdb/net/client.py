@@ -52,6 +52,7 @@ import zmq
 from pyzdb.api.proxy import DatabaseAPI
 from pyzdb.api.watch import Watch
 from pyzdb.errors import ConnectionError, Error, LockTimeout, ProtocolError, ReplicaBehind
+from pyzdb.limits import DEFAULT_URI, ROOT_NAME
 from pyzdb.net import curve, liveness, protocol
 from pyzdb.net.keys import Credential
 from pyzdb.values import File
@@ -216,7 +217,7 @@ class _Core:
         source: str = "",
         syntax: str = "eval",
         params: dict[str, Any] | None = None,
-        root: str = "db",
+        root: str = ROOT_NAME,
         wait: float | None = None,
         txn: bool | None = None,
         limit: float | None = None,
@@ -504,7 +505,7 @@ class Connection(DatabaseAPI):
     # -- requests ------------------------------------------------------------------------------
 
     def _call(
-        self, write: bool, source: str, syntax: str, params: dict[str, Any], root: str = "db"
+        self, write: bool, source: str, syntax: str, params: dict[str, Any], root: str = ROOT_NAME
     ) -> Any:
         return self._send(
             "execute" if write else "query", source=source, syntax=syntax, params=params, root=root
@@ -734,7 +735,7 @@ def wait_replicas(
 
 
 def connect(
-    uri: str = "tcp://127.0.0.1:5559",
+    uri: str = DEFAULT_URI,
     timeout: float = DEFAULT_TIMEOUT,
     read_uris: list[str] | None = None,
     consistency: str = "read-your-writes",

@@ -104,6 +104,7 @@ from typing import Any, Final, NoReturn
 import msgpack
 
 from pyzdb.errors import PYZDB_EXCEPTIONS, QUERY_EXCEPTIONS, Error, LimitExceeded, ProtocolError
+from pyzdb.limits import ROOT_NAME
 from pyzdb.values import File
 
 # ---------------------------------------------------------------------------------------------
@@ -811,7 +812,7 @@ class Request:
     id: int
     op: str
     source: str = ""
-    root: str = "db"
+    root: str = ROOT_NAME
     params: dict[str, Any] = field(default_factory=dict)
     syntax: str = "eval"
     session: bytes = b""

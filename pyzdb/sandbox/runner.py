@@ -48,6 +48,7 @@ from typing import Any, Literal
 from RestrictedPython.transformer import RestrictingNodeTransformer, copy_locations
 
 from pyzdb.errors import Error, LimitExceeded, SecurityError
+from pyzdb.limits import MAX_SOURCE, QUERY_FILENAME
 from pyzdb.sandbox import guards
 from pyzdb.sandbox.guards import (
     ALL_ATTRIBUTES,
@@ -62,10 +63,8 @@ from pyzdb.sandbox.guards import (
 from pyzdb.sandbox.idioms import idiom_builtins
 
 #: The file name of query code objects: how a traceback frame is recognised as the query's.
-FILENAME = "<query>"
 #: Largest source accepted, in characters and in UTF-8 bytes. A 10 MB source took ~10 s of CPU
 #: to compile; queries are expressions and short scripts, data travels as parameters.
-MAX_SOURCE = 64 * 1024
 #: Most syntax nodes, and deepest nesting, of a parsed query. Both bound the compiler's work and
 #: keep RestrictedPython's recursive transformer (about four frames per level) far from the
 #: interpreter's recursion limit.
@@ -219,7 +218,7 @@ def _compile(source: str, mode: Literal["eval", "exec"]) -> Compiled:
     if size > MAX_SOURCE:
         raise SecurityError(f"query source is {size} bytes, over the limit of {MAX_SOURCE}")
     try:
-        tree = ast.parse(source, FILENAME, mode)
+        tree = ast.parse(source, QUERY_FILENAME, mode)
     except SyntaxError as exc:
         raise _clean_syntax_error(exc) from None
     except (MemoryError, RecursionError):
@@ -240,7 +239,7 @@ def _compile(source: str, mode: Literal["eval", "exec"]) -> Compiled:
         _capture_last_expression(tree)
     ast.fix_missing_locations(tree)
     try:
-        code = compile(tree, FILENAME, mode, dont_inherit=True)
+        code = compile(tree, QUERY_FILENAME, mode, dont_inherit=True)
     except SyntaxError as exc:  # 'return' outside function and the like
         raise _clean_syntax_error(exc) from None
     except (RecursionError, MemoryError, ValueError, TypeError, OverflowError) as exc:
@@ -251,7 +250,7 @@ def _compile(source: str, mode: Literal["eval", "exec"]) -> Compiled:
 def _clean_syntax_error(exc: SyntaxError) -> SyntaxError:
     """The same message and position, without the parser's traceback and context."""
     return SyntaxError(
-        exc.msg, (FILENAME, exc.lineno, exc.offset, exc.text, exc.end_lineno, exc.end_offset)
+        exc.msg, (QUERY_FILENAME, exc.lineno, exc.offset, exc.text, exc.end_lineno, exc.end_offset)
     )
 
 
@@ -979,7 +978,7 @@ def _interruptible(frame: Any) -> bool:
     return frame is not None and frame.f_code.co_filename in _INTERRUPTIBLE
 
 
-_INTERRUPTIBLE = frozenset({FILENAME, Request.getiter.__code__.co_filename})
+_INTERRUPTIBLE = frozenset({QUERY_FILENAME, Request.getiter.__code__.co_filename})
 
 
 def _let_signals_run() -> None:
@@ -1130,7 +1129,7 @@ def _locate(tb: TracebackType | None, source: str) -> tuple[int, int | None, str
     """(line, 1-based column or None, source line) of the innermost frame of query code."""
     last = None
     while tb is not None:
-        if tb.tb_frame.f_code.co_filename == FILENAME:
+        if tb.tb_frame.f_code.co_filename == QUERY_FILENAME:
             last = tb
         tb = tb.tb_next
     if last is None:
@@ -1156,6 +1155,4 @@ __all__ = [
     "compile_request",
     "run",
     "release_leftovers",
-    "FILENAME",
-    "MAX_SOURCE",
 ]

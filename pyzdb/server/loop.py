@@ -74,7 +74,7 @@ from pyzdb.errors import (
     SecurityError,
 )
 from pyzdb.info import RequestStats, engine_sections
-from pyzdb.limits import default_max_memory, parse_size
+from pyzdb.limits import DEFAULT_URI
 from pyzdb.net import protocol
 from pyzdb.net.client import CONTROL_PARAM
 from pyzdb.net.curve import credential_for
@@ -84,6 +84,7 @@ from pyzdb.server import feed
 from pyzdb.server.auth import ServerAuth
 from pyzdb.server.fairness import FairReplyCache as ReplyCache
 from pyzdb.server.fairness import QueueShares
+from pyzdb.server.options import default_max_memory, parse_size
 from pyzdb.server.redact import Redactor
 from pyzdb.server.replica import Follower
 from pyzdb.server.requestlog import log_failure, log_request
@@ -94,7 +95,6 @@ from pyzdb.version import version_line
 
 log = logging.getLogger("pyzdb.server")
 
-DEFAULT_BIND = "tcp://127.0.0.1:5559"
 DEFAULT_DATA = "./pyzdb-data"
 #: Messages handled per turn, i.e. per fsync. 64 appends share one fsync at ~400k records/s on
 #: the reference machine (performance-anchors.md); a larger batch only delays the first reply.
@@ -138,7 +138,7 @@ class ServerConfig:
     """What `pyzdb-server` is told on its command line (the defaults are DESIGN.md's)."""
 
     data: str = DEFAULT_DATA
-    bind: str = DEFAULT_BIND
+    bind: str = DEFAULT_URI
     fsync: str = "always"
     #: Wall-time budget of one request, seconds (None: the sandbox's default).
     time_limit: float | None = None
@@ -988,9 +988,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--bind",
-        default=DEFAULT_BIND,
+        default=DEFAULT_URI,
         metavar="URI",
-        help=f"ZeroMQ address to listen on (default {DEFAULT_BIND})",
+        help=f"ZeroMQ address to listen on (default {DEFAULT_URI})",
     )
     parser.add_argument(
         "--fsync",
@@ -1217,6 +1217,5 @@ __all__ = [
     "ReplyCache",
     "check_bind",
     "server_main",
-    "DEFAULT_BIND",
     "DEFAULT_DATA",
 ]
