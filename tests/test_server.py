@@ -27,6 +27,7 @@ from pyzdb.net.client import CONTROL_PARAM
 from pyzdb.net.protocol import Reply, Request
 from pyzdb.server import ReplyCache, Server, ServerConfig, check_bind
 from pyzdb.server.loop import BATCH_LIMIT
+from pyzdb.server.router import split_envelope
 
 # -- a server in this process, one turn at a time -----------------------------------------------
 
@@ -365,6 +366,31 @@ def test_malformed_frames_get_error_replies(harness):
     assert all(not r.ok and r.error.type == "ProtocolError" for r in replies)
     assert replies[4].id == 9
     assert "version" in replies[5].error.message
+
+
+@pytest.mark.parametrize("body", [b"x", b"\x00", protocol.pack(Request(1, "ping"))])
+def test_the_two_frame_shortcut_splits_as_split_envelope_does(body):
+    """`Dispatcher.handle` takes identity + one non-empty frame apart without `split_envelope`
+    (the usual message of a pyzdb client): the two must agree on it."""
+    frames = [b"peer", body]
+    assert split_envelope(frames) == (frames[:1], [frames[1]])
+
+
+def test_a_message_with_or_without_a_delimiter_gets_the_same_reply(harness):
+    """The shortcut (identity + frame) and `split_envelope` (identity, delimiter, frame) end
+    in the same reply frame."""
+    h = harness()
+    sock = h.peer("both")
+    ping = protocol.pack(Request(7, "ping"))
+    sock.send_multipart([ping])
+    h.turn(1)
+    assert sock.poll(5000)
+    shortcut = sock.recv_multipart()
+    sock.send_multipart([b"", ping])
+    h.turn(1)
+    assert sock.poll(5000)
+    split = sock.recv_multipart()
+    assert len(shortcut) == 1 and split[0] == b"" and split[1:] == shortcut
 
 
 def test_reply_cache_is_bounded_per_session_and_overall():
