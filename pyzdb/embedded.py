@@ -20,7 +20,7 @@ from pyzdb.errors import Error, LimitExceeded, LockTimeout, SecurityError
 from pyzdb.info import RequestStats, engine_sections
 from pyzdb.limits import ROOT_NAME
 from pyzdb.sandbox.runner import Budget
-from pyzdb.server.feed import DEFAULT_RETAIN, visible_seq, watch_reply
+from pyzdb.server.changefeed import DEFAULT_RETAIN, visible_seq, watch_reply
 from pyzdb.storage.endpoint import in_use_hint
 from pyzdb.values import to_plain
 

@@ -11,7 +11,7 @@ Two ways to start it:
 - `script=True`: the `pyzdb-server` console script, exactly what an operator runs (~0.3 s of
   interpreter start and imports).
 - default: forked from a *zygote*, a single-threaded helper process (this file run as a script)
-  that imported `pyzdb.server.loop` once. The child runs the same `server_main` with the same
+  that imported `pyzdb.server` once. The child runs the same `server_main` with the same
   arguments in a fresh process, in ~20 ms, which is what lets every behaviour test of the
   `db` fixture also run against a live server. The zygote reaps its children and reports their
   exit status; it kills any still running when the test process goes away (its stdin closes).
@@ -246,7 +246,7 @@ class _Forked:
 
 def _zygote_main() -> None:
     """Fork servers on request; reap them; kill the survivors when stdin closes."""
-    from pyzdb.server.loop import server_main
+    from pyzdb.server import server_main
 
     children: dict[int, int | None] = {}
     try:

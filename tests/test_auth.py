@@ -26,7 +26,7 @@ from server_process import ServerProcess, free_tcp_uri
 import pyzdb
 import pyzdb.net.aio
 from pyzdb.net import keys
-from pyzdb.server.loop import check_bind
+from pyzdb.server import check_bind
 
 #: A refused handshake must be reported long before the connection's timeout.
 PROMPT = 2.0

@@ -441,7 +441,7 @@ def test_a_replica_whose_key_the_primary_refuses_says_so_and_keeps_running(
 
 
 def test_key_without_replica_of_is_a_usage_error(tmp_path, capsys):
-    from pyzdb.server.loop import server_main
+    from pyzdb.server import server_main
 
     assert server_main(["--data", str(tmp_path / "d"), "--key", "x.pyzdb-key"]) == 2
     assert "--replica-of" in capsys.readouterr().err

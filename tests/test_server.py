@@ -25,7 +25,9 @@ import pyzdb
 from pyzdb.net import protocol
 from pyzdb.net.client import CONTROL_PARAM
 from pyzdb.net.protocol import Reply, Request
-from pyzdb.server.loop import ReplyCache, Server, ServerConfig, check_bind
+from pyzdb.server import ReplyCache, Server, ServerConfig, check_bind
+from pyzdb.server.loop import BATCH_LIMIT
+from pyzdb.server.router import split_envelope
 
 # -- a server in this process, one turn at a time -----------------------------------------------
 
@@ -66,21 +68,21 @@ class Harness:
         deadline = time.monotonic() + 5
         while len(batch) < messages:
             assert time.monotonic() < deadline, f"only {len(batch)} of {messages} arrived"
-            self.server.socket.poll(100)
-            batch += self.server._drain()
-        self.server._turn(batch)
+            self.server.router.socket.poll(100)
+            batch += self.server.router.drain(BATCH_LIMIT)
+        self.server.turn(batch)
         self.settle()
 
     def settle(self, timeout: float = 5.0) -> None:
         """What the loop does while replies wait for the disk: on each word of the sync thread,
         a turn without messages (which sends what is durable)."""
         deadline = time.monotonic() + timeout
-        while self.server._outbox and not self.server._stopping:
+        while self.server.outbox and not self.server._stopping:
             assert time.monotonic() < deadline, "replies still wait for the disk"
-            syncer = self.server._syncer
+            syncer = self.server.outbox.syncer
             if syncer is not None and zmq.zmq_poll([(syncer.fileno(), zmq.POLLIN)], 100):
                 syncer.clear()
-            self.server._turn([])
+            self.server.turn([])
 
     def replies(self, name: str, wait: float = 0.3) -> list[Reply]:
         sock, found = self.peer(name), []
@@ -113,7 +115,7 @@ def harness(tmp_path):
 def test_one_fsync_per_turn_and_no_reply_before_it(harness, monkeypatch, overlap):
     # OVERLAP_FSYNC picks where the fdatasync runs: 0 makes every one slow enough for the
     # sync thread, a large value keeps them all in the loop.
-    monkeypatch.setattr("pyzdb.server.loop.OVERLAP_FSYNC", 0.0 if overlap else 60.0)
+    monkeypatch.setattr("pyzdb.server.outbox.OVERLAP_FSYNC", 0.0 if overlap else 60.0)
     h = harness()
     syncs: list[tuple[str, int, bool]] = []
     real = os.fdatasync
@@ -123,7 +125,7 @@ def test_one_fsync_per_turn_and_no_reply_before_it(harness, monkeypatch, overlap
         syncs.append(
             (
                 threading.current_thread().name,
-                len(h.server._outbox),
+                len(h.server.outbox),
                 any(sock.poll(0) for sock in h.peers.values()),
             )
         )
@@ -147,7 +149,7 @@ def test_one_fsync_per_turn_and_no_reply_before_it(harness, monkeypatch, overlap
 def test_a_failed_fsync_fails_the_waiting_replies_and_stops_the_server(
     harness, monkeypatch, overlap
 ):
-    monkeypatch.setattr("pyzdb.server.loop.OVERLAP_FSYNC", 0.0 if overlap else 60.0)
+    monkeypatch.setattr("pyzdb.server.outbox.OVERLAP_FSYNC", 0.0 if overlap else 60.0)
     h = harness()
     h.send("a", "execute", "db['x'] = 1")
     h.turn(1)
@@ -179,7 +181,7 @@ def test_no_reply_leaves_before_the_writes_it_may_reflect_are_durable(
     appends the next writes meanwhile; when the loop runs it, nothing can. By default a 20 ms
     fdatasync is slow enough for the sync thread."""
     if overlap is not None:
-        monkeypatch.setattr("pyzdb.server.loop.OVERLAP_FSYNC", 0.0 if overlap else 60.0)
+        monkeypatch.setattr("pyzdb.server.outbox.OVERLAP_FSYNC", 0.0 if overlap else 60.0)
     monkeypatch.setattr("pyzdb.server.loop.IDLE_POLL", 0.05)  # stop() is seen at once
     scratch = tempfile.mkdtemp(prefix="pyzdb-")
     uri = f"ipc://{scratch}/server.sock"
@@ -289,13 +291,13 @@ def test_a_queued_request_gets_lock_timeout_after_its_wait(harness):
     h.turn(1)
     assert h.replies("b") == []
     time.sleep(0.25)
-    h.server._turn([])
+    h.server.turn([])
     (reply,) = h.replies("b")
     assert not reply.ok and reply.error.type == "LockTimeout"
 
 
 def test_the_lock_queue_is_bounded(harness, monkeypatch):
-    monkeypatch.setattr("pyzdb.server.loop.MAX_QUEUE", 1)
+    monkeypatch.setattr("pyzdb.server.lockqueue.MAX_QUEUE", 1)
     h = harness()
     # One turn each: a ROUTER fair-queues its peers, so three peers' messages in one turn may
     # arrive in any order (b first would be served before the lock).
@@ -364,6 +366,31 @@ def test_malformed_frames_get_error_replies(harness):
     assert all(not r.ok and r.error.type == "ProtocolError" for r in replies)
     assert replies[4].id == 9
     assert "version" in replies[5].error.message
+
+
+@pytest.mark.parametrize("body", [b"x", b"\x00", protocol.pack(Request(1, "ping"))])
+def test_the_two_frame_shortcut_splits_as_split_envelope_does(body):
+    """`Dispatcher.handle` takes identity + one non-empty frame apart without `split_envelope`
+    (the usual message of a pyzdb client): the two must agree on it."""
+    frames = [b"peer", body]
+    assert split_envelope(frames) == (frames[:1], [frames[1]])
+
+
+def test_a_message_with_or_without_a_delimiter_gets_the_same_reply(harness):
+    """The shortcut (identity + frame) and `split_envelope` (identity, delimiter, frame) end
+    in the same reply frame."""
+    h = harness()
+    sock = h.peer("both")
+    ping = protocol.pack(Request(7, "ping"))
+    sock.send_multipart([ping])
+    h.turn(1)
+    assert sock.poll(5000)
+    shortcut = sock.recv_multipart()
+    sock.send_multipart([b"", ping])
+    h.turn(1)
+    assert sock.poll(5000)
+    split = sock.recv_multipart()
+    assert len(shortcut) == 1 and split[0] == b"" and split[1:] == shortcut
 
 
 def test_reply_cache_is_bounded_per_session_and_overall():

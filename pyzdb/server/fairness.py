@@ -30,6 +30,12 @@ class FairReplyCache:
     A client waits for each reply before the next request (or has a few in flight), so the
     last few ids of a session are all a retry can name. Overflow is taken from the heaviest
     session, its oldest reply first (see the module docstring).
+
+    >>> cache = FairReplyCache(per_session=2)
+    >>> for request_id in (1, 2, 3):
+    ...     cache.put((b"session", request_id), b"reply")
+    >>> cache.get((b"session", 1)), cache.get((b"session", 3))
+    (None, b'reply')
     """
 
     def __init__(
@@ -132,7 +138,12 @@ class FairReplyCache:
 
 
 class QueueShares:
-    """How many lock-queue entries each client has; `admit` says whether one more may wait."""
+    """How many lock-queue entries each client has; `admit` says whether one more may wait.
+
+    >>> shares = QueueShares(per_client=1)
+    >>> shares.admit(b"a"), shares.admit(b"a"), shares.admit(b"b")
+    (True, False, True)
+    """
 
     def __init__(self, per_client: int = QUEUE_PER_CLIENT) -> None:
         self.per_client = per_client

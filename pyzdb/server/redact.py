@@ -37,7 +37,7 @@ class Redactor:
             return exc
         try:
             redacted = type(exc)(clean)
-        except Exception:  # noqa: BLE001 - a constructor that wants other arguments
+        except Exception:  # a constructor that wants other arguments
             redacted = Error(f"{type(exc).__name__}: {clean}")
         for name in ("budget", "pyzdb_line", "pyzdb_column", "__notes__"):
             if hasattr(exc, name):

@@ -3,7 +3,7 @@
 Why levels differ by cause: a refusal by the sandbox (`SecurityError`) or a syntax error is
 almost always a person's typo, worth an INFO line; an overrun or a malformed message is what a
 hostile or broken client causes, worth a WARNING. Both go through the server's throttle, so a
-flood cannot fill the disk through the log. A query's own exception (`KeyError`) is the
+flood cannot fill the disk through the log (`Throttle`). A query's own exception (`KeyError`) is the
 caller's business: DEBUG.
 """
 
@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
 
 from pyzdb.errors import LimitExceeded, ProtocolError, SecurityError
 from pyzdb.net.protocol import Request
@@ -22,9 +21,37 @@ log = logging.getLogger("pyzdb.server")
 REFUSALS = (SecurityError, LimitExceeded, SyntaxError, ProtocolError)
 #: Refusals a typo causes: logged at INFO, not WARNING.
 _TYPO_REFUSALS = (SecurityError, SyntaxError)
+#: Bad-input warnings logged per second; the rest are counted and summarised, so a hostile
+#: peer cannot fill the disk through the log.
+WARNINGS_PER_SECOND = 10
 
 
-def log_failure(throttle: Any, request: Request, exc: Exception) -> str:
+class Throttle:
+    """At most `rate` log lines per second; the lines it swallows are counted and summarised."""
+
+    def __init__(self, rate: int) -> None:
+        self.rate = rate
+        self._window = 0.0
+        self._count = 0
+        self._dropped = 0
+
+    def warning(self, message: str, *args: object) -> None:
+        self.log(logging.WARNING, message, *args)
+
+    def log(self, level: int, message: str, *args: object) -> None:
+        now = time.monotonic()
+        if now - self._window >= 1.0:
+            if self._dropped:
+                log.warning("... and %d more bad messages in the last second", self._dropped)
+            self._window, self._count, self._dropped = now, 0, 0
+        if self._count < self.rate:
+            self._count += 1
+            log.log(level, message, *args)
+        else:
+            self._dropped += 1
+
+
+def log_failure(throttle: Throttle, request: Request, exc: Exception) -> str:
     """Log a failed request at the level its cause deserves; return its outcome for the
     request counters: "refused" or "failed"."""
     refused = isinstance(exc, REFUSALS)
@@ -70,4 +97,4 @@ def log_request(request: Request, reply: bytes, started: float, outcome: str) ->
     )
 
 
-__all__ = ["log_failure", "log_request", "REFUSALS"]
+__all__ = ["REFUSALS", "WARNINGS_PER_SECOND", "Throttle", "log_failure", "log_request"]

@@ -171,7 +171,7 @@ class Supervisor:
                     os.close(write_fd)
 
                 status = self.serve(self.inflight, self.quarantine, ready)
-            except BaseException:  # noqa: BLE001 - the child must never return into our caller
+            except BaseException:  # the child must never return into our caller
                 log.exception("the worker failed")
             finally:
                 logging.shutdown()
@@ -179,10 +179,10 @@ class Supervisor:
         os.close(write_fd)
         self.worker = pid
         try:
-            ready = self._read_ready(read_fd, pid)
+            serving = self._read_ready(read_fd, pid)
         finally:
             os.close(read_fd)
-        if not ready:
+        if not serving:
             return self._reap(block=True), False
         log.info("worker pid %d serves", pid)
         return 0, True

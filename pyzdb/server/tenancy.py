@@ -1,6 +1,6 @@
 """The ops of an authenticated key: units labelled with the key, scoped keys kept in their subtree.
 
-`Server._run` sends every request of a keyed connection here (after `ServerAuth.admit` checked
+`Dispatcher.run` sends every request of a keyed connection here (after `ServerAuth.admit` checked
 its role). An unscoped key runs the server's own ops, except that the units it commits are
 labelled `[key NAME] ...`, so the history says who did what and scoped undo can tell its own
 units from others'. A scoped key's request is changed on every route out of its subtree:
@@ -11,7 +11,8 @@ units from others'. A scoped key's request is changed on every route out of its 
   than needed: any later unit of another key refuses it, whatever subtree it touched).
 - blob: only a File stored under the subtree; a digest stored elsewhere (or nowhere) gets the
   same answer, so the reply tells nothing about other tenants.
-- lock: held at most one lease in all; heartbeats do not extend it (`Server._hold_until`).
+- lock: held at most one lease in all; heartbeats do not extend it (the hold cap of
+  `LockQueue.take`, the same deadline as `--lock-max-hold`).
 - errors: messages and notes spell paths from the scope (`db['x']`), not from the root.
 - watch: the path is taken from the scope; the reply's effects are spelled from the scope,
   and an effect on a container above the scope becomes a ``put`` of the scope's new value
@@ -23,7 +24,6 @@ units from others'. A scoped key's request is changed on every route out of its 
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -33,7 +33,7 @@ from pyzdb.info import tree_size
 from pyzdb.net.protocol import Request
 from pyzdb.scope import resolve
 from pyzdb.server.auth import Grant
-from pyzdb.server.feed import unfreeze, value_at
+from pyzdb.server.changefeed import unfreeze, value_at
 from pyzdb.values import File, describe
 from pyzdb.version import __version__
 
@@ -55,7 +55,7 @@ class Tenancy:
                 return self._evaluate(grant, request, params)
             if op in ("unlock", "commit"):
                 return self._commit(grant, request)
-            return self.server._ops[op](request, params)
+            return self.server.ops[op](request, params)
         try:
             return self._scoped(op)(grant, request, params)
         except Exception as exc:
@@ -80,7 +80,7 @@ class Tenancy:
         if found is not None:
             return found
         if op in ("ping", "rollback", "checkpoint"):
-            return lambda grant, request, params: self.server._ops[op](request, params)
+            return lambda grant, request, params: self.server.ops[op](request, params)
         return self._refuse
 
     # -- the ops -------------------------------------------------------------------------------
@@ -95,25 +95,19 @@ class Tenancy:
             params=params,
             root=request.root,
             sync=False,
-            finish=server._encode,
+            finish=server.engine_ops.encode,
             scope=grant.scope,
             budget=grant.budget,
             label=grant.tag + request.source,
         )
 
     def _commit(self, grant: Grant, request: Request) -> None:
-        server = self.server
-        server._check_holder(request)
-        try:
-            server.engine.commit(grant.tag + "transaction", sync=False)
-        finally:
-            server._release()
+        self.server.locks.commit(request, grant.tag + "transaction")
 
     def _lock(self, grant: Grant, request: Request, params: dict[str, Any]) -> float:
-        server = self.server
-        lease = server._op_lock(request, params)
-        server._hold_until = time.monotonic() + server.config.lease
-        return lease
+        return self.server.locks.take(
+            request, cap=self.server.config.lease, limit="the one lease of a scoped key"
+        )
 
     def _history(self, grant: Grant) -> list[dict[str, Any]]:
         tag = grant.tag
@@ -157,7 +151,7 @@ class Tenancy:
             raise ProtocolError(
                 "watch needs params path (a list of keys) and since (None or a seq >= 0)"
             )
-        reply = self.server._ops["watch"](request, dict(params, path=[*scope, *path]))
+        reply = self.server.ops["watch"](request, dict(params, path=[*scope, *path]))
         reply["records"] = scoped_records(self.server.engine.journal, scope, reply["records"])
         return reply
 

@@ -80,7 +80,7 @@ def run_tree(tree: Path, n: int, small: int) -> dict[str, float]:
 
 #: A server of the tree given first: `python -c` puts the working directory first on sys.path.
 SERVER = (
-    "import sys; sys.path.insert(0, sys.argv.pop(1)); import pyzdb.server.loop as s; "
+    "import sys; sys.path.insert(0, sys.argv.pop(1)); import pyzdb.server as s; "
     "assert s.__file__.startswith(sys.path[0]), s.__file__; "
     "sys.exit(s.server_main(sys.argv[1:]))"
 )

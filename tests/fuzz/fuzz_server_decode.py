@@ -19,7 +19,8 @@ import atheris
 with atheris.instrument_imports():
     from pyzdb.errors import ProtocolError
     from pyzdb.net import protocol
-    from pyzdb.server.loop import _split, _split_control
+    from pyzdb.server.dispatch import _split_control
+    from pyzdb.server.router import split_envelope
 
 MAX_MESSAGE = 1 << 16
 
@@ -31,7 +32,7 @@ def one_input(data: bytes) -> None:
         provider.ConsumeBytes(provider.ConsumeIntInRange(0, 64)) for _ in range(count - 1)
     ]
     frames.append(provider.ConsumeBytes(provider.remaining_bytes()))
-    envelope, rest = _split(frames)
+    envelope, rest = split_envelope(frames)
     assert envelope and envelope[0] == b"peer"
     for body in rest:
         request_id = protocol.request_id_of(body)

@@ -1,0 +1,217 @@
+"""One message's way through the server, from its frames to its reply in the outbox.
+
+recv (`pyzdb.server.router`) -> decode (`pyzdb.net.protocol`; a bad frame gets an error reply,
+is logged, throttled, and changes nothing) -> auth (`ServerAuth.admit`: the key's role, its
+session bound to it) -> session memory (a repeat of an answered or quarantined request) -> the
+hub (long polls, journal-only ops) -> the lock queue (another session holds the lock: wait) ->
+the op, through tenancy for a keyed request (`pyzdb.server.tenancy`) -> the engine -> the
+outbox (`pyzdb.server.outbox`), which sends the reply once what it may reflect is durable.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from pyzdb.errors import AuthenticationError, ProtocolError, SecurityError
+from pyzdb.net import protocol
+from pyzdb.net.client import CONTROL_PARAM
+from pyzdb.net.protocol import Encoded, Reply, Request
+from pyzdb.sandbox.runner import release_leftovers
+from pyzdb.server.parked import Parked
+from pyzdb.server.redact import Redactor
+from pyzdb.server.requestlog import WARNINGS_PER_SECOND, Throttle, log_failure, log_request
+from pyzdb.server.router import split_envelope
+from pyzdb.server.tenancy import Tenancy
+
+if TYPE_CHECKING:
+    from pyzdb.server.loop import Server
+
+log = logging.getLogger("pyzdb.server")
+
+
+class Dispatcher:
+    """Handles each message of a `Server` (see the module docstring for the way it takes)."""
+
+    def __init__(self, server: Server, budget_time: float) -> None:
+        self._engine = server.engine
+        self._max_message = server.config.max_message
+        self._auth = server.auth
+        self._sessions = server.sessions
+        self._hub = server.hub
+        self._locks = server.locks
+        self._ops = server.ops
+        self._outbox = server.outbox
+        self._stats = server.stats
+        self._tenancy = Tenancy(server)
+        self._redact = Redactor(server.config.data)
+        self._bad = Throttle(WARNINGS_PER_SECOND)
+        self._budget_time = budget_time
+        #: Set by the supervisor's worker (`pyzdb.server.supervisor`): the page it watches.
+        self.inflight: Any = None
+
+    def handle(self, frames: list[bytes]) -> None:
+        """One message as the ROUTER gave it: routing envelope, then one request frame."""
+        if len(frames) == 2 and frames[1]:  # identity + frame: a pyzdb client, the usual case
+            envelope, body = frames[:1], frames[1]
+        else:
+            envelope, rest = split_envelope(frames)
+            if len(rest) != 1:
+                self.refuse(
+                    envelope,
+                    0,
+                    ProtocolError(
+                        f"expected one message frame after the routing envelope, got {len(rest)}"
+                    ),
+                )
+                return
+            body = rest[0]
+        try:
+            request = protocol.decode_request(body, self._max_message)
+            params, control = _split_control(request)
+            if self._auth is not None:
+                request, control["grant"] = self._auth.admit(frames, request)
+        except (ProtocolError, AuthenticationError, SecurityError) as exc:
+            self.refuse(envelope, protocol.request_id_of(body), exc)
+            return
+        if request.session and self._answered(envelope, request):
+            return
+        if self._hub.intercept(envelope, request, params, control):
+            return
+        locks = self._locks
+        if locks.holder is None or locks.lets_through(request, control):
+            self.run(envelope, request, params, control)
+            if locks.holder is None and locks.queue:
+                locks.serve(self.run_parked)
+            return
+        refusal = locks.enqueue(envelope, request, params, control)
+        if refusal is not None:
+            self.fail(envelope, request, refusal)
+
+    def _answered(self, envelope: list[bytes], request: Request) -> bool:
+        """Is this a repeat (same session and id) the server already has in hand? Then it is
+        answered from memory, refused (quarantined), or its queued original will answer on
+        this new connection."""
+        key = (request.session, request.id)
+        sessions = self._sessions
+        cached = sessions.recall(key)
+        if cached is not None:
+            log.debug(
+                "repeat of request %d of session %s: answered from the reply cache",
+                request.id,
+                request.session.hex(),
+            )
+            self._outbox.hold((self._engine.last_seq, envelope, request.id, cached))
+            return True
+        if key in sessions.quarantine:
+            self.fail(envelope, request, sessions.quarantined(key))
+            return True
+        waiting = self._locks.waiting(key)
+        if waiting is not None:  # a retry over a new connection: answer there
+            waiting.envelope = envelope
+            return True
+        return False
+
+    def refuse(self, envelope: list[bytes], request_id: int, exc: Exception) -> None:
+        """A message that is no valid request (or from a key that may not send it)."""
+        self._bad.warning("bad message from peer %s: %s", envelope[0].hex(), exc)
+        self._queue_reply(
+            envelope,
+            None,
+            protocol.pack(
+                Reply(request_id, False, None, self._engine.last_seq, protocol.error_to_info(exc))
+            ),
+        )
+
+    def run_parked(self, parked: Parked) -> None:
+        self.run(parked.envelope, parked.request, parked.params, parked.control)
+
+    def run(
+        self,
+        envelope: list[bytes],
+        request: Request,
+        params: dict[str, Any],
+        control: dict[str, Any],
+    ) -> None:
+        """Run one request on the engine and queue its reply (remembered for retries)."""
+        session = request.session
+        locks = self._locks
+        if session and session == locks.holder:
+            locks.renew()
+        started = time.perf_counter()
+        outcome = "ok"
+        try:
+            if control.get("txn") and session != locks.holder:
+                raise locks.lost()
+            grant = control.get("grant")
+            run = (
+                self._ops[request.op]
+                if grant is None
+                else functools.partial(self._tenancy.run, grant)
+            )
+            if self.inflight is not None and request.op in ("query", "execute"):
+                self.inflight.enter(session, request.id, envelope[0], request.op, self._budget_time)
+                try:
+                    value = run(request, params)
+                finally:
+                    self.inflight.leave()
+                    release_leftovers()
+            else:
+                value = run(request, params)
+            if type(value) is Encoded:  # query and execute: no Reply object to build
+                data = protocol.pack_value_reply(request.id, value, self._engine.last_seq)
+            else:
+                data = protocol.pack(Reply(request.id, True, value, self._engine.last_seq))
+        except Exception as exc:
+            outcome = log_failure(self._bad, request, exc)
+            data = protocol.pack(
+                Reply(
+                    request.id,
+                    False,
+                    None,
+                    self._engine.last_seq,
+                    protocol.error_to_info(self._redact(exc)),
+                )
+            )
+        self._stats.record(session, outcome)
+        if log.isEnabledFor(logging.DEBUG):
+            log_request(request, data, started, outcome)
+        if session and session == locks.holder:
+            locks.renew()
+        self._queue_reply(envelope, request, data)
+
+    def fail(self, envelope: list[bytes], request: Request, error: Exception) -> None:
+        """Answer `request` with `error` without running it (remembered for retries)."""
+        reply = Reply(request.id, False, None, self._engine.last_seq, protocol.error_to_info(error))
+        self._queue_reply(envelope, request, protocol.pack(reply))
+
+    def _queue_reply(self, envelope: list[bytes], request: Request | None, data: bytes) -> None:
+        """Queue a reply until the writes it may reflect are durable; remember it for a retry
+        of the request."""
+        if request is not None:
+            self._sessions.remember(request, data)
+        self._outbox.hold((self._engine.last_seq, envelope, request.id if request else 0, data))
+
+
+def _split_control(request: Request) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The query's own params, and the client's control values (see `CONTROL_PARAM`)."""
+    params = request.params
+    if CONTROL_PARAM not in params:
+        return params, {}
+    params = dict(params)
+    control = params.pop(CONTROL_PARAM)
+    if not (
+        type(control) is dict
+        and type(control.get("wait", 0.0)) in (int, float)
+        and 0 <= control.get("wait", 0.0) <= 86400
+        and type(control.get("txn", False)) is bool
+    ):
+        raise ProtocolError(
+            f"{CONTROL_PARAM} must be a dict with 'wait' (seconds, 0-86400) and 'txn' (bool)"
+        )
+    return params, control
+
+
+__all__ = ["Dispatcher"]
