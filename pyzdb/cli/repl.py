@@ -40,12 +40,12 @@ from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from typing import Any, TextIO
 
-from pyzdb.api.capture import ROOT, SOURCE_NAME
 from pyzdb.api.proxy import DatabaseAPI
 from pyzdb.cli.evaluate import format_error, format_value, open_target, quiet_broken_pipe
 from pyzdb.cli.replmeta import CONNECTION_CALLS, HELP, Completer, Timer, meta_command, render
 from pyzdb.errors import SecurityError
 from pyzdb.info import format_info
+from pyzdb.limits import QUERY_FILENAME, ROOT_NAME
 from pyzdb.sandbox.rules import sandbox_rules
 from pyzdb.version import version_line
 
@@ -120,7 +120,7 @@ class Repl:
         self.pending.append(line)
         source = "\n".join(self.pending)
         try:
-            complete = code.compile_command(source, SOURCE_NAME, "single") is not None
+            complete = code.compile_command(source, QUERY_FILENAME, "single") is not None
         except (SyntaxError, ValueError, OverflowError) as error:
             block = "\n".join(self.pending[:-1])
             self.pending = []
@@ -217,7 +217,7 @@ class Repl:
 def _is_complete(source: str) -> bool:
     """Whether `source` is a whole statement (no `...` line needed); False if it is invalid."""
     try:
-        return code.compile_command(source, SOURCE_NAME, "single") is not None
+        return code.compile_command(source, QUERY_FILENAME, "single") is not None
     except (SyntaxError, ValueError, OverflowError):
         return False
 
@@ -225,7 +225,7 @@ def _is_complete(source: str) -> bool:
 def _best_syntax_error(error: Exception, source: str) -> Exception:
     """The same error as the exec compiler reports it: `codeop` points `1 +` at column 0."""
     try:
-        compile(source + "\n", SOURCE_NAME, "exec", dont_inherit=True)
+        compile(source + "\n", QUERY_FILENAME, "exec", dont_inherit=True)
     except SyntaxError as better:
         return better
     except (ValueError, OverflowError):
@@ -250,7 +250,7 @@ def command_of(source: str) -> str | None:
     if (
         isinstance(func, ast.Attribute)
         and isinstance(func.value, ast.Name)
-        and func.value.id == ROOT
+        and func.value.id == ROOT_NAME
         and func.attr in COMMANDS
     ):
         return func.attr
@@ -288,7 +288,7 @@ def typo_hint(name: str | None) -> str | None:
         return None
     from pyzdb.sandbox.guards import BUILTINS
 
-    close = difflib.get_close_matches(name, [*BUILTINS, ROOT], n=1)
+    close = difflib.get_close_matches(name, [*BUILTINS, ROOT_NAME], n=1)
     return f"did you mean {close[0]!r}?" if close else None
 
 
@@ -316,7 +316,7 @@ def _command_named_in(source: str) -> str | None:
             isinstance(node, ast.Attribute)
             and node.attr in COMMANDS
             and isinstance(node.value, ast.Name)
-            and node.value.id == ROOT
+            and node.value.id == ROOT_NAME
         ):
             return node.attr
     return None
@@ -357,7 +357,7 @@ def describe_error(error: BaseException, source: str) -> str:
     number, column = where
     text = lines[number - 1]
     shown = text.lstrip()
-    excerpt = [f'  File "{SOURCE_NAME}", line {number}', "    " + shown]
+    excerpt = [f'  File "{QUERY_FILENAME}", line {number}', "    " + shown]
     if column:
         offset = max(0, min(column - 1 - (len(text) - len(shown)), len(shown)))
         excerpt.append("    " + " " * offset + "^")

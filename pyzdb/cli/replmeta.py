@@ -17,7 +17,7 @@ import shutil
 import time
 from typing import Any
 
-from pyzdb.api.capture import ROOT
+from pyzdb.limits import ROOT_NAME
 
 HELP = """\
 Each line or block you type runs on the database as one request; the value of the last
@@ -79,7 +79,7 @@ def meta_command(source: str) -> tuple[str, str] | None:
     if (
         isinstance(func, ast.Attribute)
         and isinstance(func.value, ast.Name)
-        and func.value.id == ROOT
+        and func.value.id == ROOT_NAME
         and func.attr in CONNECTION_CALLS
         and not call.args
         and not call.keywords
@@ -142,7 +142,7 @@ class Timer:
         return f"Run Time: {time.perf_counter() - self._started:.3f} s"
 
 
-_KEY_PATH = re.compile("(" + ROOT + r"(?:\[[^\[\]]*\])*)\[(['\"]?)([^'\"\[\]]*)$")
+_KEY_PATH = re.compile("(" + ROOT_NAME + r"(?:\[[^\[\]]*\])*)\[(['\"]?)([^'\"\[\]]*)$")
 _DOTTED = re.compile(r"([\w\]\)'\"]+)\.(\w*)$")
 _WORD = re.compile(r"[A-Za-z_]\w*$")
 
@@ -160,7 +160,7 @@ class Completer:
         connection_names: list[str],
     ) -> None:
         self.db = db
-        self.words = sorted({*builtin_names, *keyword.kwlist, ROOT})
+        self.words = sorted({*builtin_names, *keyword.kwlist, ROOT_NAME})
         self.methods = sorted(set(method_names))
         self.connection = sorted(set(connection_names))
         self._keys: dict[str, tuple[float, list[Any]]] = {}
@@ -190,8 +190,8 @@ class Completer:
         match = _DOTTED.search(line)
         if match:
             head = line[: match.start(2)]
-            names = self.connection if match[1] == ROOT else self.methods
-            suffix = "()" if match[1] == ROOT else "("
+            names = self.connection if match[1] == ROOT_NAME else self.methods
+            suffix = "()" if match[1] == ROOT_NAME else "("
             return [head + name + suffix for name in names if name.startswith(match[2])]
         match = _WORD.search(line)
         if match:
