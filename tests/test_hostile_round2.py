@@ -32,7 +32,7 @@ import pytest
 import zmq
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from server_process import ServerProcess
+from server_process import ServerProcess, open_database
 
 import pyzdb
 from pyzdb.net import protocol
@@ -77,17 +77,9 @@ SEED = {"l": [1, 2, 3], "d": {"a": 1}, "s": "text"}
 @pytest.fixture(scope="module", params=["embedded", "remote"])
 def seeded(request, tmp_path_factory) -> Iterator[tuple[pyzdb.Database, ServerProcess | None]]:
     data_dir = tmp_path_factory.mktemp("round2") / "data"
-    if request.param == "embedded":
-        database = pyzdb.open(data_dir)
-        database.execute("db.update(seed)", seed=SEED)
-        yield database, None
-        database.close()
-        return
-    with ServerProcess(data_dir) as server:
-        database = pyzdb.connect(server.uri, timeout=60.0)
+    with open_database(request.param, data_dir, timeout=60.0) as (database, server):
         database.execute("db.update(seed)", seed=SEED)
         yield database, server
-        database.close()
 
 
 @pytest.mark.parametrize("case", load("crash"), ids=ids(load("crash")))
@@ -172,21 +164,16 @@ def test_other_clients_are_served_after_a_stuck_request(strict_server):
 @pytest.mark.parametrize("kind", ["embedded", "remote"])
 @pytest.mark.parametrize("case", load("commit"), ids=ids(load("commit")))
 def test_an_overrun_in_the_last_step_never_commits(tmp_path, kind, case):
-    data_dir = tmp_path / "data"
-    if kind == "embedded":
-        database = pyzdb.open(data_dir, budget=Budget(time=0.2))
-        server = None
-    else:
-        server = ServerProcess(data_dir, "--time-limit", "0.2", "--kill-grace", "60").start()
-        database = pyzdb.connect(server.uri, timeout=60.0)
-    try:
+    with open_database(
+        kind,
+        tmp_path / "data",
+        *("--time-limit", "0.2", "--kill-grace", "60"),
+        timeout=60.0,
+        budget=Budget(time=0.2),
+    ) as (database, _):
         with pytest.raises(EXPECTED[case["expect"]]):
             database.execute(case["source"])
         assert "late" not in database
-    finally:
-        database.close()
-        if server is not None:
-            server.close()
 
 
 # -- kill -9 of the evaluating process --------------------------------------------------------
@@ -601,7 +588,7 @@ def test_key_types_round_trip_through_a_server_restart(tmp_path):
         for name, value in KEYS.items():
             database.execute(f"db['{name}'] = v", v=value)
         database.close()
-        server.stop()
+        assert server.stop() == 0, server.log()
         server.start()
         database = pyzdb.connect(server.uri, timeout=30.0)
         try:
