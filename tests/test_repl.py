@@ -23,7 +23,7 @@ import pytest
 from server_process import ServerProcess
 
 import pyzdb
-from pyzdb.cli.repl import command_of, describe_error, error_position
+from pyzdb.cli.replsource import command_of, describe_error, error_position
 
 #: The console script of setup.cfg, installed beside this interpreter (`pip install -e .`).
 PYZDB = Path(sys.executable).with_name("pyzdb")

@@ -24,7 +24,11 @@ from pyzdb.version import version_line
 
 
 def to_json(value: Any) -> Any:
-    """JSON has no tuples, bytes, sets or non-string keys: map them to the nearest JSON."""
+    """JSON has no tuples, bytes, sets or non-string keys: map them to the nearest JSON.
+
+    >>> to_json({1: (b"a", {3, 2}, 2**60)})
+    {'1': [{'$bytes': 'YQ=='}, [2, 3], '1152921504606846976']}
+    """
     if isinstance(value, dict):
         return {_json_key(key): to_json(item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
@@ -51,7 +55,11 @@ def format_value(value: Any, as_json: bool) -> str:
 
 
 def format_error(error: BaseException) -> str:
-    """`KeyError: 'x'` plus the notes that point into the query."""
+    """`KeyError: 'x'` plus the notes that point into the query.
+
+    >>> format_error(KeyError("x"))
+    "KeyError: 'x'"
+    """
     lines = [f"{type(error).__name__}: {error}"]
     lines.extend(getattr(error, "__notes__", ()))
     return "\n".join(lines)
