@@ -19,6 +19,11 @@ import pyzdb
 #: embedded: `pyzdb.open` in this process; remote: `pyzdb.connect` to a live `pyzdb-server`.
 DATABASE_KINDS = ["embedded", "remote"]
 
+#: Scripts the suite runs as processes, never imports: `--doctest-modules` (pyproject.toml)
+#: would import them into the test process, where the fuzz target instruments its imports with
+#: atheris (10 s) and the bench scripts put their folder on `sys.path`.
+collect_ignore_glob = ["fuzz/*.py", "bench/*.py", "crash_writer.py"]
+
 
 @pytest.fixture
 def data_dir(tmp_path: Path) -> Path:
