@@ -13,6 +13,7 @@ from pathlib import Path
 
 from server_process import ServerProcess
 
+from pyzdb.api.proxy import DatabaseAPI
 from pyzdb.net import keys
 
 ROLES = {"admin": "admin", "writer": "write", "reader": "read"}
@@ -50,9 +51,9 @@ class Keyring:
         )
 
 
-def seed_tenants(db: object) -> None:
+def seed_tenants(db: DatabaseAPI) -> None:
     """Two tenants and some global data, written with an unscoped key."""
-    db.execute(  # type: ignore[attr-defined]
+    db.execute(
         "db['tenants'] = {'acme': {'orders': [1, 2, 3], 'name': 'ACME'},"
         " 'globex': {'orders': [7], 'secret': 'globex-secret-4711'}}\n"
         "db['config'] = {'admin-password': 'global-secret-0815'}"

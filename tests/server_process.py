@@ -42,7 +42,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -349,7 +349,7 @@ def _zygote_main() -> None:
                     pass
 
 
-def _child(server_main: object, argv: list[str], log: str) -> None:
+def _child(server_main: Callable[[list[str]], int], argv: list[str], log: str) -> None:
     """In the forked child: detach from the zygote's pipes, log to a file, serve, exit."""
     status = 1
     try:
@@ -359,7 +359,7 @@ def _child(server_main: object, argv: list[str], log: str) -> None:
         os.dup2(out, 1)
         os.dup2(out, 2)
         signal.signal(signal.SIGINT, signal.default_int_handler)
-        status = server_main(argv)  # type: ignore[operator]
+        status = server_main(argv)
     except SystemExit as exc:  # argparse refusing the arguments
         status = exc.code if isinstance(exc.code, int) else 1
     except BaseException:

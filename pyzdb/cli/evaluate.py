@@ -20,8 +20,6 @@ from pyzdb.limits import DEFAULT_URI
 from pyzdb.values import File
 from pyzdb.version import version_line
 
-#: Where both tools look for a server when told nothing: the quick-start server's address.
-
 
 def to_json(value: Any) -> Any:
     """JSON has no tuples, bytes, sets or non-string keys: map them to the nearest JSON.
@@ -165,7 +163,6 @@ __all__ = [
     "eval_main",
     "open_target",
     "print_out",
-    "DEFAULT_URI",
     "format_value",
     "format_error",
     "to_json",

@@ -53,7 +53,7 @@ from pyzdb.cli.replsource import (
     is_complete,
 )
 from pyzdb.info import format_info
-from pyzdb.limits import QUERY_FILENAME
+from pyzdb.limits import DEFAULT_URI, QUERY_FILENAME
 from pyzdb.sandbox.rules import sandbox_rules
 from pyzdb.version import version_line
 
@@ -286,7 +286,7 @@ def _parser() -> argparse.ArgumentParser:
         "typed alone are calls on the connection.",
     )
     where = parser.add_mutually_exclusive_group()
-    where.add_argument("uri", nargs="?", help="a pyzdb-server's URI (default tcp://127.0.0.1:5559)")
+    where.add_argument("uri", nargs="?", help=f"a pyzdb-server's URI (default {DEFAULT_URI})")
     where.add_argument(
         "--data", metavar="DIR", help="embedded: open this data directory in this process instead"
     )

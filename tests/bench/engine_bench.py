@@ -247,7 +247,7 @@ def memory_child(kind: str, count: int, directory: str) -> None:
         gc.collect()
         print(_common.rss_bytes() - before, len(users))
         return
-    import pyzdb.embedded  # noqa: F401 - the engine's imports are not data: load them first
+    import pyzdb.embedded  # the engine's imports are not data: load them first
 
     gc.collect()
     before = _common.rss_bytes()
