@@ -1,5 +1,5 @@
 """Helpers for tests of `pyzdb-server --keys`: a keys directory with one key per role and scope,
-and a real server (real CURVE, real ZAP) started on it.
+and a real server (real CURVE, real ZAP) to start on it.
 
 `Keyring(tmp_path)` runs `pyzdb-keys init` and `add` (the functions behind the console
 script) for: `admin`, `writer`, `reader` (unscoped), `acme` and `globex` (write, scoped to
@@ -13,6 +13,7 @@ from pathlib import Path
 
 from server_process import ServerProcess
 
+from pyzdb.api.proxy import DatabaseAPI
 from pyzdb.net import keys
 
 ROLES = {"admin": "admin", "writer": "write", "reader": "read"}
@@ -43,15 +44,16 @@ class Keyring:
         return str(self.out / f"{name}.pyzdb-key")
 
     def server(self, data_dir: Path, *args: str, tcp: bool = False) -> ServerProcess:
-        """A started server with `--keys` on this directory (pinged with the admin key)."""
+        """A server with `--keys` on this directory, pinged with the admin key; not started
+        yet: `with keyring.server(data_dir) as server:` starts it and checks its exit."""
         return ServerProcess(
             data_dir, "--keys", str(self.dir), *args, tcp=tcp, key=self.key("admin")
-        ).start()
+        )
 
 
-def seed_tenants(db: object) -> None:
+def seed_tenants(db: DatabaseAPI) -> None:
     """Two tenants and some global data, written with an unscoped key."""
-    db.execute(  # type: ignore[attr-defined]
+    db.execute(
         "db['tenants'] = {'acme': {'orders': [1, 2, 3], 'name': 'ACME'},"
         " 'globex': {'orders': [7], 'secret': 'globex-secret-4711'}}\n"
         "db['config'] = {'admin-password': 'global-secret-0815'}"

@@ -6,6 +6,17 @@
 up: SIGTERM, then SIGKILL if it has not exited within 10 s. Its log goes to a file, never to a
 pipe nobody reads (a full pipe would block the server); `log()` returns it for messages.
 
+The one way tests hold a server is `with ServerProcess(...) as server:` (in a fixture: the
+same, with `yield server` inside). Leaving the block stops the server and fails the test unless
+it exited with status 0, what `pyzdb-server` returns after a clean stop on SIGTERM (1 or 2 mean
+it failed or refused to start, a negative status that a signal ended it): a server that crashed
+or hung under a test is a bug even when the test's own asserts passed. A server the test killed
+on purpose (`kill()`, the crash the journal is built for) and did not start again is only
+cleaned up.
+
+`open_database(kind, data_dir, ...)` does the same for a test that runs against either kind of
+database: `pyzdb.open` in this process, or `pyzdb.connect` to such a server.
+
 Two ways to start it:
 
 - `script=True`: the `pyzdb-server` console script, exactly what an operator runs (~0.3 s of
@@ -19,6 +30,7 @@ Two ways to start it:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -30,10 +42,13 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import zmq
 
+import pyzdb
 from pyzdb.net import protocol
 from pyzdb.net.keys import load_credential
 
@@ -90,6 +105,8 @@ class ServerProcess:
         self.uri = free_tcp_uri() if tcp else f"ipc://{self.scratch}/server.sock"
         self.log_path = self.scratch / "server.log"
         self.process: subprocess.Popen[bytes] | _Forked | None = None
+        #: Whether the test SIGKILLed the server it last started (its exit is then no failure).
+        self.killed = False
 
     @property
     def argv(self) -> list[str]:
@@ -97,6 +114,7 @@ class ServerProcess:
 
     def start(self, timeout: float = 20.0) -> ServerProcess:
         """Start the server and wait until it answers a ping (its log is in the error)."""
+        self.killed = False
         if self.script:
             if not SERVER_SCRIPT.exists():
                 raise RuntimeError(f"{SERVER_SCRIPT} is missing: run `pip install -e .` first")
@@ -116,7 +134,7 @@ class ServerProcess:
                     f"pyzdb-server exited with {self.process.returncode}:\n{self.log()}"
                 )
             if time.monotonic() > deadline:
-                self.kill()
+                self._sigkill()
                 raise RuntimeError(f"pyzdb-server did not answer within {timeout} s:\n{self.log()}")
         return self
 
@@ -143,12 +161,25 @@ class ServerProcess:
             try:
                 self.process.wait(timeout)
             except subprocess.TimeoutExpired:
-                self.kill()
+                self._sigkill()
         assert self.process.returncode is not None
         return self.process.returncode
 
+    def stop_cleanly(self) -> None:
+        """Stop it and fail unless it exited 0 (a clean stop on SIGTERM), unless the test
+        killed it on purpose and did not start it again."""
+        if self.killed:
+            return
+        status = self.stop()
+        assert status == 0, f"pyzdb-server exited with {status}:\n{self.log()}"
+
     def kill(self) -> None:
-        """SIGKILL: the crash the journal is built for."""
+        """SIGKILL: the crash the journal is built for (the test's own doing, so the exit
+        status is not checked until the server is started again)."""
+        self.killed = True
+        self._sigkill()
+
+    def _sigkill(self) -> None:
         assert self.process is not None
         if self.process.poll() is None:
             self.process.kill()
@@ -175,8 +206,45 @@ class ServerProcess:
     def __enter__(self) -> ServerProcess:
         return self.start()
 
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
+    def __exit__(self, error_type: type[BaseException] | None, *exc_info: object) -> None:
+        """Stop it; when the block ended without an error, fail unless it exited cleanly (an
+        error already fails the test, and stays the one it reports)."""
+        try:
+            if error_type is None:
+                self.stop_cleanly()
+        finally:
+            self.close()
+
+
+@contextlib.contextmanager
+def open_database(
+    kind: str,
+    data_dir: str | os.PathLike[str],
+    *server_args: str,
+    timeout: float | None = None,
+    **open_options: Any,
+) -> Iterator[tuple[pyzdb.Database, ServerProcess | None]]:
+    """(database, server) of `kind` on `data_dir`, closed at the end.
+
+    "embedded": `pyzdb.open(data_dir, **open_options)` and no server; "remote": `pyzdb.connect`
+    (with `timeout`, if given) to a `ServerProcess(data_dir, *server_args)`, whose clean exit
+    is checked. The caller states each limit both ways (`retain_journal=3` and
+    `"--retain-journal", "3"`).
+    """
+    if kind == "embedded":
+        database = pyzdb.open(data_dir, **open_options)
+        try:
+            yield database, None
+        finally:
+            database.close()
+        return
+    with ServerProcess(data_dir, *server_args) as server:
+        options = {} if timeout is None else {"timeout": timeout}
+        database = pyzdb.connect(server.uri, **options)
+        try:
+            yield database, server
+        finally:
+            database.close()
 
 
 # -- the zygote ----------------------------------------------------------------------------------
@@ -281,7 +349,7 @@ def _zygote_main() -> None:
                     pass
 
 
-def _child(server_main: object, argv: list[str], log: str) -> None:
+def _child(server_main: Callable[[list[str]], int], argv: list[str], log: str) -> None:
     """In the forked child: detach from the zygote's pipes, log to a file, serve, exit."""
     status = 1
     try:
@@ -291,7 +359,7 @@ def _child(server_main: object, argv: list[str], log: str) -> None:
         os.dup2(out, 1)
         os.dup2(out, 2)
         signal.signal(signal.SIGINT, signal.default_int_handler)
-        status = server_main(argv)  # type: ignore[operator]
+        status = server_main(argv)
     except SystemExit as exc:  # argparse refusing the arguments
         status = exc.code if isinstance(exc.code, int) else 1
     except BaseException:

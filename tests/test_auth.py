@@ -40,12 +40,8 @@ def keyring(tmp_path) -> Keyring:
 
 @pytest.fixture
 def server(keyring, data_dir):
-    process = keyring.server(data_dir)
-    try:
+    with keyring.server(data_dir) as process:
         yield process
-        assert process.stop() == 0, process.log()
-    finally:
-        process.close()
 
 
 def _connect(server, keyring, name: str) -> pyzdb.Database:
@@ -351,8 +347,7 @@ def test_bind_all_interfaces_with_keys_and_connect_over_loopback(keyring, data_d
         key=keyring.key("admin"),
     )
     process.uri = f"tcp://127.0.0.1:{port}"  # only loopback traffic: nothing leaves the machine
-    process.start()
-    try:
+    with process:
         with pytest.raises(OSError):  # the address really is bound on every interface
             with socket.socket() as probe:
                 probe.bind(("0.0.0.0", int(port)))
@@ -361,9 +356,6 @@ def test_bind_all_interfaces_with_keys_and_connect_over_loopback(keyring, data_d
             assert db.query("db['over']") == "curve"
         with pyzdb.connect(process.uri, timeout=TIMEOUT) as nokey:
             _refused_promptly(nokey.ping, "requires a key")
-        assert process.stop() == 0
-    finally:
-        process.close()
     without = ServerProcess(data_dir, "--bind", f"tcp://0.0.0.0:{port}", script=True)
     try:
         with pytest.raises(RuntimeError, match="not a loopback address"):

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 from server_process import ServerProcess
 
-from pyzdb.cli.bench import HEADERS, TESTS, format_table, percentile, split_row
+from pyzdb.cli.benchpool import HEADERS, TESTS
+from pyzdb.cli.figures import format_table, percentile, split_row
 
 BENCH_DIR = Path(__file__).parent / "bench"
 BENCH_SCRIPT = Path(sys.executable).with_name("pyzdb-bench")

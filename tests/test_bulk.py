@@ -211,7 +211,7 @@ def test_printf_fast_path_keeps_its_prices(db):
     assert db.query("'%s!' % 'x'") == "x!"
     assert db.query("'%d' % 1e30") == str(int(1e30))
     with pytest.raises(pyzdb.LimitExceeded):
-        db.query("'%s%s' % ('x' * 6_000_000, 'y' * 6_000_000)")  # noqa: UP031
+        db.query("'%s%s' % ('x' * 6_000_000, 'y' * 6_000_000)")
     with pytest.raises(pyzdb.LimitExceeded):
         db.query("'%s-----' % ('x' * 9_999_999)")  # one conversion, over by 4
     with pytest.raises(TypeError):

@@ -56,34 +56,7 @@ def wait_all(processes: list[subprocess.Popen[str]], timeout: float = 120) -> No
         assert process.returncode == 0, f"client failed:\n{out}\n{err}"
 
 
-# -- the seed's README, step by step -------------------------------------------------------------
-
-
-def test_readme_sample_session_survives_a_server_restart(server):
-    """The README's session; "the server can be stopped and restarted to continue the session
-    (without needing to restart the client)"."""
-    db = pyzdb.connect(server.uri)
-    assert db.get() == {}
-    db["x"] = 3
-    assert db["x"].get() == 3
-    db["l"] = list(range(10))
-    assert db.get() == {"x": 3, "l": list(range(10))}
-    db["l"][4] = ["a", "b", "c"]
-    assert db.undo() is True
-    assert db.get() == {"x": 3, "l": list(range(10))}
-    assert db.undo() is True
-    assert db.redo() is True
-    assert db.redo() is True
-    assert db.get() == {"x": 3, "l": [0, 1, 2, 3, ["a", "b", "c"], 5, 6, 7, 8, 9]}
-    assert db.query("[v for v in db['l'][4]]") == ["a", "b", "c"]
-    assert db.query("[k for k in db]") == ["x", "l"]
-    db["l"][4].append("d")
-    db.save()
-    assert server.stop() == 0
-    server.restart()
-    assert db["l"][4].get() == ["a", "b", "c", "d"]
-    assert db.get() == {"x": 3, "l": [0, 1, 2, 3, ["a", "b", "c", "d"], 5, 6, 7, 8, 9]}
-    db.close()
+# -- the seed's README (its session, across a restart: test_database.py) ------------------------
 
 
 def test_readme_library_and_lock_examples(server):

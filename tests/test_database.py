@@ -9,8 +9,9 @@ import pytest
 import pyzdb
 
 
-def test_seed_sample_session(db):
-    """The original README's session, step by step, with the answers it promised."""
+def test_seed_sample_session(db, restart):
+    """The original README's session, step by step, with the answers it promised; then the
+    data after a restart (the remote kind: the server's, with the client still connected)."""
     assert db.get() == {}
     db["x"] = 3
     assert db["x"].get() == 3
@@ -29,6 +30,9 @@ def test_seed_sample_session(db):
     assert db["l"][4].get() == ["a", "b", "c", "d"]
     db.save()
     assert db["x"]._run() == 3
+    db = restart()
+    assert db["l"][4].get() == ["a", "b", "c", "d"]
+    assert db.get() == {"x": 3, "l": [0, 1, 2, 3, ["a", "b", "c", "d"], 5, 6, 7, 8, 9]}
 
 
 def test_query_is_one_expression_and_returns_its_value(db):

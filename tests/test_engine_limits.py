@@ -1,10 +1,15 @@
-"""Limits the engine enforces on values that share containers, through `pyzdb.open`.
+"""Limits the engine enforces on values that share containers, against both kinds of database.
 
 A value may refer to one container many times. Two places expand that sharing: the wire
 encoder writes every reference in full (so a query result like ``[big] * 1000`` is a bomb for
 the server), and adoption stores a copy per reference (the tree never holds a container twice,
 so ``a = [a, a]`` forty times is 2**41 containers). Both are refused early, by size, with
-nothing written. The result budget is small here so that every test runs in milliseconds.
+nothing written.
+
+The bombs run against `small_budget`, the embedded kind with a result budget of 100 KB, so
+that every test runs in milliseconds: `pyzdb-server` has no option that sets the result
+budget. So does the test that lowers the adoption bound in this process (a server's bound is
+its own).
 """
 
 from __future__ import annotations
@@ -27,11 +32,23 @@ RESULT_BUDGET = 100_000
 DOUBLING = "a = []\nfor _ in range({n}):\n    a = [a, a]\n"
 
 
+#: The tree every test starts from (`unchanged` checks it is still there).
+TREE = "db['l'] = [0, 1]\ndb['d'] = {'k': 0}"
+
+
 @pytest.fixture
-def db(tmp_path: Any) -> Iterator[pyzdb.Database]:
+def db(db: pyzdb.Database) -> pyzdb.Database:
+    """The shared `db` (both kinds) holding `TREE`."""
+    db.execute(TREE)
+    return db
+
+
+@pytest.fixture
+def small_budget(tmp_path: Any) -> Iterator[pyzdb.Database]:
+    """The embedded kind holding `TREE`, with a result budget of `RESULT_BUDGET` bytes."""
     database = pyzdb.open(tmp_path / "data", fsync="no", budget=Budget(max_result=RESULT_BUDGET))
     try:
-        database.execute("db['l'] = [0, 1]\ndb['d'] = {'k': 0}")
+        database.execute(TREE)
         yield database
     finally:
         database.close()
@@ -103,8 +120,9 @@ def test_moderate_sharing_is_stored_as_copies(db: pyzdb.Database) -> None:
     ],
 )
 def test_the_bound_counts_every_copy_of_one_mutation(
-    db: pyzdb.Database, monkeypatch: Any, source: str
+    small_budget: pyzdb.Database, monkeypatch: Any, source: str
 ) -> None:
+    db = small_budget
     monkeypatch.setattr(store_module, "MAX_ADOPT_NODES", 20)
     db.execute("db['ok'] = [[1]] * 19")  # 20 containers with the list itself: just fits
     db.execute("del db['ok']")
@@ -132,7 +150,10 @@ BOMBS = {
 
 
 @pytest.mark.parametrize("name", list(BOMBS))
-def test_a_result_bomb_is_refused_by_its_expanded_size(db: pyzdb.Database, name: str) -> None:
+def test_a_result_bomb_is_refused_by_its_expanded_size(
+    small_budget: pyzdb.Database, name: str
+) -> None:
+    db = small_budget
     started = time.perf_counter()
     with pytest.raises(LimitExceeded, match="result budget") as info:
         db.query(BOMBS[name], big=list(range(1000)))

@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from server_process import ServerProcess
 
 import pyzdb
 
@@ -111,18 +109,6 @@ def assert_lines(lines: list[str], expected: list[str]) -> None:
             assert line == want
 
 
-@pytest.fixture
-def server_uri(tmp_path) -> Iterator[str]:
-    """A live pyzdb-server on a fresh data directory, stopped cleanly at the end."""
-    server = ServerProcess(tmp_path / "data").start()
-    try:
-        yield server.uri
-        status = server.stop()
-        assert status == 0, f"pyzdb-server exited with {status}:\n{server.log()}"
-    finally:
-        server.close()
-
-
 def test_every_example_is_tested():
     assert sorted(path.name for path in EXAMPLES.glob("*.py")) == sorted(EXPECTED)
 
@@ -133,8 +119,8 @@ def test_example_default(name):
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
-def test_example_against_a_server(name, server_uri):
-    assert_lines(run_example(name, server_uri), EXPECTED[name])
+def test_example_against_a_server(name, server):
+    assert_lines(run_example(name, server.uri), EXPECTED[name])
 
 
 def test_example_in_a_data_directory_keeps_its_data(tmp_path):

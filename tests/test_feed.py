@@ -15,7 +15,7 @@ import threading
 
 import pytest
 import zmq
-from server_process import ServerProcess
+from server_process import ServerProcess, open_database
 
 import pyzdb
 import pyzdb.net.aio
@@ -107,13 +107,7 @@ def test_watch_of_a_missing_path_and_bad_paths(db):
 
 @pytest.mark.parametrize("kind", ["embedded", "remote"])
 def test_watch_raises_history_lost_when_records_are_no_longer_retained(kind, data_dir):
-    server = None
-    if kind == "embedded":
-        db = pyzdb.open(data_dir, retain_journal=3)
-    else:
-        server = ServerProcess(data_dir, "--retain-journal", "3").start()
-        db = pyzdb.connect(server.uri)
-    try:
+    with open_database(kind, data_dir, "--retain-journal", "3", retain_journal=3) as (db, server):
         for value in range(40):  # seq s sets x to s - 1
             db["x"] = value
             if value in (19, 39):
@@ -130,10 +124,6 @@ def test_watch_raises_history_lost_when_records_are_no_longer_retained(kind, dat
         if server is not None:
             with pytest.raises(pyzdb.HistoryLost):
                 next(db.watch("db['x']", since=10_000))  # a seq this history never had
-    finally:
-        db.close()
-        if server is not None:
-            server.close()
 
 
 def _writer(uri, stop, seed):

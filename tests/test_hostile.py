@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 from corpus import SEED, load_corpus
-from server_process import ServerProcess
+from server_process import open_database
 
 import pyzdb
 from pyzdb.api.capture import CaptureError
@@ -32,18 +32,10 @@ EXPECTED_TYPES: dict[str, type[BaseException]] = {
 @pytest.fixture(scope="module", params=["embedded", "remote"])
 def seeded(request, tmp_path_factory) -> Iterator[pyzdb.Database]:
     data_dir = tmp_path_factory.mktemp("hostile") / "data"
-    if request.param == "embedded":
-        database = pyzdb.open(data_dir)
+    with open_database(request.param, data_dir, timeout=30.0) as (database, server):
         _seed(database)
         yield database
-        database.close()
-        return
-    with ServerProcess(data_dir) as server:
-        database = pyzdb.connect(server.uri, timeout=30.0)
-        _seed(database)
-        yield database
-        database.close()
-        assert server.alive, "the server died during the hostile replay"
+        assert server is None or server.alive(), "the server died during the hostile replay"
 
 
 def _seed(database: pyzdb.Database) -> None:

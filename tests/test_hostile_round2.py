@@ -32,7 +32,7 @@ import pytest
 import zmq
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from server_process import ServerProcess
+from server_process import ServerProcess, open_database
 
 import pyzdb
 from pyzdb.net import protocol
@@ -77,17 +77,9 @@ SEED = {"l": [1, 2, 3], "d": {"a": 1}, "s": "text"}
 @pytest.fixture(scope="module", params=["embedded", "remote"])
 def seeded(request, tmp_path_factory) -> Iterator[tuple[pyzdb.Database, ServerProcess | None]]:
     data_dir = tmp_path_factory.mktemp("round2") / "data"
-    if request.param == "embedded":
-        database = pyzdb.open(data_dir)
-        database.execute("db.update(seed)", seed=SEED)
-        yield database, None
-        database.close()
-        return
-    with ServerProcess(data_dir) as server:
-        database = pyzdb.connect(server.uri, timeout=60.0)
+    with open_database(request.param, data_dir, timeout=60.0) as (database, server):
         database.execute("db.update(seed)", seed=SEED)
         yield database, server
-        database.close()
 
 
 @pytest.mark.parametrize("case", load("crash"), ids=ids(load("crash")))
@@ -149,7 +141,7 @@ def test_other_clients_are_served_after_a_stuck_request(strict_server):
             stuck.execute(
                 "a = [1]\nb = [1]\nfor i in range(40):\n    a = [a, a]\n    b = [b, b]\na < b"
             )
-        except BaseException as exc:  # noqa: BLE001 - inspected below
+        except BaseException as exc:  # inspected below
             errors.append(exc)
 
     try:
@@ -172,21 +164,16 @@ def test_other_clients_are_served_after_a_stuck_request(strict_server):
 @pytest.mark.parametrize("kind", ["embedded", "remote"])
 @pytest.mark.parametrize("case", load("commit"), ids=ids(load("commit")))
 def test_an_overrun_in_the_last_step_never_commits(tmp_path, kind, case):
-    data_dir = tmp_path / "data"
-    if kind == "embedded":
-        database = pyzdb.open(data_dir, budget=Budget(time=0.2))
-        server = None
-    else:
-        server = ServerProcess(data_dir, "--time-limit", "0.2", "--kill-grace", "60").start()
-        database = pyzdb.connect(server.uri, timeout=60.0)
-    try:
+    with open_database(
+        kind,
+        tmp_path / "data",
+        *("--time-limit", "0.2", "--kill-grace", "60"),
+        timeout=60.0,
+        budget=Budget(time=0.2),
+    ) as (database, _):
         with pytest.raises(EXPECTED[case["expect"]]):
             database.execute(case["source"])
         assert "late" not in database
-    finally:
-        database.close()
-        if server is not None:
-            server.close()
 
 
 # -- kill -9 of the evaluating process --------------------------------------------------------
@@ -205,7 +192,7 @@ def test_kill_9_of_the_worker_mid_request_loses_nothing_acknowledged(tmp_path):
             def run_slow() -> None:
                 try:
                     outcome.append(slow.execute("db['slow'] = 1\nn = 0\nwhile True:\n    n += 1"))
-                except BaseException as exc:  # noqa: BLE001 - inspected below
+                except BaseException as exc:  # inspected below
                     outcome.append(exc)
 
             thread = threading.Thread(target=run_slow)
@@ -282,7 +269,7 @@ def _reply_text(exc: BaseException) -> str:
 
 @pytest.mark.parametrize("case", load("leaks"), ids=ids(load("leaks")))
 def test_errors_carry_no_addresses(db, case):
-    with pytest.raises(Exception) as caught:  # noqa: B017 - the type varies; the text matters
+    with pytest.raises(Exception) as caught:  # the type varies; the text matters
         db.execute(case["source"])
     assert not ADDRESS.search(_reply_text(caught.value)), _reply_text(caught.value)
 
@@ -601,7 +588,7 @@ def test_key_types_round_trip_through_a_server_restart(tmp_path):
         for name, value in KEYS.items():
             database.execute(f"db['{name}'] = v", v=value)
         database.close()
-        server.stop()
+        assert server.stop() == 0, server.log()
         server.start()
         database = pyzdb.connect(server.uri, timeout=30.0)
         try:

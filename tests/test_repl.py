@@ -23,7 +23,7 @@ import pytest
 from server_process import ServerProcess
 
 import pyzdb
-from pyzdb.cli.repl import command_of, describe_error, error_position
+from pyzdb.cli.replsource import command_of, describe_error, error_position
 
 #: The console script of setup.cfg, installed beside this interpreter (`pip install -e .`).
 PYZDB = Path(sys.executable).with_name("pyzdb")
@@ -72,13 +72,8 @@ def where(request, tmp_path) -> Iterator[list[str]]:
     if request.param == "embedded":
         yield ["--data", str(data)]
         return
-    server = ServerProcess(data).start()
-    try:
+    with ServerProcess(data) as server:
         yield [server.uri]
-        status = server.stop()
-        assert status == 0, f"pyzdb-server exited with {status}:\n{server.log()}"
-    finally:
-        server.close()
 
 
 def test_seed_session_over_a_pipe(where, tmp_path):

@@ -66,12 +66,11 @@ class Writer(threading.Thread):
 
 @pytest.fixture
 def primary(tmp_path):
-    server = ServerProcess(tmp_path / "primary").start()
-    with pyzdb.connect(server.uri) as db:
-        db["r"] = {}
-        db["w"] = []
-    yield server
-    server.close()
+    with ServerProcess(tmp_path / "primary") as server:
+        with pyzdb.connect(server.uri) as db:
+            db["r"] = {}
+            db["w"] = []
+        yield server
 
 
 def test_replica_catches_up_from_empty_and_streams(primary, tmp_path):
@@ -124,25 +123,22 @@ def test_writes_to_a_replica_are_refused_naming_the_primary(primary, tmp_path):
 
 
 def test_replica_killed_mid_stream_resumes_with_no_gap(primary, tmp_path):
-    replica = ServerProcess(tmp_path / "replica", "--replica-of", primary.uri).start()
-    writer = Writer(primary.uri)
-    writer.start()
-    try:
-        for _ in range(3):
-            time.sleep(0.5)
-            replica.kill()
-            time.sleep(0.2)
-            replica.restart()
-    finally:
-        writer.stop.set()
-        writer.join()
-    try:
+    with ServerProcess(tmp_path / "replica", "--replica-of", primary.uri) as replica:
+        writer = Writer(primary.uri)
+        writer.start()
+        try:
+            for _ in range(3):
+                time.sleep(0.5)
+                replica.kill()
+                time.sleep(0.2)
+                replica.restart()
+        finally:
+            writer.stop.set()
+            writer.join()
         wait_identical(primary, replica)
         with pyzdb.connect(replica.uri) as rdb:
             assert rdb.query("db['w']") == list(range(writer.count))
         assert replica.log().count("installed a snapshot") == 1  # resumed, never restarted
-    finally:
-        replica.close()
 
 
 def test_primary_killed_under_write_load_then_the_replica_continues(primary, tmp_path):
@@ -171,10 +167,9 @@ def test_a_replica_away_is_held_records_within_its_backlog_else_resyncs(tmp_path
     ) as primary:
         with pyzdb.connect(primary.uri) as db:
             db["r"] = {}
-        replica = ServerProcess(tmp_path / "replica", "--replica-of", primary.uri).start()
-        try:
+        with ServerProcess(tmp_path / "replica", "--replica-of", primary.uri) as replica:
             wait_identical(primary, replica)
-            replica.stop()
+            assert replica.stop() == 0, replica.log()
             with pyzdb.connect(primary.uri) as db:
                 fill(primary.uri, 600)
                 db.checkpoint()
@@ -190,39 +185,33 @@ def test_a_replica_away_is_held_records_within_its_backlog_else_resyncs(tmp_path
                 assert "behind the retained journal" in primary.log()
             else:  # held for it: the replica resumes from its own journal
                 assert replica.log().count("installed a snapshot") == 1
-        finally:
-            replica.close()
 
 
 def test_a_diverged_replica_is_detected_and_resyncs(tmp_path):
-    primary = ServerProcess(tmp_path / "primary").start()
-    replica = ServerProcess(tmp_path / "replica", "--replica-of", primary.uri)
-    try:
+    with ServerProcess(tmp_path / "primary") as primary:
         fill_dict = "db['r'] = {}"
         with pyzdb.connect(primary.uri) as db:
             db.execute(fill_dict)
         fill(primary.uri, 100)
-        primary.stop()
+        assert primary.stop() == 0, primary.log()
         shutil.copytree(tmp_path / "primary", tmp_path / "backup")
         primary.restart()
-        replica.start()
-        fill(primary.uri, 100, 100)  # the replica sees these...
-        wait_identical(primary, replica)
-        primary.stop()
-        shutil.rmtree(tmp_path / "primary")
-        shutil.copytree(tmp_path / "backup", tmp_path / "primary")  # ...which the restore drops
-        (tmp_path / "primary" / "LOCK").unlink()
-        primary.restart()
-        with pyzdb.connect(primary.uri) as db:  # and a different history is written on top
-            for i in range(150):
-                db.execute("db['r'][k] = 'other'", k=i)
-        wait_identical(primary, replica)
-        assert replica.log().count("installed a snapshot") == 2
-        with pyzdb.connect(replica.uri) as rdb:
-            assert rdb.query("db['r'][0]") == "other"
-    finally:
-        replica.close()
-        primary.close()
+        with ServerProcess(tmp_path / "replica", "--replica-of", primary.uri) as replica:
+            fill(primary.uri, 100, 100)  # the replica sees these...
+            wait_identical(primary, replica)
+            assert primary.stop() == 0, primary.log()
+            shutil.rmtree(tmp_path / "primary")
+            # ...which the restore drops
+            shutil.copytree(tmp_path / "backup", tmp_path / "primary")
+            (tmp_path / "primary" / "LOCK").unlink()
+            primary.restart()
+            with pyzdb.connect(primary.uri) as db:  # and a different history is written on top
+                for i in range(150):
+                    db.execute("db['r'][k] = 'other'", k=i)
+            wait_identical(primary, replica)
+            assert replica.log().count("installed a snapshot") == 2
+            with pyzdb.connect(replica.uri) as rdb:
+                assert rdb.query("db['r'][0]") == "other"
 
 
 def test_read_your_writes_through_read_uris_for_1000_pairs(primary, tmp_path):
@@ -244,8 +233,7 @@ def test_read_your_writes_through_read_uris_for_1000_pairs(primary, tmp_path):
 
 
 def test_reads_skip_a_replica_that_does_not_answer(primary, tmp_path):
-    replica = ServerProcess(tmp_path / "replica", "--replica-of", primary.uri).start()
-    try:
+    with ServerProcess(tmp_path / "replica", "--replica-of", primary.uri) as replica:
         wait_identical(primary, replica)
         with pyzdb.connect(primary.uri, read_uris=[replica.uri], timeout=10) as db:
             db["r"]["x"] = 1
@@ -256,8 +244,6 @@ def test_reads_skip_a_replica_that_does_not_answer(primary, tmp_path):
             assert db["r"]["x"].get() == 1  # and the dead replica is skipped at once
             db["r"]["y"] = 2  # (the replica may have acknowledged x before it died)
             assert db.wait_replicas(1, 0.3) == 0
-    finally:
-        replica.close()
 
 
 def test_eventual_consistency_reads_without_waiting(primary, tmp_path):
@@ -271,27 +257,21 @@ def test_eventual_consistency_reads_without_waiting(primary, tmp_path):
 
 
 def test_promotion_by_hand(primary, tmp_path):
-    replica = ServerProcess(tmp_path / "replica", "--replica-of", primary.uri).start()
-    try:
+    with ServerProcess(tmp_path / "replica", "--replica-of", primary.uri) as replica:
         fill(primary.uri, 100)
         wait_identical(primary, replica)
         old_history = info_of(primary.uri)["replication"]["history"]
         with pyzdb.connect(primary.uri) as db:
             before = db.query("db")
-        primary.stop()
-        replica.stop()
-        promoted = ServerProcess(tmp_path / "replica").start()  # no --replica-of
-        try:
-            with pyzdb.connect(promoted.uri) as db:
-                assert db.query("db") == before
-                info = db.info()["replication"]
-                assert info["role"] == "primary" and info["history"] != old_history
-                db["r"]["new"] = 1
-                assert db["r"]["new"].get() == 1
-        finally:
-            promoted.close()
-    finally:
-        replica.close()
+        assert primary.stop() == 0, primary.log()
+        assert replica.stop() == 0, replica.log()
+    with ServerProcess(tmp_path / "replica") as promoted:  # no --replica-of
+        with pyzdb.connect(promoted.uri) as db:
+            assert db.query("db") == before
+            info = db.info()["replication"]
+            assert info["role"] == "primary" and info["history"] != old_history
+            db["r"]["new"] = 1
+            assert db["r"]["new"].get() == 1
 
 
 @pytest.mark.parametrize("when", ["streamed", "in the snapshot"])
@@ -312,17 +292,14 @@ def test_a_write_retried_after_promotion_is_applied_once(primary, tmp_path, when
         wait_identical(primary, replica)
         assert replica.log().count("installed a snapshot") == 1
         primary.kill()
-        replica.stop()
-        promoted = ServerProcess(tmp_path / "replica").start()
-        try:
-            again = _raw_execute(promoted.uri, session, 3, "db['n'] += 1\ndb['n']")
-            assert again.ok and again.value == 1
-            with pyzdb.connect(promoted.uri) as db:
-                assert db["n"].get() == 1
-        finally:
-            promoted.close()
+        assert replica.stop() == 0, replica.log()
     finally:
         replica.close()
+    with ServerProcess(tmp_path / "replica") as promoted:
+        again = _raw_execute(promoted.uri, session, 3, "db['n'] += 1\ndb['n']")
+        assert again.ok and again.value == 1
+        with pyzdb.connect(promoted.uri) as db:
+            assert db["n"].get() == 1
 
 
 def test_blobs_are_copied_and_a_watch_fails_over_to_a_replica(primary, tmp_path):
@@ -369,7 +346,7 @@ def test_a_torn_tail_cut_by_recovery_renews_the_history_id(primary, tmp_path):
     assert primary.stop() == 0
     primary.restart()
     assert info_of(primary.uri)["replication"]["history"] == before  # a clean restart keeps it
-    primary.stop()
+    assert primary.stop() == 0, primary.log()
     last = sorted((tmp_path / "primary").glob("journal-*.log"))[-1]
     with open(last, "ab") as handle:
         handle.write(b"\x10\x00\x00\x00torn")  # half a frame: what a crash mid-write leaves
@@ -394,11 +371,10 @@ def keyed_primary(tmp_path):
     from keyed import Keyring
 
     keyring = Keyring(tmp_path / "keyring")
-    server = keyring.server(tmp_path / "primary")
-    with pyzdb.connect(server.uri, timeout=10, key=keyring.key("admin")) as db:
-        db["r"] = {"a": [1, 2, 3]}
-    yield server, keyring
-    server.close()
+    with keyring.server(tmp_path / "primary") as server:
+        with pyzdb.connect(server.uri, timeout=10, key=keyring.key("admin")) as db:
+            db["r"] = {"a": [1, 2, 3]}
+        yield server, keyring
 
 
 def test_a_replica_follows_a_keyed_primary_with_an_admin_key(keyed_primary, tmp_path):

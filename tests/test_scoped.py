@@ -31,12 +31,8 @@ def keyring(tmp_path_factory) -> Keyring:
 
 @pytest.fixture
 def server(keyring, data_dir):
-    process = keyring.server(data_dir, "--scoped-steps", "200000")
-    try:
+    with keyring.server(data_dir, "--scoped-steps", "200000") as process:
         yield process
-        assert process.stop() == 0, process.log()
-    finally:
-        process.close()
 
 
 @pytest.fixture
@@ -206,8 +202,7 @@ def test_scoped_requests_have_their_own_budget(acme, admin):
 
 
 def test_a_scoped_key_holds_the_lock_one_lease_at_most(keyring, data_dir):
-    server = keyring.server(data_dir, "--lease", "1")
-    try:
+    with keyring.server(data_dir, "--lease", "1") as server:
         with pyzdb.connect(server.uri, timeout=TIMEOUT, key=keyring.key("admin")) as admin:
             seed_tenants(admin)
             admin.lock()  # an unscoped key: heartbeats keep the lock past one lease
@@ -222,8 +217,6 @@ def test_a_scoped_key_holds_the_lock_one_lease_at_most(keyring, data_dir):
                     acme.unlock()
                 assert "in-txn" not in acme  # rolled back
                 assert admin.query("db['held']") is True
-    finally:
-        server.close()
 
 
 # -- the hostile corpus under a scoped write key ------------------------------------------------
@@ -240,21 +233,15 @@ EXPECTED_TYPES: dict[str, type[BaseException]] = {
 
 @pytest.fixture(scope="module")
 def corpus_server(keyring, tmp_path_factory):
-    from server_process import ServerProcess
-
-    process = ServerProcess(
-        tmp_path_factory.mktemp("corpus") / "data",
-        "--keys",
-        str(keyring.dir),
-        key=keyring.key("admin"),
-    ).start()
-    with pyzdb.connect(process.uri, timeout=30.0, key=keyring.key("admin")) as admin:
+    with (
+        keyring.server(tmp_path_factory.mktemp("corpus") / "data") as process,
+        pyzdb.connect(process.uri, timeout=30.0, key=keyring.key("admin")) as admin,
+    ):
         seed_tenants(admin)
         admin.execute("db['tenants']['acme'].update(seed)", seed=SEED)
         with pyzdb.connect(process.uri, timeout=30.0, key=keyring.key("acme")) as acme:
             yield admin, acme
-    assert process.alive(), "the server died during the hostile replay"
-    process.close()
+        assert process.alive(), "the server died during the hostile replay"
 
 
 @pytest.mark.parametrize("case", CASES, ids=[case.name for case in CASES])
@@ -334,14 +321,10 @@ def test_a_scoped_watch_of_a_deeper_path_and_the_raw_reply_leaks_nothing(
 def test_a_scoped_watch_follows_a_list_moved_above_its_scope(tmp_path):
     keyring = Keyring(tmp_path / "own")
     keyring.add("listed", "read", "db['rows'][1]")
-    server = keyring.server(tmp_path / "data")
-    try:
+    with keyring.server(tmp_path / "data") as server:
         with pyzdb.connect(server.uri, timeout=TIMEOUT, key=keyring.key("admin")) as admin:
             admin.execute("db['rows'] = [{'n': 'zero'}, {'n': 'one'}, {'n': 'two'}]")
             _follow_moved(server, keyring, admin)
-        assert server.stop() == 0, server.log()
-    finally:
-        server.close()
 
 
 def _follow_moved(server, keyring, admin) -> None:

@@ -564,9 +564,7 @@ def test_the_console_script_refuses_a_public_bind(tmp_path):
 
 
 def test_the_console_script_logs_recovery_and_stops_cleanly(tmp_path):
-    server = ServerProcess(tmp_path / "data", tcp=True, script=True)
-    try:
-        server.start()
+    with ServerProcess(tmp_path / "data", tcp=True, script=True) as server:
         db = pyzdb.connect(server.uri)
         db["a"] = 1
         db["a"] += 1
@@ -576,13 +574,10 @@ def test_the_console_script_logs_recovery_and_stops_cleanly(tmp_path):
         assert db["a"].get() == 2
         assert "2 records" in server.log(), server.log()
         assert server.stop() == 0
-    finally:
-        server.close()
 
 
 def test_sigterm_under_load_keeps_every_acknowledged_write(tmp_path):
-    server = ServerProcess(tmp_path / "data").start()
-    try:
+    with ServerProcess(tmp_path / "data") as server:
         db = pyzdb.connect(server.uri, timeout=2)
         db["n"] = 0
         acknowledged = 0
@@ -607,8 +602,6 @@ def test_sigterm_under_load_keeps_every_acknowledged_write(tmp_path):
         server.restart()
         value = pyzdb.connect(server.uri)["n"].get()
         assert acknowledged <= value <= acknowledged + 1
-    finally:
-        server.close()
 
 
 def test_a_second_server_on_the_same_data_directory_is_refused(tmp_path):

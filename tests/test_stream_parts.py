@@ -149,26 +149,25 @@ def test_a_replica_whose_primary_sends_garbage_keeps_serving(tmp_path):
     fake.setsockopt(zmq.LINGER, 0)
     uri = f"ipc://{tmp_path}/fake.sock"
     fake.bind(uri)
-    replica = ServerProcess(tmp_path / "replica", "--replica-of", uri).start()
     try:
-        answered = 0
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline and answered < 3:
-            if fake.poll(200):
-                frames = fake.recv_multipart()
-                request = protocol.decode_request(frames[-1], protocol.MAX_REQUEST_SIZE)
-                garbage = [
-                    b"\x00not msgpack",
-                    protocol.pack(Reply(request.id, True, "a string", 0)),
-                    protocol.pack(Reply(request.id, True, {"token": 5}, 0)),
-                ][answered]
-                fake.send_multipart([frames[0], garbage])
-                answered += 1
-        assert answered == 3
-        with pyzdb.connect(replica.uri) as rdb:
-            assert rdb.query("1 + 1") == 2
-            assert rdb.info()["replication"]["state"] in ("syncing", "disconnected")
-        assert replica.alive()
+        with ServerProcess(tmp_path / "replica", "--replica-of", uri) as replica:
+            answered = 0
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline and answered < 3:
+                if fake.poll(200):
+                    frames = fake.recv_multipart()
+                    request = protocol.decode_request(frames[-1], protocol.MAX_REQUEST_SIZE)
+                    garbage = [
+                        b"\x00not msgpack",
+                        protocol.pack(Reply(request.id, True, "a string", 0)),
+                        protocol.pack(Reply(request.id, True, {"token": 5}, 0)),
+                    ][answered]
+                    fake.send_multipart([frames[0], garbage])
+                    answered += 1
+            assert answered == 3
+            with pyzdb.connect(replica.uri) as rdb:
+                assert rdb.query("1 + 1") == 2
+                assert rdb.info()["replication"]["state"] in ("syncing", "disconnected")
+            assert replica.alive()
     finally:
-        replica.close()
         fake.close()

@@ -20,11 +20,13 @@ from pyzdb.limits import DEFAULT_URI
 from pyzdb.values import File
 from pyzdb.version import version_line
 
-#: Where both tools look for a server when told nothing: the quick-start server's address.
-
 
 def to_json(value: Any) -> Any:
-    """JSON has no tuples, bytes, sets or non-string keys: map them to the nearest JSON."""
+    """JSON has no tuples, bytes, sets or non-string keys: map them to the nearest JSON.
+
+    >>> to_json({1: (b"a", {3, 2}, 2**60)})
+    {'1': [{'$bytes': 'YQ=='}, [2, 3], '1152921504606846976']}
+    """
     if isinstance(value, dict):
         return {_json_key(key): to_json(item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
@@ -51,7 +53,11 @@ def format_value(value: Any, as_json: bool) -> str:
 
 
 def format_error(error: BaseException) -> str:
-    """`KeyError: 'x'` plus the notes that point into the query."""
+    """`KeyError: 'x'` plus the notes that point into the query.
+
+    >>> format_error(KeyError("x"))
+    "KeyError: 'x'"
+    """
     lines = [f"{type(error).__name__}: {error}"]
     lines.extend(getattr(error, "__notes__", ()))
     return "\n".join(lines)
@@ -157,7 +163,6 @@ __all__ = [
     "eval_main",
     "open_target",
     "print_out",
-    "DEFAULT_URI",
     "format_value",
     "format_error",
     "to_json",

@@ -2,11 +2,14 @@
 
     $ pyzdb tcp://127.0.0.1:5559          # a server (`pyzdb-server`)
     $ pyzdb --data ./pyzdb-data           # or a data directory, in this process
-    >>> db['l'] = list(range(10))
-    >>> [v*v for v in db['l'] if v % 2]   # one round trip: only the result travels
+    >>> db['l'] = list(range(10))         # doctest: +SKIP
+    >>> [v*v for v in db['l'] if v % 2]   # doctest: +SKIP
     [1, 9, 25, 49, 81]
-    >>> db.undo()
+    >>> db.undo()                         # doctest: +SKIP
     True
+
+(A session at its prompt, not a doctest of this module: the comprehension is one round trip,
+and only the result travels.)
 
 Theory of operation
 -------------------
@@ -29,12 +32,9 @@ only values, one per line, flushed as they come, and errors go to stderr.
 from __future__ import annotations
 
 import argparse
-import ast
 import code
 import contextlib
-import difflib
 import os
-import re
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
@@ -43,9 +43,17 @@ from typing import Any, TextIO
 from pyzdb.api.proxy import DatabaseAPI
 from pyzdb.cli.evaluate import format_error, format_value, open_target, quiet_broken_pipe
 from pyzdb.cli.replmeta import CONNECTION_CALLS, HELP, Completer, Timer, meta_command, render
-from pyzdb.errors import SecurityError
+from pyzdb.cli.replsource import (
+    COMMANDS,
+    assigned_names,
+    best_syntax_error,
+    command_of,
+    describe_error,
+    hint_for,
+    is_complete,
+)
 from pyzdb.info import format_info
-from pyzdb.limits import QUERY_FILENAME, ROOT_NAME
+from pyzdb.limits import DEFAULT_URI, QUERY_FILENAME
 from pyzdb.sandbox.rules import sandbox_rules
 from pyzdb.version import version_line
 
@@ -54,14 +62,6 @@ PS2 = "... "
 #: readline history, kept only when a person types (stdin is a terminal).
 HISTORY_FILE = "~/.pyzdb_history"
 HISTORY_LENGTH = 1000
-#: Methods of the database the REPL calls itself when typed alone as `db.NAME()`: they act on
-#: the connection (undo log, checkpoint, lock), so the sandbox has no business running them.
-COMMANDS = frozenset(
-    {"undo", "redo", "save", "checkpoint", "history", "lock", "unlock", "rollback"}
-)
-#: The position note the sandbox attaches (`query line 2, column 5: ...`, the column only when
-#: known); read only when the error carries no `pyzdb_line` attribute.
-_NOTE_POSITION = re.compile(r"query line (\d+)(?:, column (\d+))?:")
 
 
 class Repl:
@@ -124,10 +124,10 @@ class Repl:
         except (SyntaxError, ValueError, OverflowError) as error:
             block = "\n".join(self.pending[:-1])
             self.pending = []
-            if block and not line[:1].isspace() and _is_complete(block + "\n"):
+            if block and not line[:1].isspace() and is_complete(block + "\n"):
                 return self.run(block) and self.feed(line)
             self.failed = True
-            self._error(describe_error(_best_syntax_error(error, source), source))
+            self._error(describe_error(best_syntax_error(error, source), source))
             return True
         if not complete:
             return True
@@ -214,158 +214,6 @@ class Repl:
         print(text, file=self.stderr, flush=True)
 
 
-def _is_complete(source: str) -> bool:
-    """Whether `source` is a whole statement (no `...` line needed); False if it is invalid."""
-    try:
-        return code.compile_command(source, QUERY_FILENAME, "single") is not None
-    except (SyntaxError, ValueError, OverflowError):
-        return False
-
-
-def _best_syntax_error(error: Exception, source: str) -> Exception:
-    """The same error as the exec compiler reports it: `codeop` points `1 +` at column 0."""
-    try:
-        compile(source + "\n", QUERY_FILENAME, "exec", dont_inherit=True)
-    except SyntaxError as better:
-        return better
-    except (ValueError, OverflowError):
-        pass
-    return error
-
-
-def command_of(source: str) -> str | None:
-    """The REPL command `source` is, if it is exactly one: `db.undo()` -> "undo", `exit()`."""
-    try:
-        tree = ast.parse(source)
-    except (SyntaxError, ValueError):
-        return None
-    if len(tree.body) != 1 or not isinstance(tree.body[0], ast.Expr):
-        return None
-    call = tree.body[0].value
-    if not isinstance(call, ast.Call) or call.args or call.keywords:
-        return None
-    func = call.func
-    if isinstance(func, ast.Name) and func.id in ("exit", "quit"):
-        return func.id
-    if (
-        isinstance(func, ast.Attribute)
-        and isinstance(func.value, ast.Name)
-        and func.value.id == ROOT_NAME
-        and func.attr in COMMANDS
-    ):
-        return func.attr
-    return None
-
-
-def hint_for(error: Exception, source: str, assigned: set[str] | None = None) -> str | None:
-    """What a REPL user most likely meant, for the two surprises of running on a server.
-
-    `assigned`: the names earlier blocks of the session assigned, if known; a NameError for
-    any other name is a typo (or a module), not a name that did not persist.
-    """
-    if isinstance(error, NameError):
-        name = getattr(error, "name", None) or _missing_name(str(error))
-        if assigned is not None and name not in assigned:
-            return typo_hint(name)
-        return (
-            "each line or block runs alone on the database: names assigned by an earlier "
-            "one are gone (keep values in db, or use them in the same block)"
-        )
-    command = _command_named_in(source) if isinstance(error, SecurityError) else None
-    if command:
-        return f"db.{command}() is a call on the connection, not query code: type it alone"
-    return None
-
-
-def _missing_name(message: str) -> str | None:
-    match = re.search(r"name '(\w+)' is not defined", message)
-    return match[1] if match else None
-
-
-def typo_hint(name: str | None) -> str | None:
-    """`did you mean 'len'?` for a name close to a builtin of the sandbox."""
-    if not name:
-        return None
-    from pyzdb.sandbox.guards import BUILTINS
-
-    close = difflib.get_close_matches(name, [*BUILTINS, ROOT_NAME], n=1)
-    return f"did you mean {close[0]!r}?" if close else None
-
-
-def assigned_names(source: str) -> set[str]:
-    """Names a block binds at its top level (assignments, for targets, defs)."""
-    try:
-        tree = ast.parse(source)
-    except (SyntaxError, ValueError):
-        return set()
-    return {
-        node.id
-        for node in ast.walk(tree)
-        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store)
-    } | {node.name for node in ast.walk(tree) if isinstance(node, ast.FunctionDef)}
-
-
-def _command_named_in(source: str) -> str | None:
-    """The first `db.COMMAND` anywhere in `source` (the sandbox refuses those attributes)."""
-    try:
-        tree = ast.parse(source)
-    except (SyntaxError, ValueError):
-        return None
-    for node in ast.walk(tree):
-        if (
-            isinstance(node, ast.Attribute)
-            and node.attr in COMMANDS
-            and isinstance(node.value, ast.Name)
-            and node.value.id == ROOT_NAME
-        ):
-            return node.attr
-    return None
-
-
-def error_position(error: BaseException) -> tuple[int, int] | None:
-    """(line, column), both from 1, of where the error points in the query, if it says."""
-    line = getattr(error, "pyzdb_line", None)
-    column = getattr(error, "pyzdb_column", None)
-    if line is None and isinstance(error, SyntaxError):
-        line, column = error.lineno, error.offset
-    if line is None:
-        for note in getattr(error, "__notes__", ()):
-            match = _NOTE_POSITION.search(str(note))
-            if match:
-                line, column = int(match[1]), int(match[2] or 0)
-                break
-    if not isinstance(line, int):
-        return None
-    return line, column if isinstance(column, int) and column > 0 else 0
-
-
-def describe_error(error: BaseException, source: str) -> str:
-    """A short traceback-like message: the typed line, a caret under the column, the error.
-
-    This is all the user needs: a client-side Python traceback would only show the REPL's
-    own frames, never the query's.
-    """
-    if isinstance(error, SyntaxError):
-        # str() of a SyntaxError repeats "(<query>, line 1)": the excerpt below says it.
-        head = [f"{type(error).__name__}: {error.msg}"]
-    else:
-        head = format_error(error).split("\n")
-    lines = source.split("\n")
-    where = error_position(error)
-    if where is None or not 1 <= where[0] <= len(lines):
-        return "\n".join(head)
-    number, column = where
-    text = lines[number - 1]
-    shown = text.lstrip()
-    excerpt = [f'  File "{QUERY_FILENAME}", line {number}', "    " + shown]
-    if column:
-        offset = max(0, min(column - 1 - (len(text) - len(shown)), len(shown)))
-        excerpt.append("    " + " " * offset + "^")
-    # The excerpt shows what the position note says, so the note goes.
-    head = [line for line in head if not _NOTE_POSITION.match(line)]
-    return "\n".join(excerpt + head)
-
-
 def format_history(units: list[dict[str, Any]]) -> str:
     """One row per undo unit, oldest first: number, local time, source (and if undone).
 
@@ -438,7 +286,7 @@ def _parser() -> argparse.ArgumentParser:
         "typed alone are calls on the connection.",
     )
     where = parser.add_mutually_exclusive_group()
-    where.add_argument("uri", nargs="?", help="a pyzdb-server's URI (default tcp://127.0.0.1:5559)")
+    where.add_argument("uri", nargs="?", help=f"a pyzdb-server's URI (default {DEFAULT_URI})")
     where.add_argument(
         "--data", metavar="DIR", help="embedded: open this data directory in this process instead"
     )
@@ -462,12 +310,6 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _open_database(args: argparse.Namespace) -> tuple[DatabaseAPI, str]:
-    """The database and where it is, for the banner."""
-    db = open_target(args.uri, args.data, args.timeout, args.key)
-    return db, os.path.abspath(args.data) if args.data is not None else db.uri
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `pyzdb`: 0 at the end of the input, 1 if the database cannot be opened,
     130 if Ctrl-C stopped the opening."""
@@ -476,12 +318,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(sandbox_rules())
         return 0
     try:
-        db, where = _open_database(args)
+        db = open_target(args.uri, args.data, args.timeout, args.key)
     except KeyboardInterrupt:  # Ctrl-C while recovering a large directory, say
         return 130
     except Exception as error:  # a locked or unreadable directory, a malformed URI
         print(f"pyzdb: {format_error(error)}", file=sys.stderr)
         return 1
+    where = os.path.abspath(args.data) if args.data is not None else db.uri
     interactive = sys.stdin.isatty()
     repl = Repl(db, as_json=args.json, terminal=interactive and sys.stdout.isatty())
     try:
@@ -511,13 +354,4 @@ def make_completer(db: DatabaseAPI) -> Completer:
     return Completer(db, list(BUILTINS), list(ALL_ATTRIBUTES), sorted(COMMANDS | CONNECTION_CALLS))
 
 
-__all__ = [
-    "Repl",
-    "main",
-    "command_of",
-    "describe_error",
-    "error_position",
-    "format_history",
-    "hint_for",
-    "COMMANDS",
-]
+__all__ = ["Repl", "main", "format_history", "make_completer"]

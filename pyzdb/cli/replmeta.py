@@ -59,7 +59,11 @@ PRETTY_CHARS = 200_000
 
 
 def meta_command(source: str) -> tuple[str, str] | None:
-    """(command, argument) when `source` is a meta command or connection call, else None."""
+    """(command, argument) when `source` is a meta command or connection call, else None.
+
+    >>> meta_command(".timer on"), meta_command("db.info()"), meta_command("db['x']")
+    (('timer', 'on'), ('info', ''), None)
+    """
     text = source.strip()
     word, _, argument = text.partition(" ")
     if word in _WORDS and (word.startswith(".") or not argument):
@@ -89,6 +93,11 @@ def meta_command(source: str) -> tuple[str, str] | None:
 
 
 def size_text(size: int) -> str:
+    """A byte count as people read it.
+
+    >>> size_text(512), size_text(3 * 2**20)
+    ('512 bytes', '3.0 MB')
+    """
     for unit, scale in (("GB", 2**30), ("MB", 2**20), ("kB", 2**10)):
         if size >= scale:
             return f"{size / scale:.1f} {unit}"

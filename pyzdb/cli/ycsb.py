@@ -15,7 +15,7 @@ Workload mixes, YCSB's core properties: A 50/50 read/update, B 95/5, C read only
 read/insert reading the latest records, E 95/5 scan/insert, F 50/50 read/read-modify-write.
 Keys are drawn from YCSB's scrambled Zipfian distribution (constant 0.99), D's from the latest.
 
-This module is imported by the client processes of `pyzdb.cli.bench`: `configure` sets each
+This module is imported by the client processes of `pyzdb.cli.benchpool`: `configure` sets each
 client's state (its own random generator, the record count) before a workload runs.
 """
 
@@ -122,7 +122,7 @@ _STATE: _State | None = None
 
 
 def configure(params: dict[str, Any]) -> None:
-    """Set this client process's workload state (`pyzdb.cli.bench` calls it before a run)."""
+    """Set this client process's workload state (`pyzdb.cli.benchpool` calls it before a run)."""
     global _STATE
     _STATE = _State(params["workload"], params["records"], params["fields"])
 

@@ -3,7 +3,9 @@
 The machine class these run on has two shared, noisy cores: absolute figures move up to 2x
 between runs minutes apart. So every figure is a ratio against a baseline measured in the same
 run, rounds of the two are interleaved (and their order alternates, so neither always runs on a
-warmer cache), and the statistic is the median of the rounds.
+warmer cache), and the statistic is the median of the rounds. The timing itself (`seconds`,
+`median_seconds`, `per_second`), the statistics and the tables are `pyzdb.cli.figures`, shared
+with `pyzdb-bench`.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from pyzdb.cli.bench import format_table, median
+from pyzdb.cli.figures import format_table, median
 
 #: tests/, where `server_process` lives: the scripts run as `python tests/bench/<name>.py`.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -59,13 +61,6 @@ def interleave(rounds: int, **measures: Callable[[], float]) -> dict[str, float]
         for name, measure in order if index % 2 == 0 else reversed(order):
             samples[name].append(measure())
     return {name: median(values) for name, values in samples.items()}
-
-
-def seconds(fn: Callable[[], object]) -> float:
-    """Wall time of one call."""
-    started = time.perf_counter()
-    fn()
-    return time.perf_counter() - started
 
 
 def fsync_floor(path: Path, records: int, sync: Callable[[int], None] = os.fsync) -> float:

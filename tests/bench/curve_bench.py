@@ -17,30 +17,19 @@ access list), one without; the same client code talks to both, rounds interleave
 
 from __future__ import annotations
 
-import statistics
 import sys
-import time
 
 import _common
 from _common import interleave, print_figures, ratio, us
 from server_process import ServerProcess
 
 import pyzdb
+from pyzdb.cli.figures import median_seconds
 from pyzdb.net import keys
 
 USERS = "[{'id': i, 'name': 'user%d' % i, 'group': i % 100} for i in range(n)]"
 SELECT_USERS = "[r for r in db['u'] if r['group'] == 7]"
 SELECT_INTS = "[v for v in db['l'] if v % 100 == 7]"
-
-
-def median_of(call: object, count: int) -> float:
-    clock = time.perf_counter
-    samples = []
-    for _ in range(count):
-        before = clock()
-        call()  # type: ignore[operator]
-        samples.append(clock() - before)
-    return statistics.median(samples)
 
 
 def main() -> int:
@@ -74,14 +63,14 @@ def main() -> int:
                 assert len(db.query(SELECT_USERS)) == records // 100
             measures = {}
             for name, db in dbs.items():
-                measures[f"rtt-{name}"] = lambda db=db: median_of(lambda: db["x"].get(), count)
-                measures[f"users-{name}"] = lambda db=db: median_of(
+                measures[f"rtt-{name}"] = lambda db=db: median_seconds(lambda: db["x"].get(), count)
+                measures[f"users-{name}"] = lambda db=db: median_seconds(
                     lambda: db.query(SELECT_USERS), heavy
                 )
-                measures[f"ints-{name}"] = lambda db=db: median_of(
+                measures[f"ints-{name}"] = lambda db=db: median_seconds(
                     lambda: db.query(SELECT_INTS), heavy
                 )
-                measures[f"big-{name}"] = lambda db=db: median_of(
+                measures[f"big-{name}"] = lambda db=db: median_seconds(
                     lambda: db.query("db['big']"), heavy
                 )
             for measure in measures.values():

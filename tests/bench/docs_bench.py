@@ -34,10 +34,11 @@ import sys
 
 import _common
 import msgpack
-from _common import interleave, ms, print_figures, ratio, seconds
+from _common import interleave, ms, print_figures, ratio
 from server_process import ServerProcess
 
 import pyzdb
+from pyzdb.cli.figures import seconds
 
 USERS = (
     "[{'id': i, 'name': 'user%d' % i, 'age': i % 90, 'city': cities[i % 4], "

@@ -34,10 +34,10 @@ import time
 from pathlib import Path
 
 import _common
-from _common import interleave, ms, print_figures, rate, ratio, seconds
+from _common import interleave, ms, print_figures, rate, ratio
 
 import pyzdb
-from pyzdb.cli.bench import median
+from pyzdb.cli.figures import median, per_second, seconds
 
 QUERY = "[v*v for v in db['l'] if v % 2]"
 INCR = "db['c'] += 1"
@@ -81,14 +81,14 @@ def bench_query(root: Path, size: int, rounds: int) -> list[list[str]]:
 
 
 def commit_rate(db: pyzdb.Database, commits: int) -> float:
-    started = time.perf_counter()
-    for _ in range(commits):
-        db.execute(INCR)
-    return commits / (time.perf_counter() - started)
+    return per_second(db.execute, commits, INCR)
 
 
 def plain_exec_rate(commits: int) -> float:
-    """The same statement, compiled once and run by plain `exec` on a plain dict."""
+    """The same statement, compiled once and run by plain `exec` on a plain dict.
+
+    Its own bare loop, not `per_second`: one `exec` of it takes a fraction of a microsecond,
+    so the helper's `call(*args)` would be a visible part of the baseline."""
     code = compile(INCR, "<bench>", "exec")
     namespace = {"db": {"c": 0}}
     started = time.perf_counter()
@@ -247,7 +247,7 @@ def memory_child(kind: str, count: int, directory: str) -> None:
         gc.collect()
         print(_common.rss_bytes() - before, len(users))
         return
-    import pyzdb.embedded  # noqa: F401 - the engine's imports are not data: load them first
+    import pyzdb.embedded  # the engine's imports are not data: load them first
 
     gc.collect()
     before = _common.rss_bytes()

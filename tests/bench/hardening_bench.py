@@ -23,13 +23,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 import _common
+
+from pyzdb.cli.figures import median
 
 HERE = Path(__file__).resolve().parents[2]
 
@@ -178,9 +179,9 @@ def main() -> int:
             pairs.setdefault(key, []).append((got["new"][key], got["old"][key]))
     rows = []
     for key, values in ratios.items():
-        new = statistics.median(p[0] for p in pairs[key])
-        old = statistics.median(p[1] for p in pairs[key])
-        ratio = statistics.median(values)
+        new = median([p[0] for p in pairs[key]])
+        old = median([p[1] for p in pairs[key]])
+        ratio = median(values)
         rows.append(
             [
                 key,

@@ -26,6 +26,7 @@ from server_process import ServerProcess, free_tcp_uri
 
 import pyzdb
 from pyzdb.cli import ycsb
+from pyzdb.cli.figures import per_second
 
 
 class _RedisRow:
@@ -100,10 +101,7 @@ def run_ops(db, workload: str, records: int, fields: int, ops: int) -> float:
     ycsb.configure({"workload": workload, "records": records, "fields": fields})
     for _ in range(min(50, ops)):
         ycsb.operation(db)
-    started = time.perf_counter()
-    for _ in range(ops):
-        ycsb.operation(db)
-    return ops / (time.perf_counter() - started)
+    return per_second(ycsb.operation, ops, db)
 
 
 def main() -> int:

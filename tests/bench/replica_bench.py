@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import multiprocessing
 import random
-import statistics
 import sys
 import threading
 import time
@@ -32,7 +31,7 @@ from _common import ms, print_figures, rate
 from server_process import ServerProcess
 
 import pyzdb
-from pyzdb.cli.bench import percentile
+from pyzdb.cli.figures import median, percentile, seconds
 
 FILL = "for i in range(a, b): db['r'][i] = {'id': i, 'name': 'user%d' % i, 'v': i}"
 
@@ -115,7 +114,7 @@ def bench_lag(root: Path, count: int, seconds: float) -> list[list[str]]:
         done.set()
         sampler.join()
         lag_ms = sorted(max(0.0, seen[seq] - acked) for seq, acked, _ in acks if seq in seen)
-        write_rtt = statistics.median(rtt for _, _, rtt in acks)
+        write_rtt = median([rtt for _, _, rtt in acks])
     finally:
         if replica is not None:
             replica.close()
@@ -238,7 +237,7 @@ def bench_sync(root: Path, count: int) -> list[list[str]]:
             db.checkpoint()
             head = db.info()["server"]["seq"]
         primary.stop()
-        recovery = _common.seconds(primary.restart)
+        recovery = seconds(primary.restart)
         started = time.perf_counter()
         replica = start(root / "sync-r", "--replica-of", primary.uri)
         wait_applied(replica.uri, head)

@@ -23,18 +23,17 @@ Everything is written under temporary directories that are removed afterwards.
 
 from __future__ import annotations
 
-import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import _common
-from _common import interleave, print_figures, rate, ratio, seconds, us
+from _common import interleave, print_figures, rate, ratio, us
 from server_process import ServerProcess, free_tcp_uri
 
 import pyzdb
-from pyzdb.cli.bench import ClientPool
+from pyzdb.cli.benchpool import ClientPool
+from pyzdb.cli.figures import median_seconds, seconds
 
 COMPREHENSION = "[v*v for v in db['l'] if v % 2]"
 SUM = "sum(v*v for v in db['l'] if v % 2)"
@@ -108,17 +107,6 @@ class Echo:
         self.process.wait()
 
 
-def median_round_trip(call: object, count: int) -> float:
-    """Median of `count` timed calls (a round's figure)."""
-    clock = time.perf_counter
-    samples = []
-    for _ in range(count):
-        before = clock()
-        call()  # type: ignore[operator]
-        samples.append(clock() - before)
-    return statistics.median(samples)
-
-
 def bench_round_trips(root: Path, count: int, rounds: int) -> list[list[str]]:
     ipc = f"ipc://{root}/"
     servers = [start_server(root / "rtt-tcp"), start_server(root / "rtt-ipc", tcp=False)]
@@ -132,12 +120,12 @@ def bench_round_trips(root: Path, count: int, rounds: int) -> list[list[str]]:
         measures = {}
         for name, db in zip(("pyzdb-tcp", "pyzdb-ipc"), clients, strict=True):
             db["x"] = 1
-            measures[name] = lambda db=db: median_round_trip(lambda: db["x"].get(), count)
+            measures[name] = lambda db=db: median_seconds(lambda: db["x"].get(), count)
         for name, echo in echoes.items():
-            measures[name] = lambda echo=echo: median_round_trip(echo.round_trip, count)
+            measures[name] = lambda echo=echo: median_seconds(echo.round_trip, count)
         embedded = pyzdb.open(root / "rtt-embedded", fsync="no")
         embedded["x"] = 1
-        measures["embedded"] = lambda: median_round_trip(lambda: embedded["x"].get(), count)
+        measures["embedded"] = lambda: median_seconds(lambda: embedded["x"].get(), count)
         for measure in measures.values():
             measure()  # warm up connections and caches outside the rounds
         t = interleave(rounds, **measures)
