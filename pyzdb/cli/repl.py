@@ -2,14 +2,14 @@
 
     $ pyzdb tcp://127.0.0.1:5559          # a server (`pyzdb-server`)
     $ pyzdb --data ./pyzdb-data           # or a data directory, in this process
-    >>> db['l'] = list(range(10))         # doctest: +SKIP
-    >>> [v*v for v in db['l'] if v % 2]   # doctest: +SKIP
+    $ pyzdb --data ./d <<'EOF'            # piped: no prompt, one result per line
+    db['l'] = list(range(10))
+    [v*v for v in db['l'] if v % 2]
+    EOF
     [1, 9, 25, 49, 81]
-    >>> db.undo()                         # doctest: +SKIP
-    True
 
-(A session at its prompt, not a doctest of this module: the comprehension is one round trip,
-and only the result travels.)
+At a terminal the same lines are typed at its `>>>` prompt. The comprehension is one round
+trip, and only the result travels.
 
 Theory of operation
 -------------------
