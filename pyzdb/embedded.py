@@ -15,12 +15,12 @@ from typing import Any
 
 from pyzdb.api.proxy import DatabaseAPI
 from pyzdb.api.watch import EMBEDDED_POLL, Watch
+from pyzdb.changefeed import DEFAULT_RETAIN, visible_seq, watch_reply
 from pyzdb.engine import Engine, EngineConfig, RecoveryReport
 from pyzdb.errors import Error, LimitExceeded, LockTimeout, SecurityError
 from pyzdb.info import RequestStats, engine_sections
 from pyzdb.limits import ROOT_NAME
 from pyzdb.sandbox.runner import Budget
-from pyzdb.server.changefeed import DEFAULT_RETAIN, visible_seq, watch_reply
 from pyzdb.storage.endpoint import in_use_hint
 from pyzdb.values import to_plain
 

@@ -1,29 +1,20 @@
 """`pyzdb-server`: the ZeroMQ loop, its supervisor, locks, auth, feeds and replicas.
 
-The map of the package is its README.md. The public names below are imported on first use,
-not here: `pyzdb.embedded` reads the change feed (`pyzdb.server.changefeed`), and opening an
-embedded database must not load ZeroMQ and the whole server through this file.
+The map of the package is its README.md.
 """
 
-from typing import Any
+from pyzdb.server.loop import Server
+from pyzdb.server.main import server_main
+from pyzdb.server.options import DEFAULT_DATA, ServerConfig, check_bind
+from pyzdb.server.sessions import ReplyCache
+from pyzdb.server.supervisor import Supervisor
 
-_LAZY = {
-    "DEFAULT_DATA": ".options",
-    "ReplyCache": ".sessions",
-    "Server": ".loop",
-    "ServerConfig": ".options",
-    "Supervisor": ".supervisor",
-    "check_bind": ".options",
-    "server_main": ".main",
-}
-
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name], __name__), name)
-    raise AttributeError(f"module 'pyzdb.server' has no attribute {name!r}")
-
-
-__all__ = sorted(_LAZY)
+__all__ = [
+    "DEFAULT_DATA",
+    "ReplyCache",
+    "Server",
+    "ServerConfig",
+    "Supervisor",
+    "check_bind",
+    "server_main",
+]

@@ -3,7 +3,7 @@
 Everything here reads the journal the engine writes; nothing here writes the tree. The server
 owns one `Hub` and calls it at three points (see `pyzdb.server.loop`): `intercept` for each
 request before the lock queue, `wake` at the end of each turn, `next_deadline` for its poll
-timeout. Its parts: the change feed over the journal (`pyzdb.server.changefeed`), snapshots
+timeout. Its parts: the change feed over the journal (`pyzdb.changefeed`), snapshots
 (`pyzdb.server.snapshots`) and what a primary knows of its replicas (`pyzdb.server.replicaset`).
 
 Theory of operation
@@ -36,10 +36,10 @@ import time
 import zlib
 from typing import TYPE_CHECKING, Any
 
+from pyzdb.changefeed import BATCH_RECORDS, records_between, visible_seq, watch_reply
 from pyzdb.errors import Error, HistoryLost, ProtocolError, ReplicaBehind
 from pyzdb.net import protocol
 from pyzdb.net.protocol import Request
-from pyzdb.server.changefeed import BATCH_RECORDS, records_between, visible_seq, watch_reply
 from pyzdb.server.parked import Parked
 from pyzdb.server.replicaset import ReplicaSet
 from pyzdb.server.snapshots import Snapshots

@@ -7,11 +7,11 @@ import ipaddress
 import os
 from dataclasses import dataclass
 
+from pyzdb.changefeed import DEFAULT_RETAIN
 from pyzdb.errors import Error
 from pyzdb.limits import DEFAULT_URI
 from pyzdb.net import protocol
 from pyzdb.net.curve import credential_for
-from pyzdb.server.changefeed import DEFAULT_RETAIN
 from pyzdb.server.replicaset import REPLICA_BACKLOG
 from pyzdb.version import version_line
 

@@ -28,12 +28,12 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from pyzdb.api.changes import MISSING, lookup, relevant
+from pyzdb.changefeed import unfreeze, value_at
 from pyzdb.errors import Error, ProtocolError, SecurityError
 from pyzdb.info import tree_size
 from pyzdb.net.protocol import Request
 from pyzdb.scope import resolve
 from pyzdb.server.auth import Grant
-from pyzdb.server.changefeed import unfreeze, value_at
 from pyzdb.values import File, describe
 from pyzdb.version import __version__
 
