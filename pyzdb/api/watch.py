@@ -1,6 +1,6 @@
 """`db.watch(path, since=None)`: the change feed as an iterator, for every kind of database.
 
-A `Watch` polls its database with ``watch`` requests (see `pyzdb.server.feed.watch_reply`) and turns
+A `Watch` polls its database with ``watch`` requests (see `pyzdb.changefeed.watch_reply`) and turns
 the effects each one returns into `Change`s through a `changes.Shadow` of the watched value.
 The server holds no state for a watcher: the next poll names the seq the last one covered, so
 a watch survives reconnects, server restarts and a move to another server of the same history
