@@ -44,9 +44,10 @@ import zlib
 from typing import Any
 
 from pyzdb.api.changes import MISSING, Shadow, lookup, relevant
+from pyzdb.codec import encode_value
 from pyzdb.errors import Error, HistoryLost, ProtocolError, ReplicaBehind
-from pyzdb.net import protocol
-from pyzdb.net.protocol import Reply, Request
+from pyzdb.net.errorinfo import error_to_info
+from pyzdb.net.messages import Reply, Request
 from pyzdb.storage.history import (
     REPLICA_FILE,
     load_history,
@@ -249,7 +250,7 @@ class Hub:
                 self.server._reply(
                     parked.envelope,
                     parked.request,
-                    Reply(parked.request.id, False, None, last, protocol.error_to_info(error)),
+                    Reply(parked.request.id, False, None, last, error_to_info(error)),
                 )
             else:
                 self.server._run(parked.envelope, parked.request, parked.params, parked.control)
@@ -330,7 +331,7 @@ class Hub:
             return {"resync": reason, "history": self.history, "last": last, "records": []}
         records, size = [], 0
         for seq, record in found:  # at least one record; then up to BATCH_BYTES
-            encoded = protocol.encode_value(record)
+            encoded = encode_value(record)
             size += len(encoded)
             if records and size > BATCH_BYTES:
                 break
@@ -354,7 +355,7 @@ class Hub:
             while len(self._snapshots) >= SNAPSHOTS:
                 del self._snapshots[next(iter(self._snapshots))]
             token = uuid.uuid4().hex
-            data = protocol.encode_value(self.engine.store.snapshot())
+            data = encode_value(self.engine.store.snapshot())
             tags, room = tags_before(self.journal, self.engine.last_seq), SNAPSHOT_TAG_BYTES
             for entry in tags:  # results beyond the room: "applied, result not kept"
                 room -= len(entry[1][2] or b"")

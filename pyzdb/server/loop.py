@@ -27,7 +27,7 @@ Python delivers there only. pyzmq retries a poll interrupted by a signal (EINTR)
 the Python handler, so a handler must not raise there: ours set a flag, and the wakeup fd makes
 the poll return (a SIGALRM that lands while idle just wakes it once).
 
-Nothing a client sends is unpickled: frames are decoded by `pyzdb.net.protocol` alone, and every
+Nothing a client sends is unpickled: frames are decoded by `pyzdb.net.messages` alone, and every
 bad frame gets an error reply, is logged (throttled), and changes nothing. The one exception
 is a frame over `--max-message`: libzmq (MAXMSGSIZE) drops it with the connection before
 Python sees it, so nobody can answer; the client refuses such requests itself, and one that
@@ -64,6 +64,7 @@ from typing import Any
 import zmq
 from zmq import zmq_poll
 
+from pyzdb.codec import MAX_REQUEST_SIZE, Encoded, encode_value, encode_wire
 from pyzdb.engine import Engine, EngineConfig
 from pyzdb.errors import (
     AuthenticationError,
@@ -75,10 +76,9 @@ from pyzdb.errors import (
 )
 from pyzdb.info import RequestStats, engine_sections
 from pyzdb.limits import DEFAULT_URI
-from pyzdb.net import protocol
-from pyzdb.net.client import CONTROL_PARAM
 from pyzdb.net.curve import credential_for
-from pyzdb.net.protocol import Encoded, Reply, Request
+from pyzdb.net.errorinfo import error_to_info
+from pyzdb.net.messages import Reply, Request, decode_request, pack, pack_value_reply, request_id_of
 from pyzdb.sandbox.runner import Budget, release_leftovers
 from pyzdb.server import feed
 from pyzdb.server.auth import ServerAuth
@@ -145,7 +145,7 @@ class ServerConfig:
     #: Seconds a lock holder may stay silent before its transaction is rolled back.
     lease: float = 10.0
     #: Largest request frame; ZeroMQ drops bigger ones before Python sees them.
-    max_message: int = protocol.MAX_REQUEST_SIZE
+    max_message: int = MAX_REQUEST_SIZE
     #: Allow binding a non-loopback address without authentication.
     insecure: bool = False
     #: Journal records kept readable after a checkpoint (change feeds, replicas).
@@ -557,12 +557,12 @@ class Server:
         as they are) and the server stops (a restart recovers).
         """
         log.critical("journal sync failed, stopping so a restart recovers from disk: %s", exc)
-        info = protocol.error_to_info(Error(f"the server could not make writes durable: {exc}"))
+        info = error_to_info(Error(f"the server could not make writes durable: {exc}"))
         durable = self._journal.durable_seq
         outbox, self._outbox = self._outbox, collections.deque()
         for needs, envelope, request_id, data in outbox:
             if needs > durable:
-                data = protocol.pack(Reply(request_id, False, None, 0, info))
+                data = pack(Reply(request_id, False, None, 0, info))
             self._send_frames(envelope, data)
         self.exit_code = 1
         self._stopping = True
@@ -585,12 +585,12 @@ class Server:
                 return
             body = rest[0]
         try:
-            request = protocol.decode_request(body, self.config.max_message)
+            request = decode_request(body, self.config.max_message)
             params, control = _split_control(request)
             if self._auth is not None:
                 request, control["grant"] = self._auth.admit(frames, request)
         except (ProtocolError, AuthenticationError, SecurityError) as exc:
-            self._refuse(envelope, protocol.request_id_of(body), exc)
+            self._refuse(envelope, request_id_of(body), exc)
             return
         key = (request.session, request.id)
         if request.session:
@@ -612,7 +612,7 @@ class Server:
                         False,
                         None,
                         self.engine.last_seq,
-                        protocol.error_to_info(Error(self.quarantine[key].message())),
+                        error_to_info(Error(self.quarantine[key].message())),
                     ),
                 )
                 return
@@ -641,7 +641,7 @@ class Server:
                     False,
                     None,
                     self.engine.last_seq,
-                    protocol.error_to_info(
+                    error_to_info(
                         LockTimeout(
                             f"the database is locked and this client has "
                             f"{self._shares.per_client} requests waiting already"
@@ -660,7 +660,7 @@ class Server:
                     False,
                     None,
                     self.engine.last_seq,
-                    protocol.error_to_info(
+                    error_to_info(
                         LockTimeout(f"the database is locked and {MAX_QUEUE} requests wait already")
                     ),
                 ),
@@ -677,7 +677,7 @@ class Server:
         self._reply(
             envelope,
             None,
-            Reply(request_id, False, None, self.engine.last_seq, protocol.error_to_info(exc)),
+            Reply(request_id, False, None, self.engine.last_seq, error_to_info(exc)),
         )
 
     def _run(
@@ -717,18 +717,18 @@ class Server:
             else:
                 value = run(request, params)
             if type(value) is Encoded:  # query and execute: no Reply object to build
-                data = protocol.pack_value_reply(request.id, value, self.engine.last_seq)
+                data = pack_value_reply(request.id, value, self.engine.last_seq)
             else:
-                data = protocol.pack(Reply(request.id, True, value, self.engine.last_seq))
+                data = pack(Reply(request.id, True, value, self.engine.last_seq))
         except Exception as exc:
             outcome = log_failure(self._bad, request, exc)
-            data = protocol.pack(
+            data = pack(
                 Reply(
                     request.id,
                     False,
                     None,
                     self.engine.last_seq,
-                    protocol.error_to_info(self._redact(exc)),
+                    error_to_info(self._redact(exc)),
                 )
             )
         self.stats.record(session, outcome)
@@ -739,7 +739,7 @@ class Server:
         self._send(envelope, request, data)
 
     def _reply(self, envelope: list[bytes], request: Request | None, reply: Reply) -> None:
-        self._send(envelope, request, protocol.pack(reply))
+        self._send(envelope, request, pack(reply))
 
     def _send(self, envelope: list[bytes], request: Request | None, data: bytes) -> None:
         """Queue a reply until the writes it may reflect are durable; remember it for a retry
@@ -794,7 +794,7 @@ class Server:
         The size is checked *before* encoding, counting every reference to a shared container
         in full as the codec will (`values.measure`): `[[big] * 1000] * 1000` is small in
         memory but would expand to terabytes on the wire. A value of scalars, dicts and lists
-        only is then written by msgpack in C (`protocol.encode_wire`). A value the codec refuses (a
+        only is then written by msgpack in C (`codec.encode_wire`). A value the codec refuses (a
         generator, a view, a cycle) goes through `to_plain` for the error the embedded database
         raises, naming the type and where it sits.
         """
@@ -805,9 +805,9 @@ class Server:
                 "result",
             )
         try:
-            data = protocol.encode_wire(value, found.native)
+            data = encode_wire(value, found.native)
         except (TypeError, ValueError):
-            data = protocol.encode_value(to_plain(value))
+            data = encode_value(to_plain(value))
         return Encoded(data)
 
     def _op_lock(self, request: Request, params: dict[str, Any]) -> float:
@@ -883,7 +883,7 @@ class Server:
                         False,
                         None,
                         self.engine.last_seq,
-                        protocol.error_to_info(error),
+                        error_to_info(error),
                     ),
                 )
         if self._holder is None and self._queue:
@@ -954,22 +954,15 @@ def _split(frames: list[bytes]) -> tuple[list[bytes], list[bytes]]:
 
 
 def _split_control(request: Request) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The query's own params, and the client's control values (see `CONTROL_PARAM`)."""
-    params = request.params
-    if CONTROL_PARAM not in params:
-        return params, {}
-    params = dict(params)
-    control = params.pop(CONTROL_PARAM)
-    if not (
-        type(control) is dict
-        and type(control.get("wait", 0.0)) in (int, float)
-        and 0 <= control.get("wait", 0.0) <= 86400
-        and type(control.get("txn", False)) is bool
-    ):
-        raise ProtocolError(
-            f"{CONTROL_PARAM} must be a dict with 'wait' (seconds, 0-86400) and 'txn' (bool)"
-        )
-    return params, control
+    """The query's own params, and the client's control values as the loop reads them: `wait`
+    only when the request gives one (its default depends on the op: no wait in the lock queue,
+    a long poll for a watch), `txn` only when set."""
+    control: dict[str, Any] = {}
+    if request.wait is not None:
+        control["wait"] = request.wait
+    if request.txn:
+        control["txn"] = True
+    return request.params, control
 
 
 # -- the console script ------------------------------------------------------------------------
@@ -1011,7 +1004,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--max-message",
         type=int,
-        default=protocol.MAX_REQUEST_SIZE,
+        default=MAX_REQUEST_SIZE,
         metavar="BYTES",
         help="largest request accepted (default 16 MiB)",
     )

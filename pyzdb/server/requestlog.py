@@ -14,7 +14,7 @@ import time
 from typing import Any
 
 from pyzdb.errors import LimitExceeded, ProtocolError, SecurityError
-from pyzdb.net.protocol import Request
+from pyzdb.net.messages import Request
 
 log = logging.getLogger("pyzdb.server")
 

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 from pyzdb.api.changes import MISSING, lookup, relevant
 from pyzdb.errors import Error, ProtocolError, SecurityError
 from pyzdb.info import tree_size
-from pyzdb.net.protocol import Request
+from pyzdb.net.messages import Request
 from pyzdb.scope import resolve
 from pyzdb.server.auth import Grant
 from pyzdb.server.feed import unfreeze, value_at
