@@ -40,9 +40,11 @@ class Database(DatabaseAPI):
         """What was found on disk when the directory was opened."""
         return self._engine.recovery
 
-    def _call(
+    def evaluate(
         self, write: bool, source: str, syntax: str, params: dict[str, Any], root: str = ROOT_NAME
     ) -> Any:
+        """One request of the query model (see `pyzdb.api.proxy.QueryModel.evaluate`), run by
+        the engine in this process."""
         params = to_plain(params)
         with self._mutex:
             self._check_open()

@@ -30,9 +30,9 @@ from pathlib import Path
 from typing import Any
 
 from pyzdb.api.labels import spell
+from pyzdb.codec import decode_value, encode_wire
 from pyzdb.errors import Error, LimitExceeded, ProtocolError
 from pyzdb.limits import ROOT_NAME
-from pyzdb.net import protocol
 from pyzdb.sandbox import runner as sandbox
 from pyzdb.scope import resolve as resolve_scope
 from pyzdb.storage.journal import Journal
@@ -364,8 +364,8 @@ def _detached_copy(value: Any, native: bool) -> Any:
     cycle) goes to `to_plain`, for the error it raises, naming the type and where it sits.
     """
     try:
-        data = protocol.encode_wire(value, native)
-        return protocol.decode_value(data, len(data))
+        data = encode_wire(value, native)
+        return decode_value(data, len(data))
     except (TypeError, ValueError, ProtocolError):
         return to_plain(value)
 

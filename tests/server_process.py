@@ -49,8 +49,9 @@ from typing import Any
 import zmq
 
 import pyzdb
-from pyzdb.net import protocol
+from pyzdb.codec import MAX_REPLY_SIZE
 from pyzdb.net.keys import load_credential
+from pyzdb.net.messages import Request, decode_reply, pack
 
 #: The console script installed beside this interpreter (`pip install -e .`).
 SERVER_SCRIPT = Path(sys.executable).with_name("pyzdb-server")
@@ -76,11 +77,11 @@ def ping(uri: str, timeout: float, key: str | os.PathLike[str] | None = None) ->
     sock.setsockopt(zmq.RECONNECT_IVL, 5)  # the server may bind a moment after we connect
     try:
         sock.connect(uri)
-        sock.send_multipart([b"", protocol.pack(protocol.Request(1, "ping"))])
+        sock.send_multipart([b"", pack(Request(1, "ping"))])
         if not sock.poll(timeout * 1000):
             return False
         frames = sock.recv_multipart()
-        return protocol.decode_reply(frames[-1], protocol.MAX_REPLY_SIZE).ok
+        return decode_reply(frames[-1], MAX_REPLY_SIZE).ok
     finally:
         sock.close()
 

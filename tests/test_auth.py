@@ -421,7 +421,7 @@ def test_the_repl_and_pyzdb_bench_take_a_key(server, keyring, tmp_path):
 def test_every_op_of_the_protocol_has_a_role_on_purpose():
     """An op missing from OP_ROLES needs admin (deny by default); a new op must be classified
     deliberately, and a scoped key must not reach it unless pyzdb.server.tenancy confines it."""
-    from pyzdb.net.protocol import OPS
+    from pyzdb.net.messages import OPS
     from pyzdb.server.auth import OP_ROLES
 
     assert set(OPS) <= set(OP_ROLES), sorted(set(OPS) - set(OP_ROLES))

@@ -12,8 +12,8 @@ import pytest
 
 import pyzdb
 from pyzdb.bulk import nested_lists, wire_bound
+from pyzdb.codec import decode_value, encode_value, encode_wire
 from pyzdb.errors import LimitExceeded
-from pyzdb.net import protocol
 from pyzdb.storage import store as store_module
 from pyzdb.storage.store import Store, TrackedDict, TrackedList
 from pyzdb.values import RESULT_DEPTH, SCALAR_TYPES, File, freeze, measure
@@ -52,7 +52,7 @@ VALUES = [
 
 @pytest.mark.parametrize("value", VALUES)
 def test_the_bound_is_never_under_the_wire_size(value):
-    wire = len(protocol.encode_value(value))
+    wire = len(encode_value(value))
     bound, plain, native = wire_bound(value, 10**9, RESULT_DEPTH, **BOUND_ARGS)
     assert wire <= bound
     assert plain
@@ -60,7 +60,7 @@ def test_the_bound_is_never_under_the_wire_size(value):
     assert native == (
         "tuple" not in repr(value) and "frozenset" not in repr(value) and "set()" not in repr(value)
     )
-    assert protocol.encode_wire(value, native) == protocol.encode_value(value)
+    assert encode_wire(value, native) == encode_value(value)
 
 
 def test_native_encoding_of_the_tree_gives_the_strict_encoders_bytes():
@@ -72,8 +72,8 @@ def test_native_encoding_of_the_tree_gives_the_strict_encoders_bytes():
     store = Store(value())  # (a store consumes the value it is built from)
     found = measure(store.root, 10**9)
     assert found.native and not found.plain
-    assert protocol.encode_wire(store.root, True) == protocol.encode_value(value())
-    assert protocol.decode_value(protocol.encode_wire(store.root, True), 10**9) == value()
+    assert encode_wire(store.root, True) == encode_value(value())
+    assert decode_value(encode_wire(store.root, True), 10**9) == value()
 
 
 def test_the_bound_leaves_files_cycles_depth_and_non_data_to_the_exact_walk():

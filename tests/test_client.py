@@ -24,8 +24,10 @@ from server_process import ServerProcess, free_tcp_uri
 
 import pyzdb
 import pyzdb.net.aio
-from pyzdb.net import protocol
-from pyzdb.net.client import CONTROL_PARAM, Connection
+from pyzdb.codec import MAX_REPLY_SIZE, MAX_REQUEST_SIZE, encode_value
+from pyzdb.net.client import Connection
+from pyzdb.net.errorinfo import ErrorInfo
+from pyzdb.net.messages import Reply, Request, decode_reply, decode_request, pack
 
 
 @pytest.fixture
@@ -144,7 +146,7 @@ def test_a_write_retried_through_a_restart_is_applied_once(server):
 
 def test_a_repeated_request_id_is_answered_not_run_again(server):
     """At-most-once: the same (session, id) sent again, over a new socket, as a retry is."""
-    request = protocol.Request(
+    request = Request(
         7, "execute", "db['n'] = db.get('n', 0) + 1\ndb['n']", syntax="exec", session=os.urandom(16)
     )
     answers = []
@@ -152,12 +154,12 @@ def test_a_repeated_request_id_is_answered_not_run_again(server):
         sock = zmq.Context.instance().socket(zmq.DEALER)
         sock.setsockopt(zmq.LINGER, 0)
         sock.connect(server.uri)
-        sock.send_multipart([b"", protocol.pack(request)])
+        sock.send_multipart([b"", pack(request)])
         assert sock.poll(5000), "no reply"
         answers.append(sock.recv_multipart()[1])
         sock.close()
     assert answers[0] == answers[1] == answers[2]
-    assert protocol.decode_reply(answers[0], protocol.MAX_REPLY_SIZE).value == 1
+    assert decode_reply(answers[0], MAX_REPLY_SIZE).value == 1
     assert pyzdb.connect(server.uri)["n"].get() == 1
 
 
@@ -176,8 +178,8 @@ def test_a_request_is_one_frame_and_a_reply_may_carry_a_delimiter(client):
             assert router.poll(10_000)
             frames = router.recv_multipart()
             seen.append(frames)
-            request = protocol.decode_request(frames[-1], protocol.MAX_REQUEST_SIZE)
-            reply = protocol.pack(protocol.Reply(request.id, True, answer))
+            request = decode_request(frames[-1], MAX_REQUEST_SIZE)
+            reply = pack(Reply(request.id, True, answer))
             identity = frames[0]
             if answer == "delimited":
                 router.send_multipart([identity, b"", reply])
@@ -241,10 +243,70 @@ def test_a_request_the_server_drops_as_oversized_times_out_cleanly(tmp_path):
         assert db.get() == {"small": 1}
 
 
-def test_the_control_parameter_name_is_reserved(server):
+def test_a_parameter_may_have_the_name_protocol_1_reserved(server):
+    """Lock control travelled as the query parameter `pyzdb_control` in protocol 1; in protocol
+    2 it is the request's own fields, so a query may use the name."""
     db = pyzdb.connect(server.uri)
-    with pytest.raises(ValueError, match="reserved"):
-        db.query("1", **{CONTROL_PARAM: 1})
+    assert db.query("pyzdb_control + 1", pyzdb_control=1) == 2
+    with db.transaction():
+        db.execute("db['c'] = pyzdb_control", pyzdb_control={"wait": 0, "txn": False})
+    assert db["c"].get() == {"wait": 0, "txn": False}
+
+
+def test_a_client_of_protocol_1_is_told_to_upgrade(server):
+    """What a version-1 client sent, and what it reads back: a version-1 reply (replies kept
+    that layout) refusing its request under its own id, naming both versions."""
+    old_request = [1, 0, 41, "query", "1", "db", {}, "eval", b"s" * 16, 0]
+    sock = zmq.Context.instance().socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.connect(server.uri)
+    try:
+        sock.send_multipart([b"", encode_value(old_request)])
+        assert sock.poll(10_000), "no reply"
+        frame = sock.recv_multipart()[-1]
+    finally:
+        sock.close()
+    assert frame[:3] == bytes((0x97, 1, 1)), "a version-1 reply, which a version-1 client reads"
+    reply = decode_reply(frame, MAX_REPLY_SIZE)
+    assert (reply.id, reply.ok, reply.error.type) == (41, False, "ProtocolError")
+    assert reply.error.message == "client speaks protocol 1, this server speaks 2: upgrade pyzdb"
+    assert pyzdb.connect(server.uri).query("1") == 1
+
+
+@pytest.mark.parametrize("client", ["sync", "asyncio"])
+def test_a_server_of_protocol_1_is_reported_as_older(client):
+    """A version-1 server refused a later request in its own words, with id 0: the client
+    raises an error naming both versions, at once."""
+    router = zmq.Context.instance().socket(zmq.ROUTER)
+    router.setsockopt(zmq.LINGER, 0)
+    uri = f"tcp://127.0.0.1:{router.bind_to_random_port('tcp://127.0.0.1')}"
+    said = "protocol version 2 is not supported; this peer speaks version 1"
+    refusal = pack(Reply(0, False, None, 0, ErrorInfo("ProtocolError", (said,), said)))
+
+    def serve() -> None:
+        assert router.poll(10_000)
+        identity = router.recv_multipart()[0]
+        router.send_multipart([identity, refusal])
+
+    thread = threading.Thread(target=serve)
+    thread.start()
+    try:
+        with pytest.raises(pyzdb.ProtocolError) as caught:
+            if client == "sync":
+                with pyzdb.connect(uri, timeout=5) as db:
+                    db.query("1")
+            else:
+
+                async def run() -> None:
+                    async with pyzdb.net.aio.connect(uri, timeout=5) as db:
+                        await db.query("1")
+
+                asyncio.run(run())
+    finally:
+        thread.join(10)
+        router.close()
+    expected = "client speaks protocol 2, the server speaks 1: upgrade the server's pyzdb"
+    assert str(caught.value) == expected
 
 
 # -- the lock as a lease ---------------------------------------------------------------------------

@@ -19,9 +19,8 @@ from server_process import ServerProcess, open_database
 
 import pyzdb
 import pyzdb.net.aio
-from pyzdb.net import protocol
-from pyzdb.net.client import CONTROL_PARAM
-from pyzdb.net.protocol import Request
+from pyzdb.codec import MAX_REPLY_SIZE
+from pyzdb.net.messages import Request, decode_reply, pack
 
 
 def take(watch, n):
@@ -250,10 +249,9 @@ def test_hostile_watch_and_replicate_params_are_refused_and_the_server_serves_on
         ]
         try:
             for number, (op, params) in enumerate(bad, 1):
-                params = {**params, CONTROL_PARAM: {"wait": 0.2, "txn": False}}
-                sock.send(protocol.pack(Request(number, op, params=params, session=b"h")))
+                sock.send(pack(Request(number, op, params=params, session=b"h", wait=0.2)))
                 assert sock.poll(10_000), (op, params)
-                reply = protocol.decode_reply(sock.recv(), protocol.MAX_REPLY_SIZE)
+                reply = decode_reply(sock.recv(), MAX_REPLY_SIZE)
                 assert not reply.ok, (op, params)
         finally:
             sock.close()
@@ -270,16 +268,11 @@ def _raw_execute(uri, session, request_id, source):
     sock.setsockopt(zmq.LINGER, 0)
     sock.connect(uri)
     try:
-        params = {CONTROL_PARAM: {"wait": 1.0, "txn": False}}
         sock.send(
-            protocol.pack(
-                Request(
-                    request_id, "execute", source, params=params, syntax="exec", session=session
-                )
-            )
+            pack(Request(request_id, "execute", source, syntax="exec", session=session, wait=1.0))
         )
         assert sock.poll(20_000)
-        return protocol.decode_reply(sock.recv(), protocol.MAX_REPLY_SIZE)
+        return decode_reply(sock.recv(), MAX_REPLY_SIZE)
     finally:
         sock.close()
 

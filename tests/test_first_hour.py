@@ -19,7 +19,7 @@ import pytest
 from server_process import ServerProcess
 
 import pyzdb
-from pyzdb.net.client import DEFAULT_TIMEOUT
+from pyzdb.net.commands import DEFAULT_TIMEOUT
 from pyzdb.sandbox.runner import Budget
 
 BIN = Path(sys.executable).parent

@@ -23,7 +23,8 @@ from hypothesis import strategies as st
 from server_process import ServerProcess
 
 import pyzdb
-from pyzdb.net import protocol
+from pyzdb.codec import MAX_REPLY_SIZE, MAX_REQUEST_SIZE
+from pyzdb.net.messages import Request, decode_reply, decode_request, pack
 
 FUZZ_TARGET = Path(__file__).resolve().parent / "fuzz" / "fuzz_server_decode.py"
 
@@ -77,7 +78,7 @@ def malformed_bodies(draw) -> bytes:
     """A request frame with one header field replaced by something hostile, or cut short."""
     wire = list(
         msgpack.unpackb(
-            protocol.pack(protocol.Request(5, "query", "1", session=b"s" * 16)),
+            pack(Request(5, "query", "1", session=b"s" * 16)),
             strict_map_key=False,
         )
     )
@@ -124,7 +125,7 @@ def test_every_malformed_message_gets_an_error_reply(live, bodies, extra_frames)
             continue  # a mutation that happens to be a valid request is not malformed
         sock.send_multipart([b"", *extra_frames, body])
         assert sock.poll(10_000), "the server did not answer a malformed message"
-        reply = protocol.decode_reply(sock.recv_multipart()[-1], protocol.MAX_REPLY_SIZE)
+        reply = decode_reply(sock.recv_multipart()[-1], MAX_REPLY_SIZE)
         assert not reply.ok and reply.error is not None
     assert database["keep"].get() == [1, 2, 3]
     assert server.alive()
@@ -132,7 +133,7 @@ def test_every_malformed_message_gets_an_error_reply(live, bodies, extra_frames)
 
 def protocol_accepts(body: bytes) -> bool:
     try:
-        protocol.decode_request(body, protocol.MAX_REQUEST_SIZE)
+        decode_request(body, MAX_REQUEST_SIZE)
     except pyzdb.Error:
         return False
     return True

@@ -35,8 +35,8 @@ from hypothesis import strategies as st
 from server_process import ServerProcess, open_database
 
 import pyzdb
-from pyzdb.net import protocol
-from pyzdb.net.client import CONTROL_PARAM
+from pyzdb.codec import MAX_REPLY_SIZE
+from pyzdb.net.messages import Reply, Request, decode_reply, pack
 from pyzdb.sandbox.runner import Budget
 from pyzdb.server.fairness import FairReplyCache
 from pyzdb.values import freeze
@@ -397,9 +397,9 @@ def _raw(uri: str) -> zmq.Socket:
     return sock
 
 
-def _answer(sock: zmq.Socket, timeout: float = 30.0) -> protocol.Reply:
+def _answer(sock: zmq.Socket, timeout: float = 30.0) -> Reply:
     assert sock.poll(int(timeout * 1000)), "no reply"
-    return protocol.decode_reply(sock.recv_multipart()[-1], protocol.MAX_REPLY_SIZE)
+    return decode_reply(sock.recv_multipart()[-1], MAX_REPLY_SIZE)
 
 
 @pytest.fixture(scope="module")
@@ -417,7 +417,7 @@ def test_a_message_of_many_frames_is_answered_with_an_error(wire_server):
         sock.send_multipart([b""] + [b"x" * 100] * 1000)
         reply = _answer(sock)
         assert not reply.ok and "message frame" in reply.error.message
-        sock.send_multipart([b"", protocol.pack(protocol.Request(3, "ping"))])
+        sock.send_multipart([b"", pack(Request(3, "ping"))])
         assert _answer(sock).ok
     finally:
         sock.close()
@@ -429,16 +429,11 @@ def test_one_client_cannot_fill_the_lock_queue(wire_server):
     flood, other = _raw(wire_server.uri), _raw(wire_server.uri)
     try:
         holder.lock()
-        control = {CONTROL_PARAM: {"wait": 20.0}}
         for request_id in range(1, 101):
             flood.send_multipart(
                 [
                     b"",
-                    protocol.pack(
-                        protocol.Request(
-                            request_id, "query", "1", params=control, session=b"F" * 16
-                        )
-                    ),
+                    pack(Request(request_id, "query", "1", session=b"F" * 16, wait=20.0)),
                 ]
             )
         refused = [_answer(flood, 10.0) for _ in range(100 - 64)]
@@ -447,7 +442,7 @@ def test_one_client_cannot_fill_the_lock_queue(wire_server):
         other.send_multipart(
             [
                 b"",
-                protocol.pack(protocol.Request(1, "query", "2", params=control, session=b"O" * 16)),
+                pack(Request(1, "query", "2", session=b"O" * 16, wait=20.0)),
             ]
         )
         time.sleep(0.3)
@@ -456,9 +451,7 @@ def test_one_client_cannot_fill_the_lock_queue(wire_server):
         while len(answers) < 65:
             for sock in (other, flood):
                 if sock.poll(10):
-                    reply = protocol.decode_reply(
-                        sock.recv_multipart()[-1], protocol.MAX_REPLY_SIZE
-                    )
+                    reply = decode_reply(sock.recv_multipart()[-1], MAX_REPLY_SIZE)
                     answers[(sock is other, reply.id)] = reply
         assert answers[(True, 1)].ok and answers[(True, 1)].value == 2
     finally:
@@ -472,10 +465,8 @@ def test_large_replies_of_one_client_do_not_evict_another_clients_reply(wire_ser
     sock, session = _raw(wire_server.uri), os.urandom(16)
     heavy = pyzdb.connect(wire_server.uri, timeout=60.0)
     try:
-        write = protocol.pack(
-            protocol.Request(
-                7, "execute", "db['n'] = db.get('n', 0) + 1", syntax="exec", session=session
-            )
+        write = pack(
+            Request(7, "execute", "db['n'] = db.get('n', 0) + 1", syntax="exec", session=session)
         )
         sock.send_multipart([b"", write])
         assert _answer(sock).ok

@@ -1,9 +1,11 @@
-"""pyzdb.net.protocol: the value codec type for type, messages, hostile bytes, errors both ways."""
+"""The wire: the value codec type for type (`pyzdb.codec`), messages and their versions
+(`pyzdb.net.messages`), hostile bytes, errors both ways (`pyzdb.net.errorinfo`)."""
 
 from __future__ import annotations
 
 import enum
 import gc
+import keyword
 import random
 import struct
 import threading
@@ -14,26 +16,22 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from pyzdb import codec
+from pyzdb.codec import MAX_COLLISIONS, MAX_DEPTH, Encoded, decode_value, encode_value
 from pyzdb.errors import ConnectionError, Error, LimitExceeded, ProtocolError, SecurityError
-from pyzdb.net import protocol
-from pyzdb.net.client import CONTROL_PARAM as CONTROL
-from pyzdb.net.protocol import (
-    MAX_COLLISIONS,
-    MAX_DEPTH,
-    Encoded,
-    ErrorInfo,
+from pyzdb.net import errorinfo, messages, versions
+from pyzdb.net.errorinfo import ErrorInfo, error_to_info, info_to_exception
+from pyzdb.net.messages import (
+    REQUEST_FIELDS,
     Reply,
     Request,
     decode_reply,
     decode_request,
-    decode_value,
-    encode_value,
-    error_to_info,
-    info_to_exception,
     pack,
     request_id_of,
     unpack,
 )
+from pyzdb.net.versions import PROTOCOL_VERSION, REPLY_VERSION, older_server_refusal
 from pyzdb.values import File
 
 LIMIT = 1 << 30
@@ -256,7 +254,37 @@ def test_request_defaults():
         request.syntax,
         request.session,
         request.min_seq,
-    ) == ("", "db", {}, "eval", b"", 0)
+        request.wait,
+        request.txn,
+    ) == ("", "db", {}, "eval", b"", 0, None, False)
+
+
+def test_wait_and_txn_are_fields_of_the_request():
+    request = Request(1, "lock", wait=2.5, txn=True)
+    assert request.to_wire()[-2:] == [2.5, True]
+    assert decode_request(pack(request), LIMIT) == request
+    assert decode_request(pack(Request(1, "query", wait=3)), LIMIT).wait == 3
+
+
+def test_the_layout_is_the_declaration_of_the_request():
+    """One declaration: the dataclass's fields are the wire's items, in order, and the module
+    docstring shows the same layout."""
+    assert REQUEST_FIELDS == (
+        "id",
+        "op",
+        "source",
+        "root",
+        "params",
+        "syntax",
+        "session",
+        "min_seq",
+        "wait",
+        "txn",
+    )
+    request = rich_request()
+    assert request.to_wire() == [2, 0, *(getattr(request, name) for name in REQUEST_FIELDS)]
+    assert f"request  [2, 0, {', '.join(REQUEST_FIELDS)}]" in messages.__doc__
+    assert pack(request)[:3] == bytes((0x90 + 2 + len(REQUEST_FIELDS), 2, 0))
 
 
 def test_replies_round_trip_with_a_value_or_an_error():
@@ -276,35 +304,58 @@ def test_an_encoded_value_is_spliced_into_a_reply_as_is():
 
 def wire_request(**changes) -> list:
     fields = dict(
-        zip(
-            [
-                "version",
-                "kind",
-                "id",
-                "op",
-                "source",
-                "root",
-                "params",
-                "syntax",
-                "session",
-                "min_seq",
-            ],
-            Request(1, "query", "db").to_wire(),
-            strict=True,
-        )
+        zip(("version", "kind", *REQUEST_FIELDS), Request(1, "query", "db").to_wire(), strict=True)
     )
     fields.update(changes)
     return list(fields.values())
 
 
-def test_an_unknown_version_is_refused_naming_the_supported_ones():
-    error = raises_protocol_error(decode_request, encode_value(wire_request(version=2)))
-    assert "version 2" in str(error) and "speaks version 1" in str(error)
+#: A request as a client of protocol 1 sent it: lock control hid in a query parameter.
+VERSION_1_REQUEST = [1, 0, 5, "query", "1", "db", {"pyzdb_control": {"wait": 8.0}}, "eval", b"", 0]
+
+
+def test_a_request_of_another_version_is_refused_naming_both_and_whom_to_upgrade():
+    for decode in (decode_request, unpack):
+        error = raises_protocol_error(decode, encode_value(VERSION_1_REQUEST))
+        assert str(error) == "client speaks protocol 1, this server speaks 2: upgrade pyzdb"
+        future = encode_value(wire_request(version=3))
+        error = raises_protocol_error(decode, future)
+        assert str(error) == (
+            "client speaks protocol 3, this server speaks 2: upgrade the server's pyzdb"
+        )
+    assert request_id_of(encode_value(VERSION_1_REQUEST)) == 5, "refused under its own id"
+
+
+def test_replies_keep_the_version_1_layout_that_every_client_reads():
+    frame = pack(Reply(9, False, error=error_to_info(ProtocolError("no"))))
+    assert frame[:3] == bytes((0x97, 1, 1))
+    assert pack(Reply(9, True, [1], seq=3))[:3] == bytes((0x97, 1, 1))
+    assert REPLY_VERSION == 1 and PROTOCOL_VERSION == 2
+    newer = encode_value([2, *Reply(9, True).to_wire()[1:]])
+    raises_protocol_error(decode_reply, newer, match="replies in protocol 2")
+
+
+def test_an_older_server_refusing_the_version_is_recognised():
+    said = "protocol version 2 is not supported; this peer speaks version 1"
+    refused = older_server_refusal(ErrorInfo("ProtocolError", (said,), said))
+    assert str(refused) == (
+        "client speaks protocol 2, the server speaks 1: upgrade the server's pyzdb"
+    )
+    for other in (
+        ErrorInfo("ProtocolError", (), "request op is one of query, got 'x' (str)"),
+        ErrorInfo(
+            "ProtocolError", (), "protocol version 3 is not supported; this peer speaks version 1"
+        ),
+        ErrorInfo("ValueError", (), said),
+    ):
+        assert older_server_refusal(other) is None
 
 
 def test_the_version_is_read_before_anything_else_is_decoded():
     future = b"\x93\x07" + b"\xc1\xc1"  # version 7, then bytes no msgpack can parse
     raises_protocol_error(decode_request, future, match="version 7 is not supported")
+    old = b"\x93\x01\x00" + b"\xc1"  # a version-1 request head, then bytes that do not parse
+    raises_protocol_error(decode_request, old, match="client speaks protocol 1")
 
 
 @pytest.mark.parametrize(
@@ -334,8 +385,8 @@ def test_a_reply_is_not_a_request_and_a_request_is_not_a_reply():
 
 
 def test_a_message_with_the_wrong_number_of_items_is_refused():
-    raises_protocol_error(decode_request, encode_value(wire_request()[:-1]), match="10 items")
-    raises_protocol_error(decode_request, encode_value(wire_request() + [0]), match="10 items")
+    raises_protocol_error(decode_request, encode_value(wire_request()[:-1]), match="12 items")
+    raises_protocol_error(decode_request, encode_value(wire_request() + [0]), match="12 items")
     raises_protocol_error(
         decode_reply, encode_value(Reply(1, True).to_wire()[:-1]), match="7 items"
     )
@@ -375,6 +426,14 @@ def test_a_message_with_the_wrong_number_of_items_is_refused():
         ("min_seq", -1),
         ("min_seq", False),
         ("min_seq", None),
+        ("wait", -0.5),
+        ("wait", 86401),
+        ("wait", float("nan")),
+        ("wait", float("inf")),
+        ("wait", True),
+        ("wait", "1"),
+        ("txn", None),
+        ("txn", 1),
     ],
 )
 def test_request_fields_of_the_wrong_type_or_value_are_refused(field, value):
@@ -422,12 +481,13 @@ def test_request_id_of_reads_the_id_of_a_request_that_fails_to_decode():
     "data",
     [
         b"",
-        b"\x9a",
-        b"\x9a\x01\x00",
+        b"\x9c",
+        b"\x9c\x02\x00",
         "text",
         None,
         pack(Reply(5, True)),
-        encode_value(wire_request(version=2, id=5)),
+        encode_value(wire_request(version=0, id=5)),
+        encode_value(wire_request(version=200, id=5)),
         encode_value(wire_request(id=2**64 - 1)),
         encode_value(wire_request(id=-5)),
         encode_value(wire_request(id="5")),
@@ -548,7 +608,7 @@ def test_a_few_colliding_keys_and_many_distinct_ones_are_fine():
 )
 def test_depth_bombs_are_refused(bomb):
     raises_protocol_error(decode_value, bomb, match=f"deeper than {MAX_DEPTH}")
-    request_bomb = b"\x9a\x01\x00\x01\xa5query\xa2db\xa2db" + bomb
+    request_bomb = b"\x9c\x02\x00\x01\xa5query\xa2db\xa2db" + bomb
     raises_protocol_error(decode_request, request_bomb, match=f"deeper than {MAX_DEPTH}")
 
 
@@ -665,9 +725,7 @@ def small_frames() -> list[bytes]:
     """Small requests and replies, valid and not: what the fast path sees most."""
     return [
         pack(
-            Request(
-                1, "query", "db[k0]", params={"k0": "x", CONTROL: {"wait": 4.0}}, session=b"s" * 16
-            )
+            Request(1, "query", "db[k0]", params={"k0": "x"}, session=b"s" * 16, wait=4.0, txn=True)
         ),
         pack(Request(2**40, "execute", "db['c'] += 1", syntax="exec", min_seq=7)),
         pack(Request(3, "query", "v", params={"v": (1, 2)})),  # a marker: the general path
@@ -680,8 +738,8 @@ def small_frames() -> list[bytes]:
         encode_value(wire_request(root="for")),
         encode_value([1, 1, 1, 1, None, 0, None]),
         encode_value([1, 1, 1, True, None, -3, None]),
-        b"\x9a\x01\x00\x01\xa5query\xa2db\xa2db" + b"\x91" * 1100 + b"\x00",  # too deep
-        b"\x9a\x01\x00\x01\xa5query\xdb\xff\xff\xff\xff",  # a str longer than the frame
+        b"\x9c\x02\x00\x01\xa5query\xa2db\xa2db" + b"\x91" * 1100 + b"\x00",  # too deep
+        b"\x9c\x02\x00\x01\xa5query\xdb\xff\xff\xff\xff",  # a str longer than the frame
         pack(Request(1, "ping")) + b"\x00",  # trailing bytes
         b"\x97\x01\x01\x01\xc3\xc7\x01\x09\x00\x00",  # an extension with a payload
     ]
@@ -690,29 +748,98 @@ def small_frames() -> list[bytes]:
 def test_the_fast_path_of_small_frames_decodes_exactly_as_the_general_path():
     rng = random.Random(7)
     frames = small_frames()
+    for data in frames + list(mutations(frames, rng, 5000)):
+        assert_fast_and_general_paths_agree(data)
+
+
+def assert_fast_and_general_paths_agree(data: bytes) -> None:
     wrong_kind = {
         Request: ("expected a request", "expected a request, got a reply"),
         Reply: ("expected a reply", "expected a reply, got a request"),
     }
-    for data in frames + list(mutations(frames, rng, 5000)):
-        for decode, kind in ((decode_request, Request), (decode_reply, Reply)):
-            expected = outcome(general_path, data, kind).replace(*wrong_kind[kind])
-            assert outcome(decode, data, LIMIT) == expected, data
+    for decode, kind in ((decode_request, Request), (decode_reply, Reply)):
+        expected = outcome(general_path, data, kind).replace(*wrong_kind[kind])
+        assert outcome(decode, data, LIMIT) == expected, data
+
+
+NAMES = st.from_regex(r"[a-z][a-z0-9_]{0,6}", fullmatch=True).filter(
+    lambda name: not keyword.iskeyword(name)
+)
+ANY_FIELD = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**64), max_value=2**64),
+    st.floats(),
+    st.text(max_size=8),
+    st.binary(max_size=70),
+    st.lists(st.integers(), max_size=2),
+    st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
+    st.integers().map(lambda n: (n,)),
+)
+REQUESTS = st.builds(
+    Request,
+    id=st.integers(min_value=1, max_value=2**63 - 1),
+    op=st.sampled_from(sorted(messages.OPS)),
+    source=st.text(max_size=20),
+    root=NAMES,
+    params=st.dictionaries(NAMES, VALUES, max_size=3),
+    syntax=st.sampled_from(messages.SYNTAXES),
+    session=st.binary(max_size=64),
+    min_seq=st.integers(min_value=0, max_value=2**63 - 1),
+    wait=st.none() | st.floats(min_value=0, max_value=86400) | st.integers(0, 86400),
+    txn=st.booleans(),
+)
+REPLIES = st.builds(
+    Reply,
+    id=st.integers(min_value=0, max_value=2**63 - 1),
+    ok=st.just(True),
+    value=VALUES,
+    seq=st.integers(min_value=0, max_value=2**63 - 1),
+) | st.builds(
+    lambda request_id, exc: Reply(request_id, False, error=error_to_info(exc)),
+    st.integers(min_value=0, max_value=2**63 - 1),
+    st.sampled_from([KeyError("k"), LimitExceeded("slow", "time"), ProtocolError("bad")]),
+)
+
+
+@st.composite
+def message_frames(draw) -> bytes:
+    """A valid request or reply, or one with fields replaced, cut or added: the frames a fast
+    path sees, well formed or not."""
+    wire = draw(REQUESTS | REPLIES).to_wire()
+    for _ in range(draw(st.integers(min_value=0, max_value=2))):
+        change = draw(st.sampled_from(["replace", "cut", "add"]))
+        if change == "replace":
+            wire[draw(st.integers(min_value=0, max_value=len(wire) - 1))] = draw(ANY_FIELD)
+        elif change == "cut" and wire:
+            wire.pop()
+        else:
+            wire.append(draw(ANY_FIELD))
+    return encode_value(wire)
+
+
+@settings(max_examples=1500, deadline=None)
+@given(message_frames())
+def test_for_generated_messages_the_fast_path_and_the_general_path_agree(data):
+    """The fast decoders of `decode_request` and `decode_reply` restate the general path
+    (`unpack`): for any message, valid or broken, both give the same message or the same
+    error."""
+    assert_fast_and_general_paths_agree(data)
 
 
 def test_the_fast_path_keeps_every_bound():
-    deep = b"\x9a\x01\x00\x01\xa5query\xa2db\xa2db" + b"\x91" * 1100 + b"\x00"
+    deep = b"\x9c\x02\x00\x01\xa5query\xa2db\xa2db" + b"\x91" * 1100 + b"\x00"
     raises_protocol_error(decode_request, deep, match=f"deeper than {MAX_DEPTH}")
     with pytest.raises(ProtocolError, match="exceeds the limit of 5 bytes"):
         decode_request(pack(Request(1, "ping")), 5)
-    lying = b"\x9a\x01\x00\x01\xa5query\xdd\xff\xff\xff\xff"  # 4 G items, in 11 bytes
+    lying = b"\x9c\x02\x00\x01\xa5query\xdd\xff\xff\xff\xff"  # 4 G items, in 11 bytes
     raises_protocol_error(decode_request, lying)
 
 
 def test_a_value_reply_is_packed_without_a_reply_object_byte_for_byte():
     for request_id, value, seq in [(0, None, 0), (1, [1, (2, 3)], 9), (2**63 - 1, "x", 2**40)]:
         encoded = Encoded(encode_value(value))
-        assert protocol.pack_value_reply(request_id, encoded, seq) == pack(
+        assert messages.pack_value_reply(request_id, encoded, seq) == pack(
             Reply(request_id, True, value, seq)
         )
     for bad in [
@@ -722,13 +849,13 @@ def test_a_value_reply_is_packed_without_a_reply_object_byte_for_byte():
         (1, b"\xc0", 0),
     ]:
         with pytest.raises(ProtocolError):
-            protocol.pack_value_reply(*bad)
+            messages.pack_value_reply(*bad)
 
 
 def test_the_cache_of_checked_names_is_bounded_and_checks_types():
-    for index in range(protocol._GOOD_NAMES_MAX + 100):
+    for index in range(messages._GOOD_NAMES_MAX + 100):
         Request(1, "query", params={f"n{index}": 1})
-    assert len(protocol._GOOD_NAMES) <= protocol._GOOD_NAMES_MAX
+    assert len(messages._GOOD_NAMES) <= messages._GOOD_NAMES_MAX
 
     class Name(str):
         pass
@@ -926,5 +1053,6 @@ def test_protocol_error_messages_do_not_dump_huge_values():
 
 
 def test_module_exports_resolve():
-    for name in protocol.__all__:
-        assert hasattr(protocol, name), name
+    for module in (codec, codec.wire, codec.decode, messages, versions, errorinfo):
+        for name in module.__all__:
+            assert hasattr(module, name), (module.__name__, name)

@@ -22,9 +22,7 @@ import zmq
 from server_process import SERVER_SCRIPT, ServerProcess
 
 import pyzdb
-from pyzdb.net import protocol
-from pyzdb.net.client import CONTROL_PARAM
-from pyzdb.net.protocol import Reply, Request
+from pyzdb.net.messages import Reply, Request, decode_reply, pack
 from pyzdb.server import ReplyCache, Server, ServerConfig, check_bind
 from pyzdb.server.loop import BATCH_LIMIT
 from pyzdb.server.router import split_envelope
@@ -52,13 +50,20 @@ class Harness:
         return self.peers[name]
 
     def send(
-        self, name: str, op: str, source: str = "", syntax: str = "exec", **control: object
+        self,
+        name: str,
+        op: str,
+        source: str = "",
+        syntax: str = "exec",
+        wait: float = 5.0,
+        txn: bool = False,
     ) -> int:
         """Send a request from peer `name` (its session is its name); returns the id."""
         self.ids += 1
-        params = {CONTROL_PARAM: {"wait": 5.0, **control}}
-        request = Request(self.ids, op, source, params=params, syntax=syntax, session=name.encode())
-        self.peer(name).send_multipart([b"", protocol.pack(request)])
+        request = Request(
+            self.ids, op, source, syntax=syntax, session=name.encode(), wait=wait, txn=txn
+        )
+        self.peer(name).send_multipart([b"", pack(request)])
         return self.ids
 
     def turn(self, messages: int) -> None:
@@ -87,7 +92,7 @@ class Harness:
     def replies(self, name: str, wait: float = 0.3) -> list[Reply]:
         sock, found = self.peer(name), []
         while sock.poll(wait * 1000):
-            found.append(protocol.decode_reply(sock.recv_multipart()[-1], 1 << 20))
+            found.append(decode_reply(sock.recv_multipart()[-1], 1 << 20))
             wait = 0.05
         return found
 
@@ -212,14 +217,14 @@ def test_no_reply_leaves_before_the_writes_it_may_reflect_are_durable(
                     source,
                     syntax=syntax,
                     session=name.encode(),
-                    params={CONTROL_PARAM: {"wait": 5.0}},
+                    wait=5.0,
                 )
-                sock.send(protocol.pack(request))
+                sock.send(pack(request))
                 if not sock.poll(10_000):
                     problems.append(f"{name}: no reply to request {request_id}")
                     return
                 durable = journal.durable_seq  # the reply has arrived: read it right now
-                reply = protocol.decode_reply(sock.recv_multipart()[-1], 1 << 20)
+                reply = decode_reply(sock.recv_multipart()[-1], 1 << 20)
                 if not reply.ok:
                     problems.append(f"{name}: {reply.error}")
                 if reply.seq > durable:
@@ -337,10 +342,10 @@ def test_a_repeated_request_is_answered_from_the_reply_cache(harness):
     request = Request(
         5, "execute", "db['n'] = db.get('n', 0) + 1\ndb['n']", syntax="exec", session=b"s"
     )
-    h.peer("one").send_multipart([b"", protocol.pack(request)])
+    h.peer("one").send_multipart([b"", pack(request)])
     h.turn(1)
-    h.peer("two").send_multipart([b"", protocol.pack(request)])
-    h.peer("two").send_multipart([b"", protocol.pack(request)])
+    h.peer("two").send_multipart([b"", pack(request)])
+    h.peer("two").send_multipart([b"", pack(request)])
     h.turn(2)
     replies = h.replies("one") + h.replies("two")
     assert [reply.value for reply in replies] == [1, 1, 1]
@@ -349,7 +354,7 @@ def test_a_repeated_request_is_answered_from_the_reply_cache(harness):
 def test_malformed_frames_get_error_replies(harness):
     h = harness()
     sock = h.peer("bad")
-    good = protocol.pack(Request(9, "ping"))
+    good = pack(Request(9, "ping"))
     frames = [
         [b"", b"\x00garbage"],  # not msgpack
         [b"", good, good],  # two payload frames
@@ -368,7 +373,7 @@ def test_malformed_frames_get_error_replies(harness):
     assert "version" in replies[5].error.message
 
 
-@pytest.mark.parametrize("body", [b"x", b"\x00", protocol.pack(Request(1, "ping"))])
+@pytest.mark.parametrize("body", [b"x", b"\x00", pack(Request(1, "ping"))])
 def test_the_two_frame_shortcut_splits_as_split_envelope_does(body):
     """`Dispatcher.handle` takes identity + one non-empty frame apart without `split_envelope`
     (the usual message of a pyzdb client): the two must agree on it."""
@@ -381,7 +386,7 @@ def test_a_message_with_or_without_a_delimiter_gets_the_same_reply(harness):
     in the same reply frame."""
     h = harness()
     sock = h.peer("both")
-    ping = protocol.pack(Request(7, "ping"))
+    ping = pack(Request(7, "ping"))
     sock.send_multipart([ping])
     h.turn(1)
     assert sock.poll(5000)
@@ -470,7 +475,7 @@ def test_ten_thousand_bad_messages_never_stop_the_server(tmp_path):
         good = pyzdb.connect(server.uri, timeout=10)
         good["n"] = 0
         rng = random.Random(20240601)
-        valid = protocol.pack(Request(3, "query", "len(db)", params={"a": [1, 2]}, session=b"fuzz"))
+        valid = pack(Request(3, "query", "len(db)", params={"a": [1, 2]}, session=b"fuzz"))
         attackers = []
         for _ in range(5):
             sock = zmq.Context.instance().socket(zmq.DEALER)
@@ -486,7 +491,7 @@ def test_ten_thousand_bad_messages_never_stop_the_server(tmp_path):
             count = 0
             for sock in attackers:
                 while sock.poll(0):
-                    reply = protocol.decode_reply(sock.recv_multipart()[-1], 1 << 20)
+                    reply = decode_reply(sock.recv_multipart()[-1], 1 << 20)
                     # A mutated source that no longer parses is refused as a query would be
                     # (which mutations reach the compiler depends on the order the ROUTER hands
                     # the attackers' messages over, and so on the reply cache).

@@ -12,9 +12,9 @@ from server_process import ServerProcess
 
 import pyzdb
 from pyzdb.api.changes import Change, Shadow, parse_path
+from pyzdb.codec import MAX_REQUEST_SIZE
 from pyzdb.errors import Error
-from pyzdb.net import protocol
-from pyzdb.net.protocol import Reply
+from pyzdb.net.messages import Reply, decode_request, pack
 from pyzdb.storage.journal import Journal
 
 
@@ -156,11 +156,11 @@ def test_a_replica_whose_primary_sends_garbage_keeps_serving(tmp_path):
             while time.monotonic() < deadline and answered < 3:
                 if fake.poll(200):
                     frames = fake.recv_multipart()
-                    request = protocol.decode_request(frames[-1], protocol.MAX_REQUEST_SIZE)
+                    request = decode_request(frames[-1], MAX_REQUEST_SIZE)
                     garbage = [
                         b"\x00not msgpack",
-                        protocol.pack(Reply(request.id, True, "a string", 0)),
-                        protocol.pack(Reply(request.id, True, {"token": 5}, 0)),
+                        pack(Reply(request.id, True, "a string", 0)),
+                        pack(Reply(request.id, True, {"token": 5}, 0)),
                     ][answered]
                     fake.send_multipart([frames[0], garbage])
                     answered += 1

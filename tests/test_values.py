@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 import pyzdb
+from pyzdb.codec import encode_value
 from pyzdb.errors import Error, LimitExceeded
-from pyzdb.net.protocol import encode_value
 from pyzdb.storage.store import Store, TrackedDict, TrackedList
 from pyzdb.values import (
     MAX_DEPTH,

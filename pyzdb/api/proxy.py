@@ -13,11 +13,11 @@ probing from sending requests).
 
 from __future__ import annotations
 
-import contextlib
+import abc
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, ClassVar
 
-from pyzdb.api.capture import capture
+from pyzdb.api.capture import Mode, capture
 from pyzdb.api.hints import add_hints
 from pyzdb.api.labels import respell_notes, spell
 from pyzdb.api.proxyrules import path_step, refuse_value_operations, spell_step
@@ -57,7 +57,7 @@ class PathProxy:
 
     __slots__ = ("_db", "_path", "_written")
 
-    def __init__(self, db: DatabaseAPI, path: tuple[Any, ...]) -> None:
+    def __init__(self, db: QueryModel, path: tuple[Any, ...]) -> None:
         self._db = db
         self._path = path
         self._written = False
@@ -78,7 +78,7 @@ class PathProxy:
         params.update(values)
         source = template.format(t=target)
         try:
-            return self._db._call(write, source, syntax, params)
+            return self._db.evaluate(write, source, syntax, params)
         except Exception as error:
             respell_notes(error, source, spell(source, params))
             add_hints(error, None, "execute")
@@ -113,7 +113,7 @@ class PathProxy:
     # -- writing -----------------------------------------------------------------------------
 
     def __getitem__(self, key: Any) -> PathProxy:
-        return PathProxy(self._db, self._path + (key,))
+        return type(self)(self._db, self._path + (key,))
 
     def __setitem__(self, key: Any, value: Any) -> None:
         if _already_written(value, self._path + (key,)):
@@ -186,45 +186,141 @@ def _already_written(value: Any, path: tuple[Any, ...]) -> bool:
     return isinstance(value, PathProxy) and value._written and value._path == path
 
 
-class DatabaseAPI:
-    """What `pyzdb.open` and `pyzdb.connect` have in common; subclasses supply `_call`.
+class Transaction:
+    """`with db.transaction():`, or `async with` on an asyncio database: exclusive access over
+    several requests, committed as one unit of undo. Leaving the block by an exception rolls
+    every request of it back."""
 
-    `_call(write, source, syntax, params, root)` evaluates one request and returns its result.
+    __slots__ = ("_db",)
+
+    def __init__(self, db: QueryModel) -> None:
+        self._db = db
+
+    def __enter__(self) -> Any:
+        self._db.lock()
+        return self._db
+
+    def __exit__(self, kind: type[BaseException] | None, *exc_info: object) -> None:
+        if kind is None:
+            self._db.unlock()
+        else:
+            self._db.rollback()
+
+    async def __aenter__(self) -> Any:
+        await self._db.lock()
+        return self._db
+
+    async def __aexit__(self, kind: type[BaseException] | None, *exc_info: object) -> None:
+        if kind is None:
+            await self._db.unlock()
+        else:
+            await self._db.rollback()
+
+
+class QueryModel(abc.ABC):
+    """The query model, written once for every database: the embedded and the remote one, sync
+    and asyncio. Each method returns what `evaluate` (or the method it calls) returns: the value
+    for a sync database, an awaitable for an asyncio one.
+
+    `evaluate` is the contract between a database and everything here, the path proxy
+    included: whoever implements it gets `query`, `execute`, `db[key]` and the rest.
     """
 
-    def _call(
+    #: The paths of this database (`db['a'][0]`): an asyncio database's await.
+    _path_type: ClassVar[type[PathProxy]] = PathProxy
+
+    @abc.abstractmethod
+    def evaluate(
         self, write: bool, source: str, syntax: str, params: dict[str, Any], root: str = ROOT_NAME
     ) -> Any:
-        raise NotImplementedError
+        """Evaluate one request and return its result.
+
+        `source` is one expression (`syntax="eval"`) or statements (`"exec"`) over the root
+        named `root`, with `params` bound as names; `write` says it may change the tree (an
+        execute, atomic) or not (a query, read-only).
+        """
+
+    @abc.abstractmethod
+    def lock(self) -> Any:
+        """Exclusive access until `unlock()`; the requests in between form one unit."""
+
+    @abc.abstractmethod
+    def unlock(self) -> Any:
+        """Commit the locked requests as one unit and let others in."""
+
+    @abc.abstractmethod
+    def rollback(self) -> Any:
+        """Drop the locked requests and let others in."""
+
+    @abc.abstractmethod
+    def checkpoint(self) -> Any:
+        """Write a checkpoint of the whole tree."""
 
     # -- the query model -----------------------------------------------------------------------
 
     def query(self, expr: Any, /, **params: Any) -> Any:
         """Evaluate one expression (a string or a lambda) read-only; return its value."""
-        try:
-            request = capture(expr, "query", params)
-            return self._call(False, request.source, request.syntax, request.params, request.root)
-        except Exception as error:  # a hint where the fix is known (`pyzdb.api.hints`)
-            add_hints(error, expr if isinstance(expr, str) else None, "query")
-            raise
+        return self._captured("query", expr, params)
 
     def execute(self, source: Any, /, **params: Any) -> Any:
         """Run statements atomically; return the value of the last statement if it is an
         expression (else None)."""
+        return self._captured("execute", source, params)
+
+    def _captured(self, mode: Mode, source: Any, params: dict[str, Any]) -> Any:
+        """Capture a query or an execute (`pyzdb.api.capture`) and evaluate it. An error gets
+        a hint where the fix is known (`pyzdb.api.hints`); an asyncio database overrides this
+        to hint at what its awaitable raises too."""
         try:
-            request = capture(source, "execute", params)
-            return self._call(True, request.source, request.syntax, request.params, request.root)
-        except Exception as error:  # a hint where the fix is known (`pyzdb.api.hints`)
-            add_hints(error, source if isinstance(source, str) else None, "execute")
+            request = capture(source, mode, params)
+            return self.evaluate(
+                mode == "execute", request.source, request.syntax, request.params, request.root
+            )
+        except Exception as error:
+            add_hints(error, source if isinstance(source, str) else None, mode)
             raise
 
     # -- the root as a path --------------------------------------------------------------------
 
     def _root(self) -> PathProxy:
-        return PathProxy(self, ())
+        return self._path_type(self, ())
 
     def __getitem__(self, key: Any) -> PathProxy:
-        return PathProxy(self, (key,))
+        return self._path_type(self, (key,))
+
+    def get(self, *args: Any) -> Any:
+        """The whole tree; with arguments, the root dict's own `get(key, default)`."""
+        return self._root().get(*args)
+
+    def keys(self) -> Any:
+        return self._root()._method("keys", (), {})
+
+    def values(self) -> Any:
+        return self._root()._method("values", (), {})
+
+    def items(self) -> Any:
+        return self._root()._method("items", (), {})
+
+    # -- transactions ---------------------------------------------------------------------------
+
+    def transaction(self) -> Transaction:
+        """Exclusive access over several requests, committed as one unit of undo.
+
+        Leaving the block by an exception rolls every request of it back.
+        """
+        return Transaction(self)
+
+    def save(self) -> Any:
+        """The seed's name for `checkpoint()`."""
+        return self.checkpoint()
+
+
+class DatabaseAPI(QueryModel):
+    """What `pyzdb.open` and `pyzdb.connect` have in common: the query model, the root as a
+    container (`len(db)`, `'k' in db`, `db['k'] = v`), undo, the lock, `info` and `close`.
+
+    A database implements `evaluate` (see `QueryModel`) and the abstract methods below.
+    """
 
     def __setitem__(self, key: Any, value: Any) -> None:
         self._root()[key] = value
@@ -244,65 +340,23 @@ class DatabaseAPI:
     def __bool__(self) -> bool:
         return True
 
-    def get(self, *args: Any) -> Any:
-        """The whole tree; with arguments, the root dict's own `get(key, default)`."""
-        return self._root().get(*args)
+    _run = QueryModel.get
 
-    _run = get
-
-    def keys(self) -> list[Any]:
-        return self._root()._method("keys", (), {})
-
-    def values(self) -> list[Any]:
-        return self._root()._method("values", (), {})
-
-    def items(self) -> list[Any]:
-        return self._root()._method("items", (), {})
-
-    # -- transactions ---------------------------------------------------------------------------
-
-    def lock(self) -> None:
-        raise NotImplementedError
-
-    def unlock(self) -> None:
-        raise NotImplementedError
-
-    def rollback(self) -> None:
-        raise NotImplementedError
-
-    @contextlib.contextmanager
-    def transaction(self) -> Iterator[DatabaseAPI]:
-        """Exclusive access over several requests, committed as one unit of undo.
-
-        Leaving the block by an exception rolls every request of it back.
-        """
-        self.lock()
-        try:
-            yield self
-        except BaseException:
-            self.rollback()
-            raise
-        self.unlock()
-
-    def save(self) -> None:
-        """The seed's name for `checkpoint()`."""
-        self.checkpoint()
-
+    @abc.abstractmethod
     def undo(self) -> bool:
-        raise NotImplementedError
+        """Take back the last committed unit (durably); False when there is nothing to undo."""
 
+    @abc.abstractmethod
     def redo(self) -> bool:
-        raise NotImplementedError
+        """Re-apply the last undone unit (durably); False when there is nothing to redo."""
 
+    @abc.abstractmethod
     def history(self) -> list[dict[str, Any]]:
-        raise NotImplementedError
+        """The undo units, oldest first, with their source labels and times."""
 
-    def checkpoint(self) -> None:
-        raise NotImplementedError
-
+    @abc.abstractmethod
     def info(self) -> dict[str, dict[str, Any]]:
         """The database's state in sections, like Redis INFO (see `pyzdb.info`)."""
-        raise NotImplementedError
 
     def ping(self) -> None:
         """Check the database answers (a round trip for a server; nothing in-process)."""
@@ -313,8 +367,9 @@ class DatabaseAPI:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
+    @abc.abstractmethod
     def close(self) -> None:
-        raise NotImplementedError
+        """Release the database (an open transaction is rolled back)."""
 
 
-__all__ = ["PathProxy", "DatabaseAPI", "READ_METHODS"]
+__all__ = ["PathProxy", "QueryModel", "DatabaseAPI", "Transaction", "READ_METHODS"]

@@ -107,7 +107,8 @@ def open_target(
         from pyzdb.embedded import open as open_embedded
 
         return open_embedded(data)
-    from pyzdb.net.client import DEFAULT_TIMEOUT, connect
+    from pyzdb.net.client import connect
+    from pyzdb.net.commands import DEFAULT_TIMEOUT
 
     return connect(
         uri or DEFAULT_URI, timeout=DEFAULT_TIMEOUT if timeout is None else timeout, key=key

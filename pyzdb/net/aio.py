@@ -7,10 +7,11 @@
     async with db.transaction(): ...
     await db.close()
 
-Request building, the control values, the resend schedule, reply matching, error mapping and
-File readers are the sync client's (`pyzdb.net.client._Core`, `_Exchange`); only the socket loop
-below differs, by `await`. As with threads on a sync `Connection`, while one task holds the lock
-the other tasks of the same connection wait (up to the timeout) for it to be released.
+The options, request building, the resend schedule, reply matching, error mapping, File readers
+and the commands are shared with the sync client (`pyzdb.net.commands`), and so is the query
+model (`pyzdb.api.proxy.QueryModel`); only the socket loop below differs, by `await`. As with
+threads on a sync `Connection`, while one task holds the lock the other tasks of the same
+connection wait (up to the timeout) for it to be released.
 """
 
 from __future__ import annotations
@@ -19,20 +20,20 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import AsyncIterator
 from typing import Any
 
 import zmq
 import zmq.asyncio
 
-from pyzdb.api.capture import Mode, capture
+from pyzdb.api.capture import Mode
 from pyzdb.api.hints import add_hints
-from pyzdb.api.proxy import PathProxy
+from pyzdb.api.proxy import PathProxy, QueryModel
 from pyzdb.api.watch import AsyncWatch
+from pyzdb.codec import MAX_REQUEST_SIZE
 from pyzdb.errors import ConnectionError, Error, LockTimeout, ReplicaBehind
-from pyzdb.limits import DEFAULT_URI, ROOT_NAME
-from pyzdb.net import curve, protocol
-from pyzdb.net.client import DEFAULT_TIMEOUT, _Channel, _Core, _Exchange, applied_by
+from pyzdb.limits import DEFAULT_URI
+from pyzdb.net.channel import Channel, Channels
+from pyzdb.net.commands import DEFAULT_TIMEOUT, Commands, ConnectionCore, Exchange, applied_by
 
 log = logging.getLogger("pyzdb.aio")
 
@@ -46,9 +47,6 @@ class AsyncPathProxy(PathProxy):
     """
 
     __slots__ = ()
-
-    def __getitem__(self, key: Any) -> AsyncPathProxy:
-        return AsyncPathProxy(self._db, self._path + (key,))
 
     def set(self, value: Any) -> Any:
         return self._ask(True, "{t} = value", "exec", value=value)
@@ -73,8 +71,11 @@ class AsyncPathProxy(PathProxy):
     __iadd__ = __isub__ = __imul__ = __ior__ = _cannot
 
 
-class AsyncConnection:
+class AsyncConnection(Commands, QueryModel):
     """A remote pyzdb database for asyncio; see `connect`."""
+
+    _path_type = AsyncPathProxy
+    _watch_type = AsyncWatch
 
     def __init__(
         self,
@@ -82,15 +83,14 @@ class AsyncConnection:
         timeout: float = DEFAULT_TIMEOUT,
         read_uris: list[str] | None = None,
         *,
-        max_message: int = protocol.MAX_REQUEST_SIZE,
+        max_message: int = MAX_REQUEST_SIZE,
         consistency: str = "read-your-writes",
         key: str | os.PathLike[str] | None = None,
     ) -> None:
-        self._core = _Core(uri, timeout, read_uris, max_message, consistency)
-        self._credential = curve.credential_for(key)
+        self._core = ConnectionCore(uri, timeout, read_uris, max_message, consistency, key)
         # A shadow of the process-wide context: asyncio sockets, one libzmq context.
-        self._context = zmq.asyncio.Context.shadow(zmq.Context.instance().underlying)
-        self._channels: dict[str, _Channel] = {}
+        context = zmq.asyncio.Context.shadow(zmq.Context.instance().underlying)
+        self._channels = Channels(context, self._core.credential)
         self._mutex = asyncio.Lock()  # one request at a time; held across a lock()
         self._owner: asyncio.Task[Any] | None = None  # the task holding the lock
         self._heartbeat: asyncio.Task[None] | None = None
@@ -100,14 +100,6 @@ class AsyncConnection:
         return f"<pyzdb.net.aio.AsyncConnection {self._core.uri}>"
 
     # -- requests ------------------------------------------------------------------------------
-
-    def _call(
-        self, write: bool, source: str, syntax: str, params: dict[str, Any], root: str = ROOT_NAME
-    ) -> Any:
-        """The path proxy's hook: returns the coroutine that `await p.get()` awaits."""
-        return self._send(
-            "execute" if write else "query", source=source, syntax=syntax, params=params, root=root
-        )
 
     async def _send(self, op: str, **fields: Any) -> Any:
         if self._owner is not None and self._owner is asyncio.current_task():
@@ -134,20 +126,14 @@ class AsyncConnection:
             self._mutex.release()
             raise Error("the connection is closed")
 
-    def _channel(self, uri: str) -> _Channel:
-        channel = self._channels.get(uri)
-        if channel is None:
-            channel = self._channels[uri] = _Channel(self._context, uri, self._credential)
-        return channel
-
-    async def _exchange(self, exchange: _Exchange, channel: _Channel | None = None) -> Any:
+    async def _exchange(self, exchange: Exchange, channel: Channel | None = None) -> Any:
         """`Connection._exchange` with awaits: send, wait, resend on a fresh socket if the
         connection dropped."""
-        channel = channel or self._channel(exchange.uri)
+        channel = channel or self._channels.get(exchange.uri)
         await channel.send_async(exchange.frame)
         while True:
             if await channel.poll_async(exchange.wait_time()):
-                reply = exchange.accept(await channel.socket.recv_multipart())
+                reply = exchange.accept(await channel.receive_async())
                 if reply is not None:
                     return self._core.outcome(exchange, reply, _no_blob_reader)
             elif exchange.retry():
@@ -158,29 +144,15 @@ class AsyncConnection:
                 channel.reset()
                 raise exchange.timeout_error()
 
-    # -- the query model -----------------------------------------------------------------------
+    # -- the query model: what cannot be spelled without await -----------------------------------
 
-    async def query(self, expr: Any, /, **params: Any) -> Any:
-        """Evaluate one expression (a string or a lambda) read-only; return its value."""
-        return await self._captured("query", expr, params)
-
-    async def execute(self, source: Any, /, **params: Any) -> Any:
-        """Run statements atomically; return the value of the last statement if it is an
-        expression (else None)."""
-        return await self._captured("execute", source, params)
-
-    async def _captured(self, kind: Mode, source: Any, params: dict[str, Any]) -> Any:
+    async def _captured(self, mode: Mode, source: Any, params: dict[str, Any]) -> Any:
+        """`QueryModel._captured`, awaited: the server's errors get their hints too."""
         try:
-            request = capture(source, kind, params)
-            return await self._call(
-                kind == "execute", request.source, request.syntax, request.params, request.root
-            )
+            return await super()._captured(mode, source, params)
         except Exception as error:  # a hint where the fix is known (`pyzdb.api.hints`)
-            add_hints(error, source if isinstance(source, str) else None, kind)
+            add_hints(error, source if isinstance(source, str) else None, mode)
             raise
-
-    def __getitem__(self, key: Any) -> AsyncPathProxy:
-        return AsyncPathProxy(self, (key,))  # type: ignore[arg-type]
 
     def __setitem__(self, key: Any, value: Any) -> None:
         raise TypeError("item assignment cannot await: use `await db[key].set(value)`")
@@ -188,49 +160,17 @@ class AsyncConnection:
     def __delitem__(self, key: Any) -> None:
         raise TypeError("item deletion cannot await: use `await db[key].delete()`")
 
-    def _root(self) -> AsyncPathProxy:
-        return AsyncPathProxy(self, ())  # type: ignore[arg-type]
+    def len(self) -> Any:
+        """`await db.len()`: the number of keys at the root."""
+        return self._root().len()
 
-    async def get(self, *args: Any) -> Any:
-        """The whole tree; with arguments, the root dict's own `get(key, default)`."""
-        return await self._root().get(*args)
-
-    async def keys(self) -> list[Any]:
-        return await self._root()._method("keys", (), {})
-
-    async def values(self) -> list[Any]:
-        return await self._root()._method("values", (), {})
-
-    async def items(self) -> list[Any]:
-        return await self._root()._method("items", (), {})
-
-    async def len(self) -> int:
-        return await self._root().len()
-
-    async def contains(self, key: Any) -> bool:
-        return await self._root().contains(key)
+    def contains(self, key: Any) -> Any:
+        """`await db.contains(key)`: is `key` at the root?"""
+        return self._root().contains(key)
 
     async def read_file(self, file: Any) -> bytes:
         """The bytes of a `pyzdb.File` this database stores (`File.read()` would block)."""
         return await self._send("blob", source=file.digest)
-
-    async def ping(self) -> None:
-        await self._send("ping")
-
-    # -- the stream: info, the change feed, replicas ---------------------------------------------
-
-    @property
-    def last_seq(self) -> int:
-        """The newest journal seq this connection wrote or read."""
-        return self._core.last_seq
-
-    async def info(self) -> dict[str, dict[str, Any]]:
-        """The server's state in sections, like Redis INFO (see `pyzdb.info`)."""
-        return await self._send("info")
-
-    def watch(self, path: Any, since: int | None = None) -> AsyncWatch:
-        """`async for change in db.watch(path, since)`: see `pyzdb.Connection.watch`."""
-        return AsyncWatch(lambda params: self._send("watch", params=params), path, since)
 
     async def wait_replicas(self, n: int, timeout: float) -> int:
         """Wait until `n` replicas applied this connection's last write; how many did."""
@@ -241,24 +181,6 @@ class AsyncConnection:
             if count >= n or loop.time() >= deadline:
                 return count
             await asyncio.sleep(0.01)
-
-    # -- undo, history, checkpoints ------------------------------------------------------------
-
-    async def undo(self) -> bool:
-        return await self._send("undo")
-
-    async def redo(self) -> bool:
-        return await self._send("redo")
-
-    async def history(self) -> list[dict[str, Any]]:
-        return await self._send("history")
-
-    async def checkpoint(self) -> None:
-        await self._send("checkpoint")
-
-    async def save(self) -> None:
-        """The seed's name for `checkpoint()`."""
-        await self.checkpoint()
 
     # -- the lock --------------------------------------------------------------------------------
 
@@ -301,19 +223,8 @@ class AsyncConnection:
                 self._heartbeat = None
             self._mutex.release()
 
-    @contextlib.asynccontextmanager
-    async def transaction(self) -> AsyncIterator[AsyncConnection]:
-        """`async with db.transaction():` one unit, rolled back if the block raises."""
-        await self.lock()
-        try:
-            yield self
-        except BaseException:
-            await self.rollback()
-            raise
-        await self.unlock()
-
     async def _beat(self, interval: float) -> None:
-        channel = _Channel(self._context, self._core.uri, self._credential)
+        channel = self._channels.fresh(self._core.uri)
         try:
             while True:
                 await asyncio.sleep(interval)
@@ -337,9 +248,7 @@ class AsyncConnection:
             self._heartbeat.cancel()
             self._heartbeat = None
         self._closed = True
-        for channel in self._channels.values():
-            channel.close()
-        self._channels.clear()
+        self._channels.close()
 
     async def __aenter__(self) -> AsyncConnection:
         return self

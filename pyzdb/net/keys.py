@@ -1,4 +1,4 @@
-"""Key files and the access list, and the `pyzdb-keys` console script.
+"""Key files and the access list: what `pyzdb-keys` (`pyzdb.cli.keys`) writes and the server reads.
 
 A keys directory holds what a `pyzdb-server --keys DIR` needs, in pyzmq's certificate format
 (`zmq.auth.create_certificates` / `zmq.auth.load_certificate`), so the files work with any
@@ -17,7 +17,6 @@ public half alone. Anything readable by others is refused, as ssh refuses an unp
 
 from __future__ import annotations
 
-import argparse
 import ast
 import contextlib
 import fcntl
@@ -25,10 +24,9 @@ import json
 import os
 import re
 import stat
-import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -364,62 +362,6 @@ def revoke_key(directory: str | os.PathLike[str], name: str) -> None:
         _write_access(path, kept)
 
 
-# -- the console script ------------------------------------------------------------------------
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="pyzdb-keys",
-        description="Manage the CURVE keys and access list of pyzdb-server --keys DIR.",
-    )
-    commands = parser.add_subparsers(dest="command", required=True)
-    init = commands.add_parser("init", help="create the server keypair and an empty access list")
-    init.add_argument("dir")
-    add = commands.add_parser("add", help="create a client key and its credential file")
-    add.add_argument("dir")
-    add.add_argument("name")
-    add.add_argument("--role", choices=ROLES, required=True)
-    add.add_argument(
-        "--scope", metavar="PATH", help="limit the key to a subtree, like \"db['tenants']['acme']\""
-    )
-    add.add_argument("--out", metavar="FILE", help="credential file (default ./NAME.pyzdb-key)")
-    listing = commands.add_parser("list", help="show the keys on the access list")
-    listing.add_argument("dir")
-    revoke = commands.add_parser("revoke", help="take a key off the access list")
-    revoke.add_argument("dir")
-    revoke.add_argument("name")
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of `pyzdb-keys`: 0 on success, 1 with one line on stderr otherwise."""
-    args = _parser().parse_args(argv)
-    try:
-        if args.command == "init":
-            init_keys(args.dir)
-            print(f"created the server keys and an empty access list in {args.dir}")
-        elif args.command == "add":
-            target = add_key(args.dir, args.name, args.role, args.scope, args.out)
-            print(
-                f"added {args.name} ({args.role}"
-                f"{', scope ' + args.scope if args.scope else ''}); hand {target} to that "
-                "client (it holds a secret key)"
-            )
-        elif args.command == "list":
-            entries, problems = load_access(args.dir)
-            for entry in entries.values():
-                print(f"{entry.name}\t{entry.role}\t{entry.scope_text or '-'}\t{entry.public}")
-            for problem in problems:
-                print(f"warning: {problem}", file=sys.stderr)
-        else:
-            revoke_key(args.dir, args.name)
-            print(f"revoked {args.name}: a running server refuses it from its next message")
-    except (KeyFileError, OSError) as exc:
-        print(f"pyzdb-keys: {exc}", file=sys.stderr)
-        return 1
-    return 0
-
-
 __all__ = [
     "AccessEntry",
     "Credential",
@@ -430,7 +372,6 @@ __all__ = [
     "load_access",
     "load_credential",
     "load_server_keys",
-    "main",
     "parse_scope",
     "revoke_key",
     "scope_text",

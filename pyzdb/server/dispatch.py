@@ -1,6 +1,6 @@
 """One message's way through the server, from its frames to its reply in the outbox.
 
-recv (`pyzdb.server.router`) -> decode (`pyzdb.net.protocol`; a bad frame gets an error reply,
+recv (`pyzdb.server.router`) -> decode (`pyzdb.net.messages`; a bad frame gets an error reply,
 is logged, throttled, and changes nothing) -> auth (`ServerAuth.admit`: the key's role, its
 session bound to it) -> session memory (a repeat of an answered or quarantined request) -> the
 hub (long polls, journal-only ops) -> the lock queue (another session holds the lock: wait) ->
@@ -15,10 +15,10 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
+from pyzdb.codec import Encoded
 from pyzdb.errors import AuthenticationError, ProtocolError, SecurityError
-from pyzdb.net import protocol
-from pyzdb.net.client import CONTROL_PARAM
-from pyzdb.net.protocol import Encoded, Reply, Request
+from pyzdb.net.errorinfo import error_to_info
+from pyzdb.net.messages import Reply, Request, decode_request, pack, pack_value_reply, request_id_of
 from pyzdb.sandbox.runner import release_leftovers
 from pyzdb.server.parked import Parked
 from pyzdb.server.redact import Redactor
@@ -69,12 +69,12 @@ class Dispatcher:
                 return
             body = rest[0]
         try:
-            request = protocol.decode_request(body, self._max_message)
+            request = decode_request(body, self._max_message)
             params, control = _split_control(request)
             if self._auth is not None:
                 request, control["grant"] = self._auth.admit(frames, request)
         except (ProtocolError, AuthenticationError, SecurityError) as exc:
-            self.refuse(envelope, protocol.request_id_of(body), exc)
+            self.refuse(envelope, request_id_of(body), exc)
             return
         if request.session and self._answered(envelope, request):
             return
@@ -120,9 +120,7 @@ class Dispatcher:
         self._queue_reply(
             envelope,
             None,
-            protocol.pack(
-                Reply(request_id, False, None, self._engine.last_seq, protocol.error_to_info(exc))
-            ),
+            pack(Reply(request_id, False, None, self._engine.last_seq, error_to_info(exc))),
         )
 
     def run_parked(self, parked: Parked) -> None:
@@ -161,18 +159,18 @@ class Dispatcher:
             else:
                 value = run(request, params)
             if type(value) is Encoded:  # query and execute: no Reply object to build
-                data = protocol.pack_value_reply(request.id, value, self._engine.last_seq)
+                data = pack_value_reply(request.id, value, self._engine.last_seq)
             else:
-                data = protocol.pack(Reply(request.id, True, value, self._engine.last_seq))
+                data = pack(Reply(request.id, True, value, self._engine.last_seq))
         except Exception as exc:
             outcome = log_failure(self._bad, request, exc)
-            data = protocol.pack(
+            data = pack(
                 Reply(
                     request.id,
                     False,
                     None,
                     self._engine.last_seq,
-                    protocol.error_to_info(self._redact(exc)),
+                    error_to_info(self._redact(exc)),
                 )
             )
         self._stats.record(session, outcome)
@@ -184,8 +182,8 @@ class Dispatcher:
 
     def fail(self, envelope: list[bytes], request: Request, error: Exception) -> None:
         """Answer `request` with `error` without running it (remembered for retries)."""
-        reply = Reply(request.id, False, None, self._engine.last_seq, protocol.error_to_info(error))
-        self._queue_reply(envelope, request, protocol.pack(reply))
+        reply = Reply(request.id, False, None, self._engine.last_seq, error_to_info(error))
+        self._queue_reply(envelope, request, pack(reply))
 
     def _queue_reply(self, envelope: list[bytes], request: Request | None, data: bytes) -> None:
         """Queue a reply until the writes it may reflect are durable; remember it for a retry
@@ -196,22 +194,15 @@ class Dispatcher:
 
 
 def _split_control(request: Request) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The query's own params, and the client's control values (see `CONTROL_PARAM`)."""
-    params = request.params
-    if CONTROL_PARAM not in params:
-        return params, {}
-    params = dict(params)
-    control = params.pop(CONTROL_PARAM)
-    if not (
-        type(control) is dict
-        and type(control.get("wait", 0.0)) in (int, float)
-        and 0 <= control.get("wait", 0.0) <= 86400
-        and type(control.get("txn", False)) is bool
-    ):
-        raise ProtocolError(
-            f"{CONTROL_PARAM} must be a dict with 'wait' (seconds, 0-86400) and 'txn' (bool)"
-        )
-    return params, control
+    """The query's own params, and the client's control values as the loop reads them: `wait`
+    only when the request gives one (its default depends on the op: no wait in the lock queue,
+    a long poll for a watch), `txn` only when set."""
+    control: dict[str, Any] = {}
+    if request.wait is not None:
+        control["wait"] = request.wait
+    if request.txn:
+        control["txn"] = True
+    return request.params, control
 
 
 __all__ = ["Dispatcher"]

@@ -37,9 +37,9 @@ import zlib
 from typing import TYPE_CHECKING, Any
 
 from pyzdb.changefeed import BATCH_RECORDS, records_between, visible_seq, watch_reply
+from pyzdb.codec import encode_value
 from pyzdb.errors import Error, HistoryLost, ProtocolError, ReplicaBehind
-from pyzdb.net import protocol
-from pyzdb.net.protocol import Request
+from pyzdb.net.messages import Request
 from pyzdb.server.parked import Parked
 from pyzdb.server.replicaset import ReplicaSet
 from pyzdb.server.snapshots import Snapshots
@@ -262,7 +262,7 @@ class Hub:
         records: list[list[Any]] = []
         size = 0
         for seq, record in found:  # at least one record; then up to BATCH_BYTES
-            encoded = protocol.encode_value(record)
+            encoded = encode_value(record)
             size += len(encoded)
             if records and size > BATCH_BYTES:
                 break

@@ -28,10 +28,12 @@ from typing import Any
 
 import zmq
 
+from pyzdb.codec import MAX_REPLY_SIZE, decode_value
 from pyzdb.engine import Engine
 from pyzdb.errors import AuthenticationError, Error, SecurityError
-from pyzdb.net import curve, protocol
-from pyzdb.net.protocol import Request
+from pyzdb.net import curve
+from pyzdb.net.errorinfo import info_to_exception
+from pyzdb.net.messages import Request, decode_reply, pack
 from pyzdb.server.wakeup import WakePipe
 
 log = logging.getLogger("pyzdb.replica")
@@ -191,7 +193,7 @@ class Fetcher:
 
     def _ask(self, socket: zmq.Socket, op: str, params: dict[str, Any], source: str = "") -> Any:
         request = Request(next(self._ids), op, source, params=params)
-        socket.send(protocol.pack(request))
+        socket.send(pack(request))
         deadline = time.monotonic() + PRIMARY_TIMEOUT
         while not self._stop.is_set():
             left = deadline - time.monotonic()
@@ -199,11 +201,11 @@ class Fetcher:
                 if left <= 0:
                     raise _NoAnswer()
                 continue
-            reply = protocol.decode_reply(socket.recv_multipart()[-1], protocol.MAX_REPLY_SIZE)
+            reply = decode_reply(socket.recv_multipart()[-1], MAX_REPLY_SIZE)
             if reply.id != request.id:
                 continue
             if not reply.ok:
-                raise protocol.info_to_exception(reply.error)
+                raise info_to_exception(reply.error)
             return reply.value
         raise _NoAnswer()
 
@@ -248,7 +250,7 @@ class Fetcher:
             offset += len(answer["chunk"])
             if offset >= answer["size"] or not answer["chunk"]:
                 break
-        tree = protocol.decode_value(b"".join(parts), protocol.MAX_REPLY_SIZE)
+        tree = decode_value(b"".join(parts), MAX_REPLY_SIZE)
         self._fetch_blobs(socket, [tree])
         self._stream.resync = False
         self._handoff.give(("snapshot", answer["seq"], tree, answer["history"], tags), self._stop)

@@ -21,7 +21,7 @@ from typing import Any
 
 from pyzdb.engine import Engine
 from pyzdb.errors import Error, LockTimeout
-from pyzdb.net.protocol import Request
+from pyzdb.net.messages import Request
 from pyzdb.server.fairness import QueueShares
 from pyzdb.server.parked import Parked
 from pyzdb.storage.history import make_tag

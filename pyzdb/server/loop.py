@@ -22,7 +22,7 @@ Python delivers there only. pyzmq retries a poll interrupted by a signal (EINTR)
 the Python handler, so a handler must not raise there: ours set a flag, and the wakeup fd makes
 the poll return (a SIGALRM that lands while idle just wakes it once).
 
-Nothing a client sends is unpickled: frames are decoded by `pyzdb.net.protocol` alone, and every
+Nothing a client sends is unpickled: frames are decoded by `pyzdb.net.messages` alone, and every
 bad frame gets an error reply, is logged (throttled), and changes nothing. The one exception
 is a frame over `--max-message`: libzmq (MAXMSGSIZE) drops it with the connection before
 Python sees it, so nobody can answer; the client refuses such requests itself, and one that

@@ -11,10 +11,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from pyzdb.codec import Encoded, encode_value, encode_wire
 from pyzdb.engine import Engine
 from pyzdb.errors import LimitExceeded
-from pyzdb.net import protocol
-from pyzdb.net.protocol import Encoded, Request
+from pyzdb.net.messages import Request
 from pyzdb.server.lockqueue import LockQueue
 from pyzdb.storage.history import make_tag
 from pyzdb.values import measure, to_plain
@@ -78,7 +78,7 @@ class EngineOps:
         The size is checked *before* encoding, counting every reference to a shared container
         in full as the codec will (`values.measure`): `[[big] * 1000] * 1000` is small in
         memory but would expand to terabytes on the wire. A value of scalars, dicts and lists
-        only is then written by msgpack in C (`protocol.encode_wire`). A value the codec refuses (a
+        only is then written by msgpack in C (`encode_wire`). A value the codec refuses (a
         generator, a view, a cycle) goes through `to_plain` for the error the embedded database
         raises, naming the type and where it sits.
         """
@@ -89,9 +89,9 @@ class EngineOps:
                 "result",
             )
         try:
-            data = protocol.encode_wire(value, found.native)
+            data = encode_wire(value, found.native)
         except (TypeError, ValueError):
-            data = protocol.encode_value(to_plain(value))
+            data = encode_value(to_plain(value))
         return Encoded(data)
 
 

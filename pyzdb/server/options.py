@@ -8,9 +8,9 @@ import os
 from dataclasses import dataclass
 
 from pyzdb.changefeed import DEFAULT_RETAIN
+from pyzdb.codec import MAX_REQUEST_SIZE
 from pyzdb.errors import Error
 from pyzdb.limits import DEFAULT_URI
-from pyzdb.net import protocol
 from pyzdb.net.curve import credential_for
 from pyzdb.server.replicaset import REPLICA_BACKLOG
 from pyzdb.version import version_line
@@ -31,7 +31,7 @@ class ServerConfig:
     #: Seconds a lock holder may stay silent before its transaction is rolled back.
     lease: float = 10.0
     #: Largest request frame; ZeroMQ drops bigger ones before Python sees them.
-    max_message: int = protocol.MAX_REQUEST_SIZE
+    max_message: int = MAX_REQUEST_SIZE
     #: Allow binding a non-loopback address without authentication.
     insecure: bool = False
     #: Journal records kept readable after a checkpoint (change feeds, replicas).
@@ -196,7 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--max-message",
         type=int,
-        default=protocol.MAX_REQUEST_SIZE,
+        default=MAX_REQUEST_SIZE,
         metavar="BYTES",
         help="largest request accepted (default 16 MiB)",
     )

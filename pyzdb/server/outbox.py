@@ -24,8 +24,8 @@ from typing import Any
 
 from pyzdb.engine import Engine
 from pyzdb.errors import Error
-from pyzdb.net import protocol
-from pyzdb.net.protocol import Reply
+from pyzdb.net.errorinfo import error_to_info
+from pyzdb.net.messages import Reply, pack
 from pyzdb.server.wakeup import WakePipe
 
 log = logging.getLogger("pyzdb.server")
@@ -181,13 +181,13 @@ class Outbox:
         as they are) and the server stops (a restart recovers).
         """
         log.critical("journal sync failed, stopping so a restart recovers from disk: %s", exc)
-        info = protocol.error_to_info(Error(f"the server could not make writes durable: {exc}"))
+        info = error_to_info(Error(f"the server could not make writes durable: {exc}"))
         durable = self._journal.durable_seq
         outbox, self._pending = self._pending, collections.deque()
         self.hold = self._pending.append
         for needs, envelope, request_id, data in outbox:
             if needs > durable:
-                data = protocol.pack(Reply(request_id, False, None, 0, info))
+                data = pack(Reply(request_id, False, None, 0, info))
             self._send(envelope, data)
         self._on_failure()
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from pyzdb.net.protocol import Request
+from pyzdb.net.messages import Request
 
 
 @dataclass

@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 
 from pyzdb.errors import Error, ReadOnlyError
 from pyzdb.net import curve
-from pyzdb.net.protocol import Request
+from pyzdb.net.messages import Request
 from pyzdb.server.fetch import Fetcher, Handoff, Stream
 from pyzdb.storage.history import (
     REPLICA_FILE,

@@ -13,7 +13,7 @@ import logging
 import time
 
 from pyzdb.errors import LimitExceeded, ProtocolError, SecurityError
-from pyzdb.net.protocol import Request
+from pyzdb.net.messages import Request
 
 log = logging.getLogger("pyzdb.server")
 

@@ -2,7 +2,7 @@
 
 A ROUTER prefixes every message with the sender's identity; REQ sockets and proxies add more
 routing frames and an empty delimiter (the *envelope*), which each reply must echo back.
-Frames a client sends are never unpickled: the body goes to `pyzdb.net.protocol` alone.
+Frames a client sends are never unpickled: the body goes to `pyzdb.net.messages` alone.
 """
 
 from __future__ import annotations

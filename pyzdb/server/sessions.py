@@ -16,7 +16,7 @@ from typing import Any
 
 from pyzdb.engine import Engine
 from pyzdb.errors import Error
-from pyzdb.net.protocol import Request
+from pyzdb.net.messages import Request
 from pyzdb.server.fairness import FairReplyCache as ReplyCache
 from pyzdb.storage.history import seed_reply_cache
 

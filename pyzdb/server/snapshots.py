@@ -13,10 +13,10 @@ import time
 import uuid
 from typing import Any
 
+from pyzdb.codec import encode_value
 from pyzdb.engine import Engine
 from pyzdb.errors import Error, ProtocolError
-from pyzdb.net import protocol
-from pyzdb.net.protocol import Request
+from pyzdb.net.messages import Request
 from pyzdb.storage.history import tags_before
 
 #: Bytes of a snapshot one reply carries.
@@ -73,7 +73,7 @@ class Snapshots:
         while len(self._kept) >= SNAPSHOTS:
             del self._kept[next(iter(self._kept))]
         token = uuid.uuid4().hex
-        data = protocol.encode_value(engine.store.snapshot())
+        data = encode_value(engine.store.snapshot())
         tags, room = tags_before(engine.journal, engine.last_seq), SNAPSHOT_TAG_BYTES
         for entry in tags:  # results beyond the room: "applied, result not kept"
             room -= len(entry[1][2] or b"")

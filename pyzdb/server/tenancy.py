@@ -31,7 +31,7 @@ from pyzdb.api.changes import MISSING, lookup, relevant
 from pyzdb.changefeed import unfreeze, value_at
 from pyzdb.errors import Error, ProtocolError, SecurityError
 from pyzdb.info import tree_size
-from pyzdb.net.protocol import Request
+from pyzdb.net.messages import Request
 from pyzdb.scope import resolve
 from pyzdb.server.auth import Grant
 from pyzdb.values import File, describe

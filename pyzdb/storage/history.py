@@ -22,9 +22,10 @@ import uuid
 import zlib
 from typing import Any
 
+from pyzdb.codec import MAX_REPLY_SIZE, Encoded, decode_value, encode_value
 from pyzdb.errors import Error
-from pyzdb.net import protocol
-from pyzdb.net.protocol import Encoded, Reply, Request
+from pyzdb.net.errorinfo import error_to_info
+from pyzdb.net.messages import Reply, Request, pack, pack_value_reply
 
 HISTORY_FILE = "HISTORY"
 REPLICA_FILE = "REPLICA"
@@ -78,7 +79,7 @@ def read_replica_state(directory: str | os.PathLike[str]) -> dict[str, Any] | No
 
 def record_checksum(record: Any) -> int:
     """A checksum of one journal record that both sides of a stream compute alike."""
-    return zlib.crc32(protocol.encode_value(record))
+    return zlib.crc32(encode_value(record))
 
 
 def tags_before(journal: Any, seq: int, limit: int = TAGS_BEFORE_CHECKPOINT) -> list[Any]:
@@ -108,7 +109,7 @@ def save_tags(directory: str | os.PathLike[str], tags: list[Any]) -> None:
     path = os.path.join(directory, TAGS_FILE)
     tmp = path + ".tmp"
     with open(tmp, "wb") as handle:
-        handle.write(protocol.encode_value(tags))
+        handle.write(encode_value(tags))
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(tmp, path)
@@ -117,7 +118,7 @@ def save_tags(directory: str | os.PathLike[str], tags: list[Any]) -> None:
 def _load_tags(directory: str | os.PathLike[str]) -> list[Any]:
     try:
         with open(os.path.join(directory, TAGS_FILE), "rb") as handle:
-            found = protocol.decode_value(handle.read(), protocol.MAX_REPLY_SIZE)
+            found = decode_value(handle.read(), MAX_REPLY_SIZE)
     except (FileNotFoundError, Error):
         return []
     return found if type(found) is list else []
@@ -149,15 +150,15 @@ def seed_reply_cache(cache: Any, engine: Any) -> None:
             continue
         session, request_id, data = tag
         if type(data) is bytes:
-            reply = protocol.pack_value_reply(request_id, Encoded(data), seq)
+            reply = pack_value_reply(request_id, Encoded(data), seq)
         else:
-            reply = protocol.pack(
+            reply = pack(
                 Reply(
                     request_id,
                     False,
                     None,
                     seq,
-                    protocol.error_to_info(
+                    error_to_info(
                         Error(
                             "this request was applied before the server restarted, and its result "
                             "was too large to keep; it was not run again"
@@ -177,7 +178,7 @@ def make_tag(request: Request) -> Any:
         return None
 
     def tag(value: Any) -> tuple[bytes, int, bytes | None]:
-        data = value.data if type(value) is Encoded else protocol.encode_value(value)
+        data = value.data if type(value) is Encoded else encode_value(value)
         return (request.session, request.id, data if len(data) <= TAG_RESULT_LIMIT else None)
 
     return tag

@@ -5,7 +5,7 @@
 
 Each input is cut into frames (as a ROUTER hands them to `pyzdb-server`), then goes through
 exactly what `Server._handle` does before it evaluates anything: the routing envelope split,
-`protocol.request_id_of`, `protocol.decode_request` and the control values' check. The
+`request_id_of`, `decode_request` and the control values' check. The
 contract: a message is either a valid request or a `ProtocolError`; `request_id_of` never
 raises. Any other exception, a crash or a hang is a finding (libFuzzer saves the input).
 """
@@ -18,7 +18,7 @@ import atheris
 
 with atheris.instrument_imports():
     from pyzdb.errors import ProtocolError
-    from pyzdb.net import protocol
+    from pyzdb.net.messages import Request, decode_request, pack, request_id_of
     from pyzdb.server.dispatch import _split_control
     from pyzdb.server.router import split_envelope
 
@@ -35,10 +35,10 @@ def one_input(data: bytes) -> None:
     envelope, rest = split_envelope(frames)
     assert envelope and envelope[0] == b"peer"
     for body in rest:
-        request_id = protocol.request_id_of(body)
+        request_id = request_id_of(body)
         assert isinstance(request_id, int) and request_id >= 0
         try:
-            request = protocol.decode_request(body, MAX_MESSAGE)
+            request = decode_request(body, MAX_MESSAGE)
             _split_control(request)
         except ProtocolError:
             pass
@@ -47,11 +47,9 @@ def one_input(data: bytes) -> None:
 def seeds() -> list[bytes]:
     """Valid messages to start from: the test writes them to the corpus directory it passes."""
     return [
-        protocol.pack(protocol.Request(7, "query", "db['x']")),
-        protocol.pack(
-            protocol.Request(2**40, "execute", "db['x'] = v", params={"v": [1]}, session=b"s" * 16)
-        ),
-        protocol.pack(protocol.Request(1, "ping")),
+        pack(Request(7, "query", "db['x']")),
+        pack(Request(2**40, "execute", "db['x'] = v", params={"v": [1]}, session=b"s" * 16)),
+        pack(Request(1, "ping")),
     ]
 
 

@@ -1,0 +1,48 @@
+"""The msgpack codec of the data model: the wire format (`wire`, the encoder), the way back
+(`decode`), and the size model (`sizes`). No sockets, no messages: the engine and the storage use
+it as the network does. See README.md beside this file.
+"""
+
+from pyzdb.codec.decode import NOT_PLAIN, decode_plain, decode_value, decode_view, frame_view
+from pyzdb.codec.wire import (
+    EXT_BIGINT,
+    EXT_FILE,
+    EXT_FROZENSET,
+    EXT_SET,
+    EXT_TUPLE,
+    FILE_MARKER,
+    MAX_COLLISIONS,
+    MAX_DEPTH,
+    MAX_REPLY_SIZE,
+    MAX_REQUEST_SIZE,
+    Encoded,
+    encode_array_header,
+    encode_value,
+    encode_wire,
+    refusal,
+    type_name,
+)
+
+__all__ = [
+    "MAX_REQUEST_SIZE",
+    "MAX_REPLY_SIZE",
+    "MAX_DEPTH",
+    "MAX_COLLISIONS",
+    "EXT_TUPLE",
+    "EXT_SET",
+    "EXT_FROZENSET",
+    "EXT_BIGINT",
+    "EXT_FILE",
+    "FILE_MARKER",
+    "NOT_PLAIN",
+    "Encoded",
+    "encode_value",
+    "encode_wire",
+    "encode_array_header",
+    "decode_value",
+    "decode_view",
+    "decode_plain",
+    "frame_view",
+    "refusal",
+    "type_name",
+]
