@@ -361,7 +361,7 @@ def test_malformed_frames_get_error_replies(harness):
         [b""],  # no payload
         [b"", good[:5]],  # truncated
         [b"", good.replace(b"ping", b"pong")],  # unknown op, id still readable
-        [b"", msgpack.packb([2, 0, 1, "ping"])],  # unknown version
+        [b"", msgpack.packb([3, 0, 1, "ping"])],  # unknown version
     ]
     for message in frames:
         sock.send_multipart(message)
@@ -370,7 +370,7 @@ def test_malformed_frames_get_error_replies(harness):
     assert len(replies) == len(frames)
     assert all(not r.ok and r.error.type == "ProtocolError" for r in replies)
     assert replies[4].id == 9
-    assert "version" in replies[5].error.message
+    assert "client speaks protocol 3" in replies[5].error.message
 
 
 @pytest.mark.parametrize("body", [b"x", b"\x00", pack(Request(1, "ping"))])
