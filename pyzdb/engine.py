@@ -30,15 +30,17 @@ from pathlib import Path
 from typing import Any
 
 from pyzdb.api.labels import spell
+from pyzdb.codec import measure
 from pyzdb.errors import Error, LimitExceeded, ProtocolError
 from pyzdb.limits import ROOT_NAME
 from pyzdb.net import protocol
+from pyzdb.plain import to_plain
 from pyzdb.sandbox import runner as sandbox
 from pyzdb.scope import resolve as resolve_scope
 from pyzdb.storage.journal import Journal
 from pyzdb.storage.scan import unreplayable
 from pyzdb.storage.store import Store
-from pyzdb.values import File, measure, to_plain
+from pyzdb.values import File
 
 log = logging.getLogger("pyzdb.engine")
 
@@ -226,7 +228,7 @@ class Engine:
     def detach(self, value: Any) -> Any:
         """A query result as plain values owned by the caller, within the result budget.
 
-        The budget counts the result as the wire would carry it (`values.expanded_size`: every
+        The budget counts the result as the wire would carry it (`codec.expanded_size`: every
         reference to a shared container in full), so an embedded database refuses the same
         results as a server, and a result bomb (``[[big] * 1000] * 1000``) is refused before
         anything is copied. A result that is already plain (the usual fresh list the query

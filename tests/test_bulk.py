@@ -12,11 +12,14 @@ import pytest
 
 import pyzdb
 from pyzdb.bulk import nested_lists, wire_bound
+from pyzdb.codec import MARKED_TYPES, measure
 from pyzdb.errors import LimitExceeded
+from pyzdb.limits import SCALAR_TYPES
 from pyzdb.net import protocol
+from pyzdb.plain import freeze
 from pyzdb.storage import store as store_module
 from pyzdb.storage.store import Store, TrackedDict, TrackedList
-from pyzdb.values import RESULT_DEPTH, SCALAR_TYPES, File, freeze, measure
+from pyzdb.values import RESULT_DEPTH, File
 
 PLAIN = SCALAR_TYPES | {list, dict, tuple, set, frozenset}
 BOUND_ARGS = {
@@ -24,6 +27,7 @@ BOUND_ARGS = {
     "dicts": frozenset({dict, TrackedDict}),
     "sequences": frozenset({list, TrackedList, tuple, set, frozenset}),
     "plain_types": PLAIN,
+    "marked": MARKED_TYPES,
 }
 
 
@@ -211,7 +215,7 @@ def test_printf_fast_path_keeps_its_prices(db):
     assert db.query("'%s!' % 'x'") == "x!"
     assert db.query("'%d' % 1e30") == str(int(1e30))
     with pytest.raises(pyzdb.LimitExceeded):
-        db.query("'%s%s' % ('x' * 6_000_000, 'y' * 6_000_000)")  # noqa: UP031
+        db.query("'%s%s' % ('x' * 6_000_000, 'y' * 6_000_000)")
     with pytest.raises(pyzdb.LimitExceeded):
         db.query("'%s-----' % ('x' * 9_999_999)")  # one conversion, over by 4
     with pytest.raises(TypeError):

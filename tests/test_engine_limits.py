@@ -16,11 +16,11 @@ from typing import Any
 import pytest
 
 import pyzdb
+from pyzdb.codec import expanded_size
 from pyzdb.errors import LimitExceeded
 from pyzdb.net.protocol import encode_value
 from pyzdb.sandbox.runner import Budget
 from pyzdb.storage import store as store_module
-from pyzdb.values import expanded_size
 
 RESULT_BUDGET = 100_000
 

@@ -37,9 +37,9 @@ from server_process import ServerProcess
 import pyzdb
 from pyzdb.net import protocol
 from pyzdb.net.client import CONTROL_PARAM
+from pyzdb.plain import freeze
 from pyzdb.sandbox.runner import Budget
 from pyzdb.server.fairness import FairReplyCache
-from pyzdb.values import freeze
 
 ROUND2 = Path(__file__).resolve().parent.parent / "sandbox" / "round2"
 EXPECTED: dict[str, type[BaseException]] = {

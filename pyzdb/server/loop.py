@@ -64,6 +64,7 @@ from typing import Any
 import zmq
 from zmq import zmq_poll
 
+from pyzdb.codec import measure
 from pyzdb.engine import Engine, EngineConfig
 from pyzdb.errors import (
     AuthenticationError,
@@ -79,6 +80,7 @@ from pyzdb.net import protocol
 from pyzdb.net.client import CONTROL_PARAM
 from pyzdb.net.curve import credential_for
 from pyzdb.net.protocol import Encoded, Reply, Request
+from pyzdb.plain import to_plain
 from pyzdb.sandbox.runner import Budget, release_leftovers
 from pyzdb.server import feed
 from pyzdb.server.auth import ServerAuth
@@ -90,7 +92,6 @@ from pyzdb.server.replica import Follower
 from pyzdb.server.requestlog import log_failure, log_request
 from pyzdb.server.tenancy import Tenancy
 from pyzdb.storage.endpoint import remove_endpoint, write_endpoint
-from pyzdb.values import measure, to_plain
 from pyzdb.version import version_line
 
 log = logging.getLogger("pyzdb.server")
