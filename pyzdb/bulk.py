@@ -1,17 +1,22 @@
 """C-speed passes over whole collections of records: a bound on a value's wire size.
 
 A collection of small dicts (`db['users']`, 200,000 records) has millions of elements, and a
-Python step per element costs tens of microseconds a record: `values.measure`'s exact walk does
-that. Most results are far below their budget, so an upper bound computed a *level* at a time
-with C-level passes (``map``, ``compress``, ``chain.from_iterable``, ``sum``) settles them: every
-element of one nesting level is visited by builtins, never by a Python frame per element. Only
-a value whose bound passes the budget, or that holds something exotic (a `File`, a bytearray,
-an object that is not data), goes on to the exact walk, so exotic values pay for it where they
-occur and bombs are refused by the walk that was built for them.
+Python step per element costs tens of microseconds a record: the exact walk of
+`pyzdb.codec.sizes.measure` does that. Most results are far below their budget, so an upper
+bound computed a *level* at a time with C-level passes (``map``, ``compress``,
+``chain.from_iterable``, ``sum``) settles them: every element of one nesting level is visited by
+builtins, never by a Python frame per element. Only a value whose bound passes the budget, or
+that holds something exotic (a `File`, a bytearray, an object that is not data), goes on to the
+exact walk, so exotic values pay for it where they occur and bombs are refused by the walk that
+was built for them.
 
 The bound counts every reference in full, as msgpack writes it (``[big] * 1000`` is 1000
 copies), and stops as soon as the next level would take it past the budget, *before* that
 level is built, so a result bomb costs the levels below the budget and no more.
+
+`nested_lists` recognises a collection of records for the store, which then copies it a record
+at a time in C. Each pass here has a slow twin that decides alone what it cannot settle, and
+tests/test_bulk.py runs both over the same table of values.
 """
 
 from __future__ import annotations
@@ -25,8 +30,6 @@ from typing import Any
 _ELEMENT = 9
 #: UTF-8 bytes per character at most ('surrogatepass' writes a lone surrogate in 3).
 _UTF8_MAX = 4
-#: Types the wire codec writes with a marker (pyzdb.net.protocol): not native to msgpack.
-_MARKED = frozenset({tuple, set, frozenset})
 
 
 def wire_bound(
@@ -38,14 +41,23 @@ def wire_bound(
     dicts: frozenset[type],
     sequences: frozenset[type],
     plain_types: frozenset[type],
+    marked: frozenset[type],
 ) -> tuple[int, bool, bool] | None:
     """(an upper bound of msgpack's size of `value`, whether it holds only `plain_types`,
-    whether it is *native*: scalars, dicts and lists only, which msgpack writes without a hook).
+    whether it is *native*: holds none of the `marked` types, which the codec writes with a hook).
 
     `dicts` and `sequences` are the container types to descend into (the store's tracked
     classes among them), `scalars` the leaf types; a value holding any other type, or nested
     deeper than `depth` levels (a cycle is), gives None: the caller measures it exactly. Once
     the bound passes `limit` it is returned at once, some number over `limit`.
+
+    >>> scalars, sequences = frozenset({int, str}), frozenset({list, tuple})
+    >>> kinds = dict(scalars=scalars, dicts=frozenset({dict}), sequences=sequences,
+    ...              plain_types=scalars | sequences | {dict}, marked=frozenset({tuple}))
+    >>> wire_bound([{"id": 1, "name": "ann"}] * 2, 1000, 10, **kinds)  # 29 bytes on the wire
+    (121, True, True)
+    >>> wire_bound([(1, 2)], 1000, 10, **kinds), wire_bound([{1}], 1000, 10, **kinds)
+    ((40, True, False), None)
     """
     allowed = scalars | dicts | sequences
     level = [value]
@@ -59,7 +71,7 @@ def wire_bound(
             return None
         if plain and not plain_types.issuperset(types):
             plain = False
-        if native and not _MARKED.isdisjoint(types):
+        if native and not marked.isdisjoint(types):
             native = False
         total += _ELEMENT * len(level)
         if str in types:
@@ -103,6 +115,12 @@ def nested_lists(
     ``{'id': 1, 'name': 'a', 'tags': ['x', 'y']}``. Checked with C-level passes, no Python
     step per record, so the store can copy and freeze such a list a record at a time
     (`dict.update` clones a record's table in C) and touch only its lists.
+
+    >>> kinds = frozenset({int, str}), frozenset({dict}), frozenset({list})
+    >>> nested_lists([{"id": 1, "tags": ["a", "b"]}, {"id": 2, "tags": []}], *kinds)
+    2
+    >>> nested_lists([{"id": 1, "tags": [["a"]]}], *kinds) is None
+    True
     """
     if not dicts.issuperset(map(type, items)):
         return None

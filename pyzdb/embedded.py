@@ -20,9 +20,9 @@ from pyzdb.engine import Engine, EngineConfig, RecoveryReport
 from pyzdb.errors import Error, LimitExceeded, LockTimeout, SecurityError
 from pyzdb.info import RequestStats, engine_sections
 from pyzdb.limits import ROOT_NAME
+from pyzdb.plain import to_plain
 from pyzdb.sandbox.runner import Budget
 from pyzdb.storage.endpoint import in_use_hint
-from pyzdb.values import to_plain
 
 
 class Database(DatabaseAPI):

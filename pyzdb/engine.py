@@ -30,15 +30,16 @@ from pathlib import Path
 from typing import Any
 
 from pyzdb.api.labels import spell
-from pyzdb.codec import decode_value, encode_wire
+from pyzdb.codec import decode_value, encode_wire, measure
 from pyzdb.errors import Error, LimitExceeded, ProtocolError
 from pyzdb.limits import ROOT_NAME
+from pyzdb.plain import to_plain
 from pyzdb.sandbox import runner as sandbox
 from pyzdb.scope import resolve as resolve_scope
 from pyzdb.storage.journal import Journal
 from pyzdb.storage.scan import unreplayable
 from pyzdb.storage.store import Store
-from pyzdb.values import File, measure, to_plain
+from pyzdb.values import File
 
 log = logging.getLogger("pyzdb.engine")
 
@@ -98,51 +99,13 @@ class Engine:
             maxlen=TAGS_KEPT
         )
         try:
-            self.recovery = self._recover()
+            self.store, self.recovery = _recover(
+                self.journal, self.config.undo_depth, self._store_blob, self.recovered_tags
+            )
         except BaseException:
             self.journal.close()
             raise
         self._in_transaction = False
-
-    # -- opening -----------------------------------------------------------------------------
-
-    def _recover(self) -> RecoveryReport:
-        """Load the checkpoint, replay the journal after it, then exempt the tree from the GC.
-
-        The checkpoint payload is ours alone: `Store` consumes it while building the tree, so
-        its memory is reused instead of fragmenting the heap. Afterwards `gc.freeze()` moves
-        every object alive (the whole tree) to the permanent generation. The tree's containers
-        are GC-tracked, so every full collection would otherwise walk all of them again (0.98 s
-        measured for a tree of 1,000,000 dicts, 0 s frozen), and the GC cannot simply be
-        turned off: each subtree a request removes is a reference cycle (its children's
-        `_parent` points back at it) that only the collector frees. Those made from now on are
-        still collected; a container of the recovered tree that is removed later is not (its
-        cycle is frozen) until the next engine opened in this process: `gc.unfreeze()` and a
-        full collection first reclaim what earlier freezes kept (a closed engine's tree is one
-        cycle through `root._parent`), and keep garbage from being frozen with the tree.
-        """
-        started = time.perf_counter()
-        checkpoint, records = self.journal.recover()
-        self.store = Store(
-            checkpoint, undo_depth=self.config.undo_depth, blob_sink=self._store_blob
-        )
-        report = RecoveryReport(checkpoint_seq=self.journal.last_seq)  # before replay moves it
-        for seq, record in records:
-            effects = record[-1]
-            if len(record) == 5:
-                self.recovered_tags.append((seq, record[3]))
-            try:
-                for effect in effects:
-                    self.store.apply(effect)
-            except Exception as exc:
-                raise unreplayable(self.journal.directory, seq, exc) from None
-            report.records_replayed += 1
-            report.effects_replayed += len(effects)
-        gc.unfreeze()
-        gc.collect()
-        gc.freeze()
-        report.seconds = time.perf_counter() - started
-        return report
 
     # -- requests ----------------------------------------------------------------------------
 
@@ -226,7 +189,7 @@ class Engine:
     def detach(self, value: Any) -> Any:
         """A query result as plain values owned by the caller, within the result budget.
 
-        The budget counts the result as the wire would carry it (`values.expanded_size`: every
+        The budget counts the result as the wire would carry it (`codec.expanded_size`: every
         reference to a shared container in full), so an embedded database refuses the same
         results as a server, and a result bomb (``[[big] * 1000] * 1000``) is refused before
         anything is copied. A result that is already plain (the usual fresh list the query
@@ -344,6 +307,48 @@ class Engine:
             return (self.blob_dir / digest).read_bytes()
         except FileNotFoundError:
             raise Error(f"blob {digest} is missing from the data directory") from None
+
+
+def _recover(
+    journal: Journal,
+    undo_depth: int,
+    blob_sink: Callable[[bytes], str],
+    tags: collections.deque[tuple[int, Any]],
+) -> tuple[Store, RecoveryReport]:
+    """Load the checkpoint, replay the journal after it, then exempt the tree from the GC.
+
+    The checkpoint payload is ours alone: `Store` consumes it while building the tree, so
+    its memory is reused instead of fragmenting the heap. Afterwards `gc.freeze()` moves
+    every object alive (the whole tree) to the permanent generation. The tree's containers
+    are GC-tracked, so every full collection would otherwise walk all of them again (0.98 s
+    measured for a tree of 1,000,000 dicts, 0 s frozen), and the GC cannot simply be
+    turned off: each subtree a request removes is a reference cycle (its children's
+    `_parent` points back at it) that only the collector frees. Those made from now on are
+    still collected; a container of the recovered tree that is removed later is not (its
+    cycle is frozen) until the next engine opened in this process: `gc.unfreeze()` and a
+    full collection first reclaim what earlier freezes kept (a closed engine's tree is one
+    cycle through `root._parent`), and keep garbage from being frozen with the tree.
+    """
+    started = time.perf_counter()
+    checkpoint, records = journal.recover()
+    store = Store(checkpoint, undo_depth=undo_depth, blob_sink=blob_sink)
+    report = RecoveryReport(checkpoint_seq=journal.last_seq)  # before replay moves it
+    for seq, record in records:
+        effects = record[-1]
+        if len(record) == 5:
+            tags.append((seq, record[3]))
+        try:
+            for effect in effects:
+                store.apply(effect)
+        except Exception as exc:
+            raise unreplayable(journal.directory, seq, exc) from None
+        report.records_replayed += 1
+        report.effects_replayed += len(effects)
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()
+    report.seconds = time.perf_counter() - started
+    return store, report
 
 
 def _fsync_directory(path: Path) -> None:

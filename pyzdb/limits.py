@@ -20,7 +20,12 @@ MAX_DEPTH: Final = 200
 #: The name the stored tree has inside a query (`db['users']`), unless a lambda names it.
 ROOT_NAME: Final = "db"
 
+#: The scalar types: stored as they are, the only types allowed as dict keys (alone or in tuples),
+#: and what a client ships without looking inside. Exact types only, so what is read back is what
+#: was stored, type for type.
+SCALAR_TYPES: Final[frozenset[type]] = frozenset({type(None), bool, int, float, str, bytes})
+
 #: Where `pyzdb-server` listens and `pyzdb.connect()` looks when given no address.
 DEFAULT_URI: Final = "tcp://127.0.0.1:5559"
 
-__all__ = ["MAX_SOURCE", "QUERY_FILENAME", "MAX_DEPTH", "ROOT_NAME", "DEFAULT_URI"]
+__all__ = ["MAX_SOURCE", "QUERY_FILENAME", "MAX_DEPTH", "ROOT_NAME", "SCALAR_TYPES", "DEFAULT_URI"]

@@ -8,15 +8,23 @@ with the value it was stored from; every budget of the slow path still refuses.
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import pyzdb
+from pyzdb import plain as plain_module
 from pyzdb.bulk import nested_lists, wire_bound
-from pyzdb.codec import decode_value, encode_value, encode_wire
+from pyzdb.codec import MARKED_TYPES, decode_value, encode_value, encode_wire, measure
+from pyzdb.codec.sizes import _Sizer
 from pyzdb.errors import LimitExceeded
+from pyzdb.limits import MAX_DEPTH, SCALAR_TYPES
+from pyzdb.plain import freeze
 from pyzdb.storage import store as store_module
 from pyzdb.storage.store import Store, TrackedDict, TrackedList
-from pyzdb.values import RESULT_DEPTH, SCALAR_TYPES, File, freeze, measure
+from pyzdb.values import RESULT_DEPTH, File
 
 PLAIN = SCALAR_TYPES | {list, dict, tuple, set, frozenset}
 BOUND_ARGS = {
@@ -24,6 +32,7 @@ BOUND_ARGS = {
     "dicts": frozenset({dict, TrackedDict}),
     "sequences": frozenset({list, TrackedList, tuple, set, frozenset}),
     "plain_types": PLAIN,
+    "marked": MARKED_TYPES,
 }
 
 
@@ -229,3 +238,298 @@ def test_a_request_raises_the_gc_threshold_only_while_it_runs(tmp_path):
     assert gc.get_threshold() == before
     assert db.query("'y' in db") is False
     db.close()
+
+
+# -- every fast path against its slow twin, on one table of values ---------------------------
+#
+# The size model has three ways to size a value (`bulk.wire_bound` in C, `_Sizer` with C-level
+# bounds, `_Sizer` counting exactly); adoption, freezing and detaching each have a C-level copy
+# for collections of records beside their general walk. Each pair must agree: a bound is never
+# under the exact size and never turns a refusal into an acceptance (or back), and a copy is the
+# same copy, type for type, with the same refusals and messages.
+
+
+def nested(depth: int, kind: type = list, leaf: Any = 1) -> Any:
+    value = leaf
+    for _ in range(depth):
+        value = kind([value])
+    return value
+
+
+def _cycle() -> list:
+    cycle: list = []
+    cycle.append({"again": cycle})
+    return cycle
+
+
+FILE = File(digest="a" * 64, name="f", size=1)
+TRACKED = Store(
+    {"users": records(30), "odd": [2**70, "\ud800", (1, (2, b"b")), FILE], "f": FILE}
+).root
+BIG = list(range(300))
+TAGS = ["a", "b"]
+
+SIZE_TABLE: dict[str, Any] = {
+    "records": records(200),
+    "tracked records": TRACKED["users"],
+    "tracked tree": TRACKED,
+    "file": [FILE],
+    "file with pending data": {"f": File.from_bytes(b"x" * 300, "\u00e9.bin")},
+    "bytearray and memoryview": [bytearray(b"abc"), memoryview(b"xyz")],
+    "nan keys and values": {float("nan"): 1, 2.5: float("nan")},
+    "nan in records": [{"a": float("nan")}, {"a": 1.0}],
+    "deep lists": nested(RESULT_DEPTH - 1),
+    "lists past the result depth": nested(RESULT_DEPTH + 3),
+    "deep tuples": nested(RESULT_DEPTH - 1, tuple),
+    "shared lists": [[BIG] * 10] * 10,
+    "shared records": [{"id": 1, "tags": TAGS}] * 50,
+    "shared long non-ascii str": ["\u00e9" * 5000] * 20,
+    "ints of both signs": [-(2**63), 2**64 - 1, -33, 128, -129, *range(-5000, 5000, 7)],
+    "big ints": [2**64, -(2**64), 2**200, -(2**63) - 1],
+    "records with other keys": [{"a": 1, "b": 2}, {"a": 1, "c": 3}],
+    "records with mixed key types": [{1: "x"}, {1.0: "y"}, {True: "z"}, {None: 0}],
+    "mixed leaves": [None, True, 1.5, "s", b"b", (1, "t"), {frozenset({1}), 2}, frozenset()],
+    "empties": [[], {}, (), set(), frozenset(), "", b""],
+    "long containers": [list(range(70_000)), {str(i): i for i in range(20)}, "k" * 70_000],
+    "tuple keys": {(1, "a"): (b"x" * 300, 1.5), (2, (3,)): None},
+    "surrogates and emoji": ["\ud800" * 10, "\U0001f600" * 100, "\u00e9" * 40],
+    "tuples of records": [(i, str(i), [i]) for i in range(100)],
+    "sets": [{i, -i} for i in range(50)],
+}
+
+NOT_ENCODABLE: dict[str, Any] = {
+    "cycle": _cycle(),
+    "self-containing dict": (lambda d: d.update(me=d) or d)({}),
+    "not data": [range(3), iter([])],
+}
+
+
+def refused_by(size: Any, limit: int) -> bool:
+    """Whether a size function refuses `limit`: over it, or a `LimitExceeded` of its own."""
+    try:
+        return size(limit) > limit
+    except LimitExceeded:
+        return True
+
+
+def check_sizes_agree(value: Any, wire: int | None) -> None:
+    exact = _Sizer(10**12, True).run(value)
+    bounded = _Sizer(10**12, False).run(value)
+    assert (bounded.plain, bounded.files) == (exact.plain, exact.files)
+    assert bounded.size >= exact.size
+    if wire is not None:
+        assert exact.size >= wire
+    fast = wire_bound(value, 10**12, RESULT_DEPTH, **BOUND_ARGS)
+    if fast is not None:
+        assert fast[0] >= exact.size and fast[1] == exact.plain
+        if fast[2]:  # native: the hookless encoder writes the strict encoder's bytes
+            assert encode_wire(value, True) == encode_value(value)
+    for limit in {0, 1, exact.size // 2, exact.size - 1, exact.size, exact.size + 1}:
+        limit = max(limit, 0)
+        verdict = refused_by(lambda n: _Sizer(n, True).run(value).size, limit)
+        assert refused_by(lambda n: measure(value, n).size, limit) == verdict, limit
+        if not refused_by(lambda n: _Sizer(n, False).run(value).size, limit):
+            assert not verdict, limit  # a bound accepts only what the exact walk accepts
+
+
+@pytest.mark.parametrize("name", SIZE_TABLE)
+def test_the_size_bounds_and_the_exact_walk_agree(name: str) -> None:
+    value = SIZE_TABLE[name]
+    check_sizes_agree(value, len(encode_value(value)))
+
+
+@pytest.mark.parametrize("name", NOT_ENCODABLE)
+def test_the_size_paths_refuse_alike_what_cannot_be_encoded(name: str) -> None:
+    value = NOT_ENCODABLE[name]
+    assert wire_bound(value, 10**12, RESULT_DEPTH, **BOUND_ARGS) is None
+    for limit in (0, 10, 10**6):
+        verdict = refused_by(lambda n: _Sizer(n, True).run(value).size, limit)
+        assert refused_by(lambda n: measure(value, n).size, limit) == verdict
+
+
+SCALARS = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=True),
+    st.text(max_size=40) | st.sampled_from(["\ud800", "\u00e9" * 40, "\U0001f600"]),
+    st.binary(max_size=300),
+)
+KEYS = SCALARS | st.tuples(SCALARS, SCALARS)
+LEAVES = SCALARS | st.just(FILE) | st.builds(bytearray, st.binary(max_size=20))
+
+
+def _containers(children: Any) -> Any:
+    return st.one_of(
+        st.lists(children, max_size=6),
+        st.lists(children, max_size=6).map(tuple),
+        st.dictionaries(KEYS, children, max_size=6),
+        st.frozensets(SCALARS, max_size=6),
+        st.sets(KEYS, max_size=6),
+        st.tuples(children, st.integers(1, 30)).map(lambda shared: [shared[0]] * shared[1]),
+        st.lists(st.dictionaries(st.sampled_from("abc"), SCALARS, max_size=3), max_size=8),
+    )
+
+
+VALUES_ST = st.recursive(LEAVES, _containers, max_leaves=60)
+
+
+@settings(max_examples=300, deadline=None)
+@given(VALUES_ST)
+def test_the_size_paths_agree_on_generated_values(value: Any) -> None:
+    check_sizes_agree(value, len(encode_value(value)))
+
+
+def typed(value: Any) -> Any:
+    """`value` spelled with every type (and NaN) visible, so equal means same type for type."""
+    cls = type(value)
+    if cls is float:
+        return (cls, repr(value))
+    if isinstance(value, dict):
+        return (cls, [(typed(k), typed(v)) for k, v in value.items()])
+    if isinstance(value, (list, tuple)):
+        return (cls, [typed(item) for item in value])
+    if isinstance(value, (set, frozenset)):
+        return (cls, sorted(map(repr, value)))
+    return (cls, value)
+
+
+def containers(value: Any) -> set[int]:
+    found: set[int] = set()
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, (dict, list)) and id(item) not in found:
+            found.add(id(item))
+            stack.extend(item.values() if isinstance(item, dict) else item)
+    return found
+
+
+def check_tracked(node: Any, parent: Any, key: Any) -> None:
+    """Every container of a stored value is tracked and knows its parent and key."""
+    stack = [(node, parent, key)]
+    while stack:
+        item, up, at = stack.pop()
+        if isinstance(item, (dict, list)):
+            assert type(item) in (TrackedDict, TrackedList)
+            assert item._parent is up and item._key == at
+            pairs = item.items() if isinstance(item, dict) else enumerate(item)
+            stack.extend((child, item, k) for k, child in pairs)
+
+
+def adopt(value: Any) -> tuple[Any, ...]:
+    """What storing `value` gives: the tree and the journal's effect, or the refusal."""
+    store = Store()
+    store.begin()
+    try:
+        store.root["v"] = value
+    except Exception as exc:
+        store.rollback()
+        return ("refused", type(exc), str(exc))
+    effects = store.commit("store")
+    stored = store.root["v"]
+    check_tracked(stored, store.root, "v")
+    assert not containers(stored) & containers(value)
+    return ("stored", typed(stored), typed(effects))
+
+
+def _slow_adoption(patch: pytest.MonkeyPatch) -> None:
+    patch.setattr(store_module, "nested_lists", lambda *args: None)
+    patch.setattr(store_module, "_flat_dicts", lambda items: False)
+
+
+def _in_records(depth: int) -> Any:
+    return nested(depth, leaf=[{"id": 1, "tags": ["x"]}])
+
+
+ADOPT_TABLE: dict[str, Any] = {
+    "records": records(40),
+    "records sharing a list": [{"id": i, "tags": TAGS} for i in range(5)],
+    "flat records": [{"id": i, "x": str(i), "f": 1.5} for i in range(30)],
+    "records with tuples": [{"id": 1, "t": (1, (2, "x"))}],
+    "records with a nan key": [{"id": 1}, {float("nan"): 1}],
+    "records with nan values": [{"a": float("nan"), "tags": [float("nan")]}],
+    "records with a float key": [{1.5: "x", "b": [1]}],
+    "records with a tuple key": [{(1, "a"): "x", "b": [1]}],
+    "records holding a file": [{"f": FILE, "tags": [1]}],
+    "a file in a record's list": [{"tags": [FILE]}],
+    "a set in a record's list": [{"id": 1}, {"tags": [{1}]}],
+    "a bytearray in a record": [{"tags": [1], "b": bytearray(b"x")}],
+    "lists of lists in records": [{"tags": [[1]]}],
+    "tracked records": Store({"u": records(10)}).root["u"],
+    "mixed": [{"a": 1}, [1, 2], "x", (1,)],
+    **{f"records {depth} deep": _in_records(depth) for depth in range(MAX_DEPTH - 4, MAX_DEPTH)},
+}
+REFUSED = {
+    "records with a nan key",
+    "a set in a record's list",
+    "a bytearray in a record",
+    f"records {MAX_DEPTH - 2} deep",  # its lists sit at MAX_DEPTH + 1
+    f"records {MAX_DEPTH - 1} deep",
+}
+
+
+@pytest.mark.parametrize("name", ADOPT_TABLE)
+def test_record_copying_and_the_general_adoption_agree(name: str) -> None:
+    value = ADOPT_TABLE[name]
+    fast = adopt(value)
+    assert fast[0] == ("refused" if name in REFUSED else "stored")
+    with pytest.MonkeyPatch.context() as patch:
+        _slow_adoption(patch)
+        assert adopt(value) == fast
+
+
+@pytest.mark.parametrize("count", [13, 14])
+def test_record_copying_counts_containers_as_the_general_adoption_does(count: int) -> None:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(store_module, "MAX_ADOPT_NODES", 27)  # 1 + 13 + 13 fit; 1 + 14 + 14 do not
+        fast = adopt(records(count))
+        _slow_adoption(patch)
+        assert adopt(records(count)) == fast
+    assert fast[0] == ("stored" if count == 13 else "refused")
+
+
+def _stored(value: Any) -> Any:
+    """`value` as the tree holds it (stored by a mutation: `Store(value)` would consume it)."""
+    store = Store()
+    store.begin()
+    store.root["v"] = value
+    store.commit("store")
+    return store.root["v"]
+
+
+FREEZE_TABLE: dict[str, Any] = {
+    name: value for name, value in ADOPT_TABLE.items() if name not in REFUSED
+}
+
+
+@pytest.mark.parametrize("name", FREEZE_TABLE)
+def test_freezing_records_and_the_general_freeze_agree(name: str) -> None:
+    stored = _stored(FREEZE_TABLE[name])
+    fast = freeze(stored)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(plain_module, "nested_lists", lambda *args: None)
+        patch.setattr(plain_module, "_scalar_dicts", lambda items, keys=False: False)
+        slow = freeze(stored)
+    assert typed(fast) == typed(slow)
+    assert not containers(fast) & containers(stored)
+    assert not containers(slow) & containers(stored)
+
+
+@pytest.mark.parametrize("name", [*SIZE_TABLE, *FREEZE_TABLE])
+def test_detaching_through_marshal_and_the_general_walk_agree(name: str) -> None:
+    value = SIZE_TABLE.get(name, FREEZE_TABLE.get(name))
+    outcomes = []
+    for fast in (True, False):
+        with pytest.MonkeyPatch.context() as patch:
+            if not fast:
+                patch.setattr(plain_module, "_marshal_copy", lambda value, depth: None)
+                patch.setattr(plain_module, "_scalar_dicts", lambda items, keys=False: False)
+            try:
+                copy = plain_module.to_plain(value)
+            except (TypeError, LimitExceeded) as exc:
+                outcomes.append((type(exc), str(exc)))
+                continue
+            assert not containers(copy) & containers(value)
+            outcomes.append(typed(copy))
+    assert outcomes[0] == outcomes[1]

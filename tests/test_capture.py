@@ -16,6 +16,7 @@ import copy
 import functools
 import linecache
 import math
+import pathlib
 import sys
 import types
 from collections.abc import Callable, Mapping
@@ -30,6 +31,7 @@ from pyzdb.api.capture import (
     capture,
     check_param_name,
 )
+from pyzdb.api.capture.freevars import FILE_MODULE
 from pyzdb.errors import Error
 from pyzdb.limits import MAX_SOURCE
 
@@ -499,13 +501,13 @@ def test_all_data_types_travel() -> None:
 
 
 def test_file_values_travel_when_pyzdb_values_is_loaded(monkeypatch: pytest.MonkeyPatch) -> None:
-    fake = types.ModuleType("pyzdb.values")
+    fake = types.ModuleType(FILE_MODULE)
 
     class File:
         pass
 
     fake.File = File  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "pyzdb.values", fake)
+    monkeypatch.setitem(sys.modules, FILE_MODULE, fake)
     blob = File()
     assert capture(lambda db: blob, "query", {}).params == {"blob": blob}
     impostor = Thing()
@@ -596,26 +598,34 @@ def test_request_is_frozen_and_slotted() -> None:
 
 
 def test_capture_imports_nothing_from_the_server_side() -> None:
-    # The client never needs RestrictedPython; capture may lean on `pyzdb.errors` only.
+    # The client never needs RestrictedPython nor the data model; each part of capture leans on
+    # `pyzdb.errors`, `pyzdb.limits`, `pyzdb.api.sourcefind` and the other parts only.
     import pyzdb.api.capture
-
-    with open(pyzdb.api.capture.__file__, encoding="utf-8") as handle:
-        tree = ast.parse(handle.read())
-    imported = {
-        alias.name
-        for node in ast.walk(tree)
-        if isinstance(node, ast.Import)
-        for alias in node.names
-    }
-    imported |= {node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
-    assert not any(name.startswith("RestrictedPython") for name in imported)
-    assert {name for name in imported if name.startswith("pyzdb")} == {
-        "pyzdb.errors",
-        "pyzdb.limits",
-        "pyzdb.api.sourcefind",
-    }  # sourcefind: stdlib only (readline, sys)
     import pyzdb.api.sourcefind
 
+    package = pathlib.Path(pyzdb.api.capture.__file__).parent
+    parts = sorted(package.glob("*.py"))
+    assert {part.stem for part in parts} >= {"__init__", "build", "freevars", "functions", "text"}
+    allowed = {"pyzdb.errors", "pyzdb.limits", "pyzdb.api.sourcefind"}
+    allowed |= {f"pyzdb.api.capture.{part.stem}" for part in parts}
+    used: set[str] = set()
+    for part in parts:
+        tree = ast.parse(part.read_text(encoding="utf-8"))
+        imported = {
+            alias.name
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Import)
+            for alias in node.names
+        }
+        imported |= {
+            node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
+        }
+        assert not any(name.startswith("RestrictedPython") for name in imported), part
+        pyzdb_names = {name for name in imported if name.startswith("pyzdb")}
+        assert pyzdb_names <= allowed, (part, pyzdb_names - allowed)
+        used |= pyzdb_names
+    assert used >= {"pyzdb.errors", "pyzdb.limits", "pyzdb.api.sourcefind"}
+    # sourcefind: stdlib only (readline, sys)
     with open(pyzdb.api.sourcefind.__file__, encoding="utf-8") as handle:
         found = ast.parse(handle.read())
     assert not [
@@ -623,6 +633,13 @@ def test_capture_imports_nothing_from_the_server_side() -> None:
         for node in ast.walk(found)
         if isinstance(node, ast.ImportFrom) and (node.level or "pyzdb" in str(node.module))
     ]
+
+
+def test_capture_names_the_module_that_defines_file() -> None:
+    """Capture recognises `File` by its module without importing it: the name must be true."""
+    from pyzdb.values import File
+
+    assert File.__module__ == FILE_MODULE
 
 
 def test_method_call_on_an_imported_name_is_matched():

@@ -21,11 +21,10 @@ from typing import Any
 import pytest
 
 import pyzdb
-from pyzdb.codec import encode_value
+from pyzdb.codec import encode_value, expanded_size
 from pyzdb.errors import LimitExceeded
 from pyzdb.sandbox.runner import Budget
 from pyzdb.storage import store as store_module
-from pyzdb.values import expanded_size
 
 RESULT_BUDGET = 100_000
 

@@ -17,7 +17,7 @@ from server_process import open_database
 
 import pyzdb
 from pyzdb.api.capture import CaptureError
-from pyzdb.values import freeze
+from pyzdb.plain import freeze
 
 CASES = load_corpus()
 EXPECTED_TYPES: dict[str, type[BaseException]] = {

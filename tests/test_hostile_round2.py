@@ -37,9 +37,9 @@ from server_process import ServerProcess, open_database
 import pyzdb
 from pyzdb.codec import MAX_REPLY_SIZE
 from pyzdb.net.messages import Reply, Request, decode_reply, pack
+from pyzdb.plain import freeze
 from pyzdb.sandbox.runner import Budget
 from pyzdb.server.fairness import FairReplyCache
-from pyzdb.values import freeze
 
 ROUND2 = Path(__file__).resolve().parent.parent / "sandbox" / "round2"
 EXPECTED: dict[str, type[BaseException]] = {

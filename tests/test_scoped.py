@@ -17,7 +17,7 @@ from keyed import Keyring, seed_tenants
 
 import pyzdb
 from pyzdb.api.capture import CaptureError
-from pyzdb.values import freeze
+from pyzdb.plain import freeze
 
 TIMEOUT = 10.0
 #: Strings that live outside acme's subtree: none may ever reach acme's key.

@@ -21,9 +21,10 @@ from hypothesis import strategies as st
 
 import pyzdb
 from pyzdb.errors import SecurityError
+from pyzdb.plain import freeze, to_plain
 from pyzdb.storage import store as store_module
 from pyzdb.storage.store import Store, TrackedDict, TrackedList
-from pyzdb.values import freeze, thaw_file, to_plain
+from pyzdb.values import thaw_file
 
 
 def typed(value: Any) -> Any:

@@ -15,21 +15,12 @@ from typing import Any
 import pytest
 
 import pyzdb
-from pyzdb.codec import encode_value
+from pyzdb.codec import encode_value, expanded_size, measure
 from pyzdb.errors import Error, LimitExceeded
+from pyzdb.limits import MAX_DEPTH
+from pyzdb.plain import freeze, to_plain
 from pyzdb.storage.store import Store, TrackedDict, TrackedList
-from pyzdb.values import (
-    MAX_DEPTH,
-    RESULT_DEPTH,
-    File,
-    check_key,
-    expanded_size,
-    freeze,
-    measure,
-    thaw_file,
-    to_plain,
-    validate,
-)
+from pyzdb.values import RESULT_DEPTH, File, check_key, thaw_file, validate
 
 DIGEST = hashlib.sha256(b"blob").hexdigest()
 FILE = File(digest=DIGEST, name="b.bin", size=4)

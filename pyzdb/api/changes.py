@@ -58,6 +58,9 @@ def parse_path(path: Any) -> tuple[Any, ...]:
 
     A string is parsed (never evaluated): only ``db`` followed by subscripts of literal keys is
     accepted, so nothing but data crosses to the server.
+
+    >>> parse_path("db['orders'][3]"), parse_path(["orders", 3])
+    (('orders', 3), ('orders', 3))
     """
     keys = getattr(path, "_path", None)
     if keys is not None:
@@ -214,6 +217,16 @@ class Shadow:
             return self._become(seq, _MISSING)
         if op == "order":
             return []
+        if op in ("ins", "splice", "perm"):
+            return self._list_above(seq, effect, step, rest)
+        raise Error(f"change feed cannot apply a {op!r} effect at {where!r} (seq {seq})")
+
+    def _list_above(
+        self, seq: int, effect: tuple[Any, ...], step: Any, rest: tuple[Any, ...]
+    ) -> list[Change]:
+        """An effect that moves a list's items, on a list above the watched value; `step` is
+        the index of the watched branch in it, `rest` the path below that."""
+        op = effect[0]
         if op == "ins":
             if isinstance(step, int) and effect[2] <= step:
                 raise _moved(seq)
@@ -227,11 +240,9 @@ class Shadow:
             if step >= stop and len(items) == stop - start:
                 return []
             raise _moved(seq)
-        if op == "perm":
-            if not isinstance(step, int) or step >= len(effect[2]) or effect[2][step] == step:
-                return []
-            raise _moved(seq)
-        raise Error(f"change feed cannot apply a {op!r} effect at {where!r} (seq {seq})")
+        if not isinstance(step, int) or step >= len(effect[2]) or effect[2][step] == step:
+            return []  # a permutation ("perm") that leaves the watched item in its place
+        raise _moved(seq)
 
     def _become(self, seq: int, value: Any) -> list[Change]:
         old, self.value = self.value, value

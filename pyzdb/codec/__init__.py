@@ -1,9 +1,12 @@
 """The msgpack codec of the data model: the wire format (`wire`, the encoder), the way back
-(`decode`), and the size model (`sizes`). No sockets, no messages: the engine and the storage use
-it as the network does. See README.md beside this file.
+(`decode`), and the size model (`sizes`), which restates the format's rules so that a result
+budget is checked before anything is encoded. No sockets, no messages: the engine and the
+storage use it as the network does. Imports only `errors`, `limits`, `values`, `plain` and
+`bulk` from pyzdb. See README.md beside this file.
 """
 
 from pyzdb.codec.decode import NOT_PLAIN, decode_plain, decode_value, decode_view, frame_view
+from pyzdb.codec.sizes import MARKED_TYPES, Measure, expanded_size, measure
 from pyzdb.codec.wire import (
     EXT_BIGINT,
     EXT_FILE,
@@ -45,4 +48,8 @@ __all__ = [
     "frame_view",
     "refusal",
     "type_name",
+    "MARKED_TYPES",
+    "Measure",
+    "expanded_size",
+    "measure",
 ]

@@ -147,7 +147,7 @@ def encode_value(value: object) -> bytes:
 
 def encode_wire(value: object, native: bool) -> bytes:
     """`encode_value`, faster for a value of scalars, dicts and lists only (`native`, as
-    `values.Measure.native` finds it).
+    `codec.Measure.native` finds it).
 
     For such a value msgpack writes the store's dict and list subclasses itself, in C, where
     `encode_value`'s strict packer calls its Python hook once per container (a quarter of the

@@ -11,13 +11,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from pyzdb.codec import Encoded, encode_value, encode_wire
+from pyzdb.codec import Encoded, encode_value, encode_wire, measure
 from pyzdb.engine import Engine
 from pyzdb.errors import LimitExceeded
 from pyzdb.net.messages import Request
+from pyzdb.plain import to_plain
 from pyzdb.server.lockqueue import LockQueue
 from pyzdb.storage.history import make_tag
-from pyzdb.values import measure, to_plain
 
 #: What an op is: (request, its params without the control values) -> the reply's value.
 Handler = Callable[[Request, dict[str, Any]], Any]

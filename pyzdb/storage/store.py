@@ -47,13 +47,12 @@ from typing import Any
 
 from pyzdb.bulk import nested_lists
 from pyzdb.errors import LimitExceeded, SecurityError
+from pyzdb.limits import MAX_DEPTH, SCALAR_TYPES
+from pyzdb.plain import freeze
 from pyzdb.values import (
-    MAX_DEPTH,
-    SCALAR_TYPES,
     File,
     check_key,
     describe,
-    freeze,
     map_tuple,
     pause_gc,
     register_tree_types,
