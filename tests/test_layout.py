@@ -4,11 +4,11 @@ reaching into another package's private names, `import pyzdb` staying light, and
 The arrows (docs/internals.md draws them):
 
 - `errors`, `limits`, `version` import nothing from pyzdb;
-- `codec`, `values`, `bulk` import only `errors`, `limits` and each other;
+- `codec`, `values`, `plain`, `bulk` import only `errors`, `limits` and each other;
 - `api/` adds those three (never the sandbox, storage, net, server, cli or the core);
   `api/capture.py` imports only `errors`, `limits` and `api/sourcefind.py`, which imports
   nothing from pyzdb (the client captures lambdas without the server's machinery);
-- `storage/` and `sandbox/` import the data layer only (errors, limits, values, bulk, codec);
+- `storage/` and `sandbox/` import the data layer only (errors, limits, values, plain, bulk, codec);
 - the core (`engine`, `embedded`, `scope`, `info`) adds `version`, `storage`, `sandbox`, `api`;
 - `net/` (and its public facade `pyzdb.aio`) adds `version` and `api` to the data layer: a
   client loads no RestrictedPython;
@@ -51,49 +51,63 @@ LAYERS: dict[str, tuple[tuple[str, ...], frozenset[str]]] = {
     "errors": (("pyzdb.errors",), frozenset()),
     "limits": (("pyzdb.limits",), frozenset()),
     "version": (("pyzdb.version",), frozenset()),
-    "codec": (("pyzdb.codec",), frozenset({"errors", "limits", "values", "bulk"})),
-    "values": (("pyzdb.values",), frozenset({"errors", "limits", "codec", "bulk"})),
-    "bulk": (("pyzdb.bulk",), frozenset({"errors", "limits", "codec", "values"})),
+    "codec": (("pyzdb.codec",), frozenset({"errors", "limits", "values", "bulk", "plain"})),
+    "values": (("pyzdb.values",), frozenset({"errors", "limits", "codec", "bulk", "plain"})),
+    "plain": (("pyzdb.plain",), frozenset({"errors", "limits", "codec", "bulk", "values"})),
+    "bulk": (("pyzdb.bulk",), frozenset({"errors", "limits", "codec", "values", "plain"})),
     "sourcefind": (("pyzdb.api.sourcefind",), frozenset()),
     "capture": (("pyzdb.api.capture",), frozenset({"errors", "limits", "sourcefind"})),
     "api": (
         ("pyzdb.api",),
-        frozenset({"errors", "limits", "values", "codec", "bulk", "capture", "sourcefind"}),
-    ),
-    "storage": (("pyzdb.storage",), frozenset({"errors", "limits", "values", "bulk", "codec"})),
-    "sandbox": (("pyzdb.sandbox",), frozenset({"errors", "limits", "values", "bulk", "codec"})),
-    "core": (
-        ("pyzdb.engine", "pyzdb.embedded", "pyzdb.scope", "pyzdb.info"),
         frozenset(
-            {"errors", "limits", "version", "values", "bulk", "codec", "storage", "sandbox"}
+            {"errors", "limits", "values", "plain", "codec", "bulk", "capture", "sourcefind"}
+        ),
+    ),
+    "storage": (
+        ("pyzdb.storage",),
+        frozenset({"errors", "limits", "values", "plain", "bulk", "codec"}),
+    ),
+    "sandbox": (
+        ("pyzdb.sandbox",),
+        frozenset({"errors", "limits", "values", "plain", "bulk", "codec"}),
+    ),
+    "core": (
+        ("pyzdb.engine", "pyzdb.embedded", "pyzdb.scope", "pyzdb.info", "pyzdb.changefeed"),
+        frozenset(
+            {"errors", "limits", "version", "values", "plain", "bulk", "codec", "storage"}
+            | {"sandbox"}
             | {"api", "capture", "sourcefind"}
         ),
     ),
     "net": (
         ("pyzdb.net", "pyzdb.aio"),
         frozenset(
-            {"errors", "limits", "version", "values", "bulk", "codec", "api", "capture"}
+            {"errors", "limits", "version", "values", "plain", "bulk", "codec", "api"}
+            | {"capture"}
             | {"sourcefind"}
         ),
     ),
     "server": (
         ("pyzdb.server",),
         frozenset(
-            {"errors", "limits", "version", "values", "bulk", "codec", "api", "capture"}
+            {"errors", "limits", "version", "values", "plain", "bulk", "codec", "api"}
+            | {"capture"}
             | {"sourcefind", "storage", "sandbox", "core", "net", "facade"}
         ),
     ),
     "cli": (
         ("pyzdb.cli", "pyzdb.__main__"),
         frozenset(
-            {"errors", "limits", "version", "values", "bulk", "codec", "api", "capture"}
+            {"errors", "limits", "version", "values", "plain", "bulk", "codec", "api"}
+            | {"capture"}
             | {"sourcefind", "storage", "sandbox", "core", "net", "server", "facade"}
         ),
     ),
     "facade": (
         ("pyzdb",),
         frozenset(
-            {"errors", "limits", "version", "values", "bulk", "codec", "api", "capture"}
+            {"errors", "limits", "version", "values", "plain", "bulk", "codec", "api"}
+            | {"capture"}
             | {"sourcefind"}
         ),
     ),
