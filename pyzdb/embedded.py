@@ -19,7 +19,7 @@ from pyzdb.engine import Engine, EngineConfig, RecoveryReport
 from pyzdb.errors import Error, LimitExceeded, LockTimeout, SecurityError
 from pyzdb.info import RequestStats, engine_sections
 from pyzdb.limits import ROOT_NAME
-from pyzdb.sandbox.runner import Budget
+from pyzdb.sandbox import Budget
 from pyzdb.server.feed import DEFAULT_RETAIN, visible_seq, watch_reply
 from pyzdb.storage.endpoint import in_use_hint
 from pyzdb.values import to_plain

@@ -29,11 +29,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pyzdb import sandbox
 from pyzdb.api.labels import spell
 from pyzdb.errors import Error, LimitExceeded, ProtocolError
 from pyzdb.limits import ROOT_NAME
 from pyzdb.net import protocol
-from pyzdb.sandbox import runner as sandbox
 from pyzdb.scope import resolve as resolve_scope
 from pyzdb.storage.journal import Journal
 from pyzdb.storage.scan import unreplayable

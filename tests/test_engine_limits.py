@@ -18,7 +18,7 @@ import pytest
 import pyzdb
 from pyzdb.errors import LimitExceeded
 from pyzdb.net.protocol import encode_value
-from pyzdb.sandbox.runner import Budget
+from pyzdb.sandbox import Budget
 from pyzdb.storage import store as store_module
 from pyzdb.values import expanded_size
 

@@ -37,7 +37,7 @@ from server_process import ServerProcess
 import pyzdb
 from pyzdb.net import protocol
 from pyzdb.net.client import CONTROL_PARAM
-from pyzdb.sandbox.runner import Budget
+from pyzdb.sandbox import Budget
 from pyzdb.server.fairness import FairReplyCache
 from pyzdb.values import freeze
 

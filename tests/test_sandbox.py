@@ -20,9 +20,9 @@ from corpus import SEED, load_corpus
 
 from pyzdb.errors import Error, LimitExceeded, SecurityError
 from pyzdb.limits import QUERY_FILENAME
-from pyzdb.sandbox import runner as sandbox
-from pyzdb.sandbox.guards import MAX_TUPLE_DEPTH
-from pyzdb.sandbox.runner import Budget, compile_request, run
+from pyzdb.sandbox import Budget, compile_request, run
+from pyzdb.sandbox import compile as compiling
+from pyzdb.sandbox.pricing import MAX_TUPLE_DEPTH
 from pyzdb.storage.store import Store
 from pyzdb.values import File
 
@@ -155,10 +155,10 @@ def test_compile_rejects_wrong_argument_types() -> None:
 
 def test_compile_cache_hit() -> None:
     source = "len(db) + 12345"
-    before = sandbox._compile.cache_info().hits
+    before = compiling._compile.cache_info().hits
     first = compile_request(source, "eval")
     assert compile_request(source, "eval") is first
-    assert sandbox._compile.cache_info().hits == before + 1
+    assert compiling._compile.cache_info().hits == before + 1
     assert compile_request(source, "exec") is not first
 
 
@@ -455,7 +455,7 @@ def test_recursion_limit_gives_recursion_error_and_is_restored() -> None:
 
 def test_hard_kill_ends_a_process_stuck_in_c() -> None:
     code = (
-        "from pyzdb.sandbox.runner import compile_request, run, Budget\n"
+        "from pyzdb.sandbox import compile_request, run, Budget\n"
         "src = 'a = [1]\\nb = [1]\\nfor i in range(60):\\n    a = [a, a]\\n    b = [b, b]\\n"
         "a == b'\n"
         "run(compile_request(src, 'exec'), {}, Budget(time=0.3, kill_after=0.3))\n"

@@ -286,7 +286,7 @@ def typo_hint(name: str | None) -> str | None:
     """`did you mean 'len'?` for a name close to a builtin of the sandbox."""
     if not name:
         return None
-    from pyzdb.sandbox.guards import BUILTINS
+    from pyzdb.sandbox import BUILTINS
 
     close = difflib.get_close_matches(name, [*BUILTINS, ROOT], n=1)
     return f"did you mean {close[0]!r}?" if close else None
@@ -506,7 +506,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def make_completer(db: DatabaseAPI) -> Completer:
     """Tab completion from the sandbox's own tables (builtins, methods of the data types)."""
-    from pyzdb.sandbox.guards import ALL_ATTRIBUTES, BUILTINS
+    from pyzdb.sandbox import ALL_ATTRIBUTES, BUILTINS
 
     return Completer(db, list(BUILTINS), list(ALL_ATTRIBUTES), sorted(COMMANDS | CONNECTION_CALLS))
 

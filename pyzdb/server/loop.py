@@ -79,7 +79,7 @@ from pyzdb.net import protocol
 from pyzdb.net.client import CONTROL_PARAM
 from pyzdb.net.curve import credential_for
 from pyzdb.net.protocol import Encoded, Reply, Request
-from pyzdb.sandbox.runner import Budget, release_leftovers
+from pyzdb.sandbox import Budget, release_leftovers
 from pyzdb.server import feed
 from pyzdb.server.auth import ServerAuth
 from pyzdb.server.fairness import FairReplyCache as ReplyCache
