@@ -21,7 +21,7 @@ from pyzdb.errors import Error, LimitExceeded, LockTimeout, SecurityError
 from pyzdb.info import RequestStats, engine_sections
 from pyzdb.limits import ROOT_NAME
 from pyzdb.plain import to_plain
-from pyzdb.sandbox.runner import Budget
+from pyzdb.sandbox import Budget
 from pyzdb.storage.endpoint import in_use_hint
 
 

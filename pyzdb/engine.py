@@ -29,12 +29,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pyzdb import sandbox
 from pyzdb.api.labels import spell
 from pyzdb.codec import decode_value, encode_wire, measure
 from pyzdb.errors import Error, LimitExceeded, ProtocolError
 from pyzdb.limits import ROOT_NAME
 from pyzdb.plain import to_plain
-from pyzdb.sandbox import runner as sandbox
 from pyzdb.scope import resolve as resolve_scope
 from pyzdb.storage.journal import Journal
 from pyzdb.storage.scan import unreplayable

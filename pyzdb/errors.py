@@ -28,7 +28,8 @@ class LimitExceeded(Error):
         self.budget = budget
 
 
-class ConnectionError(Error, builtins.ConnectionError):  # noqa: A001 - the public name of DESIGN.md
+# Named as the builtin and a subclass of it, so `except ConnectionError` in a client catches it.
+class ConnectionError(Error, builtins.ConnectionError):
     """The server could not be reached or did not answer in time."""
 
 

@@ -23,7 +23,7 @@ import pytest
 import pyzdb
 from pyzdb.codec import encode_value, expanded_size
 from pyzdb.errors import LimitExceeded
-from pyzdb.sandbox.runner import Budget
+from pyzdb.sandbox import Budget
 from pyzdb.storage import store as store_module
 
 RESULT_BUDGET = 100_000

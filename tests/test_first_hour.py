@@ -20,7 +20,7 @@ from server_process import ServerProcess
 
 import pyzdb
 from pyzdb.net.commands import DEFAULT_TIMEOUT
-from pyzdb.sandbox.runner import Budget
+from pyzdb.sandbox import Budget
 
 BIN = Path(sys.executable).parent
 SCRIPTS = ["pyzdb", "pyzdb-eval", "pyzdb-server", "pyzdb-bench"]

@@ -38,7 +38,7 @@ import pyzdb
 from pyzdb.codec import MAX_REPLY_SIZE
 from pyzdb.net.messages import Reply, Request, decode_reply, pack
 from pyzdb.plain import freeze
-from pyzdb.sandbox.runner import Budget
+from pyzdb.sandbox import Budget
 from pyzdb.server.fairness import FairReplyCache
 
 ROUND2 = Path(__file__).resolve().parent.parent / "sandbox" / "round2"

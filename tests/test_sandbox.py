@@ -8,21 +8,33 @@ for the cases whose refusal comes from its read-only mode.
 from __future__ import annotations
 
 import ast
+import builtins
 import copy
+import dataclasses
+import importlib
+import inspect
+import operator
+import pkgutil
 import signal
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 from corpus import SEED, load_corpus
 
-from pyzdb.errors import Error, LimitExceeded, SecurityError
+from pyzdb.errors import QUERY_EXCEPTIONS, Error, LimitExceeded, SecurityError
 from pyzdb.limits import QUERY_FILENAME
-from pyzdb.sandbox import runner as sandbox
-from pyzdb.sandbox.guards import MAX_TUPLE_DEPTH
-from pyzdb.sandbox.runner import Budget, compile_request, run
+from pyzdb.sandbox import Budget, compile_request, run
+from pyzdb.sandbox import compile as compiling
+from pyzdb.sandbox.budget import activate
+from pyzdb.sandbox.builtins import BUILTINS, GUARDED
+from pyzdb.sandbox.checks import BASE_EXCEPTION_NAMES
+from pyzdb.sandbox.pricing import MAX_TUPLE_DEPTH
+from pyzdb.sandbox.request import GUARD_FILES, GUARD_MODULES, Request
 from pyzdb.storage.store import Store
 from pyzdb.values import File
 
@@ -155,10 +167,10 @@ def test_compile_rejects_wrong_argument_types() -> None:
 
 def test_compile_cache_hit() -> None:
     source = "len(db) + 12345"
-    before = sandbox._compile.cache_info().hits
+    before = compiling._compile.cache_info().hits
     first = compile_request(source, "eval")
     assert compile_request(source, "eval") is first
-    assert sandbox._compile.cache_info().hits == before + 1
+    assert compiling._compile.cache_info().hits == before + 1
     assert compile_request(source, "exec") is not first
 
 
@@ -455,7 +467,7 @@ def test_recursion_limit_gives_recursion_error_and_is_restored() -> None:
 
 def test_hard_kill_ends_a_process_stuck_in_c() -> None:
     code = (
-        "from pyzdb.sandbox.runner import compile_request, run, Budget\n"
+        "from pyzdb.sandbox import compile_request, run, Budget\n"
         "src = 'a = [1]\\nb = [1]\\nfor i in range(60):\\n    a = [a, a]\\n    b = [b, b]\\n"
         "a == b'\n"
         "run(compile_request(src, 'exec'), {}, Budget(time=0.3, kill_after=0.3))\n"
@@ -741,6 +753,232 @@ def test_same_results_as_plain_python(source: str, mode: str) -> None:
 
 def test_dict_items_result_is_a_real_view() -> None:
     assert type(query("d.items()", d={"a": 1})) is type({}.items())
+
+
+# -- the guarded builtins answer as CPython's own ----------------------------------------------
+#
+# Each wrapper of `pyzdb.sandbox.builtins.GUARDED` stands for CPython's builtin of the same name
+# (its fast twin, which it calls once the input is bounded). Within the budget both must give
+# the same value, or raise the same exception type, on the same inputs. Refusals (a codec off
+# the list, `<function>` for a non-data repr) are the sandbox's own rules, tested above.
+
+
+def _case(name: str, *args: Any, **kwargs: Any) -> tuple[str, Callable[[], Any]]:
+    """(name, a factory of fresh (args, kwargs)): iterators are consumed by one call."""
+    return name, lambda: (args, kwargs)
+
+
+def _fresh(name: str, factory: Callable[[], tuple[Any, ...]]) -> tuple[str, Callable[[], Any]]:
+    return name, lambda: (factory(), {})
+
+
+GUARDED_CASES = [
+    _case("sorted", [3, 1, 2]),
+    _case("sorted", "bca", reverse=True),
+    _case("sorted", {3: "a", 1: "b"}, key=lambda k: -k),
+    _case("sorted", [1, "a"]),
+    _fresh("sorted", lambda: (iter([2, 1]),)),
+    _case("sum", [1, 2, 3]),
+    _case("sum", [1.5, 2], 10),
+    _case("sum", [[1], [2, 3]], []),
+    _case("sum", [(1,), (2,)], ()),
+    _case("sum", [[1], (2,)], []),
+    _case("sum", ["a"]),
+    _case("sum", [], ""),
+    _case("sum", range(3000)),
+    _fresh("sum", lambda: (iter(range(5)),)),
+    _case("min", [3, 1, 2]),
+    _case("min", 3, 1, 2),
+    _case("min", [1, -3], key=abs),
+    _case("min", []),
+    _case("min", [], default=7),
+    _case("max", "bca"),
+    _case("max", 3, 1, 2),
+    _case("max", [1, -3], key=abs),
+    _fresh("max", lambda: (iter([4, 9, 2]),)),
+    _case("any", [0, 0, 1]),
+    _case("any", []),
+    _fresh("any", lambda: (iter([0, ""]),)),
+    _case("all", [1, 1, 0]),
+    _case("all", ()),
+    _case("enumerate", "abc"),
+    _case("enumerate", "abc", 5),
+    _case("enumerate", 5),
+    _case("zip", [1, 2], [3, 4]),
+    _case("zip", [1, 2], "x"),
+    _case("zip", [1, 2], [3], strict=True),
+    _case("zip"),
+    _case("map", abs, [-1, 2]),
+    _case("map", operator.add, [1, 2], [3, 4, 5]),
+    _case("map", abs, 5),
+    _case("filter", None, [0, 1, 2]),
+    _case("filter", str.isdigit, "a1b2"),
+    _case("iter", [1, 2]),
+    _fresh("iter", lambda: (iter([1, 2]),)),
+    _fresh("iter", lambda: (iter([1, 2, 0, 5]).__next__, 0)),
+    _case("iter", 5),
+    _case("list"),
+    _case("list", "abc"),
+    _case("list", {1: 2}),
+    _case("list", range(4)),
+    _case("tuple", [1, [2]]),
+    _case("tuple", "ab"),
+    _case("set", [1, 1, 2]),
+    _case("set", [[1]]),
+    _case("frozenset", "aab"),
+    _case("dict", [(1, 2)]),
+    _case("dict", {1: 2}, b=3),
+    _case("dict", a=1),
+    _case("dict", [1]),
+    _case("bytes"),
+    _case("bytes", 3),
+    _case("bytes", [65, 66]),
+    _case("bytes", b"ab"),
+    _case("bytes", "é", "utf-8"),
+    _case("bytes", "é", "ascii", "replace"),
+    _case("bytes", -1),
+    _case("str"),
+    _case("str", 12),
+    _case("str", [1, "a", (2.5, None)]),
+    _case("str", b"\xc3\xa9", "utf-8"),
+    _case("str", b"\xff", "utf-8"),
+    _case("repr", "a'b"),
+    _case("repr", {1: [b"x", 2j]}),
+    _case("range", 5),
+    _case("range", 1, 10, 3),
+    _case("range", 1.5),
+    _case("range", 0),
+    _case("int"),
+    _case("int", "12"),
+    _case("int", "ff", 16),
+    _case("int", 3.9),
+    _case("int", "x"),
+    _case("round", 2.567, 2),
+    _case("round", 1234, -2),
+    _case("round", 5),
+    _case("round", 2.5),
+    _case("bin", 10),
+    _case("oct", -3),
+    _case("hex", 255),
+    _case("hex", 2.0),
+    _case("isinstance", 1, int),
+    _case("isinstance", [1], (list, tuple)),
+    _case("isinstance", "a", (int, bytes)),
+    _case("isinstance", True, int),
+    _case("isinstance", range(2), range),
+    _case("isinstance", {}, dict),
+]
+
+
+def _outcome(function: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """What a call gives, comparable across the two twins: iterators are drained."""
+    try:
+        value = function(*args, **kwargs)
+        if isinstance(value, (map, filter, zip, enumerate)) or hasattr(value, "__next__"):
+            value = list(value)
+    except Exception as exc:  # the type is what must match
+        return ("raised", type(exc))
+    return ("returned", type(value), value)
+
+
+@pytest.mark.parametrize(("name", "arguments"), GUARDED_CASES, ids=[n for n, _ in GUARDED_CASES])
+def test_each_guarded_builtin_answers_as_cpythons_own(name: str, arguments: Any) -> None:
+    request = Request(FAST)
+    previous = activate(request)
+    try:
+        args, kwargs = arguments()
+        stand_ins = {cls: GUARDED[cls.__name__] for cls in (int, list, tuple, dict, bytes, range)}
+        if name == "isinstance":  # a query names the wrapper; isinstance sees the real type
+            info = args[1]
+            args = (
+                args[0],
+                tuple(map(stand_ins.get, info)) if type(info) is tuple else stand_ins[info],
+            )
+        guarded = _outcome(GUARDED[name], args, kwargs)
+    finally:
+        activate(previous)
+    plain = _outcome(getattr(builtins, name), *arguments())
+    if plain[0] == "returned" and plain[1] in (map, filter, zip, enumerate):
+        plain = ("returned", list, plain[2])
+    if guarded[0] == "returned" and guarded[1] is not plain[1] and type(plain[2]) is list:
+        guarded = ("returned", list, guarded[2])  # an iterator drained either way
+    assert guarded == plain
+    assert GUARDED[name].__name__ == name  # error messages name the builtin
+
+
+def test_every_guarded_builtin_has_equivalence_cases() -> None:
+    assert {name for name, _ in GUARDED_CASES} == set(GUARDED)
+    assert all(hasattr(builtins, name) for name in GUARDED)
+
+
+# -- one home for each fact ----------------------------------------------------------------------
+
+
+def test_query_exceptions_have_one_home() -> None:
+    table = {
+        name
+        for name, value in BUILTINS.items()
+        if isinstance(value, type) and issubclass(value, BaseException)
+    }
+    assert table == set(QUERY_EXCEPTIONS)
+    assert {"BaseException", "SystemExit", "KeyboardInterrupt", "GeneratorExit"} <= set(
+        BASE_EXCEPTION_NAMES
+    )
+    assert not BASE_EXCEPTION_NAMES & set(QUERY_EXCEPTIONS)
+    for name in QUERY_EXCEPTIONS:
+        assert query(f"type({name}('x')) is {name}")
+        assert execute(f"try:\n    raise {name}('x')\nexcept {name}:\n    r = 1\nr") == 1
+
+
+def test_the_tick_may_stop_in_every_guard_module_and_no_other() -> None:
+    import pyzdb.sandbox as package
+
+    modules = {f"pyzdb.sandbox.{info.name}" for info in pkgutil.iter_modules(package.__path__)}
+    # Run time, but not on the request's own state (stdlib frames, or no guard at all).
+    not_guards = {
+        f"pyzdb.sandbox.{name}"
+        for name in (
+            "annotate",
+            "checks",
+            "compile",
+            "idioms",
+            "policy",
+            "rewrites",
+            "rules",
+            "runner",
+            "strformat",
+            "timers",
+        )
+    }
+    assert modules == set(GUARD_MODULES) | not_guards  # a new module needs a decision here
+    for name in GUARD_MODULES:
+        defined = [
+            value
+            for value in vars(importlib.import_module(name)).values()
+            if getattr(value, "__module__", None) == name
+        ]
+        functions = [value for value in defined if inspect.isfunction(value)]
+        for cls in filter(inspect.isclass, defined):
+            functions += [value for value in vars(cls).values() if inspect.isfunction(value)]
+        assert functions
+        for function in functions:
+            filename = function.__code__.co_filename
+            if filename not in ("<string>", dataclasses.__file__):  # not a dataclass's own code
+                assert filename in GUARD_FILES
+
+
+def test_rules_do_not_depend_on_what_was_imported() -> None:
+    code = (
+        "import sys, pyzdb\n"
+        "before = pyzdb.sandbox_rules()\n"
+        "assert not any(m.startswith('RestrictedPython') for m in sys.modules)\n"
+        "from pyzdb.sandbox import compile_request, run\n"
+        "assert pyzdb.sandbox_rules() == before\n"
+        "builtins = before.split('Builtins:')[1].split('Methods')[0].split()\n"
+        "assert 'sorted' in builtins and 'open' not in builtins and '_name_of_' not in builtins\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
 
 
 # -- the corpus ----------------------------------------------------------------------------------

@@ -43,7 +43,7 @@ def idiom_builtins(
     answers[_NONE_TYPE] = _NONE_TYPE
     catchable = frozenset(exceptions)
 
-    def type(obj: Any, *rest: Any) -> Any:  # noqa: A001 - the builtin it stands for
+    def type(obj: Any, *rest: Any) -> Any:  # named as the builtin it stands for
         if rest:
             return refuse(
                 "type() with three arguments makes a class: classes are not allowed in a query"

@@ -1,9 +1,10 @@
 """`pyzdb.sandbox_rules()` and `pyzdb --rules`: what a query may use, for people who installed
 pyzdb with pip and so have no `sandbox/README.md` at hand.
 
-Why generated: the text is built from the tables the sandbox enforces (`guards.ATTRIBUTES`,
-`guards.BUILTINS`), so it cannot drift from the rules. `guards` holds plain tables and
-functions and does not import RestrictedPython, so a client may read it.
+Why generated: the text is built from the tables the sandbox enforces
+(`attributes.ATTRIBUTES`, `builtins.GUARDED_BUILTINS`), so it cannot drift from the rules. Those
+modules hold plain tables and functions and do not import RestrictedPython, so a client may
+read them.
 """
 
 from __future__ import annotations
@@ -29,23 +30,28 @@ pyzdb.SecurityError.
 
 
 def sandbox_rules() -> str:
-    """The rules of the query sandbox as text: builtins, methods per type, what is refused."""
-    from pyzdb.sandbox import guards
+    """The rules of the query sandbox as text: builtins, methods per type, what is refused.
+
+    >>> "sorted" in sandbox_rules() and "startswith" in sandbox_rules()
+    True
+    """
+    from pyzdb.sandbox.attributes import ATTRIBUTES, FILE_ATTRIBUTES
+    from pyzdb.sandbox.builtins import GUARDED_BUILTINS
 
     width = 96
     lines = [_SUMMARY, "Builtins:"]
     lines.append(
         textwrap.fill(
-            " ".join(sorted(guards.BUILTINS)), width, initial_indent="  ", subsequent_indent="  "
+            " ".join(sorted(GUARDED_BUILTINS)), width, initial_indent="  ", subsequent_indent="  "
         )
     )
     lines.append("")
     lines.append("Methods and attributes, by type:")
-    for cls, names in guards.ATTRIBUTES.items():
+    for cls, names in ATTRIBUTES.items():
         if names:
             text = f"{cls.__name__}: " + " ".join(sorted(names))
             lines.append(textwrap.fill(text, width, initial_indent="  ", subsequent_indent="    "))
-    lines.append("  pyzdb.File: " + " ".join(sorted(guards.FILE_ATTRIBUTES)))
+    lines.append("  pyzdb.File: " + " ".join(sorted(FILE_ATTRIBUTES)))
     lines.append("")
     lines.append(f"The threat model and the reason for every rule: {DOCS_URL} (sandbox/README.md)")
     return "\n".join(lines)

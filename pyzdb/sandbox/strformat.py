@@ -23,7 +23,7 @@ from typing import Any
 
 class QueryFormatter(string.Formatter):
     """A `string.Formatter` whose every lookup and conversion goes through one request's
-    guards (`pyzdb.sandbox.guards.Request`)."""
+    guards (`pyzdb.sandbox.request.Request`)."""
 
     def __init__(self, request: Any) -> None:
         self.request = request
@@ -56,7 +56,7 @@ class QueryFormatter(string.Formatter):
 def format_method(request: Any, template: str) -> Any:
     """`template.format` as a query sees it."""
 
-    def format(*args: Any, **kwargs: Any) -> str:  # noqa: A001 - the method it stands for
+    def format(*args: Any, **kwargs: Any) -> str:  # named as the method it stands for
         return QueryFormatter(request).vformat(template, args, kwargs)
 
     return format

@@ -35,7 +35,7 @@ from zmq.auth.thread import ThreadAuthenticator
 from pyzdb.errors import AuthenticationError, SecurityError
 from pyzdb.net.keys import ACCESS_LIST, AccessEntry, KeyFileError, load_access, load_server_keys
 from pyzdb.net.messages import Request
-from pyzdb.sandbox.runner import Budget
+from pyzdb.sandbox import Budget
 
 log = logging.getLogger("pyzdb.auth")
 

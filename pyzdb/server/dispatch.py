@@ -19,7 +19,7 @@ from pyzdb.codec import Encoded
 from pyzdb.errors import AuthenticationError, ProtocolError, SecurityError
 from pyzdb.net.errorinfo import error_to_info
 from pyzdb.net.messages import Reply, Request, decode_request, pack, pack_value_reply, request_id_of
-from pyzdb.sandbox.runner import release_leftovers
+from pyzdb.sandbox import release_leftovers
 from pyzdb.server.parked import Parked
 from pyzdb.server.redact import Redactor
 from pyzdb.server.requestlog import WARNINGS_PER_SECOND, Throttle, log_failure, log_request

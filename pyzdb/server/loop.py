@@ -49,7 +49,7 @@ from zmq import zmq_poll
 from pyzdb.engine import Engine, EngineConfig
 from pyzdb.errors import Error
 from pyzdb.info import RequestStats
-from pyzdb.sandbox.runner import Budget
+from pyzdb.sandbox import Budget
 from pyzdb.server.auth import ServerAuth
 from pyzdb.server.dispatch import Dispatcher
 from pyzdb.server.feed import Hub
