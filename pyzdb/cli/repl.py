@@ -349,7 +349,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def make_completer(db: DatabaseAPI) -> Completer:
     """Tab completion from the sandbox's own tables (builtins, methods of the data types)."""
-    from pyzdb.sandbox.guards import ALL_ATTRIBUTES, BUILTINS
+    from pyzdb.sandbox import ALL_ATTRIBUTES, BUILTINS
 
     return Completer(db, list(BUILTINS), list(ALL_ATTRIBUTES), sorted(COMMANDS | CONNECTION_CALLS))
 

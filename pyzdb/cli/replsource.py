@@ -111,7 +111,7 @@ def typo_hint(name: str | None) -> str | None:
     """
     if not name:
         return None
-    from pyzdb.sandbox.guards import BUILTINS
+    from pyzdb.sandbox import BUILTINS
 
     close = difflib.get_close_matches(name, [*BUILTINS, ROOT_NAME], n=1)
     return f"did you mean {close[0]!r}?" if close else None
