@@ -24,7 +24,7 @@ from pyzdb.errors import Error, LockTimeout
 from pyzdb.net.messages import Request
 from pyzdb.server.fairness import QueueShares
 from pyzdb.server.parked import Parked
-from pyzdb.storage.history import make_tag
+from pyzdb.server.sessions import make_tag
 
 log = logging.getLogger("pyzdb.server")
 

@@ -17,7 +17,7 @@ from pyzdb.errors import LimitExceeded
 from pyzdb.net.messages import Request
 from pyzdb.plain import to_plain
 from pyzdb.server.lockqueue import LockQueue
-from pyzdb.storage.history import make_tag
+from pyzdb.server.sessions import make_tag
 
 #: What an op is: (request, its params without the control values) -> the reply's value.
 Handler = Callable[[Request, dict[str, Any]], Any]

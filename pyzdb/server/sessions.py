@@ -3,22 +3,25 @@ the supervisor quarantined.
 
 A repeat of a `(session, id)` already answered gets the remembered reply: the client's
 lazy-pirate retry resends the same id, and a write must not run twice. The reply cache lives
-in memory (`pyzdb.server.fairness.FairReplyCache`), and is seeded at start from the `(session,
-request id, result)` journalled with each committed write (`pyzdb.storage.history`): a write
-whose reply was lost *and* whose server then crashed is answered from the journal when
-retried, not run again. A request that killed or hung a worker is answered with the
-quarantine's error, never run again (`pyzdb.server.supervisor`).
+in memory (`pyzdb.server.fairness.FairReplyCache`), and `seed_reply_cache` seeds it at start
+from the `(session, request id, result)` journalled with each committed write (`make_tag`; the
+files are `pyzdb.storage.history`'s): a write whose reply was lost *and* whose server then
+crashed is answered from the journal when retried, not run again. A request that killed or
+hung a worker is answered with the quarantine's error, never run again
+(`pyzdb.server.supervisor`).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from pyzdb.codec import Encoded, encode_value
 from pyzdb.engine import Engine
 from pyzdb.errors import Error
-from pyzdb.net.messages import Request
+from pyzdb.net.errorinfo import error_to_info
+from pyzdb.net.messages import Reply, Request, pack, pack_value_reply
 from pyzdb.server.fairness import FairReplyCache as ReplyCache
-from pyzdb.storage.history import seed_reply_cache
+from pyzdb.storage.history import TAG_RESULT_LIMIT, load_tags, tags_before
 
 #: Ops that neither write nor hold state: their replies are not worth remembering when large.
 _READ_OPS = frozenset({"query", "history", "blob", "ping", "info"})
@@ -53,4 +56,64 @@ class SessionMemory:
             self.cache.put((request.session, request.id), data)
 
 
-__all__ = ["ReplyCache", "SessionMemory"]
+def seed_reply_cache(cache: Any, engine: Any) -> None:
+    """Turn the tags of recovered units into cached replies (exactly-once across a crash).
+
+    The units a checkpoint covers are read from the retained journal before it (the newest
+    `TAGS_BEFORE_CHECKPOINT`), or, in a replica's directory, from the tags its snapshot came
+    with: a checkpoint or snapshot between a write and a crash loses nothing.
+    """
+    replies: dict[tuple[bytes, int], bytes] = {}
+    older = load_tags(engine.directory) + tags_before(
+        engine.journal, engine.recovery.checkpoint_seq
+    )
+    recovered = [list(item) for item in engine.recovered_tags]
+    for entry in older + recovered:
+        if not (type(entry) is list and len(entry) == 2 and type(entry[0]) is int):
+            continue
+        seq, tag = entry
+        if not (
+            type(tag) in (tuple, list)
+            and len(tag) == 3
+            and type(tag[0]) is bytes
+            and type(tag[1]) is int
+            and type(tag[2]) in (bytes, type(None))
+        ):
+            continue
+        session, request_id, data = tag
+        if type(data) is bytes:
+            reply = pack_value_reply(request_id, Encoded(data), seq)
+        else:
+            reply = pack(
+                Reply(
+                    request_id,
+                    False,
+                    None,
+                    seq,
+                    error_to_info(
+                        Error(
+                            "this request was applied before the server restarted, and its result "
+                            "was too large to keep; it was not run again"
+                        )
+                    ),
+                )
+            )
+        replies.pop((session, request_id), None)  # the newest outcome, in order
+        replies[(session, request_id)] = reply
+    for key, reply in replies.items():
+        cache.put(key, reply)
+
+
+def make_tag(request: Request) -> Any:
+    """The `tag` callback the server passes to the engine for a request with a session."""
+    if not request.session:
+        return None
+
+    def tag(value: Any) -> tuple[bytes, int, bytes | None]:
+        data = value.data if type(value) is Encoded else encode_value(value)
+        return (request.session, request.id, data if len(data) <= TAG_RESULT_LIMIT else None)
+
+    return tag
+
+
+__all__ = ["ReplyCache", "SessionMemory", "seed_reply_cache", "make_tag"]

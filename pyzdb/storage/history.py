@@ -9,9 +9,9 @@ primary (promotion: its future differs from the old primary's). A replica's dire
 
 *Exactly-once across a crash.* The server's reply cache lives in memory. So that a write whose
 reply was lost and whose server then crashed is not run again when retried, the engine
-journals `(session, request id, encoded result)` with each unit a request committed (`make_tag`),
-and `seed_reply_cache` turns those of the recovered journal back into cached replies. A replica
-journals the same records, so this survives a promotion too.
+journals `(session, request id, encoded result)` with each unit a request committed, and the
+server turns those of the recovered journal back into cached replies (`pyzdb.server.sessions`).
+A replica journals the same records, so this survives a promotion too.
 """
 
 from __future__ import annotations
@@ -22,10 +22,8 @@ import uuid
 import zlib
 from typing import Any
 
-from pyzdb.codec import MAX_REPLY_SIZE, Encoded, decode_value, encode_value
+from pyzdb.codec import MAX_REPLY_SIZE, decode_value, encode_value
 from pyzdb.errors import Error
-from pyzdb.net.errorinfo import error_to_info
-from pyzdb.net.messages import Reply, Request, pack, pack_value_reply
 
 HISTORY_FILE = "HISTORY"
 REPLICA_FILE = "REPLICA"
@@ -115,73 +113,13 @@ def save_tags(directory: str | os.PathLike[str], tags: list[Any]) -> None:
     os.replace(tmp, path)
 
 
-def _load_tags(directory: str | os.PathLike[str]) -> list[Any]:
+def load_tags(directory: str | os.PathLike[str]) -> list[Any]:
     try:
         with open(os.path.join(directory, TAGS_FILE), "rb") as handle:
             found = decode_value(handle.read(), MAX_REPLY_SIZE)
     except (FileNotFoundError, Error):
         return []
     return found if type(found) is list else []
-
-
-def seed_reply_cache(cache: Any, engine: Any) -> None:
-    """Turn the tags of recovered units into cached replies (exactly-once across a crash).
-
-    The units a checkpoint covers are read from the retained journal before it (the newest
-    `TAGS_BEFORE_CHECKPOINT`), or, in a replica's directory, from the tags its snapshot came
-    with: a checkpoint or snapshot between a write and a crash loses nothing.
-    """
-    replies: dict[tuple[bytes, int], bytes] = {}
-    older = _load_tags(engine.directory) + tags_before(
-        engine.journal, engine.recovery.checkpoint_seq
-    )
-    recovered = [list(item) for item in engine.recovered_tags]
-    for entry in older + recovered:
-        if not (type(entry) is list and len(entry) == 2 and type(entry[0]) is int):
-            continue
-        seq, tag = entry
-        if not (
-            type(tag) in (tuple, list)
-            and len(tag) == 3
-            and type(tag[0]) is bytes
-            and type(tag[1]) is int
-            and type(tag[2]) in (bytes, type(None))
-        ):
-            continue
-        session, request_id, data = tag
-        if type(data) is bytes:
-            reply = pack_value_reply(request_id, Encoded(data), seq)
-        else:
-            reply = pack(
-                Reply(
-                    request_id,
-                    False,
-                    None,
-                    seq,
-                    error_to_info(
-                        Error(
-                            "this request was applied before the server restarted, and its result "
-                            "was too large to keep; it was not run again"
-                        )
-                    ),
-                )
-            )
-        replies.pop((session, request_id), None)  # the newest outcome, in order
-        replies[(session, request_id)] = reply
-    for key, reply in replies.items():
-        cache.put(key, reply)
-
-
-def make_tag(request: Request) -> Any:
-    """The `tag` callback the server passes to the engine for a request with a session."""
-    if not request.session:
-        return None
-
-    def tag(value: Any) -> tuple[bytes, int, bytes | None]:
-        data = value.data if type(value) is Encoded else encode_value(value)
-        return (request.session, request.id, data if len(data) <= TAG_RESULT_LIMIT else None)
-
-    return tag
 
 
 __all__ = [
@@ -192,8 +130,7 @@ __all__ = [
     "write_small_file",
     "read_replica_state",
     "record_checksum",
-    "seed_reply_cache",
-    "make_tag",
+    "load_tags",
     "tags_before",
     "save_tags",
 ]
