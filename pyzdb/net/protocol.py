@@ -90,7 +90,6 @@ a decode function is a bug.
 
 from __future__ import annotations
 
-import gc
 import keyword
 import reprlib
 import threading
@@ -104,6 +103,7 @@ from typing import Any, Final, NoReturn
 import msgpack
 
 from pyzdb.errors import PYZDB_EXCEPTIONS, QUERY_EXCEPTIONS, Error, LimitExceeded, ProtocolError
+from pyzdb.gcpause import gc_paused
 from pyzdb.limits import ROOT_NAME
 from pyzdb.values import File
 
@@ -175,7 +175,7 @@ _EXT_FILE: Final = 5
 #: Tuples, frozensets, big ints and Files a decode may build before it reruns in the checked
 #: pass: with full hash collisions, 1000 keys cost ~10 ms to insert.
 _FAST_PASS_HASHABLES: Final = 1000
-#: Frames from this size up decode with the cyclic GC paused (see `_GcPause`).
+#: Frames from this size up decode with the cyclic GC paused (see `pyzdb.gcpause`).
 _GC_PAUSE_BYTES: Final = 64 * 1024
 
 # ---------------------------------------------------------------------------------------------
@@ -484,38 +484,6 @@ def _check_collisions(values: list[Any], what: str) -> None:
         )
 
 
-class _GcPause:
-    """Pauses the cyclic GC while big frames decode. A count shared by threads, not a flag.
-
-    Decoding allocates one container per array and map, and none of them can form a cycle. Yet
-    every 700 allocations wake the collector, and it walks the growing tree: a 100k-dict reply
-    decodes 3x slower (performance-anchors.md). The first decoder in turns the GC off and the
-    last one out restores it, so concurrent decodes never turn it back on under each other. A GC
-    the application turned off stays off.
-    """
-
-    __slots__ = ("_lock", "_active", "_was_enabled")
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._active = 0
-        self._was_enabled = False
-
-    def __enter__(self) -> None:
-        with self._lock:
-            if not self._active:
-                self._was_enabled = gc.isenabled()
-                gc.disable()
-            self._active += 1
-
-    def __exit__(self, *exc_info: object) -> None:
-        with self._lock:
-            self._active -= 1
-            if not self._active and self._was_enabled:
-                gc.enable()
-
-
-_GC_PAUSE = _GcPause()
 _NO_PAUSE = nullcontext()
 
 
@@ -578,7 +546,7 @@ def _decode(view: memoryview, level: int) -> Any:
 
 
 def _decode_frame(view: memoryview) -> Any:
-    with _GC_PAUSE if view.nbytes >= _GC_PAUSE_BYTES else _NO_PAUSE:
+    with gc_paused if view.nbytes >= _GC_PAUSE_BYTES else _NO_PAUSE:
         try:
             return _decode(view, _PLAIN)
         except _Recheck:

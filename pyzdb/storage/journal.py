@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import collections
 import fcntl
-import gc
 import itertools
 import logging
 import marshal
@@ -48,10 +47,10 @@ import threading
 import time
 import zlib
 from collections.abc import Callable, Generator, Iterator
-from contextlib import contextmanager
 from typing import IO, Literal
 
 from pyzdb.errors import Error
+from pyzdb.gcpause import gc_paused
 
 log = logging.getLogger(__name__)
 
@@ -226,7 +225,7 @@ class Journal:
                 with mmap.mmap(handle.fileno(), size, access=mmap.ACCESS_READ) as mapped:
                     with memoryview(mapped) as view:
                         while pos < size and not problem:
-                            with _gc_paused():
+                            with gc_paused:
                                 batch, pos, expect, problem = _decode(view, pos, expect, base, path)
                             for seq, record in batch:
                                 self._last_seq = seq
@@ -538,7 +537,7 @@ class Journal:
                     with memoryview(mapped) as view:
                         pos, problem = _SEGMENT_HEADER.size, None
                         while pos < size and expect <= end and not problem:
-                            with _gc_paused():
+                            with gc_paused:
                                 batch, pos, expect, problem = _decode(view, pos, expect, seq, path)
                             yield from (item for item in batch if item[0] <= end)
         finally:
@@ -774,7 +773,7 @@ def _read_checkpoint(path: str, seq: int) -> object:
                     if zlib.crc32(body) != crc:
                         raise _Corrupt("checksum mismatch")
                     try:
-                        with _gc_paused():
+                        with gc_paused:
                             return marshal.loads(body)
                     except (EOFError, ValueError, TypeError) as exc:
                         raise _Corrupt(f"undecodable body ({exc})") from None
@@ -806,18 +805,6 @@ def _no_recovery_point(
         f"no usable checkpoint: {bad}; and {journal} to replay from an older point: "
         "refusing to start without the data they hold (restore the directory from a backup)"
     )
-
-
-@contextmanager
-def _gc_paused() -> Iterator[None]:
-    """Pause the cyclic GC around a bulk decode: it dominates decoding time otherwise."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def _write_all(fd: int, data: bytes) -> None:

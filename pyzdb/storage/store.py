@@ -47,6 +47,7 @@ from typing import Any
 
 from pyzdb.bulk import nested_lists
 from pyzdb.errors import LimitExceeded, SecurityError
+from pyzdb.gcpause import pause_gc, resume_gc
 from pyzdb.values import (
     MAX_DEPTH,
     SCALAR_TYPES,
@@ -55,9 +56,7 @@ from pyzdb.values import (
     describe,
     freeze,
     map_tuple,
-    pause_gc,
     register_tree_types,
-    resume_gc,
     thaw_file,
     validate,
 )
@@ -747,11 +746,11 @@ def _build(
         return _build_leaf(value, depth, sink, frozen)
     if depth > MAX_DEPTH:
         raise _Refused
-    gc_was_on = pause_gc()
+    pause_gc()
     try:
         _build_into(top, value, depth, sink, frozen, room, where, consume)
     finally:
-        resume_gc(gc_was_on)
+        resume_gc()
     if consume:
         value.clear()  # the caller's top, empty rather than marked
     return top
