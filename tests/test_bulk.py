@@ -14,8 +14,9 @@ import pyzdb
 from pyzdb.bulk import nested_lists, wire_bound
 from pyzdb.errors import LimitExceeded
 from pyzdb.net import protocol
-from pyzdb.storage import store as store_module
-from pyzdb.storage.store import Store, TrackedDict, TrackedList
+from pyzdb.storage import adopt, budget
+from pyzdb.storage.store import Store
+from pyzdb.storage.tracked import TrackedDict, TrackedList
 from pyzdb.values import RESULT_DEPTH, SCALAR_TYPES, File, freeze, measure
 
 PLAIN = SCALAR_TYPES | {list, dict, tuple, set, frozenset}
@@ -147,11 +148,11 @@ def test_freezing_records_gives_plain_copies():
 
 
 def test_the_container_cap_counts_the_lists_of_records(monkeypatch):
-    monkeypatch.setattr(store_module, "MAX_ADOPT_NODES", 27)
+    monkeypatch.setattr(budget, "MAX_ADOPT_NODES", 27)
     with pytest.raises(LimitExceeded):  # the top, 14 records and their 14 lists: 29 > 27
-        store_module._build(records(14), 1, None, False, store_module._Room())
-    room = store_module._Room()
-    store_module._build(records(13), 1, None, False, room)  # 1 + 13 + 13 = 27
+        adopt._build(records(14), 1, None, False, budget.Room())
+    room = budget.Room()
+    adopt._build(records(13), 1, None, False, room)  # 1 + 13 + 13 = 27
     assert room.left == 0
 
 

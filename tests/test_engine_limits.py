@@ -19,7 +19,7 @@ import pyzdb
 from pyzdb.errors import LimitExceeded
 from pyzdb.net.protocol import encode_value
 from pyzdb.sandbox.runner import Budget
-from pyzdb.storage import store as store_module
+from pyzdb.storage import budget as storage_budget
 from pyzdb.values import expanded_size
 
 RESULT_BUDGET = 100_000
@@ -105,7 +105,7 @@ def test_moderate_sharing_is_stored_as_copies(db: pyzdb.Database) -> None:
 def test_the_bound_counts_every_copy_of_one_mutation(
     db: pyzdb.Database, monkeypatch: Any, source: str
 ) -> None:
-    monkeypatch.setattr(store_module, "MAX_ADOPT_NODES", 20)
+    monkeypatch.setattr(storage_budget, "MAX_ADOPT_NODES", 20)
     db.execute("db['ok'] = [[1]] * 19")  # 20 containers with the list itself: just fits
     db.execute("del db['ok']")
     history = len(db.history())

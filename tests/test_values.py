@@ -17,7 +17,7 @@ import pytest
 import pyzdb
 from pyzdb.errors import Error, LimitExceeded
 from pyzdb.net.protocol import encode_value
-from pyzdb.storage.store import Store, TrackedDict, TrackedList
+from pyzdb.storage import Store, TrackedDict, TrackedList
 from pyzdb.values import (
     MAX_DEPTH,
     RESULT_DEPTH,
