@@ -35,6 +35,7 @@ from pyzdb.limits import ROOT_NAME
 from pyzdb.net import protocol
 from pyzdb.sandbox import runner as sandbox
 from pyzdb.scope import resolve as resolve_scope
+from pyzdb.storage.files import fsync_directory
 from pyzdb.storage.journal import Journal
 from pyzdb.storage.scan import unreplayable
 from pyzdb.storage.store import Store
@@ -334,7 +335,7 @@ class Engine:
                 handle.flush()
                 os.fsync(handle.fileno())
             os.replace(tmp, target)
-            _fsync_directory(self.blob_dir)
+            fsync_directory(self.blob_dir)
         return digest
 
     def read_blob(self, digest: str) -> bytes:
@@ -344,14 +345,6 @@ class Engine:
             return (self.blob_dir / digest).read_bytes()
         except FileNotFoundError:
             raise Error(f"blob {digest} is missing from the data directory") from None
-
-
-def _fsync_directory(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _detached_copy(value: Any, native: bool) -> Any:
