@@ -36,6 +36,7 @@ from pyzdb.errors import Error, LimitExceeded, ProtocolError
 from pyzdb.limits import ROOT_NAME
 from pyzdb.plain import to_plain
 from pyzdb.scope import resolve as resolve_scope
+from pyzdb.storage.files import fsync_directory
 from pyzdb.storage.journal import Journal
 from pyzdb.storage.scan import unreplayable
 from pyzdb.storage.store import Store
@@ -297,7 +298,7 @@ class Engine:
                 handle.flush()
                 os.fsync(handle.fileno())
             os.replace(tmp, target)
-            _fsync_directory(self.blob_dir)
+            fsync_directory(self.blob_dir)
         return digest
 
     def read_blob(self, digest: str) -> bytes:
@@ -349,14 +350,6 @@ def _recover(
     gc.freeze()
     report.seconds = time.perf_counter() - started
     return store, report
-
-
-def _fsync_directory(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _detached_copy(value: Any, native: bool) -> Any:

@@ -22,6 +22,7 @@ from typing import Any
 
 from pyzdb.bulk import nested_lists
 from pyzdb.errors import LimitExceeded
+from pyzdb.gcpause import pause_gc, resume_gc
 from pyzdb.limits import SCALAR_TYPES
 from pyzdb.values import (
     RESULT_DEPTH,
@@ -29,8 +30,6 @@ from pyzdb.values import (
     describe,
     freeze_file,
     map_tuple,
-    pause_gc,
-    resume_gc,
     tree_types,
 )
 
@@ -87,11 +86,11 @@ def freeze(value: Any) -> Any:
         top = list(value)
     else:
         raise TypeError(f"cannot freeze {cls.__name__}: not a stored value")
-    gc_was_on = pause_gc()
+    pause_gc()
     try:
         _freeze_into(top)
     finally:
-        resume_gc(gc_was_on)
+        resume_gc()
     return top
 
 
@@ -226,11 +225,11 @@ def to_plain(value: Any, max_depth: int = RESULT_DEPTH) -> Any:
         copy = _marshal_copy(value, max_depth)
         if copy is not None:
             return copy
-    gc_was_on = pause_gc()
+    pause_gc()
     try:
         return _plain_copies(_plain_order(value, max_depth), value)
     finally:
-        resume_gc(gc_was_on)
+        resume_gc()
 
 
 def plain_kind(cls: type) -> type | None:

@@ -22,8 +22,9 @@ from pyzdb.codec.sizes import _Sizer
 from pyzdb.errors import LimitExceeded
 from pyzdb.limits import MAX_DEPTH, SCALAR_TYPES
 from pyzdb.plain import freeze
-from pyzdb.storage import store as store_module
-from pyzdb.storage.store import Store, TrackedDict, TrackedList
+from pyzdb.storage import adopt, budget
+from pyzdb.storage.store import Store
+from pyzdb.storage.tracked import TrackedDict, TrackedList
 from pyzdb.values import RESULT_DEPTH, File
 
 PLAIN = SCALAR_TYPES | {list, dict, tuple, set, frozenset}
@@ -156,11 +157,11 @@ def test_freezing_records_gives_plain_copies():
 
 
 def test_the_container_cap_counts_the_lists_of_records(monkeypatch):
-    monkeypatch.setattr(store_module, "MAX_ADOPT_NODES", 27)
+    monkeypatch.setattr(budget, "MAX_ADOPT_NODES", 27)
     with pytest.raises(LimitExceeded):  # the top, 14 records and their 14 lists: 29 > 27
-        store_module._build(records(14), 1, None, False, store_module._Room())
-    room = store_module._Room()
-    store_module._build(records(13), 1, None, False, room)  # 1 + 13 + 13 = 27
+        adopt._build(records(14), 1, None, False, budget.Room())
+    room = budget.Room()
+    adopt._build(records(13), 1, None, False, room)  # 1 + 13 + 13 = 27
     assert room.left == 0
 
 
@@ -417,7 +418,7 @@ def check_tracked(node: Any, parent: Any, key: Any) -> None:
             stack.extend((child, item, k) for k, child in pairs)
 
 
-def adopt(value: Any) -> tuple[Any, ...]:
+def store_value(value: Any) -> tuple[Any, ...]:
     """What storing `value` gives: the tree and the journal's effect, or the refusal."""
     store = Store()
     store.begin()
@@ -434,8 +435,8 @@ def adopt(value: Any) -> tuple[Any, ...]:
 
 
 def _slow_adoption(patch: pytest.MonkeyPatch) -> None:
-    patch.setattr(store_module, "nested_lists", lambda *args: None)
-    patch.setattr(store_module, "_flat_dicts", lambda items: False)
+    patch.setattr(adopt, "nested_lists", lambda *args: None)
+    patch.setattr(adopt, "_flat_dicts", lambda items: False)
 
 
 def _in_records(depth: int) -> Any:
@@ -472,20 +473,20 @@ REFUSED = {
 @pytest.mark.parametrize("name", ADOPT_TABLE)
 def test_record_copying_and_the_general_adoption_agree(name: str) -> None:
     value = ADOPT_TABLE[name]
-    fast = adopt(value)
+    fast = store_value(value)
     assert fast[0] == ("refused" if name in REFUSED else "stored")
     with pytest.MonkeyPatch.context() as patch:
         _slow_adoption(patch)
-        assert adopt(value) == fast
+        assert store_value(value) == fast
 
 
 @pytest.mark.parametrize("count", [13, 14])
 def test_record_copying_counts_containers_as_the_general_adoption_does(count: int) -> None:
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(store_module, "MAX_ADOPT_NODES", 27)  # 1 + 13 + 13 fit; 1 + 14 + 14 do not
-        fast = adopt(records(count))
+        patch.setattr(budget, "MAX_ADOPT_NODES", 27)  # 1 + 13 + 13 fit; 1 + 14 + 14 do not
+        fast = store_value(records(count))
         _slow_adoption(patch)
-        assert adopt(records(count)) == fast
+        assert store_value(records(count)) == fast
     assert fast[0] == ("stored" if count == 13 else "refused")
 
 

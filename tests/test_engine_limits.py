@@ -24,7 +24,7 @@ import pyzdb
 from pyzdb.codec import encode_value, expanded_size
 from pyzdb.errors import LimitExceeded
 from pyzdb.sandbox import Budget
-from pyzdb.storage import store as store_module
+from pyzdb.storage import budget as storage_budget
 
 RESULT_BUDGET = 100_000
 
@@ -122,7 +122,7 @@ def test_the_bound_counts_every_copy_of_one_mutation(
     small_budget: pyzdb.Database, monkeypatch: Any, source: str
 ) -> None:
     db = small_budget
-    monkeypatch.setattr(store_module, "MAX_ADOPT_NODES", 20)
+    monkeypatch.setattr(storage_budget, "MAX_ADOPT_NODES", 20)
     db.execute("db['ok'] = [[1]] * 19")  # 20 containers with the list itself: just fits
     db.execute("del db['ok']")
     history = len(db.history())

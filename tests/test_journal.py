@@ -22,7 +22,8 @@ import pytest
 from crash_writer import record
 
 from pyzdb.errors import Error
-from pyzdb.storage.journal import _BATCH, Journal
+from pyzdb.storage.frames import BATCH
+from pyzdb.storage.journal import Journal
 
 ROOT = Path(__file__).resolve().parent.parent
 CRASH_WRITER = Path(__file__).resolve().parent / "crash_writer.py"
@@ -165,7 +166,7 @@ def test_appends_and_checkpoints_across_segments_keep_two_recovery_points(tmp_pa
 
 def test_replay_is_lazy_batched_and_decodes_with_the_gc_paused(tmp_path, monkeypatch):
     journal, _, _ = opened(tmp_path / "data")
-    for n in range(3 * _BATCH):
+    for n in range(3 * BATCH):
         journal.append(n, sync=False)
     journal.close()
     real_loads, gc_during_loads = marshal.loads, []
@@ -178,12 +179,12 @@ def test_replay_is_lazy_batched_and_decodes_with_the_gc_paused(tmp_path, monkeyp
     journal = Journal(tmp_path / "data", fsync="no")
     _, records = journal.recover()
     assert next(records) == (1, 0)
-    assert len(gc_during_loads) <= _BATCH  # lazy: the rest is not decoded yet
+    assert len(gc_during_loads) <= BATCH  # lazy: the rest is not decoded yet
     assert journal.last_seq == 1
     assert gc.isenabled()  # paused only while decoding, not while the caller applies
     rest = list(records)
     journal.close()
-    assert len(rest) == 3 * _BATCH - 1
+    assert len(rest) == 3 * BATCH - 1
     assert gc_during_loads and not any(gc_during_loads)
 
 

@@ -22,8 +22,9 @@ from hypothesis import strategies as st
 import pyzdb
 from pyzdb.errors import SecurityError
 from pyzdb.plain import freeze, to_plain
-from pyzdb.storage import store as store_module
-from pyzdb.storage.store import Store, TrackedDict, TrackedList
+from pyzdb.storage import adopt, primitives
+from pyzdb.storage.store import Store
+from pyzdb.storage.tracked import TrackedDict, TrackedList
 from pyzdb.values import thaw_file
 
 
@@ -269,12 +270,12 @@ def test_mutation_matches_python_and_undoes(name: str) -> None:
 @pytest.mark.parametrize("name", [n for n in MUTATIONS if n.startswith(("del big", "big"))])
 def test_big_dict_deletes_with_exact_positions(name: str, monkeypatch: Any) -> None:
     # The other side of SMALL_DICT: positions found by search instead of order snapshots.
-    monkeypatch.setattr(store_module, "SMALL_DICT", 1000)
+    monkeypatch.setattr(primitives, "SMALL_DICT", 1000)
     run_three_ways(MUTATIONS[name])
 
 
 def test_small_dict_deletes_with_order_snapshots(monkeypatch: Any) -> None:
-    monkeypatch.setattr(store_module, "SMALL_DICT", 0)
+    monkeypatch.setattr(primitives, "SMALL_DICT", 0)
     for name in (
         "del d[k]",
         "del d[first]",
@@ -428,7 +429,7 @@ def test_savepoints() -> None:
 
 
 def test_savepoint_segments_keep_big_dict_order(monkeypatch: Any) -> None:
-    monkeypatch.setattr(store_module, "SMALL_DICT", 0)
+    monkeypatch.setattr(primitives, "SMALL_DICT", 0)
     initial = {"d": {k: k for k in "abcdefgh"}}
     store = Store(copy.deepcopy(initial))
     d = store.root["d"]
@@ -809,12 +810,12 @@ def test_random_sessions(data: Any) -> None:
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.data())
 def test_random_sessions_with_order_snapshots(data: Any) -> None:
-    original = store_module.SMALL_DICT
-    store_module.SMALL_DICT = 0  # every non-last delete takes the big-dict path
+    original = primitives.SMALL_DICT
+    primitives.SMALL_DICT = 0  # every non-last delete takes the big-dict path
     try:
         random_session(data)
     finally:
-        store_module.SMALL_DICT = original
+        primitives.SMALL_DICT = original
 
 
 def test_freeze_of_tree_is_plain() -> None:
@@ -862,7 +863,7 @@ def frozen_sample() -> dict[Any, Any]:
 
 
 def test_loading_builds_the_tree_and_empties_the_frozen_root(monkeypatch: Any) -> None:
-    monkeypatch.setattr(store_module, "_CHUNK", 3)  # several chunks of flat dicts
+    monkeypatch.setattr(adopt, "_CHUNK", 3)  # several chunks of flat dicts
     frozen = frozen_sample()
     store = Store(frozen)
     store._check()
@@ -875,17 +876,17 @@ def test_loading_builds_the_tree_and_empties_the_frozen_root(monkeypatch: Any) -
 
 
 def test_loading_releases_each_chunk_of_flat_dicts_before_copying_it(monkeypatch: Any) -> None:
-    monkeypatch.setattr(store_module, "_CHUNK", 3)
+    monkeypatch.setattr(adopt, "_CHUNK", 3)
     frozen = {"users": [{"id": i} for i in range(10)]}
     users = frozen["users"]
     still_held = []
-    copy_chunk = store_module._append_flat_copies
+    copy_chunk = adopt._append_flat_copies
 
     def spy(dst: Any, items: list[Any], start: int) -> None:
         still_held.append(sum(item is not None for item in users))
         copy_chunk(dst, items, start)
 
-    monkeypatch.setattr(store_module, "_append_flat_copies", spy)
+    monkeypatch.setattr(adopt, "_append_flat_copies", spy)
     store = Store(frozen)
     assert still_held == [7, 4, 1, 0]  # the frozen list let go of each chunk first
     assert store.root["users"] == [{"id": i} for i in range(10)]

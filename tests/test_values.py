@@ -19,7 +19,7 @@ from pyzdb.codec import encode_value, expanded_size, measure
 from pyzdb.errors import Error, LimitExceeded
 from pyzdb.limits import MAX_DEPTH
 from pyzdb.plain import freeze, to_plain
-from pyzdb.storage.store import Store, TrackedDict, TrackedList
+from pyzdb.storage import Store, TrackedDict, TrackedList
 from pyzdb.values import RESULT_DEPTH, File, check_key, thaw_file, validate
 
 DIGEST = hashlib.sha256(b"blob").hexdigest()

@@ -25,8 +25,9 @@ import time
 from collections.abc import Sequence
 
 from pyzdb.errors import Error
-from pyzdb.storage.journal import _CHECKPOINT_NAME
-from pyzdb.storage.scan import frames, locate, segments
+from pyzdb.storage.format import CHECKPOINT_NAME as _CHECKPOINT_NAME
+from pyzdb.storage.format import list_segments as segments
+from pyzdb.storage.scan import frames, locate
 
 
 def cut(directory: str, until: int) -> tuple[str, int]:

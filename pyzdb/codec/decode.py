@@ -12,8 +12,6 @@ Malformed input raises `pyzdb.errors.ProtocolError` with a message that names wh
 
 from __future__ import annotations
 
-import gc
-import threading
 from contextlib import nullcontext
 from operator import itemgetter
 from typing import Any, Final
@@ -30,6 +28,7 @@ from pyzdb.codec.wire import (
     MAX_DEPTH,
 )
 from pyzdb.errors import ProtocolError
+from pyzdb.gcpause import gc_paused
 from pyzdb.values import File
 
 _INT64_MIN: Final = -(2**63)
@@ -37,7 +36,9 @@ _UINT64_MAX: Final = 2**64 - 1
 #: Tuples, frozensets, big ints and Files a decode may build before it reruns in the checked
 #: pass: with full hash collisions, 1000 keys cost ~10 ms to insert.
 _FAST_PASS_HASHABLES: Final = 1000
-#: Frames from this size up decode with the cyclic GC paused (see `_GcPause`).
+#: Frames from this size up decode with the cyclic GC paused (`pyzdb.gcpause`): decoding makes
+#: a container per array and map, none of which can form a cycle, yet every 700 allocations
+#: would wake the collector (a 100k-dict reply decodes 3x slower).
 _GC_PAUSE_BYTES: Final = 64 * 1024
 
 
@@ -197,38 +198,6 @@ def _check_collisions(values: list[Any], what: str) -> None:
         )
 
 
-class _GcPause:
-    """Pauses the cyclic GC while big frames decode. A count shared by threads, not a flag.
-
-    Decoding allocates one container per array and map, and none of them can form a cycle. Yet
-    every 700 allocations wake the collector, and it walks the growing tree: a 100k-dict reply
-    decodes 3x slower (measured). The first decoder in turns the GC off and the last one out
-    restores it, so concurrent decodes never turn it back on under each other. A GC the
-    application turned off stays off.
-    """
-
-    __slots__ = ("_lock", "_active", "_was_enabled")
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._active = 0
-        self._was_enabled = False
-
-    def __enter__(self) -> None:
-        with self._lock:
-            if not self._active:
-                self._was_enabled = gc.isenabled()
-                gc.disable()
-            self._active += 1
-
-    def __exit__(self, *exc_info: object) -> None:
-        with self._lock:
-            self._active -= 1
-            if not self._active and self._was_enabled:
-                gc.enable()
-
-
-_GC_PAUSE = _GcPause()
 _NO_PAUSE = nullcontext()
 
 
@@ -299,7 +268,7 @@ def decode_view(view: memoryview) -> Any:
     >>> decode_view(frame_view(b"\\x92\\x93\\xc7\\x00\\x01\\x01\\x02\\x03", 64))
     [(1, 2), 3]
     """
-    with _GC_PAUSE if view.nbytes >= _GC_PAUSE_BYTES else _NO_PAUSE:
+    with gc_paused if view.nbytes >= _GC_PAUSE_BYTES else _NO_PAUSE:
         try:
             return _decode(view, _PLAIN)
         except _Recheck:

@@ -10,28 +10,18 @@ import os
 from collections.abc import Iterator
 
 from pyzdb.errors import Error
-from pyzdb.storage.journal import _LENGTH_CRC, _SEGMENT_HEADER, _SEGMENT_NAME, _SEQ
-
-
-def segments(directory: str) -> list[tuple[int, str]]:
-    """(first seq, path) of every journal segment, in order."""
-    found = []
-    for name in os.listdir(directory):
-        match = _SEGMENT_NAME.fullmatch(name)
-        if match:
-            found.append((int(match.group(1)), os.path.join(directory, name)))
-    return sorted(found)
+from pyzdb.storage.format import LENGTH_CRC, SEGMENT_HEADER, SEQ, list_segments
 
 
 def frames(path: str) -> Iterator[tuple[int, int]]:
     """(seq, offset) of each whole frame of a segment, up to the first one cut short."""
     with open(path, "rb") as handle:
         data = handle.read()
-    pos = _SEGMENT_HEADER.size
-    head = _LENGTH_CRC.size + _SEQ.size
+    pos = SEGMENT_HEADER.size
+    head = LENGTH_CRC.size + SEQ.size
     while pos + head <= len(data):
-        length, _crc = _LENGTH_CRC.unpack_from(data, pos)
-        (seq,) = _SEQ.unpack_from(data, pos + _LENGTH_CRC.size)
+        length, _crc = LENGTH_CRC.unpack_from(data, pos)
+        (seq,) = SEQ.unpack_from(data, pos + LENGTH_CRC.size)
         if pos + head + length > len(data):
             return
         yield seq, pos
@@ -40,7 +30,7 @@ def frames(path: str) -> Iterator[tuple[int, int]]:
 
 def locate(directory: str, seq: int) -> tuple[str, int] | None:
     """(segment file name, byte offset) of record `seq`, or None if no segment holds it."""
-    for first, path in reversed(segments(directory)):
+    for first, path in reversed(list_segments(directory)):
         if first <= seq:
             for found, offset in frames(path):
                 if found == seq:
@@ -64,4 +54,4 @@ def unreplayable(directory: str, seq: int, exc: Exception) -> Error:
     )
 
 
-__all__ = ["segments", "frames", "locate", "unreplayable"]
+__all__ = ["frames", "locate", "unreplayable"]

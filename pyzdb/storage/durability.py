@@ -1,0 +1,137 @@
+"""The fsync policy: when appended records reach the disk, and how far they are known to have.
+
+Three policies (`FsyncPolicy`): ``always`` fdatasyncs before an append returns, or, with
+``sync=False``, once for a group of appends at `Durability.sync` (group commit); ``everysec``
+leaves it to a background thread, at most once per `Durability.everysec_interval`; ``no``
+leaves it to the kernel (and `Journal.close`). `durable_seq` says how far an fdatasync is
+known to have covered, whatever the policy: replies that depend on a record wait for it.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import threading
+import time
+from typing import Literal
+
+from pyzdb.storage.journalcore import JournalCore
+
+__all__ = ["FSYNC_POLICIES", "Durability", "FsyncPolicy"]
+
+FsyncPolicy = Literal["always", "everysec", "no"]
+FSYNC_POLICIES: tuple[FsyncPolicy, ...] = ("always", "everysec", "no")
+
+
+class Durability(JournalCore):
+    """The journal's fsync policy (see the module); a part of `Journal`."""
+
+    #: Seconds between background fsyncs under the `everysec` policy.
+    everysec_interval = 1.0
+
+    fsync: FsyncPolicy
+    #: Seq of the newest record known to be on disk (<= `_last_seq`): an fdatasync that
+    #: covered it has returned. Replies that depend on a record wait for it (`durable_seq`).
+    _durable_seq: int
+    _fsync_times: collections.deque[float]
+    _stop: threading.Event
+    _flusher: threading.Thread | None
+
+    def sync(self) -> None:
+        """Under `always`, fsync the appends made with `sync=False`; otherwise the policy's job.
+
+        On return every record appended before the call is durable (`durable_seq` covers it).
+        The fdatasync runs outside the mutex, so other threads keep appending meanwhile (group
+        commit with a sync thread: the next batch is evaluated and appended while this one
+        reaches the disk). It runs on a duplicate of the segment's descriptor: a checkpoint
+        may switch segments and close the original meanwhile (it fsyncs the old segment
+        itself first, under the mutex, so rule 1 holds either way).
+        """
+        with self._mutex:
+            self._check_writable()
+            if self.fsync != "always" or self._durable_seq >= self._last_seq:
+                return
+            target = self._last_seq
+            try:
+                fd = os.dup(self._fd)
+            except OSError as exc:
+                raise self._break(exc, "fsync") from exc
+        started = time.perf_counter()
+        try:
+            os.fdatasync(fd)
+        except OSError as exc:
+            with self._mutex:
+                raise self._break(exc, "fsync") from exc
+        finally:
+            os.close(fd)
+        self._time_fsync(started)
+        with self._mutex:
+            if target > self._durable_seq:
+                self._durable_seq = target
+
+    @property
+    def fsync_seconds(self) -> float:
+        """What an fdatasync of the journal costs on this disk: the shortest of the last 16
+        (0.0 before the first). The shortest, because a busy CPU only ever adds to the time a
+        syncing thread takes to come back; the disk's own latency is the floor."""
+        return min(self._fsync_times, default=0.0)
+
+    @property
+    def durable_seq(self) -> int:
+        """Seq of the newest record known to be on disk: an fdatasync that covered it returned.
+
+        Under `everysec` and `no` it trails `last_seq` by the policy's lag. A reader of another
+        thread sees it only grow.
+        """
+        return self._durable_seq
+
+    def _sync_locked(self) -> None:
+        """Fdatasync the open segment unless every record is known durable.
+
+        A `sync()` in flight on another thread does not count: its fdatasync may not have
+        returned, and a checkpoint must not start a new segment before the old one is on disk.
+        """
+        if self._durable_seq >= self._last_seq:
+            return
+        started = time.perf_counter()
+        try:
+            os.fdatasync(self._fd)
+        except OSError as exc:
+            raise self._break(exc, "fsync") from exc
+        self._time_fsync(started)
+        self._durable_seq = self._last_seq
+
+    def _time_fsync(self, started: float) -> None:
+        self._fsync_times.append(time.perf_counter() - started)
+
+    def _flush_every_second(self) -> None:
+        """The `everysec` thread: fsync at most once per interval, only when there is news."""
+        while not self._stop.wait(self.everysec_interval):
+            with self._mutex:
+                if (
+                    self._durable_seq >= self._last_seq
+                    or self._broken is not None
+                    or self._fd is None
+                ):
+                    continue
+                # fsync a duplicate outside the lock: appends go on meanwhile, and a segment
+                # switch cannot close the descriptor under the fsync.
+                try:
+                    fd = os.dup(self._fd)
+                except OSError as exc:
+                    self._break(exc, "fsync")
+                    continue
+                target = self._last_seq
+            started = time.perf_counter()
+            try:
+                os.fdatasync(fd)
+            except OSError as exc:
+                with self._mutex:
+                    self._break(exc, "fsync")
+                continue
+            finally:
+                os.close(fd)
+            self._time_fsync(started)
+            with self._mutex:
+                if target > self._durable_seq:
+                    self._durable_seq = target
