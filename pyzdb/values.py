@@ -78,6 +78,7 @@ class File:
     name: str
     size: int
     data: bytes | None
+    _reader: Callable[[str], bytes] | None
 
     def __init__(
         self,
