@@ -45,6 +45,7 @@ def translate(exc: BaseException, request: Request, source: str) -> Exception:
             error.add_note(note)
         else:  # Python 3.10: the attribute add_note would fill
             error.__notes__ = [*getattr(error, "__notes__", ()), note]
+    # ignore: the position rides on any exception class, as an attribute none of them declares
     error.pyzdb_line = line  # type: ignore[attr-defined]
     error.pyzdb_column = column  # type: ignore[attr-defined]
     return error
