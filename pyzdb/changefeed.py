@@ -13,7 +13,7 @@ asking for records that are no longer retained gets `HistoryLost`, never a silen
 from __future__ import annotations
 
 import itertools
-from typing import Any
+from typing import Any, cast
 
 from pyzdb.api.changes import MISSING, Shadow, lookup, relevant
 from pyzdb.errors import Error, HistoryLost, ProtocolError
@@ -63,7 +63,7 @@ def watch_reply(
         raise ProtocolError(
             "watch needs params path (a list of keys) and since (None or a seq >= 0)"
         )
-    watched = tuple(path)
+    watched = tuple(cast("list[Any] | tuple[Any, ...]", path))  # its type checked above
     last = engine.last_seq
     if since is None:
         if engine.in_transaction:

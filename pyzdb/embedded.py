@@ -11,8 +11,9 @@ from __future__ import annotations
 import dataclasses
 import os
 import threading
-from typing import Any
+from typing import Any, cast
 
+from pyzdb.api.capture import Syntax
 from pyzdb.api.proxy import DatabaseAPI
 from pyzdb.api.watch import EMBEDDED_POLL, Watch
 from pyzdb.changefeed import DEFAULT_RETAIN, visible_seq, watch_reply
@@ -22,6 +23,7 @@ from pyzdb.info import RequestStats, engine_sections
 from pyzdb.limits import ROOT_NAME
 from pyzdb.plain import to_plain
 from pyzdb.sandbox import Budget
+from pyzdb.storage.durability import FsyncPolicy
 from pyzdb.storage.endpoint import in_use_hint
 
 
@@ -41,7 +43,12 @@ class Database(DatabaseAPI):
         return self._engine.recovery
 
     def evaluate(
-        self, write: bool, source: str, syntax: str, params: dict[str, Any], root: str = ROOT_NAME
+        self,
+        write: bool,
+        source: str,
+        syntax: Syntax,
+        params: dict[str, Any],
+        root: str = ROOT_NAME,
     ) -> Any:
         """One request of the query model (see `pyzdb.api.proxy.QueryModel.evaluate`), run by
         the engine in this process."""
@@ -158,7 +165,8 @@ class Database(DatabaseAPI):
         with self._mutex:
             self._check_open()
             engine = self._engine
-            return to_plain(watch_reply(engine, params, visible_seq(engine.journal)))
+            reply = to_plain(watch_reply(engine, params, visible_seq(engine.journal)))
+            return cast(dict[str, Any], reply)
 
     def close(self) -> None:
         """Roll back an open transaction, flush the journal and release the directory."""
@@ -168,10 +176,10 @@ class Database(DatabaseAPI):
                 self._engine.close()
 
 
-def open(  # noqa: A001 - the public name of DESIGN.md
+def open(  # shadows the builtin on purpose: `pyzdb.open` is the public name
     path: str | os.PathLike[str] = "./pyzdb-data",
     *,
-    fsync: str = "always",
+    fsync: FsyncPolicy = "always",
     time_limit: float | None = None,
     undo_depth: int = 1000,
     budget: Budget | None = None,

@@ -24,18 +24,20 @@ import hashlib
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from pyzdb import sandbox
+from pyzdb.api.capture import Syntax
 from pyzdb.api.labels import spell
 from pyzdb.codec import decode_value, encode_wire, measure
 from pyzdb.errors import Error, LimitExceeded, ProtocolError
 from pyzdb.limits import ROOT_NAME
 from pyzdb.plain import to_plain
 from pyzdb.scope import resolve as resolve_scope
+from pyzdb.storage.durability import FsyncPolicy
 from pyzdb.storage.files import fsync_directory
 from pyzdb.storage.journal import Journal
 from pyzdb.storage.scan import unreplayable
@@ -71,7 +73,7 @@ class RecoveryReport:
 class EngineConfig:
     """Knobs of one engine; the defaults are the ones DESIGN.md promises."""
 
-    fsync: str = "always"
+    fsync: FsyncPolicy = "always"
     budget: sandbox.Budget = field(default_factory=sandbox.Budget)
     undo_depth: int = 1000
     #: Records kept readable after a checkpoint, for change feeds and replicas (`Journal.retain`).
@@ -115,7 +117,7 @@ class Engine:
         source: str,
         *,
         write: bool,
-        syntax: str = "eval",
+        syntax: Syntax = "eval",
         params: dict[str, Any] | None = None,
         root: str = ROOT_NAME,
         sync: bool = True,
@@ -170,7 +172,7 @@ class Engine:
             if mark is None:
                 if label is None:
                     label = spell(source, params) if write else source
-                self._commit_unit(label, sync, tag and (lambda: tag(value)))
+                self._commit_unit(label, sync, None if tag is None else lambda: tag(value))
         finally:
             gc.set_threshold(*thresholds)
         return value
@@ -212,7 +214,7 @@ class Engine:
 
     def _bind_file(self, file: File) -> File:
         """Give a result's `File` a reader, so `f.read()` works in embedded mode."""
-        return file.with_reader(lambda digest=file.digest: self.read_blob(digest))
+        return file.with_reader(self.read_blob)
 
     # -- transactions, undo, checkpoints ------------------------------------------------------
 
@@ -332,9 +334,10 @@ def _recover(
     """
     started = time.perf_counter()
     checkpoint, records = journal.recover()
-    store = Store(checkpoint, undo_depth=undo_depth, blob_sink=blob_sink)
+    tree = cast("dict[Any, Any] | None", checkpoint)  # the engine checkpoints its tree
+    store = Store(tree, undo_depth=undo_depth, blob_sink=blob_sink)
     report = RecoveryReport(checkpoint_seq=journal.last_seq)  # before replay moves it
-    for seq, record in records:
+    for seq, record in cast("Iterator[tuple[int, tuple[Any, ...]]]", records):  # engine's format
         effects = record[-1]
         if len(record) == 5:
             tags.append((seq, record[3]))

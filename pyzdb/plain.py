@@ -98,6 +98,7 @@ def _freeze_into(top: Any) -> None:
     """Freeze, in place, the children of `top`, a fresh plain copy of a container."""
     scalars = SCALAR_TYPES
     stack = [top]
+    copy: dict[Any, Any] | list[Any]
     while stack:
         node = stack.pop()
         pairs = _pairs_left(node)

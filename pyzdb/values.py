@@ -47,8 +47,8 @@ _DIGEST = re.compile(r"[0-9a-f]{32,128}")
 # The dict classes and the list classes of the tree: the store's tracked classes are registered by
 # `register_tree_types` because the store imports this module, not the other way round. Frozen
 # sets, so that the walks that pass them on per container (`freeze`) allocate nothing.
-_tree_dicts: frozenset[type] = frozenset({dict})
-_tree_lists: frozenset[type] = frozenset({list})
+_tree_dicts: frozenset[type[dict[Any, Any]]] = frozenset({dict})
+_tree_lists: frozenset[type[list[Any]]] = frozenset({list})
 
 _STORES = "pyzdb stores None, bool, int, float, str, bytes, tuple, list, dict and File"
 _IMMUTABLE = (
@@ -78,6 +78,7 @@ class File:
     name: str
     size: int
     data: bytes | None
+    _reader: Callable[[str], bytes] | None
 
     def __init__(
         self,
@@ -181,14 +182,14 @@ class File:
         return self
 
 
-def register_tree_types(dict_type: type, list_type: type) -> None:
+def register_tree_types(dict_type: type[dict[Any, Any]], list_type: type[list[Any]]) -> None:
     """Make `validate` accept the store's tracked dict and list classes as dict and list."""
     global _tree_dicts, _tree_lists
     _tree_dicts |= {dict_type}
     _tree_lists |= {list_type}
 
 
-def tree_types() -> tuple[frozenset[type], frozenset[type]]:
+def tree_types() -> tuple[frozenset[type[dict[Any, Any]]], frozenset[type[list[Any]]]]:
     """The dict classes and the list classes a stored value may hold (see `register_tree_types`).
 
     >>> dict in tree_types()[0] and list in tree_types()[1]

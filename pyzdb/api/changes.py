@@ -25,7 +25,7 @@ import ast
 import copy
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from pyzdb.errors import Error
 
@@ -170,7 +170,7 @@ class Shadow:
                 return [Change(seq, where + (key,), "delete", _out(old), None)]
             value = effect[4] if op == "dins" else effect[3]
             if op == "ins":
-                node.insert(key, value)
+                cast(list[Any], node).insert(key, value)  # "ins" is a list's effect
             elif op == "dins" and isinstance(node, dict):
                 items = list(node.items())
                 node.clear()

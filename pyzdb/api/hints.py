@@ -99,7 +99,7 @@ def add_hints(error: BaseException, source: str | None, mode: str) -> None:
             if hasattr(error, "add_note"):
                 error.add_note(note)
             else:  # Python 3.10: the attribute add_note sets
-                error.__notes__ = [*notes, note]  # type: ignore[attr-defined]
+                error.__notes__ = [*notes, note]
             notes = error.__notes__
 
 

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Callable, Iterator
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
-from pyzdb.api.capture import Mode, capture
+from pyzdb.api.capture import Mode, Syntax, capture
 from pyzdb.api.hints import add_hints
 from pyzdb.api.labels import respell_notes, spell
 from pyzdb.api.proxyrules import path_step, refuse_value_operations, spell_step
@@ -72,7 +72,7 @@ class PathProxy:
                 steps.append(f"[k{index}]")
         return "db" + "".join(steps)
 
-    def _ask(self, write: bool, template: str, syntax: str = "eval", **values: Any) -> Any:
+    def _ask(self, write: bool, template: str, syntax: Syntax = "eval", **values: Any) -> Any:
         params: dict[str, Any] = {}
         target = self._target(params)
         params.update(values)
@@ -95,10 +95,10 @@ class PathProxy:
     _run = get
 
     def __len__(self) -> int:
-        return self._ask(False, "len({t})")
+        return cast(int, self._ask(False, "len({t})"))
 
     def __contains__(self, item: Any) -> bool:
-        return self._ask(False, "item in {t}", item=item)
+        return cast(bool, self._ask(False, "item in {t}", item=item))
 
     def __iter__(self) -> Iterator[Any]:
         return iter(self._ask(False, "list({t})"))
@@ -231,7 +231,12 @@ class QueryModel(abc.ABC):
 
     @abc.abstractmethod
     def evaluate(
-        self, write: bool, source: str, syntax: str, params: dict[str, Any], root: str = ROOT_NAME
+        self,
+        write: bool,
+        source: str,
+        syntax: Syntax,
+        params: dict[str, Any],
+        root: str = ROOT_NAME,
     ) -> Any:
         """Evaluate one request and return its result.
 

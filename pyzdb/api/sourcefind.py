@@ -33,7 +33,7 @@ def typed_sources(filename: str) -> Iterator[str]:
 
 
 def _dash_c_command() -> str | None:
-    argv = getattr(sys, "orig_argv", None) or []
+    argv: list[str] = getattr(sys, "orig_argv", None) or []
     for index, argument in enumerate(argv[1:], 1):
         if argument == "-c" and index + 1 < len(argv):
             return argv[index + 1]

@@ -20,7 +20,7 @@ import collections
 import copy
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, cast
 
 from pyzdb.api.changes import Change, Shadow, parse_path
 
@@ -79,7 +79,8 @@ class _Feed:
             return None
         change, last_of_seq = self._pending.popleft()
         if last_of_seq:
-            self.seq = change.seq if self._pending else max(change.seq, self._cursor)
+            # a change was taken, so `take` has set the cursor
+            self.seq = change.seq if self._pending else max(change.seq, cast(int, self._cursor))
         return change
 
 

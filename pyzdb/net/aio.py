@@ -20,7 +20,7 @@ import asyncio
 import contextlib
 import logging
 import os
-from typing import Any
+from typing import Any, cast
 
 import zmq
 import zmq.asyncio
@@ -170,7 +170,7 @@ class AsyncConnection(Commands, QueryModel):
 
     async def read_file(self, file: Any) -> bytes:
         """The bytes of a `pyzdb.File` this database stores (`File.read()` would block)."""
-        return await self._send("blob", source=file.digest)
+        return cast(bytes, await self._send("blob", source=file.digest))
 
     async def wait_replicas(self, n: int, timeout: float) -> int:
         """Wait until `n` replicas applied this connection's last write; how many did."""

@@ -8,8 +8,10 @@ per URI for a connection. What to send and when to resend is `pyzdb.net.commands
 from __future__ import annotations
 
 import time
+from typing import cast
 
 import zmq
+import zmq.asyncio
 
 from pyzdb.errors import ConnectionError
 from pyzdb.net import curve, liveness
@@ -110,14 +112,18 @@ class Channel:
         """`send` for a `zmq.asyncio` socket."""
         self.watch.arm()
         try:
-            await self.socket.send(frame, _NOBLOCK)
+            await self._async_socket().send(frame, _NOBLOCK)
         except zmq.Again:
             self._refused()
-            await self.socket.send(frame, _NOBLOCK)
+            await self._async_socket().send(frame, _NOBLOCK)
 
     async def receive_async(self) -> list[bytes]:
         """The frames of the message `poll_async` saw waiting, from a `zmq.asyncio` socket."""
-        return await self.socket.recv_multipart()
+        return await self._async_socket().recv_multipart()
+
+    def _async_socket(self) -> zmq.asyncio.Socket:
+        """The socket, typed as what a `zmq.asyncio` context made it (the `*_async` methods)."""
+        return cast(zmq.asyncio.Socket, self.socket)
 
     def _refused(self) -> None:
         """The socket has no peer (its handshake failed): replace it, and raise
@@ -153,7 +159,7 @@ class Channel:
         AuthenticationError at once (and the socket is replaced), not after the timeout."""
         deadline = time.monotonic() + timeout
         while not self._handshake_done():
-            if self.socket.poll(_HANDSHAKE_SLICE * 1000):
+            if self.socket.poll(_HANDSHAKE_SLICE * 1000):  # type: ignore[arg-type]  # pyzmq takes float ms (int() in Poller.poll)
                 self._handshaken = True  # a reply came: the handshake succeeded
                 break
             if time.monotonic() >= deadline:
@@ -165,13 +171,16 @@ class Channel:
         a refused key raises AuthenticationError at once, as in `receive`."""
         deadline = time.monotonic() + timeout
         while not self._handshake_done():
-            if await self.socket.poll(_HANDSHAKE_SLICE * 1000, zmq.POLLIN):
+            # ignore[call-arg]: pyzmq's _future.pyi gives Socket.poll the Poller's signature
+            if await self._async_socket().poll(_HANDSHAKE_SLICE * 1000, zmq.POLLIN):  # type: ignore[call-arg]
                 self._handshaken = True  # a reply came: the handshake succeeded
                 return True
             if time.monotonic() >= deadline:
                 return False
         return bool(
-            await self.socket.poll(max(0.0, deadline - time.monotonic()) * 1000, zmq.POLLIN)
+            await self._async_socket().poll(  # type: ignore[call-arg]  # as above
+                max(0.0, deadline - time.monotonic()) * 1000, zmq.POLLIN
+            )
         )
 
     def close(self) -> None:

@@ -44,7 +44,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, cast
 
 import zmq
 
@@ -141,7 +141,7 @@ class Connection(Commands, DatabaseAPI):
                 raise exchange.timeout_error()
 
     def _read_blob(self, digest: str) -> bytes:
-        return self._send("blob", source=digest)
+        return cast(bytes, self._send("blob", source=digest))
 
     def wait_replicas(self, n: int, timeout: float) -> int:
         """Wait until `n` replicas applied this connection's last write, or `timeout` passes.

@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable
 from typing import Any, ClassVar
 
+from pyzdb.api.capture import Syntax
 from pyzdb.codec import FILE_MARKER, MAX_REPLY_SIZE
 from pyzdb.errors import ConnectionError, Error, ProtocolError, ReplicaBehind
 from pyzdb.limits import ROOT_NAME
@@ -182,7 +183,7 @@ class ConnectionCore:
         op: str,
         *,
         source: str = "",
-        syntax: str = "eval",
+        syntax: Syntax = "eval",
         params: dict[str, Any] | None = None,
         root: str = ROOT_NAME,
         wait: float | None = None,
@@ -332,7 +333,12 @@ class Commands(abc.ABC):
         return self._core.last_seq
 
     def evaluate(
-        self, write: bool, source: str, syntax: str, params: dict[str, Any], root: str = ROOT_NAME
+        self,
+        write: bool,
+        source: str,
+        syntax: Syntax,
+        params: dict[str, Any],
+        root: str = ROOT_NAME,
     ) -> Any:
         """One request of the query model (see `pyzdb.api.proxy.QueryModel.evaluate`): an
         execute if `write`, else a query, which may go to a replica."""

@@ -158,6 +158,7 @@ def info_to_exception(info: ErrorInfo) -> BaseException:
             exc.budget = info.budget
     if info.note and hasattr(exc, "add_note"):
         exc.add_note(info.note)
+    # ignore: the position rides on any exception class, as an attribute none of them declares
     exc.pyzdb_line = info.line  # type: ignore[attr-defined]
     exc.pyzdb_column = info.column  # type: ignore[attr-defined]
     return exc

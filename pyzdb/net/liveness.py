@@ -64,7 +64,7 @@ class Watch:
         socket.monitor(address, _DISCONNECTED | _SUCCEEDED | _FAILED)
         # A plain (sync) socket on the same libzmq context, also under `zmq.asyncio`:
         # reading it never awaits.
-        context = zmq.Context.shadow(socket.context.underlying)
+        context: zmq.Context[zmq.Socket[bytes]] = zmq.Context.shadow(socket.context.underlying)
         self._events = context.socket(zmq.PAIR)
         self._events.setsockopt(zmq.LINGER, 0)
         # No high-water mark: libzmq sends monitor events from its I/O thread and would block
@@ -86,7 +86,8 @@ class Watch:
         Asking the socket's EVENTS costs a third of a receive that fails with EAGAIN, and this
         runs before every request.
         """
-        if self._events.getsockopt(_EVENTS) & _POLLIN:
+        # ignore: EVENTS is an int option; pyzmq's stub types every option int | bytes
+        if self._events.getsockopt(_EVENTS) & _POLLIN:  # type: ignore[operator]
             self.dropped()
         # A socket whose last handshake failed is as good as dropped: it may not reconnect.
         self._dropped = _failed(self._handshake)

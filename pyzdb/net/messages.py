@@ -42,6 +42,7 @@ from dataclasses import dataclass, field, fields
 from types import MappingProxyType
 from typing import Any, Final
 
+from pyzdb.api.capture import Syntax
 from pyzdb.codec import NOT_PLAIN, Encoded, decode_plain, decode_view, encode_value, frame_view
 from pyzdb.codec import refusal as _refusal
 from pyzdb.errors import ProtocolError
@@ -183,7 +184,7 @@ class Request:
     source: str = ""
     root: str = ROOT_NAME
     params: dict[str, Any] = field(default_factory=dict)
-    syntax: str = "eval"
+    syntax: Syntax = "eval"
     session: bytes = b""
     min_seq: int = 0
     wait: float | None = None

@@ -44,7 +44,8 @@ def translate(exc: BaseException, request: Request, source: str) -> Exception:
         if hasattr(error, "add_note"):
             error.add_note(note)
         else:  # Python 3.10: the attribute add_note would fill
-            error.__notes__ = [*getattr(error, "__notes__", ()), note]  # type: ignore[attr-defined]
+            error.__notes__ = [*getattr(error, "__notes__", ()), note]
+    # ignore: the position rides on any exception class, as an attribute none of them declares
     error.pyzdb_line = line  # type: ignore[attr-defined]
     error.pyzdb_column = column  # type: ignore[attr-defined]
     return error

@@ -112,7 +112,9 @@ def sum_(iterable: Iterable[Any], /, start: Any = 0) -> Any:
             total += len(item)
         if total > request.max_size:
             request.too_big(f"a {kind.__name__}", total)
-        return start + kind(chain.from_iterable(items))
+        # ignore: both lists or both tuples (`kind` is the kind of `start`), a link the two
+        # unions do not carry
+        return start + kind(chain.from_iterable(items))  # type: ignore[operator]
     acc = sum((), start)  # CPython refuses a str/bytes start even for an empty iterable
     source = iter(request.consume(iterable))
     while True:

@@ -39,7 +39,7 @@ def idiom_builtins(
     `refuse(message)` stops the current request with a SecurityError; `absent` are the names
     whose direct calls the compiler refuses.
     """
-    answers = {cls: builtins.get(cls.__name__, cls) for cls in _DATA_TYPES}
+    answers: dict[type, Any] = {cls: builtins.get(cls.__name__, cls) for cls in _DATA_TYPES}
     answers[_NONE_TYPE] = _NONE_TYPE
     catchable = frozenset(exceptions)
 
@@ -70,7 +70,8 @@ def idiom_builtins(
     def name_of(obj: Any) -> Any:
         """`_name_of_`: the rewrite of ``x.__name__``."""
         if named.get(id(obj)) is obj:
-            return obj.__name__
+            # ignore: None gets here too (get's default) and raises AttributeError, as in Python
+            return obj.__name__  # type: ignore[union-attr]
         return refuse(
             f"__name__ is readable on types and builtins only, not on a value of "
             f"type {obj.__class__.__name__}"

@@ -56,6 +56,7 @@ class ItemsView:
     def __eq__(self, other: object) -> bool:
         return self.view == (other.view if type(other) is ItemsView else other)
 
+    # ignore: unhashable as a dict view is; typeshed spells it so too, mypy wants a method
     __hash__ = None  # type: ignore[assignment]
 
     def __repr__(self) -> str:

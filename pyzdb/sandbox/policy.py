@@ -10,10 +10,17 @@ pyzdb's arithmetic and assignment rewrites (`pyzdb.sandbox.rewrites`), and here 
 from __future__ import annotations
 
 import ast
+from typing import cast
 
 from RestrictedPython.transformer import copy_locations
 
-from pyzdb.sandbox.rewrites import AssignmentRewrites, OperatorRewrites, call_node, load_node
+from pyzdb.sandbox.rewrites import (
+    AssignmentRewrites,
+    OperatorRewrites,
+    Visited,
+    call_node,
+    load_node,
+)
 
 
 class Policy(OperatorRewrites, AssignmentRewrites):
@@ -23,7 +30,7 @@ class Policy(OperatorRewrites, AssignmentRewrites):
     query's own text.
     """
 
-    def visit_Attribute(self, node: ast.Attribute) -> ast.AST:
+    def visit_Attribute(self, node: ast.Attribute) -> Visited:
         """``x.__name__`` (a read) becomes ``_name_of_(x)``: types and builtins answer, as in
         ``type(v).__name__``; anything else is refused by the guard (`pyzdb.sandbox.idioms`)."""
         if node.attr == "__name__" and isinstance(node.ctx, ast.Load):
@@ -34,7 +41,7 @@ class Policy(OperatorRewrites, AssignmentRewrites):
 
     def visit_FunctionDef(self, node: ast.FunctionDef) -> ast.AST:
         """``def f(*a)`` packs its arguments in a tuple: its body starts with ``_args_(a)``."""
-        node = super().visit_FunctionDef(node)
+        node = cast(ast.FunctionDef, super().visit_FunctionDef(node))  # its contents visited
         if node.args.vararg is not None:
             check = ast.Expr(call_node("_args_", [load_node(node.args.vararg.arg, node)], node))
             copy_locations(check, node)
@@ -43,7 +50,7 @@ class Policy(OperatorRewrites, AssignmentRewrites):
 
     def visit_Lambda(self, node: ast.Lambda) -> ast.AST:
         """``lambda *a: e`` becomes ``lambda *a: e if _args_(a) else None``."""
-        node = super().visit_Lambda(node)
+        node = cast(ast.Lambda, super().visit_Lambda(node))  # its contents visited
         if node.args.vararg is not None:
             body = ast.IfExp(
                 test=call_node("_args_", [load_node(node.args.vararg.arg, node)], node),

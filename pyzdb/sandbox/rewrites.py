@@ -12,24 +12,40 @@ from __future__ import annotations
 
 import ast
 import copy
-from typing import Any
+from collections.abc import Iterable
+from typing import Any, Protocol, TypeAlias, TypeGuard, TypeVar
 
 from RestrictedPython.transformer import RestrictingNodeTransformer, copy_locations
 
+#: The nodes that carry a source position: what RestrictedPython's `copy_locations` copies.
+Located: TypeAlias = (
+    ast.stmt | ast.expr | ast.excepthandler | ast.arg | ast.keyword | ast.alias | ast.pattern
+)
+#: What a visit of RestrictedPython's transformer returns: a node, nodes, or None (dropped).
+Visited: TypeAlias = ast.AST | Iterable[ast.AST] | None
 
-def call_node(name: str, args: list[ast.expr], like: ast.AST) -> ast.Call:
+_V = TypeVar("_V")
+
+
+class _ConstantOf(Protocol[_V]):
+    """An `ast.Constant` known to hold a `_V` (what `_constant_of` tells)."""
+
+    value: _V
+
+
+def call_node(name: str, args: list[ast.expr], like: Located) -> ast.Call:
     node = ast.Call(func=ast.Name(name, ast.Load()), args=args, keywords=[])
     copy_locations(node, like)
     return node
 
 
-def load_node(name: str, like: ast.AST) -> ast.Name:
+def load_node(name: str, like: Located) -> ast.Name:
     node = ast.Name(name, ast.Load())
     copy_locations(node, like)
     return node
 
 
-def _type_is(name: str, kind: str, like: ast.AST) -> ast.Compare:
+def _type_is(name: str, kind: str, like: Located) -> ast.Compare:
     test = ast.Compare(
         left=call_node("_type_", [load_node(name, like)], like),
         ops=[ast.Is()],
@@ -39,7 +55,7 @@ def _type_is(name: str, kind: str, like: ast.AST) -> ast.Compare:
     return test
 
 
-def _all_of(tests: list[ast.expr], op: ast.boolop, like: ast.AST) -> ast.expr:
+def _all_of(tests: list[ast.expr], op: ast.boolop, like: Located) -> ast.expr:
     if len(tests) == 1:
         return tests[0]
     node = ast.BoolOp(op=op, values=tests)
@@ -47,7 +63,7 @@ def _all_of(tests: list[ast.expr], op: ast.boolop, like: ast.AST) -> ast.expr:
     return node
 
 
-def _numbers_test(ints: list[str], floats: list[str], like: ast.AST) -> ast.expr:
+def _numbers_test(ints: list[str], floats: list[str], like: Located) -> ast.expr:
     """``_type_(a) is _int_ and ... or _type_(f) is _float_ or ...``: the inline fast path.
 
     Every name in `ints` is an int, or one name in `floats` is a float: then the operation
@@ -64,7 +80,7 @@ def _numbers_test(ints: list[str], floats: list[str], like: ast.AST) -> ast.expr
     return _all_of(tests, ast.Or(), like)
 
 
-def _constant_of(node: ast.AST, *types: type) -> bool:
+def _constant_of(node: ast.AST, *types: type[_V]) -> TypeGuard[_ConstantOf[_V]]:
     return isinstance(node, ast.Constant) and type(node.value) in types
 
 
@@ -181,7 +197,7 @@ class OperatorRewrites(RestrictingNodeTransformer):
         copy_locations(fast, node)
         return fast
 
-    def visit_AugAssign(self, node: ast.AugAssign) -> ast.AST:
+    def visit_AugAssign(self, node: ast.AugAssign) -> Visited:
         """``c[k] op= v`` becomes ``_augitem_(c, k, 'op=', v)`` (c and k evaluated once);
         RestrictedPython refuses it. ``x op= v`` becomes ``x = _inplacevar_('op=', x, v)``,
         with an inline fast path when `x` is an int or float (accumulators in loops)."""
@@ -217,7 +233,7 @@ class OperatorRewrites(RestrictingNodeTransformer):
         return statement
 
     def _inplace_fast_test(
-        self, name: str, op: ast.operator, value: ast.expr, like: ast.AST
+        self, name: str, op: ast.operator, value: ast.expr, like: Located
     ) -> ast.expr | None:
         """When ``name op= value`` may skip `_inplacevar_`: the same rules as `visit_BinOp`."""
         kind = type(op)
@@ -237,7 +253,7 @@ class AssignmentRewrites(RestrictingNodeTransformer):
     """Assignment targets, loops, starred operands and tuple displays that CPython would
     otherwise fill or iterate in C."""
 
-    def visit_Assign(self, node: ast.Assign) -> ast.AST | list[ast.AST]:
+    def visit_Assign(self, node: ast.Assign) -> ast.AST | list[ast.stmt]:
         """Guards what CPython would otherwise iterate in C for an assignment target.
 
         ``a, *b = x`` collects `x` in C: ``a, *b = _unpack_(x, spec)`` materialises it within
@@ -255,7 +271,7 @@ class AssignmentRewrites(RestrictingNodeTransformer):
             return node
         temp = self.gen_tmp_name()
         store = ast.Name(temp, ast.Store())
-        statements: list[ast.AST] = [ast.Assign(targets=[store], value=value)]
+        statements: list[ast.stmt] = [ast.Assign(targets=[store], value=value)]
         for target in node.targets:
             source = load_node(temp, node)
             if isinstance(target, ast.Subscript) and _has_slice(target):
@@ -272,9 +288,10 @@ class AssignmentRewrites(RestrictingNodeTransformer):
             copy_locations(statement, node)
         return statements
 
-    def _unpack(self, value: ast.expr, target: ast.AST) -> ast.expr:
+    def _unpack(self, value: ast.expr, target: ast.expr) -> ast.expr:
         if isinstance(target, (ast.Tuple, ast.List)) and _has_starred(target):
-            spec = ast.Constant(_unpack_spec(target))
+            # ignore: a tuple of constants is a Constant to the compiler; the stub lists scalars
+            spec = ast.Constant(_unpack_spec(target))  # type: ignore[arg-type]
             copy_locations(spec, target)
             return call_node("_unpack_", [value, spec], target)
         return value
@@ -303,7 +320,8 @@ class AssignmentRewrites(RestrictingNodeTransformer):
         node = self.node_contents_visit(node)
         target = node.target
         if isinstance(target, (ast.Tuple, ast.List)) and _has_starred(target):
-            spec = ast.Constant(_unpack_spec(target))
+            # ignore: a tuple of constants is a Constant to the compiler; the stub lists scalars
+            spec = ast.Constant(_unpack_spec(target))  # type: ignore[arg-type]
             copy_locations(spec, node.iter)
             new_iter = call_node("_iter_unpack_", [node.iter, spec], node.iter)
         elif isinstance(target, (ast.Tuple, ast.List)):

@@ -232,7 +232,8 @@ class ServerAuth:
         """
         batch: list[list[bytes]] = []
         recv, getsockopt = socket.recv, socket.getsockopt
-        while len(batch) < limit and (ready or getsockopt(_EVENTS) & _POLLIN):
+        # ignore: EVENTS is an int option; pyzmq's stub types every option int | bytes
+        while len(batch) < limit and (ready or getsockopt(_EVENTS) & _POLLIN):  # type: ignore[operator]
             ready = False
             try:
                 first = recv(_NOBLOCK, copy=False)
@@ -241,7 +242,8 @@ class ServerAuth:
             frames = [first.bytes, recv(_NOBLOCK)]
             while getsockopt(_RCVMORE):
                 frames.append(recv(_NOBLOCK))
-            batch.append(Delivery(frames, first.get("User-Id")))
+            # ignore: "User-Id" is a str property; pyzmq's stub types every property int | str
+            batch.append(Delivery(frames, first.get("User-Id")))  # type: ignore[arg-type]
         return batch
 
     def admit(self, frames: list[bytes], request: Request) -> tuple[Request, Grant]:

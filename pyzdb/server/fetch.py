@@ -197,7 +197,8 @@ class Fetcher:
         deadline = time.monotonic() + PRIMARY_TIMEOUT
         while not self._stop.is_set():
             left = deadline - time.monotonic()
-            if left <= 0 or not socket.poll(min(left, 0.5) * 1000):
+            # ignore: pyzmq takes a float timeout in ms (Poller.poll converts it)
+            if left <= 0 or not socket.poll(min(left, 0.5) * 1000):  # type: ignore[arg-type]
                 if left <= 0:
                     raise _NoAnswer()
                 continue
@@ -205,6 +206,7 @@ class Fetcher:
             if reply.id != request.id:
                 continue
             if not reply.ok:
+                assert reply.error is not None  # a Reply that is not ok holds its error
                 raise info_to_exception(reply.error)
             return reply.value
         raise _NoAnswer()

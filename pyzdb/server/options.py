@@ -13,6 +13,7 @@ from pyzdb.errors import Error
 from pyzdb.limits import DEFAULT_URI
 from pyzdb.net.curve import credential_for
 from pyzdb.server.replicaset import REPLICA_BACKLOG
+from pyzdb.storage.durability import FsyncPolicy
 from pyzdb.version import version_line
 
 DEFAULT_DATA = "./pyzdb-data"
@@ -25,7 +26,7 @@ class ServerConfig:
 
     data: str = DEFAULT_DATA
     bind: str = DEFAULT_URI
-    fsync: str = "always"
+    fsync: FsyncPolicy = "always"
     #: Wall-time budget of one request, seconds (None: the sandbox's default).
     time_limit: float | None = None
     #: Seconds a lock holder may stay silent before its transaction is rolled back.

@@ -38,6 +38,7 @@ import struct
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal, overload
 
 log = logging.getLogger("pyzdb.supervisor")
 
@@ -217,7 +218,12 @@ class Supervisor:
         except ProcessLookupError:
             pass
 
+    @overload
+    def _reap(self, block: Literal[True]) -> int: ...
+    @overload
+    def _reap(self, block: bool) -> int | None: ...
     def _reap(self, block: bool) -> int | None:
+        """The worker's exit status once it ended (waited for if `block`), else None."""
         while True:
             try:
                 pid, status = os.waitpid(self.worker, 0 if block else os.WNOHANG)

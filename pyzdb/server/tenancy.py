@@ -25,7 +25,7 @@ units from others'. A scoped key's request is changed on every route out of its 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from pyzdb.api.changes import MISSING, lookup, relevant
 from pyzdb.changefeed import unfreeze, value_at
@@ -151,6 +151,7 @@ class Tenancy:
             raise ProtocolError(
                 "watch needs params path (a list of keys) and since (None or a seq >= 0)"
             )
+        path = cast("list[Any] | tuple[Any, ...]", path)  # its type checked above
         reply = self.server.ops["watch"](request, dict(params, path=[*scope, *path]))
         reply["records"] = scoped_records(self.server.engine.journal, scope, reply["records"])
         return reply

@@ -14,6 +14,7 @@ import marshal
 import mmap
 import os
 import zlib
+from typing import cast
 
 from pyzdb.errors import Error
 from pyzdb.gcpause import gc_paused
@@ -51,7 +52,8 @@ def write_checkpoint(path: str, seq: int, payload: object) -> None:
     The body is marshalled in one C call and written straight to the file: one transient copy
     of the encoded tree, never two. ValueError: `payload` is not marshal-able.
     """
-    body = marshal.dumps(payload, MARSHAL_VERSION)
+    # ignore: the stub lists what marshal writes; refusing the rest (ValueError) is the contract
+    body = marshal.dumps(payload, MARSHAL_VERSION)  # type: ignore[arg-type]
     header = CHECKPOINT_HEADER.pack(
         CHECKPOINT_MAGIC, FORMAT_VERSION, seq, len(body), zlib.crc32(body)
     )
@@ -102,6 +104,7 @@ def choose_recovery_point(
             payload = None if path is None else load_checkpoint(path, seq)
         except Corrupt as exc:
             log.error("checkpoint %s is corrupt (%s); trying an older one", path, exc)
+            assert path is not None  # only a file can be corrupt
             corrupt.append((seq, path, str(exc)))
             continue
         break
@@ -114,7 +117,8 @@ def _no_recovery_point(
     seq: int, journal_start: int | None, corrupt: list[tuple[int, str, str]]
 ) -> str:
     journal = f"the journal starts at seq {journal_start}" if journal_start else "no journal"
-    if not corrupt:
+    if not corrupt:  # then the caller found a journal (it refuses no journal only if corrupt)
+        assert journal_start is not None
         return (
             f"{journal}, but the newest checkpoint covers only up to seq {seq}: records "
             f"{seq + 1}..{journal_start - 1} are missing"
@@ -189,7 +193,7 @@ class Checkpointing(Durability):
                 raise Error(f"checkpoint {path} could not be written: {exc}") from exc
             try:
                 if self._segment_first <= seq:  # the open segment holds records: start afresh
-                    old_fd = self._fd
+                    old_fd = cast(int, self._fd)  # writable: the segment is open
                     self._start_segment(seq + 1)
                     os.close(old_fd)
                 self._drop_covered()
@@ -221,7 +225,7 @@ class Checkpointing(Durability):
             write_checkpoint(path, seq, payload)
             self._recent.clear()
             self._recent_size = 0
-            old_fd = self._fd
+            old_fd = cast(int, self._fd)  # writable: the segment is open
             self._start_segment(seq + 1)
             os.close(old_fd)
             keep = {path, segment_path(self.directory, seq + 1)}

@@ -13,7 +13,7 @@ import collections
 import os
 import threading
 import time
-from typing import Literal
+from typing import Literal, cast
 
 from pyzdb.storage.journalcore import JournalCore
 
@@ -53,7 +53,7 @@ class Durability(JournalCore):
                 return
             target = self._last_seq
             try:
-                fd = os.dup(self._fd)
+                fd = os.dup(cast(int, self._fd))  # writable: the segment is open
             except OSError as exc:
                 raise self._break(exc, "fsync") from exc
         started = time.perf_counter()
@@ -95,7 +95,7 @@ class Durability(JournalCore):
             return
         started = time.perf_counter()
         try:
-            os.fdatasync(self._fd)
+            os.fdatasync(cast(int, self._fd))  # records to sync: the segment is open
         except OSError as exc:
             raise self._break(exc, "fsync") from exc
         self._time_fsync(started)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import itertools
 import mmap
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import IO
 
 from pyzdb.errors import Error
@@ -78,7 +78,7 @@ class Tail(JournalCore):
 
 
 def read_records(
-    handles: list[tuple[int, str, IO[bytes]]], seq: int, end: int, directory: str
+    handles: Sequence[tuple[int, str, IO[bytes]]], seq: int, end: int, directory: str
 ) -> Iterator[tuple[int, object]]:
     """Yield the records after `seq` up to `end` from the open segments `handles`, in order,
     and close them; `Error` if one is missing (the journal changed under the reader)."""

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn, cast
 
 from pyzdb.errors import SecurityError
 from pyzdb.limits import SCALAR_TYPES
@@ -53,6 +53,8 @@ from pyzdb.storage.raw import dget, dset, lappend, lset
 from pyzdb.values import check_key, register_tree_types
 
 if TYPE_CHECKING:
+    from typing_extensions import Self
+
     from pyzdb.storage.store import Store
 
 __all__ = [
@@ -87,6 +89,11 @@ class TrackedDict(dict):
     """
 
     __slots__ = ("_parent", "_key")
+    #: The container holding this one, or the `Store` for the root: `_key is ROOT_KEY` tells
+    #: which, a test the type checker cannot narrow on.
+    _parent: Any
+    #: Its key in `_parent` (a list child's index, see `_stale`), or `ROOT_KEY`.
+    _key: Any
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         raise TypeError("tree containers are made by the store: store a plain dict instead")
@@ -182,7 +189,9 @@ class TrackedDict(dict):
         dict_set(self, key, default, rec, path)
         return default
 
-    def __ior__(self, other: Any) -> TrackedDict:
+    # ignore[misc]: the builtin's own signatures (typeshed: __ior__ takes more than __or__); mypy's
+    # in-place-operator check refuses for a subclass what the builtin itself declares.
+    def __ior__(self, other: Any) -> Self:  # type: ignore[misc]
         self.update(other)
         return self
 
@@ -196,6 +205,10 @@ class TrackedList(list):
     """
 
     __slots__ = ("_parent", "_key", "_stale")
+    _parent: Any  # as in TrackedDict
+    _key: Any
+    #: None, or the first index from which the children's `_key` may be wrong.
+    _stale: int | None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         raise TypeError("tree containers are made by the store: store a plain list instead")
@@ -325,11 +338,15 @@ class TrackedList(list):
         if len(self) > 1:
             list_perm(self, list(range(len(self) - 1, -1, -1)), rec, path)
 
-    def __iadd__(self, other: Iterable[Any]) -> TrackedList:
+    # ignore[misc]: the builtin's own signatures (typeshed: __iadd__ takes more than
+    # __add__); mypy's in-place-operator check refuses for a subclass what the builtin
+    # itself declares.
+    def __iadd__(self, other: Iterable[Any]) -> Self:  # type: ignore[misc]
         self.extend(other)
         return self
 
-    def __imul__(self, times: Any) -> TrackedList:
+    # ignore[misc]: as for __iadd__ (list.__imul__ vs list.__mul__).
+    def __imul__(self, times: Any) -> Self:  # type: ignore[misc]
         try:
             k = operator.index(times)
         except TypeError:
@@ -398,7 +415,7 @@ def _detached(node: Any, edges: int) -> tuple[Store, None, int]:
 
 def _renumber(lst: TrackedList) -> None:
     """Give the children of `lst` their current index again, from its `_stale` mark on."""
-    start = lst._stale
+    start = cast(int, lst._stale)  # only called on a stale list
     lst._stale = None
     for i in range(start, len(lst)):
         child = lst[i]
@@ -413,7 +430,7 @@ def _gate(store: Store) -> Recorder:
     return rec
 
 
-def _refuse(store: Store) -> Any:
+def _refuse(store: Store) -> NoReturn:
     if not store.writable:
         raise SecurityError(_READ_ONLY)
     raise RuntimeError(_NO_UNIT)

@@ -22,6 +22,7 @@ import dis
 import functools
 import inspect
 import linecache
+from collections.abc import Sequence
 from dataclasses import dataclass
 from types import CodeType, FunctionType
 
@@ -192,7 +193,7 @@ def _find_node(
 
 
 def _compile_alone(
-    node: ast.Lambda | ast.FunctionDef, code: CodeType, imports: list[ast.stmt]
+    node: ast.Lambda | ast.FunctionDef, code: CodeType, imports: Sequence[ast.stmt]
 ) -> CodeType | None:
     """Compile one candidate node in a context that gives its names the same scopes as `code`.
 
@@ -280,14 +281,14 @@ def _build_template(code: CodeType, node: ast.Lambda | ast.FunctionDef, text: st
         head = f"def {node.name}({root}):"
         one_liner = _slice(lines, first.lineno, 0, first.lineno, first.col_offset).strip()
         if one_liner:  # `def f(db): return db['x']`
-            body = _slice(
+            block = _slice(
                 lines, first.lineno, first.col_offset, node.end_lineno, node.end_col_offset
             )
             head += " "
         else:  # a block: its lines travel verbatim, indentation and all
-            body = _slice(lines, first.lineno, 0, node.end_lineno, node.end_col_offset)
+            block = _slice(lines, first.lineno, 0, node.end_lineno, node.end_col_offset)
             head += "\n"
-        source = f"{head}{body}\n{node.name}({root})\n"
+        source = f"{head}{block}\n{node.name}({root})\n"
         syntax = "exec"
         own_name = node.name
     check_source(source, syntax)
