@@ -109,6 +109,14 @@ class Engine:
             self.journal.close()
             raise
         self._in_transaction = False
+        #: `(seq, kind, token)` of the journal records not yet known durable, oldest first:
+        #: what a failed fsync takes back (`lose_undurable`). As deep as the undo history,
+        #: which is what taking them back needs.
+        self._unsynced: collections.deque[tuple[int, str, object]] = collections.deque(
+            maxlen=self.config.undo_depth
+        )
+        #: Why memory no longer matches the journal (it could not all be taken back), if so.
+        self._stale: str | None = None
 
     # -- requests ----------------------------------------------------------------------------
 
@@ -139,6 +147,8 @@ class Engine:
         A scoped key's request passes `scope` (its root name is then bound to that subtree,
         `pyzdb.scope`), its own `budget`, and a `label` that names its key in the history.
         """
+        if self.journal.lost_after is not None:
+            self._check_matches_disk()
         compiled = sandbox.compile_request(source, syntax)
         names = dict(params or {})
         names[root] = self.store.root if scope is None else resolve_scope(self.store.root, scope)
@@ -183,11 +193,7 @@ class Engine:
             record: tuple[Any, ...] = ("unit", label[:LABEL_CHARS], time.time(), effects)
             if tag is not None:
                 record = (*record[:3], tag(), effects)
-            try:
-                self.journal.append(record, sync=sync)
-            except BaseException:  # not in the journal: it must not stay in memory either
-                self.store.discard_last()
-                raise
+            self._journal(record, sync, "unit", self.store.discard_last)
 
     def detach(self, value: Any) -> Any:
         """A query result as plain values owned by the caller, within the result budget.
@@ -258,12 +264,75 @@ class Engine:
         if effects is None:
             return False
         if effects:
-            try:
-                self.journal.append((kind, effects), sync=sync)
-            except BaseException:  # take the step back: memory must match the journal
-                (self.store.redo if kind == "undo" else self.store.undo)()
-                raise
+            revert = self.store.redo if kind == "undo" else self.store.undo
+            self._journal((kind, effects), sync, kind, revert)
         return True
+
+    # -- journal failures ----------------------------------------------------------------------
+
+    def _journal(self, record: Any, sync: bool, kind: str, revert: Callable[[], Any]) -> None:
+        """Append the record of the step `kind` the store just took, or take it back.
+
+        Memory must match the journal: a record that was never written is reverted at once; one
+        written whose fsync then failed is lost with every other record that was not durable.
+        Until it is durable, the record is remembered for `lose_undurable`.
+        """
+        journal = self.journal
+        token = self.store.newest(kind)
+        before = journal.last_seq
+        try:
+            seq = journal.append(record, sync=sync)
+        except BaseException:
+            if journal.last_seq > before:  # written, then its fsync failed
+                self._unsynced.append((journal.last_seq, kind, token))
+            else:
+                revert()
+            self.lose_undurable()
+            raise
+        unsynced, durable = self._unsynced, journal.durable_seq
+        while unsynced and unsynced[0][0] <= durable:  # forget those that became durable
+            unsynced.popleft()
+        if seq > durable:
+            unsynced.append((seq, kind, token))
+
+    def lose_undurable(self) -> bool:
+        """After a failed fsync, take the writes the journal lost out of memory, newest first.
+
+        The journal cut every record after its newest durable one (`Journal.lost_after`) off
+        its file, so memory must go back to that state too: each unit is discarded, each
+        undo/redo step reverted, through the store's undo records, and an open transaction is
+        rolled back. Returns whether memory now matches the journal; False when a lost record
+        can no longer be taken back (beyond the undo history, or not the engine's own): then
+        every later request is refused until the directory is opened again. Idempotent; call
+        it in the thread that runs requests.
+        """
+        journal = self.journal
+        lost_after = journal.lost_after
+        if lost_after is None or self._stale is not None or journal.last_seq <= lost_after:
+            return self._stale is None
+        if self._in_transaction:
+            self.rollback()
+        due, taken, unsynced = journal.last_seq - lost_after, 0, self._unsynced
+        while unsynced and unsynced[-1][0] > lost_after:
+            _, kind, token = unsynced.pop()
+            if not self.store.take_back(kind, token):
+                break
+            taken += 1
+        if taken != due:
+            self._stale = (
+                f"memory no longer matches the journal: {due - taken} of the {due} writes that "
+                f"were not durable could not be taken back ({journal.failure})"
+            )
+            log.critical("%s; reopen the data directory", self._stale)
+            return False
+        journal.rewind()
+        log.error("took %d write(s) that were not durable out of memory", taken)
+        return True
+
+    def _check_matches_disk(self) -> None:
+        """Refuse to serve memory that a failed fsync left ahead of the journal."""
+        if not self.lose_undurable():
+            raise Error(f"the data directory must be opened again: {self._stale}")
 
     def history(self) -> list[dict[str, Any]]:
         return self.store.history()
@@ -272,10 +341,20 @@ class Engine:
         """Write the whole tree to a new checkpoint file; the journal it covers is dropped."""
         if self._in_transaction:
             raise Error("cannot checkpoint inside a transaction: commit or roll back first")
-        self.journal.checkpoint(self.store.snapshot())
+        try:
+            self.journal.checkpoint(self.store.snapshot())
+        except BaseException:
+            self.lose_undurable()
+            raise
 
     def sync(self) -> None:
-        self.journal.sync()
+        """Make every write so far durable; after a failed fsync, take the lost ones back out
+        of memory (`lose_undurable`) before raising."""
+        try:
+            self.journal.sync()
+        except BaseException:
+            self.lose_undurable()
+            raise
 
     @property
     def last_seq(self) -> int:

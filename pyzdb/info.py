@@ -83,6 +83,10 @@ def engine_sections(engine: Any, role: str, started: float) -> dict[str, dict[st
             "pid": os.getpid(),
             "uptime_seconds": round(time.time() - started, 3),
             "data_directory": directory,
+            # False once a journal write or fsync failed: reads go on, writes are refused
+            # until the directory is opened again (`write_refusal` says why).
+            "writable": journal.failure is None,
+            "write_refusal": journal.failure,
         },
         "journal": {
             "last_seq": journal.last_seq,

@@ -326,7 +326,7 @@ def test_a_failed_journal_append_undoes_the_write_and_refuses_later_ones(tmp_pat
             with pytest.raises(pyzdb.Error, match="journal write failed"):
                 database.execute(case["source"])
             assert fingerprint(database) == before, "the failed write stayed in memory"
-            with pytest.raises(pyzdb.Error, match="refuses writes"):
+            with pytest.raises(pyzdb.Error, match="writes are refused"):
                 database["x"] = 2
             assert database["x"].get() == 1 and server.alive()
             assert len(worker_pids(server)) == 1

@@ -601,9 +601,9 @@ def test_failed_fsync_breaks_the_journal_for_good(tmp_path, monkeypatch):
     with pytest.raises(Error, match="fsync failed"):
         journal.append(2)
     monkeypatch.setattr(os, "fdatasync", real)  # even once the disk "recovers"...
-    with pytest.raises(Error, match="refuses writes"):
+    with pytest.raises(Error, match="writes are refused"):
         journal.append(3)
-    with pytest.raises(Error, match="refuses writes"):
+    with pytest.raises(Error, match="writes are refused"):
         journal.checkpoint("state")
     journal.close()
     assert reopen(tmp_path / "data")[1][0] == (1, 1)
@@ -619,7 +619,7 @@ def test_failed_write_breaks_the_journal(tmp_path, monkeypatch):
     with pytest.raises(Error, match="write failed"):
         journal.append(1)
     monkeypatch.undo()
-    with pytest.raises(Error, match="refuses writes"):
+    with pytest.raises(Error, match="writes are refused"):
         journal.append(2)
     journal.close()
 

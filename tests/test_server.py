@@ -151,9 +151,7 @@ def test_one_fsync_per_turn_and_no_reply_before_it(harness, monkeypatch, overlap
 
 
 @pytest.mark.parametrize("overlap", [False, True], ids=["in-the-loop", "in-the-sync-thread"])
-def test_a_failed_fsync_fails_the_waiting_replies_and_stops_the_server(
-    harness, monkeypatch, overlap
-):
+def test_a_failed_fsync_fails_the_waiting_replies_and_refuses_writes(harness, monkeypatch, overlap):
     monkeypatch.setattr("pyzdb.server.outbox.OVERLAP_FSYNC", 0.0 if overlap else 60.0)
     h = harness()
     h.send("a", "execute", "db['x'] = 1")
@@ -170,7 +168,14 @@ def test_a_failed_fsync_fails_the_waiting_replies_and_stops_the_server(
     replies = h.replies("a") + h.replies("b")
     assert len(replies) == 2
     assert all(not r.ok and "could not make writes durable" in r.error.message for r in replies)
-    assert h.server._stopping and h.server.exit_code == 1
+    assert not h.server._stopping, "the server stays up"
+    h.send("b", "query", "db['x']", syntax="eval")  # the write was undone
+    h.send("a", "execute", "db['x'] = 3")
+    h.turn(2)
+    read, write = h.replies("b")[0], h.replies("a")[0]
+    assert read.ok and read.value == 1
+    assert not write.ok
+    assert "writes are refused until the server is restarted" in write.error.message
 
 
 @pytest.mark.parametrize(

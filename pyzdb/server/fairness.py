@@ -129,6 +129,28 @@ class FairReplyCache:
             for entry in singles:
                 heapq.heappush(heap, entry)
 
+    def replace(self, replies: dict[int, bytes]) -> None:
+        """Swap remembered replies for new ones, found by the `id()` of the old reply bytes
+        (alive while the caller holds them): the error replies of writes a failed fsync undid.
+
+        >>> cache, old = FairReplyCache(), b"ok"
+        >>> cache.put((b"s", 1), old)
+        >>> cache.replace({id(old): b"failed"})
+        >>> cache.get((b"s", 1)), cache.session_bytes(b"s")
+        (b'failed', 6)
+        """
+        for key, reply in list(self._replies.items()):
+            new = replies.get(id(reply))
+            if new is None:
+                continue
+            session, growth = key[0], len(new) - len(reply)
+            self._replies[key] = new
+            self._bytes += growth
+            weight = self._weight[session] = self._weight[session] + growth
+            if weight > self._pushed[session]:  # the heap must hold it at least this high
+                self._pushed[session] = weight
+                heapq.heappush(self._heap, (-weight, session))
+
     def session_bytes(self, session: bytes) -> int:
         """Bytes of the replies remembered for `session` (0 if none)."""
         return self._weight.get(session, 0)

@@ -96,6 +96,7 @@ class Server:
             EngineConfig(fsync=config.fsync, budget=budget, retain=config.retain_journal),
         )
         self.recovery = self.engine.recovery
+        self.engine.journal.reopen_hint = "the server is restarted"
         self._stopping = False
         self.exit_code = 0
         self._wakeup: tuple[socket.socket, socket.socket] | None = None
@@ -234,10 +235,15 @@ class Server:
         if locks.holder is None and locks.queue:
             locks.serve(dispatch.run_parked)
 
-    def _journal_failed(self) -> None:
-        """The outbox could not make writes durable: stop, so a restart recovers from disk."""
-        self.exit_code = 1
-        self._stopping = True
+    def _journal_failed(self, replaced: dict[int, bytes], matched: bool) -> None:
+        """The journal could not make writes durable (`Outbox.fail`): a retry of a request
+        whose reply became an error gets that error. The server goes on serving reads, unless
+        memory could not be taken back to what the journal holds: then it stops, and a restart
+        (the supervisor's) recovers from disk."""
+        self.sessions.cache.replace(replaced)
+        if not matched:
+            self.exit_code = 1
+            self._stopping = True
 
     # -- shutdown ----------------------------------------------------------------------------
 

@@ -49,8 +49,8 @@ class Syncer:
     The loop asks for a seq with `want(seq)`; the thread calls `Journal.sync()`, which covers
     every record appended before the call (so usually more than asked, and appends go on
     meanwhile), then writes a byte to a pipe that the loop polls. The loop reads how far the
-    disk got from `Journal.durable_seq`. A failure is kept in `error` and ends the thread: the
-    loop then fails the replies still waiting and stops.
+    disk got from `Journal.durable_seq`. A failure is kept in `error` and ends the thread (an
+    fsync is never retried): the loop then fails the replies still waiting (`Outbox.fail`).
     """
 
     def __init__(self, journal: Any) -> None:
@@ -106,17 +106,24 @@ class Syncer:
         self._pipe.close()
 
 
+#: Called once when the journal could not make writes durable, with the replies that became
+#: errors (`id()` of the old frame -> the error frame) and whether memory matches the journal.
+OnFailure = Callable[[dict[int, bytes], bool], None]
+
+
 class Outbox:
     """The replies waiting for the disk, in order: (seq it may reflect, envelope, id, frame).
 
-    `on_failure` is called when the journal could not make writes durable (the server stops).
+    `on_failure` is called when the journal could not make writes durable (see `fail`).
     """
 
-    def __init__(self, engine: Engine, send: Send, on_failure: Callable[[], None]) -> None:
+    def __init__(self, engine: Engine, send: Send, on_failure: OnFailure) -> None:
         self._engine = engine
         self._journal = engine.journal
         self._send = send
         self._on_failure = on_failure
+        #: The failure `fail` handled: from then on nothing is synced here.
+        self.failure: BaseException | None = None
         self._pending: collections.deque[tuple[int, list[bytes], int, bytes]] = collections.deque()
         #: Queue a reply until the journal is durable up to its seq: `hold((seq, envelope,
         #: request id, frame))`, the deque's own `append` (it runs for every reply).
@@ -135,7 +142,7 @@ class Outbox:
     def flush(self) -> None:
         """Send the replies whose writes are durable; ask the sync thread for the rest."""
         outbox = self._pending
-        syncer = self.syncer
+        syncer = self.syncer if self.failure is None else None
         if syncer is None:
             # everysec / no (or shutting down): one sync() call for the turn's writes, which
             # under `always` fsyncs here and otherwise only checks that the journal still works.
@@ -161,7 +168,7 @@ class Outbox:
                 # A fast disk: the fdatasync here costs less than handing it to the thread
                 # (two thread wake-ups), and the batch it delays grows the next group.
                 try:
-                    self._journal.sync()
+                    self._engine.sync()
                 except Exception as exc:
                     self.fail(exc)
                     return
@@ -176,20 +183,39 @@ class Outbox:
     def fail(self, exc: BaseException) -> None:
         """The journal could not make writes durable: nobody may be told they are.
 
-        The writes are in memory but not on disk, so the only safe state is the one on disk:
+        The fsync is never retried (PostgreSQL's "fsyncgate": after a writeback error the page
+        cache no longer tells what is on disk). The journal cut the records that were not
+        durable off its file; here the engine takes them out of memory (`lose_undurable`),
         every reply still waiting for the disk becomes an error (those already durable go out
-        as they are) and the server stops (a restart recovers).
+        as they are), and the server goes on serving reads while the journal refuses writes.
         """
-        log.critical("journal sync failed, stopping so a restart recovers from disk: %s", exc)
-        info = error_to_info(Error(f"the server could not make writes durable: {exc}"))
+        if self.failure is None:
+            log.critical(
+                "journal sync failed: the writes that were not durable are undone, and writes "
+                "are refused until the server is restarted: %s",
+                exc,
+            )
+            self.failure = exc
+        matched = self._engine.lose_undurable()
+        self._checked_seq = self._engine.last_seq
+        info = error_to_info(
+            Error(
+                f"the server could not make writes durable ({exc}): this request's writes, or "
+                "the writes it read, were undone; writes are refused until the server is "
+                "restarted"
+            )
+        )
         durable = self._journal.durable_seq
         outbox, self._pending = self._pending, collections.deque()
         self.hold = self._pending.append
+        replaced: dict[int, bytes] = {}
         for needs, envelope, request_id, data in outbox:
             if needs > durable:
-                data = pack(Reply(request_id, False, None, 0, info))
+                error = pack(Reply(request_id, False, None, durable, info))
+                replaced[id(data)] = error
+                data = error
             self._send(envelope, data)
-        self._on_failure()
+        self._on_failure(replaced, matched)
 
     def close(self) -> None:
         """Stop the sync thread, then send the replies still waiting (once durable)."""
@@ -197,10 +223,10 @@ class Outbox:
         if syncer is not None:
             syncer.stop()
         if self._pending:
-            if syncer is not None and syncer.error is not None:
+            if syncer is not None and syncer.error is not None and self.failure is None:
                 self.fail(syncer.error)
             else:
                 self.flush()  # without the sync thread: one sync here, then every reply
 
 
-__all__ = ["OVERLAP_FSYNC", "Outbox", "Syncer"]
+__all__ = ["OVERLAP_FSYNC", "OnFailure", "Outbox", "Syncer"]

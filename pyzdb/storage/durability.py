@@ -48,10 +48,12 @@ class Durability(JournalCore):
         itself first, under the mutex, so rule 1 holds either way).
         """
         with self._mutex:
-            self._check_writable()
+            # A failed write leaves the records before it intact: they may still be synced.
+            if self._lost_after is not None or self._state != "ready":
+                self._check_writable()
             if self.fsync != "always" or self._durable_seq >= self._last_seq:
                 return
-            target = self._last_seq
+            target, target_end = self._last_seq, self._end
             try:
                 fd = os.dup(cast(int, self._fd))  # writable: the segment is open
             except OSError as exc:
@@ -66,8 +68,7 @@ class Durability(JournalCore):
             os.close(fd)
         self._time_fsync(started)
         with self._mutex:
-            if target > self._durable_seq:
-                self._durable_seq = target
+            self._advance(target, target_end)
 
     @property
     def fsync_seconds(self) -> float:
@@ -99,7 +100,13 @@ class Durability(JournalCore):
         except OSError as exc:
             raise self._break(exc, "fsync") from exc
         self._time_fsync(started)
-        self._durable_seq = self._last_seq
+        self._durable_seq, self._durable_end = self._last_seq, self._end
+
+    def _advance(self, target: int, target_end: int) -> None:
+        """An fdatasync that covered up to `target` (ending at `target_end`) returned (mutex
+        held). A failure on another thread meanwhile wins: what it cut stays lost."""
+        if target > self._durable_seq and self._lost_after is None:
+            self._durable_seq, self._durable_end = target, target_end
 
     def _time_fsync(self, started: float) -> None:
         self._fsync_times.append(time.perf_counter() - started)
@@ -110,7 +117,7 @@ class Durability(JournalCore):
             with self._mutex:
                 if (
                     self._durable_seq >= self._last_seq
-                    or self._broken is not None
+                    or self._lost_after is not None
                     or self._fd is None
                 ):
                     continue
@@ -121,7 +128,7 @@ class Durability(JournalCore):
                 except OSError as exc:
                     self._break(exc, "fsync")
                     continue
-                target = self._last_seq
+                target, target_end = self._last_seq, self._end
             started = time.perf_counter()
             try:
                 os.fdatasync(fd)
@@ -133,5 +140,4 @@ class Durability(JournalCore):
                 os.close(fd)
             self._time_fsync(started)
             with self._mutex:
-                if target > self._durable_seq:
-                    self._durable_seq = target
+                self._advance(target, target_end)

@@ -83,6 +83,10 @@ class Journal(Recovery, Checkpointing, Tail):
         self._segment_first = 0
         self._last_seq = 0
         self._durable_seq = 0
+        self._end = self._durable_end = 0
+        self._lost_after = None
+        self._cut_error = None
+        self.reopen_hint = "the database is reopened"
         self._fsync_times = collections.deque(maxlen=16)
         self._broken = None
         self._stop = threading.Event()
@@ -99,8 +103,8 @@ class Journal(Recovery, Checkpointing, Tail):
         Under `always`, returns only once the record is on disk (fdatasync) unless
         `sync=False`: then the caller groups appends and calls `sync()` once (group commit).
         Under `everysec`/`no` the policy decides when to fsync. A failed write or fsync
-        breaks the journal for good: after Linux reports a writeback error the page cache
-        no longer tells what is on disk, so only a restart (recovery from disk) is safe.
+        refuses every later append until the journal is reopened (see `JournalCore._break`:
+        a failed fsync also cuts the records that were not durable off the segment).
         """
         try:
             # ignore: the stub lists what marshal writes; refusing the rest is the contract
@@ -114,10 +118,12 @@ class Journal(Recovery, Checkpointing, Tail):
             if self._state != "ready" or self._broken is not None:  # one test on the hot path
                 self._check_writable()
             seq = self._last_seq + 1
+            frame = encode_frame(seq, payload)
             try:
-                write_all(cast(int, self._fd), encode_frame(seq, payload))
+                write_all(cast(int, self._fd), frame)
             except OSError as exc:
                 raise self._break(exc, "write") from exc
+            self._end += len(frame)
             self._last_seq = seq
             self._remember(seq, record, size)
             if sync and self.fsync == "always":
@@ -138,7 +144,7 @@ class Journal(Recovery, Checkpointing, Tail):
                 if (
                     self._fd is not None
                     and self._durable_seq < self._last_seq
-                    and self._broken is None
+                    and self._lost_after is None
                 ):
                     self._sync_locked()
             finally:

@@ -124,14 +124,15 @@ class Recovery(Durability):
             if segments and next_in_last == last + 1:
                 self._fd = os.open(segments[-1][1], os.O_WRONLY | os.O_APPEND)
                 self._segment_first = segments[-1][0]
+                self._end = self._durable_end = os.fstat(self._fd).st_size
                 if self.fsync == "always" and last >= segments[-1][0]:
                     # The records replayed from it may be in the page cache only (a process
                     # that died between append and fsync): make them durable before anybody
                     # is shown them.
                     try:
                         os.fdatasync(self._fd)
-                    except OSError as exc:
-                        raise self._break(exc, "fsync") from exc
+                    except OSError as exc:  # nothing is cut: those records may be on disk
+                        raise Error(f"journal fsync failed while opening: {exc}") from exc
             else:
                 self._start_segment(last + 1)
             self._last_seq = last

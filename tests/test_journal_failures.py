@@ -1,0 +1,194 @@
+"""A failed fsync stops writes, not the server (issue 9, "Journal failures").
+
+Against a real `pyzdb-server` (supervisor and worker, real files): the worker runs with
+`os.fdatasync` patched to fail with EIO once a trigger file appears in the data directory
+(`FAILING_SERVER`). The write whose fsync failed gets an error and is undone in memory, the
+journal cuts it off its file, later writes are refused with a clear error, reads and pings go
+on from the same worker (no restart), `info` says why; and after a restart (without the
+injection) the failed write is not there and writes work again. The same for `pyzdb.open`.
+
+Before: the worker exited after the failed fsync, the supervisor restarted it, and recovery
+replayed the record from the page cache: the client told "error" found its write applied.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from server_process import ServerProcess, ping
+
+import pyzdb
+
+#: `pyzdb-server` whose fdatasync fails (EIO) while `<data>/FAIL_FSYNC` exists. Only fdatasync:
+#: the journal's own cut (ftruncate + fsync) still works, as on a disk that failed one writeback.
+FAILING_SERVER = """
+import errno, os, sys
+trigger = os.path.join(sys.argv[sys.argv.index("--data") + 1], "FAIL_FSYNC")
+real = os.fdatasync
+def fdatasync(fd):
+    if os.path.exists(trigger):
+        raise OSError(errno.EIO, "Input/output error (injected)")
+    return real(fd)
+os.fdatasync = fdatasync
+from pyzdb.server.main import server_main
+sys.exit(server_main(sys.argv[1:]))
+"""
+
+
+class FailingServer(ServerProcess):
+    """A `ServerProcess` started through `FAILING_SERVER` (a real process, not the zygote)."""
+
+    def start(self, timeout: float = 20.0) -> ServerProcess:
+        self.killed = False
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-c", FAILING_SERVER, *self.argv],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+            )
+        deadline = time.monotonic() + timeout
+        while not ping(self.uri, 0.1):
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited with {self.process.returncode}:\n{self.log()}")
+            if time.monotonic() > deadline:
+                self.kill()
+                raise RuntimeError(f"server did not answer within {timeout} s:\n{self.log()}")
+        return self
+
+
+def worker_pids(server: ServerProcess) -> list[int]:
+    return [int(pid) for pid in re.findall(r"worker pid (\d+) serves", server.log())]
+
+
+REFUSED = (
+    "writes are refused until the server is restarted: "
+    "the journal could not make writes durable: .*Input/output error"
+)
+
+
+@pytest.mark.parametrize("fsync", ["always", "everysec"])
+def test_a_failed_fsync_undoes_the_write_and_refuses_later_ones_without_a_restart(tmp_path, fsync):
+    data_dir = tmp_path / "data"
+    server = FailingServer(data_dir, "--fsync", fsync)
+    with server:
+        database = pyzdb.connect(server.uri, timeout=30.0)
+        try:
+            database["x"] = 1
+            database["l"] = [1, 2]
+            if fsync == "everysec":  # wait until the background fsync covered them
+                wait_until(lambda: durable(database) == database.info()["server"]["seq"])
+            (data_dir / "FAIL_FSYNC").touch()
+            if fsync == "always":
+                with pytest.raises(pyzdb.Error, match="could not make writes durable"):
+                    database["x"] = 2
+            else:  # acknowledged by the policy, then lost with the failed background fsync
+                database["x"] = 2
+                wait_until(lambda: not database.info()["server"]["writable"])
+            assert database["x"].get() == 1, "the write whose fsync failed is still in memory"
+            assert database["l"].get() == [1, 2]
+            with pytest.raises(pyzdb.Error, match=REFUSED):
+                database["y"] = 3
+            with pytest.raises(pyzdb.Error, match=REFUSED):
+                database.execute("db['l'].append(3)")
+            database.ping()
+            assert database.query("db['l'][0] + db['x']") == 2
+            info = database.info()["server"]
+            assert info["writable"] is False
+            assert "Input/output error" in info["write_refusal"]
+            assert server.alive() and len(worker_pids(server)) == 1, server.log()
+            assert "restarting it" not in server.log()
+        finally:
+            database.close()
+    (data_dir / "FAIL_FSYNC").unlink()
+    with ServerProcess(data_dir) as again:
+        database = pyzdb.connect(again.uri, timeout=30.0)
+        try:
+            assert database["x"].get() == 1, "a restart replayed the write whose fsync failed"
+            assert database.info()["server"]["writable"] is True
+            database["x"] = 4
+            assert database["x"].get() == 4
+        finally:
+            database.close()
+
+
+def durable(database: pyzdb.Database) -> int:
+    return database.info()["server"]["durable_seq"]
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def test_an_embedded_database_undoes_a_write_whose_fsync_failed(tmp_path, monkeypatch):
+    data_dir = tmp_path / "data"
+    database = pyzdb.open(data_dir)
+    try:
+        database["x"] = 1
+        database.execute("db['h'] = []")
+        database.execute("db['h'].append(1)")
+        database.undo()  # undo and redo records are taken back as well as units
+        real = os.fdatasync
+
+        def failing(fd: int) -> None:
+            raise OSError(errno.EIO, "Input/output error")
+
+        monkeypatch.setattr(os, "fdatasync", failing)
+        with pytest.raises(pyzdb.Error, match="fsync failed"):
+            database["x"] = 2
+        monkeypatch.setattr(os, "fdatasync", real)  # the disk "recovers": still refused
+        assert database["x"].get() == 1 and database["h"].get() == []
+        with pytest.raises(pyzdb.Error, match="writes are refused until the database is reopened"):
+            database["y"] = 3
+        assert database.info()["server"]["writable"] is False
+        assert database.query("len(db)") == 2
+    finally:
+        database.close()
+    database = pyzdb.open(data_dir)
+    try:
+        assert database["x"].get() == 1 and database["h"].get() == []
+        database["x"] = 4
+    finally:
+        database.close()
+    reopened = pyzdb.open(data_dir)
+    try:
+        assert reopened["x"].get() == 4 and reopened["h"].get() == []
+    finally:
+        reopened.close()
+
+
+def test_a_failed_fsync_cuts_the_journal_back_to_its_durable_end(tmp_path, monkeypatch):
+    from pyzdb.storage.journal import Journal
+
+    journal = Journal(tmp_path / "data")
+    _, records = journal.recover()
+    list(records)
+    journal.append("durable")
+    segment = next(Path(tmp_path / "data").glob("journal-*.log"))
+    size = segment.stat().st_size
+    journal.append("pending 1", sync=False)
+    journal.append("pending 2", sync=False)
+    monkeypatch.setattr(os, "fdatasync", lambda fd: (_ for _ in ()).throw(OSError(errno.EIO, "x")))
+    with pytest.raises(pyzdb.Error, match="fsync failed"):
+        journal.sync()
+    monkeypatch.undo()
+    assert segment.stat().st_size == size and journal.lost_after == 1
+    assert journal.last_seq == 3  # until the owner took them out of memory
+    journal.rewind()
+    assert journal.last_seq == 1 and "make writes durable" in (journal.failure or "")
+    journal.close()
+    again = Journal(tmp_path / "data")
+    _, records = again.recover()
+    assert list(records) == [(1, "durable")]
+    again.close()
