@@ -71,7 +71,7 @@ class RecoveryReport:
 
 @dataclass
 class EngineConfig:
-    """Knobs of one engine; the defaults are the ones DESIGN.md promises."""
+    """Knobs of one engine; the defaults are the ones the README promises."""
 
     fsync: FsyncPolicy = "always"
     budget: sandbox.Budget = field(default_factory=sandbox.Budget)

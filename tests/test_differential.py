@@ -1155,7 +1155,7 @@ BLOCKS = [
     ),
 ]
 
-# A block that raises must change nothing (DESIGN.md: "A failed query changes nothing"); the
+# A block that raises must change nothing (the README: a failed query changes nothing); the
 # exception type is the one CPython raises on the same data.
 FAILING_BLOCKS = [
     (
@@ -1266,8 +1266,8 @@ FAILING_EXPRESSIONS = [
     "db['cfg']['empty'].upper()",
 ]
 
-# pyzdb stores by value (DESIGN.md: "storing a container that already lives in the tree stores a
-# copy"; docs/internals.md: "Storing a value adopts a validated copy"). The CPython reference
+# pyzdb stores by value (the README's data model: "storing a container that already lives in
+# the tree stores a copy"). The CPython reference
 # spells out that copy with `deepcopy`, so the expected values are still CPython's.
 BY_VALUE_BLOCKS = [
     (

@@ -50,7 +50,7 @@ def _comprehension(db: Any) -> None:
     db.query(COMPREHENSION)
 
 
-#: The requests of each test, as DESIGN.md spells them (module level: a spawned client looks
+#: The requests of each test, as the README spells them (module level: a spawned client looks
 #: them up by name).
 TESTS: dict[str, Callable[[Any], None]] = {
     "get": _get,

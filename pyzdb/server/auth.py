@@ -42,7 +42,7 @@ log = logging.getLogger("pyzdb.auth")
 #: The ZAP domain of pyzdb's socket (RFC 27): the authenticator answers for it alone.
 ZAP_DOMAIN = "pyzdb"
 #: The least role each op needs. An op missing here (a newer client, another branch's op)
-#: needs `admin`: deny by default. `info` and `watch` are read ops (DESIGN.md).
+#: needs `admin`: deny by default. `info` and `watch` are read ops (README, Roles).
 OP_ROLES: dict[str, str] = {
     "query": "read",
     "history": "read",

@@ -22,7 +22,7 @@ _UNITS = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
 
 @dataclass
 class ServerConfig:
-    """What `pyzdb-server` is told on its command line (the defaults are DESIGN.md's)."""
+    """What `pyzdb-server` is told on its command line (the defaults are the README's)."""
 
     data: str = DEFAULT_DATA
     bind: str = DEFAULT_URI
