@@ -42,6 +42,7 @@ from pyzdb.storage.files import fsync_directory
 from pyzdb.storage.journal import Journal
 from pyzdb.storage.scan import unreplayable
 from pyzdb.storage.store import Store
+from pyzdb.storage.undurable import Writeback
 from pyzdb.values import File
 
 log = logging.getLogger("pyzdb.engine")
@@ -109,14 +110,8 @@ class Engine:
             self.journal.close()
             raise
         self._in_transaction = False
-        #: `(seq, kind, token)` of the journal records not yet known durable, oldest first:
-        #: what a failed fsync takes back (`lose_undurable`). As deep as the undo history,
-        #: which is what taking them back needs.
-        self._unsynced: collections.deque[tuple[int, str, object]] = collections.deque(
-            maxlen=self.config.undo_depth
-        )
-        #: Why memory no longer matches the journal (it could not all be taken back), if so.
-        self._stale: str | None = None
+        #: The journal records not yet known durable, and taking them back after a failed fsync.
+        self._writeback = Writeback(self.store, self.journal, self.config.undo_depth)
 
     # -- requests ----------------------------------------------------------------------------
 
@@ -147,8 +142,9 @@ class Engine:
         A scoped key's request passes `scope` (its root name is then bound to that subtree,
         `pyzdb.scope`), its own `budget`, and a `label` that names its key in the history.
         """
-        if self.journal.lost_after is not None:
-            self._check_matches_disk()
+        if self.journal.lost_after is not None and not self.lose_undurable():
+            # memory a failed fsync left ahead of the journal is never served
+            raise Error(f"the data directory must be opened again: {self._writeback.stale}")
         compiled = sandbox.compile_request(source, syntax)
         names = dict(params or {})
         names[root] = self.store.root if scope is None else resolve_scope(self.store.root, scope)
@@ -271,68 +267,22 @@ class Engine:
     # -- journal failures ----------------------------------------------------------------------
 
     def _journal(self, record: Any, sync: bool, kind: str, revert: Callable[[], Any]) -> None:
-        """Append the record of the step `kind` the store just took, or take it back.
-
-        Memory must match the journal: a record that was never written is reverted at once; one
-        written whose fsync then failed is lost with every other record that was not durable.
-        Until it is durable, the record is remembered for `lose_undurable`.
-        """
-        journal = self.journal
-        token = self.store.newest(kind)
-        before = journal.last_seq
+        """Append the record of the step `kind` the store just took (see `Writeback.append`)."""
         try:
-            seq = journal.append(record, sync=sync)
+            self._writeback.append(record, sync, kind, revert)
         except BaseException:
-            if journal.last_seq > before:  # written, then its fsync failed
-                self._unsynced.append((journal.last_seq, kind, token))
-            else:
-                revert()
             self.lose_undurable()
             raise
-        unsynced, durable = self._unsynced, journal.durable_seq
-        while unsynced and unsynced[0][0] <= durable:  # forget those that became durable
-            unsynced.popleft()
-        if seq > durable:
-            unsynced.append((seq, kind, token))
 
     def lose_undurable(self) -> bool:
-        """After a failed fsync, take the writes the journal lost out of memory, newest first.
-
-        The journal cut every record after its newest durable one (`Journal.lost_after`) off
-        its file, so memory must go back to that state too: each unit is discarded, each
-        undo/redo step reverted, through the store's undo records, and an open transaction is
-        rolled back. Returns whether memory now matches the journal; False when a lost record
-        can no longer be taken back (beyond the undo history, or not the engine's own): then
-        every later request is refused until the directory is opened again. Idempotent; call
-        it in the thread that runs requests.
+        """After a failed fsync, take the writes the journal lost out of memory, newest first
+        (`Writeback.lose`), an open transaction first. Returns whether memory now matches the
+        journal; when not, every later request is refused until the directory is opened again.
+        Idempotent; call it in the thread that runs requests.
         """
-        journal = self.journal
-        lost_after = journal.lost_after
-        if lost_after is None or self._stale is not None or journal.last_seq <= lost_after:
-            return self._stale is None
-        if self._in_transaction:
+        if self._writeback.pending() and self._in_transaction:
             self.rollback()
-        due, taken, unsynced = journal.last_seq - lost_after, 0, self._unsynced
-        while unsynced and unsynced[-1][0] > lost_after:
-            _, kind, token = unsynced.pop()
-            if not self.store.take_back(kind, token):
-                break
-            taken += 1
-        if taken != due:
-            self._stale = (
-                f"memory no longer matches the journal: {due - taken} of the {due} writes that "
-                f"were not durable could not be taken back ({journal.failure})"
-            )
-            log.critical("%s; reopen the data directory", self._stale)
-            return False
-        journal.rewind()
-        log.error("took %d write(s) that were not durable out of memory", taken)
-        return True
-
-    def _check_matches_disk(self) -> None:
-        """Refuse to serve memory that a failed fsync left ahead of the journal."""
-        if not self.lose_undurable():
-            raise Error(f"the data directory must be opened again: {self._stale}")
+        return self._writeback.lose()
 
     def history(self) -> list[dict[str, Any]]:
         return self.store.history()

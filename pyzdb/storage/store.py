@@ -186,30 +186,6 @@ class Store:
         if self._swap(self._undo, self._redo) is not None:
             self._redo.pop()
 
-    def newest(self, kind: str) -> object | None:
-        """The unit that the step `kind` just left on top of its stack: a token for `take_back`.
-
-        A commit ("unit") and a "redo" leave theirs on the undo stack, an "undo" on the redo one.
-        """
-        stack = self._redo if kind == "undo" else self._undo
-        return stack[-1] if stack else None
-
-    def take_back(self, kind: str, token: object) -> bool:
-        """Revert the newest step of `kind` whose `newest` was `token`: a commit is discarded, an
-        undo redone, a redo undone. False, changing nothing, when that unit is no longer on top
-        of its stack (the bounded undo history let it go, or a later commit dropped the redo
-        stack): then memory cannot be taken back to before the step.
-        """
-        if token is None or self.newest(kind) is not token:
-            return False
-        if kind == "unit":
-            self.discard_last()
-        elif kind == "undo":
-            self.redo()
-        else:
-            self.undo()
-        return True
-
     def undo(self) -> list[tuple[Any, ...]] | None:
         """Undo the last committed unit; return the effects that did it (None: nothing to undo)."""
         return self._swap(self._undo, self._redo)
@@ -228,6 +204,15 @@ class Store:
         _unwind(unit.log, 0, rec)
         target.append(_Unit(unit.label, unit.time, rec.log))
         return rec.effects
+
+    def newest(self, kind: str) -> object | None:
+        """The unit that the step `kind` just left on top of its stack: a token that lets
+        `undurable.Writeback` take that step back after a failed fsync.
+
+        A commit ("unit") and a "redo" leave theirs on the undo stack, an "undo" on the redo one.
+        """
+        stack = self._redo if kind == "undo" else self._undo
+        return stack[-1] if stack else None
 
     def history(self) -> list[dict[str, Any]]:
         """The undo stack, oldest first, then the units that `redo` would bring back."""
