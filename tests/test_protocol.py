@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pyzdb import codec
-from pyzdb.codec import MAX_COLLISIONS, MAX_DEPTH, Encoded, decode_value, encode_value
+from pyzdb.codec import MAX_COLLISIONS, MAX_WIRE_DEPTH, Encoded, decode_value, encode_value
 from pyzdb.errors import ConnectionError, Error, LimitExceeded, ProtocolError, SecurityError
 from pyzdb.net import errorinfo, messages, versions
 from pyzdb.net.errorinfo import ErrorInfo, error_to_info, info_to_exception
@@ -180,7 +180,7 @@ def test_a_failed_encode_leaves_the_encoder_clean():
 
 def test_nesting_beyond_the_limit_is_refused_when_encoding():
     value: list = []
-    for _ in range(MAX_DEPTH + 10):
+    for _ in range(MAX_WIRE_DEPTH + 10):
         value = [value]
     with pytest.raises(ValueError):
         encode_value(value)
@@ -607,13 +607,13 @@ def test_a_few_colliding_keys_and_many_distinct_ones_are_fine():
     ids=["arrays", "maps", "tuples", "sets"],
 )
 def test_depth_bombs_are_refused(bomb):
-    raises_protocol_error(decode_value, bomb, match=f"deeper than {MAX_DEPTH}")
+    raises_protocol_error(decode_value, bomb, match=f"deeper than {MAX_WIRE_DEPTH}")
     request_bomb = b"\x9c\x02\x00\x01\xa5query\xa2db\xa2db" + bomb
-    raises_protocol_error(decode_request, request_bomb, match=f"deeper than {MAX_DEPTH}")
+    raises_protocol_error(decode_request, request_bomb, match=f"deeper than {MAX_WIRE_DEPTH}")
 
 
 def test_nesting_up_to_the_limit_decodes():
-    assert decode_value(b"\x91" * MAX_DEPTH + b"\x00", LIMIT) is not None
+    assert decode_value(b"\x91" * MAX_WIRE_DEPTH + b"\x00", LIMIT) is not None
 
 
 def fuzz_corpus() -> list[bytes]:
@@ -829,7 +829,7 @@ def test_for_generated_messages_the_fast_path_and_the_general_path_agree(data):
 
 def test_the_fast_path_keeps_every_bound():
     deep = b"\x9c\x02\x00\x01\xa5query\xa2db\xa2db" + b"\x91" * 1100 + b"\x00"
-    raises_protocol_error(decode_request, deep, match=f"deeper than {MAX_DEPTH}")
+    raises_protocol_error(decode_request, deep, match=f"deeper than {MAX_WIRE_DEPTH}")
     with pytest.raises(ProtocolError, match="exceeds the limit of 5 bytes"):
         decode_request(pack(Request(1, "ping")), 5)
     lying = b"\x9c\x02\x00\x01\xa5query\xdd\xff\xff\xff\xff"  # 4 G items, in 11 bytes

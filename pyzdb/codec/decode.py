@@ -25,7 +25,7 @@ from pyzdb.codec.wire import (
     EXT_SET,
     EXT_TUPLE,
     MAX_COLLISIONS,
-    MAX_DEPTH,
+    MAX_WIRE_DEPTH,
 )
 from pyzdb.errors import ProtocolError
 from pyzdb.gcpause import gc_paused
@@ -249,7 +249,7 @@ def _decode(view: memoryview, level: int) -> Any:
     except msgpack.ExtraData as exc:
         raise ProtocolError(f"{len(exc.extra)} bytes follow the message") from None
     except msgpack.StackError:
-        raise ProtocolError(f"message nests deeper than {MAX_DEPTH} levels") from None
+        raise ProtocolError(f"message nests deeper than {MAX_WIRE_DEPTH} levels") from None
     except msgpack.FormatError:
         raise ProtocolError("message is not msgpack: it holds the reserved byte 0xc1") from None
     except (ValueError, TypeError, OverflowError) as exc:
@@ -316,7 +316,7 @@ def decode_plain(data: bytes) -> Any:
 
     The fast path of small messages (`pyzdb.net.messages`): the caller checked the frame's type
     and size. The parse is the plain pass of `decode_value`, with the same limits (no declared
-    length beyond the frame, `MAX_DEPTH`, no extension payload), so it is exactly as safe; a
+    length beyond the frame, `MAX_WIRE_DEPTH`, no extension payload), so it is exactly as safe; a
     marker, or anything wrong at all, answers `NOT_PLAIN`, and the caller decodes the frame the
     general way, which builds the marked types and raises the ProtocolError that names what is
     wrong. A test drives both on the same frames.

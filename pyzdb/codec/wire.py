@@ -30,7 +30,7 @@ MAX_REQUEST_SIZE: Final = 16 * 1024 * 1024
 #: Default `max_size` of a client decoding replies (see the README's "Limits").
 MAX_REPLY_SIZE: Final = 512 * 1024 * 1024
 #: Deepest nesting in a frame: the fixed stack of msgpack's C parser and packer, not ours to set.
-MAX_DEPTH: Final = 1024
+MAX_WIRE_DEPTH: Final = 1024
 #: Map keys or set members per container that may share a hash with another before the frame is
 #: refused as hash flooding; distinct values rarely collide (`hash(-1) == hash(-2)`).
 MAX_COLLISIONS: Final = 64
@@ -124,7 +124,7 @@ def encode_value(value: object) -> bytes:
     """Encode one value of the data model as msgpack bytes, type for type.
 
     Raises TypeError naming the type of a value that is not data (a function, a generator, a
-    range, an object), and ValueError for nesting deeper than `MAX_DEPTH`. bytearray and
+    range, an object), and ValueError for nesting deeper than `MAX_WIRE_DEPTH`. bytearray and
     memoryview are written as bytes, by msgpack itself, before any hook sees them.
 
     >>> encode_value((1, "a"))
@@ -194,7 +194,7 @@ class Encoded:
 __all__ = [
     "MAX_REQUEST_SIZE",
     "MAX_REPLY_SIZE",
-    "MAX_DEPTH",
+    "MAX_WIRE_DEPTH",
     "MAX_COLLISIONS",
     "EXT_TUPLE",
     "EXT_SET",
