@@ -344,6 +344,37 @@ def test_lock_timeout_while_another_client_holds_it(server):
     other.unlock()
 
 
+BAD_SECONDS = [-1, float("nan"), float("inf"), 86401, True, "1"]
+
+
+@pytest.mark.parametrize("timeout", BAD_SECONDS + [0])
+def test_a_timeout_the_wire_cannot_carry_is_refused_when_connecting(server, timeout):
+    """Not later, as a protocol error on every request: the queue wait is sent with each."""
+    for connect in (pyzdb.connect, pyzdb.net.aio.connect):
+        with pytest.raises(ValueError, match="timeout must be a positive number of seconds"):
+            connect(server.uri, timeout=timeout)
+
+
+@pytest.mark.parametrize("timeout", BAD_SECONDS)
+def test_a_lock_timeout_the_wire_cannot_carry_is_refused_before_waiting(server, timeout):
+    db = pyzdb.connect(server.uri)
+    started = time.monotonic()
+    with pytest.raises(ValueError, match="timeout must be None or seconds in 0..86400"):
+        db.lock(timeout=timeout)
+    assert time.monotonic() - started < 1 and db.query("1") == 1  # nothing held, still usable
+
+    async def locked() -> None:
+        adb = pyzdb.net.aio.connect(server.uri)
+        try:
+            with pytest.raises(ValueError, match="seconds in 0..86400"):
+                await adb.lock(timeout=timeout)
+            assert await adb.query("1") == 1
+        finally:
+            adb.close()
+
+    asyncio.run(locked())
+
+
 def test_a_killed_lock_holder_is_rolled_back_and_the_lock_freed(server):
     db = pyzdb.connect(server.uri)
     db["x"] = 1

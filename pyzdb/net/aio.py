@@ -33,7 +33,15 @@ from pyzdb.codec import MAX_REQUEST_SIZE
 from pyzdb.errors import ConnectionError, Error, LockTimeout, ReplicaBehind
 from pyzdb.limits import DEFAULT_URI
 from pyzdb.net.channel import Channel, Channels
-from pyzdb.net.commands import DEFAULT_TIMEOUT, Commands, ConnectionCore, Exchange, applied_by
+from pyzdb.net.commands import (
+    DEFAULT_TIMEOUT,
+    Commands,
+    ConnectionCore,
+    Exchange,
+    applied_by,
+    is_seconds,
+)
+from pyzdb.net.messages import MAX_WAIT
 
 log = logging.getLogger("pyzdb.aio")
 
@@ -187,8 +195,8 @@ class AsyncConnection(Commands, QueryModel):
     async def lock(self, timeout: float | None = None) -> None:
         """Exclusive access for this task until `unlock()`; see `Connection.lock`."""
         wait = self._core.timeout if timeout is None else timeout
-        if not wait >= 0:
-            raise ValueError(f"timeout must be None or seconds >= 0, not {timeout!r}")
+        if not is_seconds(wait):
+            raise ValueError(f"timeout must be None or seconds in 0..{MAX_WAIT}, not {timeout!r}")
         if self._owner is not None and self._owner is asyncio.current_task():
             raise Error("the database is already locked by this connection")
         await self._acquire(wait, "held its lock")

@@ -54,7 +54,15 @@ from pyzdb.codec import MAX_REQUEST_SIZE
 from pyzdb.errors import ConnectionError, Error, LockTimeout, ReplicaBehind
 from pyzdb.limits import DEFAULT_URI
 from pyzdb.net.channel import Channel, Channels
-from pyzdb.net.commands import DEFAULT_TIMEOUT, Commands, ConnectionCore, Exchange, applied_by
+from pyzdb.net.commands import (
+    DEFAULT_TIMEOUT,
+    Commands,
+    ConnectionCore,
+    Exchange,
+    applied_by,
+    is_seconds,
+)
+from pyzdb.net.messages import MAX_WAIT
 
 log = logging.getLogger("pyzdb.client")
 
@@ -160,8 +168,8 @@ class Connection(Commands, DatabaseAPI):
         (rolling the transaction back) if this client goes silent; a heartbeat thread keeps it.
         """
         wait = self._core.timeout if timeout is None else timeout
-        if not wait >= 0:
-            raise ValueError(f"timeout must be None or seconds >= 0, not {timeout!r}")
+        if not is_seconds(wait):
+            raise ValueError(f"timeout must be None or seconds in 0..{MAX_WAIT}, not {timeout!r}")
         if not self._mutex.acquire(timeout=wait):
             raise LockTimeout(
                 f"another thread of this connection held its lock for more than {wait:g} s"

@@ -31,7 +31,7 @@ from pyzdb.errors import ConnectionError, Error, ProtocolError, ReplicaBehind
 from pyzdb.limits import ROOT_NAME
 from pyzdb.net import curve
 from pyzdb.net.errorinfo import info_to_exception
-from pyzdb.net.messages import Reply, Request, decode_reply, pack
+from pyzdb.net.messages import MAX_WAIT, Reply, Request, decode_reply, pack
 from pyzdb.net.versions import older_server_refusal
 from pyzdb.values import File
 
@@ -143,6 +143,15 @@ class Exchange:
         )
 
 
+def is_seconds(value: object) -> bool:
+    """A number of seconds the wire can carry as a wait: a real number in 0..`MAX_WAIT`.
+
+    Checked where the caller gives it (`connect(timeout=...)`, `lock(timeout)`), so that a bad
+    value is a `ValueError` naming the argument, not a protocol error on every later request.
+    """
+    return isinstance(value, (int, float)) and type(value) is not bool and 0 <= value <= MAX_WAIT
+
+
 class ConnectionCore:
     """A connection's options, state and rules, without sockets: what both clients share.
 
@@ -158,8 +167,10 @@ class ConnectionCore:
         consistency: str,
         key: str | os.PathLike[str] | None,
     ) -> None:
-        if not timeout > 0:
-            raise ValueError(f"timeout must be a positive number of seconds, not {timeout!r}")
+        if not (is_seconds(timeout) and timeout > 0):
+            raise ValueError(
+                f"timeout must be a positive number of seconds up to {MAX_WAIT}, not {timeout!r}"
+            )
         if consistency not in CONSISTENCY:
             raise ValueError(f"consistency must be one of {CONSISTENCY}, not {consistency!r}")
         self.consistency = consistency
@@ -381,6 +392,7 @@ class Commands(abc.ABC):
 
 
 __all__ = [
+    "is_seconds",
     "DEFAULT_TIMEOUT",
     "CONSISTENCY",
     "QUEUE_SHARE",
