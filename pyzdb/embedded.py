@@ -142,9 +142,12 @@ class Database(DatabaseAPI):
         self._release(self._engine.rollback)
 
     def _release(self, finish: Any) -> None:
-        if not self._lock_depth or not self._engine.in_transaction:
+        if not self._lock_depth:
             raise Error("the database is not locked")
         self._lock_depth = 0
+        if not self._engine.in_transaction:  # a failed fsync rolled it back (lose_undurable)
+            self._mutex.release()
+            raise Error(f"the transaction was rolled back: {self._engine.journal.failure}")
         try:
             finish()
         finally:

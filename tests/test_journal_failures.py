@@ -18,6 +18,7 @@ import os
 import re
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -192,3 +193,53 @@ def test_a_failed_fsync_cuts_the_journal_back_to_its_durable_end(tmp_path, monke
     _, records = again.recover()
     assert list(records) == [(1, "durable")]
     again.close()
+
+
+def eio(fd: int) -> None:
+    raise OSError(errno.EIO, "Input/output error")
+
+
+def test_a_write_and_its_undo_lost_to_one_failed_fsync_are_both_taken_back(tmp_path, monkeypatch):
+    """Group commit: a write and the undo of it wait for the same fsync. Taking the undo back
+    redoes the unit, which must still be the one the write's record names (not "stale")."""
+    from pyzdb.engine import Engine
+
+    engine = Engine(tmp_path / "data")
+    try:
+        engine.run("db['x'] = 1", write=True, syntax="exec")
+        engine.run("db['x'] = 2", write=True, syntax="exec", sync=False)
+        assert engine.undo(sync=False)
+        monkeypatch.setattr(os, "fdatasync", eio)
+        with pytest.raises(pyzdb.Error, match="fsync failed"):
+            engine.sync()
+        monkeypatch.undo()
+        assert engine.lose_undurable() is True  # both taken back: memory matches the disk
+        assert engine.run("db", write=False) == {"x": 1}
+        with pytest.raises(pyzdb.Error, match="writes are refused"):
+            engine.run("db['z'] = 4", write=True, syntax="exec")
+    finally:
+        engine.close()
+
+
+def test_a_locked_embedded_database_whose_fsync_failed_can_be_unlocked(tmp_path, monkeypatch):
+    """The failure rolls the open transaction back; `unlock()` says so and frees the lock."""
+    database = pyzdb.open(tmp_path / "data", fsync="everysec")
+    try:
+        database["x"] = 1
+        database.checkpoint()
+        monkeypatch.setattr(os, "fdatasync", eio)
+        database["x"] = 5  # appended; the once-a-second fsync of it fails
+        database.lock()
+        wait_until(lambda: database.info()["server"]["writable"] is False)
+        with pytest.raises(pyzdb.Error, match="writes are refused"):
+            database.execute("db['x'] = 2")
+        monkeypatch.undo()
+        with pytest.raises(pyzdb.Error, match="rolled back"):
+            database.unlock()
+        done: list[bool] = []
+        other = threading.Thread(target=lambda: done.append(database.query("db['x']") == 1))
+        other.start()
+        other.join(5)
+        assert done == [True]  # another thread gets the database: the lock was released
+    finally:
+        database.close()

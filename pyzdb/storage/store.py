@@ -202,7 +202,8 @@ class Store:
         unit = source.pop()
         rec = Recorder()
         _unwind(unit.log, 0, rec)
-        target.append(_Unit(unit.label, unit.time, rec.log))
+        unit.log = rec.log  # the same object moves: it is the token `newest` handed out
+        target.append(unit)
         return rec.effects
 
     def newest(self, kind: str) -> object | None:
