@@ -415,6 +415,17 @@ def test_reply_cache_is_bounded_per_session_and_overall():
     assert cache.get((b"c", 1)) and len(cache) == 3
 
 
+def test_replacing_replies_with_larger_errors_stays_within_the_byte_cap():
+    cache = ReplyCache(per_session=3, max_entries=10, max_bytes=10)
+    old = [b"ok", b"ok", b"ok"]
+    for number, reply in enumerate(old):
+        cache.put((b"s%d" % number, 1), reply)
+    cache.replace({id(reply): b"failed!" for reply in old})  # 21 bytes if all kept
+    kept = [cache.get((b"s%d" % number, 1)) for number in range(3)]
+    assert sum(cache.session_bytes(b"s%d" % n) for n in range(3)) <= 10
+    assert b"ok" not in kept and kept.count(b"failed!") == 1
+
+
 def test_only_loopback_binds_without_insecure():
     for uri in ("tcp://127.0.0.1:5559", "tcp://localhost:1", "tcp://[::1]:5", "ipc:///tmp/x"):
         check_bind(uri)

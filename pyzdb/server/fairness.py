@@ -84,8 +84,14 @@ class FairReplyCache:
                 self._heap = [(-w, s) for s, w in self._weight.items()]
                 heapq.heapify(self._heap)
                 self._pushed = dict(self._weight)
-        while len(replies) > self.max_entries or self._bytes > self.max_bytes:
-            victim = self._heaviest(session)
+        self._evict(session)
+
+    def _evict(self, newest: bytes) -> None:
+        """Drop replies, heaviest session first (`_heaviest`), until within both caps."""
+        while self._replies and (
+            len(self._replies) > self.max_entries or self._bytes > self.max_bytes
+        ):
+            victim = self._heaviest(newest)
             self._drop(victim, self._sessions[victim].popleft())
 
     def _drop(self, session: bytes, request_id: int) -> None:
@@ -150,6 +156,7 @@ class FairReplyCache:
             if weight > self._pushed[session]:  # the heap must hold it at least this high
                 self._pushed[session] = weight
                 heapq.heappush(self._heap, (-weight, session))
+        self._evict(b"")  # error replies are larger than the ones they replace
 
     def session_bytes(self, session: bytes) -> int:
         """Bytes of the replies remembered for `session` (0 if none)."""
