@@ -19,7 +19,7 @@ from pyzdb.plain import to_plain
 from pyzdb.server.lockqueue import LockQueue
 from pyzdb.server.sessions import make_tag
 
-#: What an op is: (request, its params without the control values) -> the reply's value.
+#: What an op is: (request, its params) -> the reply's value.
 Handler = Callable[[Request, dict[str, Any]], Any]
 
 

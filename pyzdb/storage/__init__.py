@@ -2,9 +2,6 @@
 
 Imports only `errors`, `limits`, `values`, `bulk`, `gcpause` and `codec` from pyzdb: no sandbox,
 no sockets. ``README.md`` beside this file is the map of its modules and their contracts.
-
-`pyzdb.storage.history` is not re-exported: it still imports the wire codec from
-`pyzdb.net.protocol` (until the codec has its own package), which this package must not load.
 """
 
 from pyzdb.storage.budget import MAX_ADOPT_NODES
