@@ -357,11 +357,11 @@ def test_a_timeout_the_wire_cannot_carry_is_refused_when_connecting(server, time
 
 @pytest.mark.parametrize("timeout", BAD_SECONDS)
 def test_a_lock_timeout_the_wire_cannot_carry_is_refused_before_waiting(server, timeout):
-    db = pyzdb.connect(server.uri)
-    started = time.monotonic()
-    with pytest.raises(ValueError, match="timeout must be None or seconds in 0..86400"):
-        db.lock(timeout=timeout)
-    assert time.monotonic() - started < 1 and db.query("1") == 1  # nothing held, still usable
+    with pyzdb.connect(server.uri) as db:
+        started = time.monotonic()
+        with pytest.raises(ValueError, match="timeout must be None or seconds in 0..86400"):
+            db.lock(timeout=timeout)
+        assert time.monotonic() - started < 1 and db.query("1") == 1  # nothing held, usable
 
     async def locked() -> None:
         adb = pyzdb.net.aio.connect(server.uri)
@@ -370,7 +370,7 @@ def test_a_lock_timeout_the_wire_cannot_carry_is_refused_before_waiting(server, 
                 await adb.lock(timeout=timeout)
             assert await adb.query("1") == 1
         finally:
-            adb.close()
+            await adb.close()
 
     asyncio.run(locked())
 
