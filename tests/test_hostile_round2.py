@@ -179,6 +179,11 @@ def test_an_overrun_in_the_last_step_never_commits(tmp_path, kind, case):
 # -- kill -9 of the evaluating process --------------------------------------------------------
 
 
+END = 10**12
+#: Runs until the kill with n=0, ends at once with n=END.
+LOOP = "db['slow'] = n\nwhile n < 10**12:\n    n += 1"
+
+
 def test_kill_9_of_the_worker_mid_request_loses_nothing_acknowledged(tmp_path):
     with ServerProcess(tmp_path / "data", "--time-limit", "20") as server:
         database = pyzdb.connect(server.uri, timeout=60.0)
@@ -191,7 +196,7 @@ def test_kill_9_of_the_worker_mid_request_loses_nothing_acknowledged(tmp_path):
 
             def run_slow() -> None:
                 try:
-                    outcome.append(slow.execute("db['slow'] = 1\nn = 0\nwhile True:\n    n += 1"))
+                    outcome.append(slow.execute(LOOP, n=0))
                 except BaseException as exc:  # inspected below
                     outcome.append(exc)
 
@@ -211,6 +216,14 @@ def test_kill_9_of_the_worker_mid_request_loses_nothing_acknowledged(tmp_path):
             assert database.query("[db[f'k{i}'] for i in range(50)]") == list(range(50))
             assert "slow" not in database
             assert "quarantined request" in server.log()
+            # the same text and parameters from another session (a retry loop under new
+            # ids) is refused without running: the worker is not killed a second time
+            with pytest.raises(pyzdb.Error, match="text and parameters of request"):
+                database.execute(LOOP, n=0)
+            assert "slow" not in database
+            database.execute(LOOP, n=END)  # other parameters: an honest request, it runs
+            assert database["slow"].get() == END
+            assert len(worker_pids(server)) == 2, server.log()
         finally:
             database.close()
             slow.close()

@@ -78,15 +78,20 @@ class Dispatcher:
             return
         if request.session and self._answered(envelope, request):
             return
-        if self._hub.intercept(envelope, request, params, control):
+        if self._sessions.killers:
+            refusal = self._sessions.killer(request)
+            if refusal is not None:
+                self.fail(envelope, request, refusal)
+                return
+        if self._hub.intercept(envelope, request, params, control, body):
             return
         locks = self._locks
         if locks.holder is None or locks.lets_through(request, control):
-            self.run(envelope, request, params, control)
+            self.run(envelope, request, params, control, body)
             if locks.holder is None and locks.queue:
                 locks.serve(self.run_parked)
             return
-        refusal = locks.enqueue(envelope, request, params, control)
+        refusal = locks.enqueue(envelope, request, params, control, body)
         if refusal is not None:
             self.fail(envelope, request, refusal)
 
@@ -124,7 +129,7 @@ class Dispatcher:
         )
 
     def run_parked(self, parked: Parked) -> None:
-        self.run(parked.envelope, parked.request, parked.params, parked.control)
+        self.run(parked.envelope, parked.request, parked.params, parked.control, parked.frame)
 
     def run(
         self,
@@ -132,8 +137,10 @@ class Dispatcher:
         request: Request,
         params: dict[str, Any],
         control: dict[str, Any],
+        frame: bytes = b"",
     ) -> None:
-        """Run one request on the engine and queue its reply (remembered for retries)."""
+        """Run one request on the engine and queue its reply (remembered for retries);
+        `frame`, the request as it arrived, goes to the supervisor's page with it."""
         session = request.session
         locks = self._locks
         if session and session == locks.holder:
@@ -150,7 +157,9 @@ class Dispatcher:
                 else functools.partial(self._tenancy.run, grant)
             )
             if self.inflight is not None and request.op in ("query", "execute"):
-                self.inflight.enter(session, request.id, envelope[0], request.op, self._budget_time)
+                self.inflight.enter(
+                    session, request.id, envelope[0], request.op, self._budget_time, frame
+                )
                 try:
                     value = run(request, params)
                 finally:

@@ -110,12 +110,13 @@ class Hub:
         request: Request,
         params: dict[str, Any],
         control: dict[str, Any],
+        frame: bytes = b"",
     ) -> bool:
         """Park a request that must wait for a seq, or run a journal-only one past the lock
         queue. True: handled here (the server does nothing more with it)."""
         op = request.op
         if op == "query" and request.min_seq > self.engine.last_seq and self.follower:
-            return self._park(envelope, request, params, control, request.min_seq, True)
+            return self._park(envelope, request, params, control, request.min_seq, True, frame)
         if op in ("watch", "replicate"):
             seq = params.get("since" if op == "watch" else "after")
             if (
@@ -127,7 +128,7 @@ class Hub:
                     return False  # the primary's history ends before it: HistoryLost now
                 return self._park(envelope, request, params, control, seq, False)
         if op in _JOURNAL_OPS or (op == "snapshot" and params.get("token")):
-            self.server.dispatch.run(envelope, request, params, control)
+            self.server.dispatch.run(envelope, request, params, control, frame)
             return True
         return False
 
@@ -139,6 +140,7 @@ class Hub:
         control: dict[str, Any],
         seq: int,
         reached: bool,
+        frame: bytes = b"",
     ) -> bool:
         if request.session:
             for parked in self._parked:  # a resend (lazy pirate): answer it on its new socket
@@ -151,7 +153,7 @@ class Hub:
         if not reached:
             wait = min(wait, LONG_POLL)
         self._parked.append(
-            Parked(envelope, request, params, control, time.monotonic() + wait, seq, reached)
+            Parked(envelope, request, params, control, time.monotonic() + wait, seq, reached, frame)
         )
         return True
 
@@ -179,7 +181,9 @@ class Hub:
                 )
                 dispatch.fail(parked.envelope, parked.request, error)
             else:
-                dispatch.run(parked.envelope, parked.request, parked.params, parked.control)
+                dispatch.run(
+                    parked.envelope, parked.request, parked.params, parked.control, parked.frame
+                )
         return bool(ready)
 
     def next_deadline(self) -> float | None:

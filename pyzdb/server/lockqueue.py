@@ -144,6 +144,7 @@ class LockQueue:
         request: Request,
         params: dict[str, Any],
         control: dict[str, Any],
+        frame: bytes = b"",
     ) -> LockTimeout | None:
         """Queue a request until the lock lets it through; the refusal if it may not wait."""
         client = request.session or envelope[0]
@@ -156,7 +157,7 @@ class LockQueue:
             self._shares.release(client)
             return LockTimeout(f"the database is locked and {MAX_QUEUE} requests wait already")
         wait = control.get("wait", 0.0)
-        waiting = Parked(envelope, request, params, control, time.monotonic() + wait)
+        waiting = Parked(envelope, request, params, control, time.monotonic() + wait, frame=frame)
         self.queue.append(waiting)
         if request.session:
             self.queued[(request.session, request.id)] = waiting

@@ -142,7 +142,7 @@ class Server:
         """Serve as the supervisor's worker (`pyzdb.server.main`): write each evaluation to
         the `inflight` page, and refuse the resends of the `quarantine`d requests."""
         self.dispatch.inflight = inflight
-        self.sessions.quarantine = quarantine
+        self.sessions.learn(quarantine, self.config.max_message)
 
     # -- the loop ----------------------------------------------------------------------------
 

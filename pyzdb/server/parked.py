@@ -30,6 +30,8 @@ class Parked:
     #: `reached` (a read with `min_seq` on a replica).
     seq: int = 0
     reached: bool = False
+    #: The request's frame as it arrived, for the supervisor's page when it runs.
+    frame: bytes = b""
 
 
 __all__ = ["Parked"]

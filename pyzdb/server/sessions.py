@@ -8,18 +8,21 @@ from the `(session, request id, result)` journalled with each committed write (`
 files are `pyzdb.storage.history`'s): a write whose reply was lost *and* whose server then
 crashed is answered from the journal when retried, not run again. A request that killed or
 hung a worker is answered with the quarantine's error, never run again
-(`pyzdb.server.supervisor`).
+(`pyzdb.server.supervisor`); so is the same text with the same parameters sent again under
+another id or by another client, the way an application's retry loop would, which would
+otherwise cost a restart each time.
 """
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 from pyzdb.codec import Encoded, encode_value
 from pyzdb.engine import Engine
-from pyzdb.errors import Error
+from pyzdb.errors import Error, ProtocolError
 from pyzdb.net.errorinfo import error_to_info
-from pyzdb.net.messages import Reply, Request, pack, pack_value_reply
+from pyzdb.net.messages import Reply, Request, decode_request, pack, pack_value_reply
 from pyzdb.server.fairness import FairReplyCache as ReplyCache
 from pyzdb.storage.history import TAG_RESULT_LIMIT, load_tags, tags_before
 
@@ -41,10 +44,46 @@ class SessionMemory:
         self.recall = self.cache.get
         #: (session, request id) -> `supervisor.Quarantined`: set by the supervised worker.
         self.quarantine: dict[tuple[bytes, int], Any] = {}
+        #: (op, source) of a quarantined request -> [(root, syntax, digest of its params,
+        #: its entry)]: empty unless a request stopped a worker (`learn`).
+        self.killers: dict[tuple[str, str], list[tuple[str, str, bytes, Any]]] = {}
 
     def quarantined(self, key: tuple[bytes, int]) -> Error:
         """The error for a resend of a quarantined request (`key in quarantine`)."""
         return Error(self.quarantine[key].message())
+
+    def learn(self, quarantine: dict[tuple[bytes, int], Any], max_message: int) -> None:
+        """Take over the supervisor's quarantine, and index the frames it kept by content.
+
+        The frames are decoded here, in the worker, with the bounds of any request: the
+        supervisor itself never parses what a client sent.
+        """
+        self.quarantine = quarantine
+        for entry in quarantine.values():
+            try:
+                request = decode_request(entry.frame, max_message)
+            except ProtocolError:
+                continue  # none kept (too large), or cut: (session, id) still applies
+            self.killers.setdefault((request.op, request.source), []).append(
+                (request.root, request.syntax, _digest(request.params), entry)
+            )
+
+    def killer(self, request: Request) -> Error | None:
+        """The refusal of a request with the text and parameters of a quarantined one (call
+        only when `killers` is not empty)."""
+        known = self.killers.get((request.op, request.source))
+        if not known:
+            return None
+        digest = _digest(request.params)
+        for root, syntax, params, entry in known:
+            if root == request.root and syntax == request.syntax and params == digest:
+                return Error(
+                    f"this {request.op} has the text and parameters of request "
+                    f"{entry.request_id} of session {entry.session.hex() or '-'}, which "
+                    f"{entry.reason}: it is refused without running (quarantined until "
+                    "pyzdb-server is restarted)"
+                )
+        return None
 
     def remember(self, request: Request, data: bytes) -> None:
         """Keep a reply for a retry of `request`, unless it is not worth it (see above)."""
@@ -54,6 +93,10 @@ class SessionMemory:
             and not (request.op in _READ_OPS and len(data) > self.cache.max_bytes // 64)
         ):
             self.cache.put((request.session, request.id), data)
+
+
+def _digest(params: dict[str, Any]) -> bytes:
+    return hashlib.blake2b(encode_value(params), digest_size=16).digest()
 
 
 def seed_reply_cache(cache: Any, engine: Any) -> None:

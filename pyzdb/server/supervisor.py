@@ -8,14 +8,17 @@ a SIGALRM handler or a watchdog thread needs the GIL the C call holds. So `pyzdb
 forks a *worker* that does all the serving, and stays behind as a small supervisor that
 
 1. shares one page of memory with the worker (`InFlight`): before the worker evaluates a
-   query or execute it writes there who sent it and by when it must be done (its time budget
-   plus `grace`); it clears the page when the request ends. Two `struct.pack_into` calls per
-   request: nothing else crosses between the processes while all is well;
+   query or execute it writes there who sent it, by when it must be done (its time budget
+   plus `grace`) and the request's frame as it arrived; it clears the page when the request
+   ends. Two `struct.pack_into` calls and one copy of a (usually small) frame per request:
+   nothing else crosses between the processes while all is well;
 2. kills the worker (SIGKILL) once that deadline has passed, and notices a worker that died on
    its own (a signal, or any exit it did not ask for);
 3. in both cases reads the page: the request in flight is *quarantined* -- logged with its
    session, request id and peer, and handed to the next worker, which answers a resend of it
-   with an error instead of running it again -- and forks a new worker at once, which
+   -- and the same text with the same parameters sent again under any id, by any client (an
+   application's retry loop) -- with an error instead of running it again; then it forks a
+   new worker at once, which
    recovers the data directory from its journal. A write is acknowledged only after its
    journal record is durable, so nothing acknowledged is lost; the killed request was never
    acknowledged, and its effects are not in the journal;
@@ -37,7 +40,7 @@ import signal
 import struct
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal, overload
 
 log = logging.getLogger("pyzdb.supervisor")
@@ -51,10 +54,16 @@ MAX_BACKOFF = 2.0
 #: Seconds a new worker waits for the previous process of the data directory to let go.
 LOCK_WAIT = 1.0
 _FIELD = 64  # bytes kept of the session, the peer identity and the op
+#: Longest request frame kept on the page; a larger one is quarantined by (session, id) alone.
+FRAME_MAX = 256 * 1024
+#: Quarantined requests remembered; past it the oldest are forgotten.
+QUARANTINE_MAX = 1000
 #: The page: kill-at (monotonic seconds, 0.0 = idle), request id, lengths of session, peer
 #: and op, then the three (zero-padded): one `pack_into` per request.
 _PAGE = struct.Struct(f"<dQBBB{_FIELD}s{_FIELD}s{_FIELD}s")
 _IDLE = struct.Struct("<d")  # clearing kill-at alone marks the page idle
+_FRAME_LEN = struct.Struct("<I")  # the frame's length, after the page's fields
+_FRAME_AT = _PAGE.size + _FRAME_LEN.size
 _OP_NAMES = {"query": b"query", "execute": b"execute"}
 _monotonic = time.monotonic
 _PR_SET_PDEATHSIG = 1
@@ -71,6 +80,9 @@ class Quarantined:
     peer: bytes
     op: str
     reason: str
+    #: The request's frame as the worker received it (b"": too large to keep): the next
+    #: worker refuses the same text and parameters under any id (`SessionMemory.learn`).
+    frame: bytes = field(default=b"", repr=False)
 
     def message(self) -> str:
         return (
@@ -84,12 +96,27 @@ class InFlight:
 
     def __init__(self, grace: float) -> None:
         self.grace = grace
-        self._page = mmap.mmap(-1, _PAGE.size)  # anonymous and shared: inherited across fork
+        # anonymous and shared: inherited across fork; the kernel backs only the pages written
+        self._page = mmap.mmap(-1, _FRAME_AT + FRAME_MAX)
 
-    def enter(self, session: bytes, request_id: int, peer: bytes, op: str, seconds: float) -> None:
+    def enter(
+        self,
+        session: bytes,
+        request_id: int,
+        peer: bytes,
+        op: str,
+        seconds: float,
+        frame: bytes = b"",
+    ) -> None:
         """The worker, before it evaluates: this request must end within `seconds` + grace."""
         name = _OP_NAMES.get(op) or op.encode()[:_FIELD]
         session, peer = session[:_FIELD], peer[:_FIELD]
+        size = len(frame)
+        if size > FRAME_MAX:
+            size = 0
+        else:
+            self._page[_FRAME_AT : _FRAME_AT + size] = frame
+        _FRAME_LEN.pack_into(self._page, _PAGE.size, size)
         _PAGE.pack_into(
             self._page,
             0,
@@ -112,9 +139,10 @@ class InFlight:
         kill_at, request_id, ns, npeer, nop, session, peer, op = _PAGE.unpack_from(self._page)
         if not kill_at:
             return 0.0, None
-        return kill_at, Quarantined(
-            session[:ns], request_id, peer[:npeer], op[:nop].decode("ascii", "replace"), ""
-        )
+        (size,) = _FRAME_LEN.unpack_from(self._page, _PAGE.size)
+        frame = self._page[_FRAME_AT : _FRAME_AT + min(size, FRAME_MAX)]
+        name = op[:nop].decode("ascii", "replace")
+        return kill_at, Quarantined(session[:ns], request_id, peer[:npeer], name, "", frame)
 
 
 #: What the worker runs: (the page, the quarantine so far, call when serving) -> exit status.
@@ -253,8 +281,12 @@ class Supervisor:
         key = (request.session, request.request_id)
         if key in self.quarantine:
             return
-        entry = Quarantined(request.session, request.request_id, request.peer, request.op, reason)
+        entry = Quarantined(
+            request.session, request.request_id, request.peer, request.op, reason, request.frame
+        )
         self.quarantine[key] = entry
+        while len(self.quarantine) > QUARANTINE_MAX:
+            del self.quarantine[next(iter(self.quarantine))]
         log.error(
             "quarantined request %d (%s) of session %s from peer %s: it %s",
             entry.request_id,
