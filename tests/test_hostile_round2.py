@@ -40,6 +40,7 @@ from pyzdb.net.messages import Reply, Request, decode_reply, pack
 from pyzdb.plain import freeze
 from pyzdb.sandbox import Budget
 from pyzdb.server.fairness import FairReplyCache
+from pyzdb.server.supervisor import FRAMES_KEPT, QUARANTINE_MAX, Quarantined, Supervisor
 
 ROUND2 = Path(__file__).resolve().parent.parent / "sandbox" / "round2"
 EXPECTED: dict[str, type[BaseException]] = {
@@ -227,6 +228,17 @@ def test_kill_9_of_the_worker_mid_request_loses_nothing_acknowledged(tmp_path):
         finally:
             database.close()
             slow.close()
+
+
+def test_the_quarantine_keeps_its_bounds():
+    supervisor = Supervisor(lambda *_: 0, "unused")
+    for request_id in range(1, QUARANTINE_MAX + 11):
+        supervisor._quarantine(Quarantined(b"s", request_id, b"p", "query", "", b"frame"), "x")
+    kept = list(supervisor.quarantine.values())
+    assert len(kept) == QUARANTINE_MAX
+    assert kept[0].request_id == 11 and kept[-1].request_id == QUARANTINE_MAX + 10
+    assert [entry.frame for entry in kept[-FRAMES_KEPT:]] == [b"frame"] * FRAMES_KEPT
+    assert not any(entry.frame for entry in kept[:-FRAMES_KEPT])
 
 
 # -- the database always reopens --------------------------------------------------------------

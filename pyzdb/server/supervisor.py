@@ -40,7 +40,7 @@ import signal
 import struct
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal, overload
 
 log = logging.getLogger("pyzdb.supervisor")
@@ -58,6 +58,9 @@ _FIELD = 64  # bytes kept of the session, the peer identity and the op
 FRAME_MAX = 256 * 1024
 #: Quarantined requests remembered; past it the oldest are forgotten.
 QUARANTINE_MAX = 1000
+#: The newest quarantined requests whose frames are kept (for the refusal by content): at
+#: most 16 MiB however many kills came before.
+FRAMES_KEPT = 64
 #: The page: kill-at (monotonic seconds, 0.0 = idle), request id, lengths of session, peer
 #: and op, then the three (zero-padded): one `pack_into` per request.
 _PAGE = struct.Struct(f"<dQBBB{_FIELD}s{_FIELD}s{_FIELD}s")
@@ -287,6 +290,9 @@ class Supervisor:
         self.quarantine[key] = entry
         while len(self.quarantine) > QUARANTINE_MAX:
             del self.quarantine[next(iter(self.quarantine))]
+        if len(self.quarantine) > FRAMES_KEPT:
+            older = list(self.quarantine)[-FRAMES_KEPT - 1]
+            self.quarantine[older] = replace(self.quarantine[older], frame=b"")
         log.error(
             "quarantined request %d (%s) of session %s from peer %s: it %s",
             entry.request_id,
