@@ -27,6 +27,7 @@ from pyzdb.server.router import split_envelope
 from pyzdb.server.tenancy import Tenancy
 
 if TYPE_CHECKING:
+    from pyzdb.server.auth import Grant
     from pyzdb.server.loop import Server
 
 log = logging.getLogger("pyzdb.server")
@@ -68,11 +69,11 @@ class Dispatcher:
                 )
                 return
             body = rest[0]
+        grant: Grant | None = None
         try:
             request = decode_request(body, self._max_message)
-            params, control = _split_control(request)
             if self._auth is not None:
-                request, control["grant"] = self._auth.admit(frames, request)
+                request, grant = self._auth.admit(frames, request)
         except (ProtocolError, AuthenticationError, SecurityError) as exc:
             self.refuse(envelope, request_id_of(body), exc)
             return
@@ -83,15 +84,15 @@ class Dispatcher:
             if refusal is not None:
                 self.fail(envelope, request, refusal)
                 return
-        if self._hub.intercept(envelope, request, params, control, body):
+        if self._hub.intercept(envelope, request, grant, body):
             return
         locks = self._locks
-        if locks.holder is None or locks.lets_through(request, control):
-            self.run(envelope, request, params, control, body)
+        if locks.holder is None or locks.lets_through(request):
+            self.run(envelope, request, grant, body)
             if locks.holder is None and locks.queue:
                 locks.serve(self.run_parked)
             return
-        refusal = locks.enqueue(envelope, request, params, control, body)
+        refusal = locks.enqueue(envelope, request, grant, body)
         if refusal is not None:
             self.fail(envelope, request, refusal)
 
@@ -129,18 +130,18 @@ class Dispatcher:
         )
 
     def run_parked(self, parked: Parked) -> None:
-        self.run(parked.envelope, parked.request, parked.params, parked.control, parked.frame)
+        self.run(parked.envelope, parked.request, parked.grant, parked.frame)
 
     def run(
         self,
         envelope: list[bytes],
         request: Request,
-        params: dict[str, Any],
-        control: dict[str, Any],
+        grant: Grant | None = None,
         frame: bytes = b"",
     ) -> None:
-        """Run one request on the engine and queue its reply (remembered for retries);
-        `frame`, the request as it arrived, goes to the supervisor's page with it."""
+        """Run one request on the engine and queue its reply (remembered for retries); a
+        keyed request (`grant`: its key's role and scope) goes through tenancy. `frame`, the
+        request as it arrived, goes to the supervisor's page with it."""
         session = request.session
         locks = self._locks
         if session and session == locks.holder:
@@ -148,9 +149,8 @@ class Dispatcher:
         started = time.perf_counter()
         outcome = "ok"
         try:
-            if control.get("txn") and session != locks.holder:
+            if request.txn and session != locks.holder:
                 raise locks.lost()
-            grant = control.get("grant")
             run = (
                 self._ops[request.op]
                 if grant is None
@@ -161,12 +161,12 @@ class Dispatcher:
                     session, request.id, envelope[0], request.op, self._budget_time, frame
                 )
                 try:
-                    value = run(request, params)
+                    value = run(request, request.params)
                 finally:
                     self.inflight.leave()
                     release_leftovers()
             else:
-                value = run(request, params)
+                value = run(request, request.params)
             if type(value) is Encoded:  # query and execute: no Reply object to build
                 data = pack_value_reply(request.id, value, self._engine.last_seq)
             else:
@@ -200,18 +200,6 @@ class Dispatcher:
         if request is not None:
             self._sessions.remember(request, data)
         self._outbox.hold((self._engine.last_seq, envelope, request.id if request else 0, data))
-
-
-def _split_control(request: Request) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The query's own params, and the client's control values as the loop reads them: `wait`
-    only when the request gives one (its default depends on the op: no wait in the lock queue,
-    a long poll for a watch), `txn` only when set."""
-    control: dict[str, Any] = {}
-    if request.wait is not None:
-        control["wait"] = request.wait
-    if request.txn:
-        control["txn"] = True
-    return request.params, control
 
 
 __all__ = ["Dispatcher"]

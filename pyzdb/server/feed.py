@@ -46,6 +46,7 @@ from pyzdb.server.snapshots import Snapshots
 from pyzdb.storage.history import REPLICA_FILE, load_history, read_replica_state, record_checksum
 
 if TYPE_CHECKING:
+    from pyzdb.server.auth import Grant
     from pyzdb.server.loop import Server
     from pyzdb.server.replica import Follower
 
@@ -108,16 +109,16 @@ class Hub:
         self,
         envelope: list[bytes],
         request: Request,
-        params: dict[str, Any],
-        control: dict[str, Any],
+        grant: Grant | None,
         frame: bytes = b"",
     ) -> bool:
         """Park a request that must wait for a seq, or run a journal-only one past the lock
         queue. True: handled here (the server does nothing more with it)."""
         op = request.op
         if op == "query" and request.min_seq > self.engine.last_seq and self.follower:
-            return self._park(envelope, request, params, control, request.min_seq, True, frame)
+            return self._park(envelope, request, grant, request.min_seq, True, frame)
         if op in ("watch", "replicate"):
+            params = request.params
             seq = params.get("since" if op == "watch" else "after")
             if (
                 type(seq) is int
@@ -126,9 +127,9 @@ class Hub:
             ):
                 if op == "watch" and self.follower is None and seq > self.engine.last_seq:
                     return False  # the primary's history ends before it: HistoryLost now
-                return self._park(envelope, request, params, control, seq, False)
-        if op in _JOURNAL_OPS or (op == "snapshot" and params.get("token")):
-            self.server.dispatch.run(envelope, request, params, control, frame)
+                return self._park(envelope, request, grant, seq, False)
+        if op in _JOURNAL_OPS or (op == "snapshot" and request.params.get("token")):
+            self.server.dispatch.run(envelope, request, grant, frame)
             return True
         return False
 
@@ -136,8 +137,7 @@ class Hub:
         self,
         envelope: list[bytes],
         request: Request,
-        params: dict[str, Any],
-        control: dict[str, Any],
+        grant: Grant | None,
         seq: int,
         reached: bool,
         frame: bytes = b"",
@@ -149,11 +149,11 @@ class Hub:
                     return True
         if len(self._parked) >= MAX_PARKED:
             return False
-        wait = control.get("wait", LONG_POLL)
+        wait = LONG_POLL if request.wait is None else request.wait
         if not reached:
             wait = min(wait, LONG_POLL)
         self._parked.append(
-            Parked(envelope, request, params, control, time.monotonic() + wait, seq, reached, frame)
+            Parked(envelope, request, grant, time.monotonic() + wait, seq, reached, frame)
         )
         return True
 
@@ -181,9 +181,7 @@ class Hub:
                 )
                 dispatch.fail(parked.envelope, parked.request, error)
             else:
-                dispatch.run(
-                    parked.envelope, parked.request, parked.params, parked.control, parked.frame
-                )
+                dispatch.run(parked.envelope, parked.request, parked.grant, parked.frame)
         return bool(ready)
 
     def next_deadline(self) -> float | None:

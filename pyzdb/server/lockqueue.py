@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING
 
 from pyzdb.engine import Engine
 from pyzdb.errors import Error, LockTimeout
@@ -25,6 +25,9 @@ from pyzdb.net.messages import Request
 from pyzdb.server.fairness import QueueShares
 from pyzdb.server.parked import Parked
 from pyzdb.server.sessions import make_tag
+
+if TYPE_CHECKING:
+    from pyzdb.server.auth import Grant
 
 log = logging.getLogger("pyzdb.server")
 
@@ -122,15 +125,11 @@ class LockQueue:
             "restarted)"
         )
 
-    def lets_through(self, request: Request, control: dict[str, Any]) -> bool:
+    def lets_through(self, request: Request) -> bool:
         """While the lock is held, may `request` run now rather than wait in the queue? The
         holder's own requests may, the ops that read no data, and a request of a transaction
         (which fails at once if its lock is gone)."""
-        return (
-            request.session == self.holder
-            or request.op in _UNQUEUED_OPS
-            or bool(control.get("txn"))
-        )
+        return request.session == self.holder or request.op in _UNQUEUED_OPS or request.txn
 
     # -- the queue ---------------------------------------------------------------------------
 
@@ -142,8 +141,7 @@ class LockQueue:
         self,
         envelope: list[bytes],
         request: Request,
-        params: dict[str, Any],
-        control: dict[str, Any],
+        grant: Grant | None,
         frame: bytes = b"",
     ) -> LockTimeout | None:
         """Queue a request until the lock lets it through; the refusal if it may not wait."""
@@ -156,8 +154,8 @@ class LockQueue:
         if len(self.queue) >= MAX_QUEUE:
             self._shares.release(client)
             return LockTimeout(f"the database is locked and {MAX_QUEUE} requests wait already")
-        wait = control.get("wait", 0.0)
-        waiting = Parked(envelope, request, params, control, time.monotonic() + wait, frame=frame)
+        wait = request.wait or 0.0  # None: no wait in the queue
+        waiting = Parked(envelope, request, grant, time.monotonic() + wait, frame=frame)
         self.queue.append(waiting)
         if request.session:
             self.queued[(request.session, request.id)] = waiting
@@ -197,7 +195,7 @@ class LockQueue:
                 self._unqueue(waiting)
                 error = LockTimeout(
                     "the database stayed locked by another connection for the "
-                    f"{waiting.control.get('wait', 0.0):g} s this request could wait"
+                    f"{waiting.request.wait or 0.0:g} s this request could wait"
                 )
                 timed_out.append((waiting, error))
         return timed_out

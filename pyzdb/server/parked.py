@@ -10,9 +10,12 @@ where the client listens now.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 from pyzdb.net.messages import Request
+
+if TYPE_CHECKING:
+    from pyzdb.server.auth import Grant
 
 
 @dataclass
@@ -21,8 +24,8 @@ class Parked:
 
     envelope: list[bytes]
     request: Request
-    params: dict[str, Any]
-    control: dict[str, Any]
+    #: The key's role and scope of a keyed request (`ServerAuth.admit`), else None.
+    grant: Grant | None
     #: Monotonic time at which the wait ends: the lock queue then answers LockTimeout, the
     #: hub answers what it has.
     deadline: float

@@ -4,8 +4,8 @@
     python tests/fuzz/fuzz_server_decode.py -max_total_time=3600 corpus/   # a longer campaign
 
 Each input is cut into frames (as a ROUTER hands them to `pyzdb-server`), then goes through
-exactly what `Server._handle` does before it evaluates anything: the routing envelope split,
-`request_id_of`, `decode_request` and the control values' check. The
+exactly what `Dispatcher.handle` does before it evaluates anything: the routing envelope split,
+`request_id_of` and `decode_request` (which checks every field, lock control included). The
 contract: a message is either a valid request or a `ProtocolError`; `request_id_of` never
 raises. Any other exception, a crash or a hang is a finding (libFuzzer saves the input).
 """
@@ -19,7 +19,6 @@ import atheris
 with atheris.instrument_imports():
     from pyzdb.errors import ProtocolError
     from pyzdb.net.messages import Request, decode_request, pack, request_id_of
-    from pyzdb.server.dispatch import _split_control
     from pyzdb.server.router import split_envelope
 
 MAX_MESSAGE = 1 << 16
@@ -38,8 +37,7 @@ def one_input(data: bytes) -> None:
         request_id = request_id_of(body)
         assert isinstance(request_id, int) and request_id >= 0
         try:
-            request = decode_request(body, MAX_MESSAGE)
-            _split_control(request)
+            decode_request(body, MAX_MESSAGE)
         except ProtocolError:
             pass
 
