@@ -43,24 +43,27 @@ class Writeback:
 
         Memory must match the journal: a record that was never written is reverted at once
         (`revert`); one written whose fsync then failed is lost with every other record that
-        was not durable (`lose`). Until it is durable, the record is remembered.
+        was not durable (`lose`). Until it is durable, the record is remembered. One durable on
+        return (`--fsync always` with `sync`) is not: a later failed fsync cuts the journal
+        back to its newest durable record, never before it, so it can never be lost; the
+        entries it made durable are dropped by the next append that remembers one.
         """
         journal = self._journal
-        token = self._store.newest(kind)
         before = journal.last_seq
         try:
             seq = journal.append(record, sync=sync)
         except BaseException:
             if journal.last_seq > before:  # written, then its fsync failed
-                self._unsynced.append((journal.last_seq, kind, token))
+                self._unsynced.append((journal.last_seq, kind, self._store.newest(kind)))
             else:
                 revert()
             raise
-        unsynced, durable = self._unsynced, journal.durable_seq
-        while unsynced and unsynced[0][0] <= durable:  # forget those that became durable
-            unsynced.popleft()
+        durable = journal.durable_seq
         if seq > durable:
-            unsynced.append((seq, kind, token))
+            unsynced = self._unsynced
+            while unsynced and unsynced[0][0] <= durable:  # forget those that became durable
+                unsynced.popleft()
+            unsynced.append((seq, kind, self._store.newest(kind)))
 
     def pending(self) -> bool:
         """Did a failed fsync leave records in memory that the journal no longer has?"""
