@@ -15,6 +15,7 @@ import threading
 import time
 from typing import Literal, cast
 
+from pyzdb.errors import Error
 from pyzdb.storage.journalcore import JournalCore
 
 __all__ = ["FSYNC_POLICIES", "Durability", "FsyncPolicy"]
@@ -41,34 +42,19 @@ class Durability(JournalCore):
         """Under `always`, fsync the appends made with `sync=False`; otherwise the policy's job.
 
         On return every record appended before the call is durable (`durable_seq` covers it).
-        The fdatasync runs outside the mutex, so other threads keep appending meanwhile (group
-        commit with a sync thread: the next batch is evaluated and appended while this one
-        reaches the disk). It runs on a duplicate of the segment's descriptor: a checkpoint
-        may switch segments and close the original meanwhile (it fsyncs the old segment
-        itself first, under the mutex, so rule 1 holds either way).
+        The fdatasync runs outside the mutex (`_claim`, `_sync_claimed`), so other threads keep
+        appending meanwhile (group commit with a sync thread: the next batch is evaluated and
+        appended while this one reaches the disk).
         """
         with self._mutex:
             # A failed write leaves the records before it intact: they may still be synced.
             if self._lost_after is not None or self._state != "ready":
                 self._check_writable()
-            if self.fsync != "always" or self._durable_seq >= self._last_seq:
+            if self.fsync != "always":
                 return
-            target, target_end = self._last_seq, self._end
-            try:
-                fd = os.dup(cast(int, self._fd))  # writable: the segment is open
-            except OSError as exc:
-                raise self._break(exc, "fsync") from exc
-        started = time.perf_counter()
-        try:
-            os.fdatasync(fd)
-        except OSError as exc:
-            with self._mutex:
-                raise self._break(exc, "fsync") from exc
-        finally:
-            os.close(fd)
-        self._time_fsync(started)
-        with self._mutex:
-            self._advance(target, target_end)
+            claim = self._claim()
+        if claim is not None:
+            self._sync_claimed(*claim)
 
     @property
     def fsync_seconds(self) -> float:
@@ -111,33 +97,50 @@ class Durability(JournalCore):
     def _time_fsync(self, started: float) -> None:
         self._fsync_times.append(time.perf_counter() - started)
 
+    def _claim(self) -> tuple[int, int, int] | None:
+        """(Mutex held.) What an fdatasync outside the mutex must cover: a duplicate of the open
+        segment's descriptor, and the seq and end offset of its newest record; None when every
+        record is known durable.
+
+        The duplicate lets appends go on during the fdatasync, and a checkpoint switch
+        segments and close the original meanwhile (it fsyncs the old segment itself first,
+        under the mutex, so rule 1 holds either way).
+        """
+        if self._durable_seq >= self._last_seq:
+            return None
+        try:
+            fd = os.dup(cast(int, self._fd))  # records to sync: the segment is open
+        except OSError as exc:
+            raise self._break(exc, "fsync") from exc
+        return fd, self._last_seq, self._end
+
+    def _sync_claimed(self, fd: int, target: int, target_end: int) -> None:
+        """Fdatasync a `_claim` (without the mutex) and advance `durable_seq` to it; closes `fd`.
+        A failure breaks the journal (`_break`) and raises its error."""
+        started = time.perf_counter()
+        try:
+            os.fdatasync(fd)
+        except OSError as exc:
+            with self._mutex:
+                raise self._break(exc, "fsync") from exc
+        finally:
+            os.close(fd)
+        self._time_fsync(started)
+        with self._mutex:
+            self._advance(target, target_end)
+
     def _flush_every_second(self) -> None:
-        """The `everysec` thread: fsync at most once per interval, only when there is news."""
+        """The `everysec` thread: fsync at most once per interval, only when there is news.
+
+        A failure breaks the journal (`_break` logs it); the owner finds it in `lost_after`.
+        """
         while not self._stop.wait(self.everysec_interval):
-            with self._mutex:
-                if (
-                    self._durable_seq >= self._last_seq
-                    or self._lost_after is not None
-                    or self._fd is None
-                ):
-                    continue
-                # fsync a duplicate outside the lock: appends go on meanwhile, and a segment
-                # switch cannot close the descriptor under the fsync.
-                try:
-                    fd = os.dup(self._fd)
-                except OSError as exc:
-                    self._break(exc, "fsync")
-                    continue
-                target, target_end = self._last_seq, self._end
-            started = time.perf_counter()
             try:
-                os.fdatasync(fd)
-            except OSError as exc:
                 with self._mutex:
-                    self._break(exc, "fsync")
+                    if self._lost_after is not None or self._fd is None:
+                        continue
+                    claim = self._claim()
+                if claim is not None:
+                    self._sync_claimed(*claim)
+            except Error:
                 continue
-            finally:
-                os.close(fd)
-            self._time_fsync(started)
-            with self._mutex:
-                self._advance(target, target_end)
