@@ -243,3 +243,76 @@ def test_a_locked_embedded_database_whose_fsync_failed_can_be_unlocked(tmp_path,
         assert done == [True]  # another thread gets the database: the lock was released
     finally:
         database.close()
+
+
+#: A process out of file descriptors (RLIMIT_NOFILE lowered to the ones it holds, the gaps
+#: filled) syncs its journal under `always` (group commit: `sync()`) and under `everysec` (the
+#: background thread): each fsync must get by without the duplicate descriptor it usually
+#: takes. Prints "<policy> <durable_seq> <last_seq> <failure>" for each. A child process, so
+#: that no other thread of the test process meets EMFILE meanwhile.
+OUT_OF_DESCRIPTORS = """
+import errno, os, resource, sys, time
+from pyzdb.storage.journal import Journal
+Journal.everysec_interval = 0.02
+
+def exhaust():
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    held = max(int(fd) for fd in os.listdir("/proc/self/fd"))
+    resource.setrlimit(resource.RLIMIT_NOFILE, (held + 1, hard))
+    fillers = []
+    while True:
+        try:
+            fillers.append(os.open(os.devnull, os.O_RDONLY))
+        except OSError as exc:
+            assert exc.errno == errno.EMFILE
+            break
+    try:
+        os.dup(0)
+    except OSError as exc:
+        assert exc.errno == errno.EMFILE
+    else:
+        raise AssertionError("a descriptor was left")
+    def restore():
+        for fd in fillers:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    return restore
+
+for policy in ("always", "everysec"):
+    journal = Journal(os.path.join(sys.argv[1], policy), fsync=policy)
+    _, records = journal.recover()
+    list(records)
+    journal.append("one", sync=False)
+    journal.append("two", sync=False)
+    restore = exhaust()
+    try:
+        if policy == "always":
+            try:
+                journal.sync()
+            except Exception as exc:
+                print("sync raised:", exc)
+        else:
+            deadline = time.monotonic() + 5
+            while journal.durable_seq < 2 and journal.failure is None:
+                assert time.monotonic() < deadline, "the everysec thread did not sync"
+                time.sleep(0.01)
+    finally:
+        restore()
+    print(policy, journal.durable_seq, journal.last_seq, journal.failure)
+    journal.append("three")
+    journal.close()
+"""
+
+
+def test_a_process_out_of_descriptors_still_fsyncs_its_journal(tmp_path):
+    """EMFILE on the `os.dup` before a background fsync says nothing about the data: the
+    fsync runs on the segment's own descriptor instead. Before, it broke the journal as a
+    failed fsync would (writes refused, the records after the durable one cut and undone)."""
+    done = subprocess.run(
+        [sys.executable, "-c", OUT_OF_DESCRIPTORS, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.splitlines() == ["always 2 2 None", "everysec 2 2 None"], done.stderr

@@ -104,14 +104,18 @@ class Durability(JournalCore):
 
         The duplicate lets appends go on during the fdatasync, and a checkpoint switch
         segments and close the original meanwhile (it fsyncs the old segment itself first,
-        under the mutex, so rule 1 holds either way).
+        under the mutex, so rule 1 holds either way). When no duplicate can be had (EMFILE:
+        the process is out of descriptors), that says nothing about the data, so it is no
+        failed fsync: the segment's own descriptor is fdatasynced here, under the mutex
+        (appends wait for this one), and a failure of *that* breaks the journal as any other.
         """
         if self._durable_seq >= self._last_seq:
             return None
         try:
             fd = os.dup(cast(int, self._fd))  # records to sync: the segment is open
-        except OSError as exc:
-            raise self._break(exc, "fsync") from exc
+        except OSError:
+            self._sync_locked()
+            return None
         return fd, self._last_seq, self._end
 
     def _sync_claimed(self, fd: int, target: int, target_end: int) -> None:
