@@ -35,10 +35,11 @@ from pyzdb.limits import DEFAULT_URI
 from pyzdb.net.channel import Channel, Channels
 from pyzdb.net.commands import (
     DEFAULT_TIMEOUT,
+    REPLICA_POLL,
     Commands,
     ConnectionCore,
     Exchange,
-    applied_by,
+    ReplicaWait,
     is_seconds,
 )
 from pyzdb.net.messages import MAX_WAIT
@@ -182,13 +183,10 @@ class AsyncConnection(Commands, QueryModel):
 
     async def wait_replicas(self, n: int, timeout: float) -> int:
         """Wait until `n` replicas applied this connection's last write; how many did."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while True:
-            count = applied_by(await self._send("info"), self._core.written_seq)
-            if count >= n or loop.time() >= deadline:
-                return count
-            await asyncio.sleep(0.01)
+        waiting = ReplicaWait(self._core.written_seq, n, timeout)
+        while (count := waiting.count(await self._send("info"))) is None:
+            await asyncio.sleep(REPLICA_POLL)
+        return count
 
     # -- the lock --------------------------------------------------------------------------------
 

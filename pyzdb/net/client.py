@@ -43,7 +43,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any, cast
 
 import zmq
@@ -56,10 +56,11 @@ from pyzdb.limits import DEFAULT_URI
 from pyzdb.net.channel import Channel, Channels
 from pyzdb.net.commands import (
     DEFAULT_TIMEOUT,
+    REPLICA_POLL,
     Commands,
     ConnectionCore,
     Exchange,
-    applied_by,
+    ReplicaWait,
     is_seconds,
 )
 from pyzdb.net.messages import MAX_WAIT
@@ -156,7 +157,10 @@ class Connection(Commands, DatabaseAPI):
 
         Returns how many had (like Redis WAIT), which is less than `n` after a timeout.
         """
-        return wait_replicas(self._send, self._core.written_seq, n, timeout, time.sleep)
+        waiting = ReplicaWait(self._core.written_seq, n, timeout)
+        while (count := waiting.count(self._send("info"))) is None:
+            time.sleep(REPLICA_POLL)
+        return count
 
     # -- the lock --------------------------------------------------------------------------------
 
@@ -249,19 +253,6 @@ class Connection(Commands, DatabaseAPI):
                 self._mutex.release()
 
 
-def wait_replicas(
-    send: Callable[[str], Any], seq: int, n: int, timeout: float, sleep: Callable[[float], Any]
-) -> int:
-    """`Connection.wait_replicas` for any sender: poll the primary's info until n replicas
-    applied `seq` or `timeout` passed."""
-    deadline = time.monotonic() + timeout
-    while True:
-        count = applied_by(send("info"), seq)
-        if count >= n or time.monotonic() >= deadline:
-            return count
-        sleep(0.01)
-
-
 def connect(
     uri: str = DEFAULT_URI,
     timeout: float = DEFAULT_TIMEOUT,
@@ -282,4 +273,4 @@ def connect(
     return Connection(uri, timeout, read_uris, consistency=consistency, key=key)
 
 
-__all__ = ["connect", "Connection", "wait_replicas"]
+__all__ = ["connect", "Connection"]

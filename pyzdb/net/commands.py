@@ -12,6 +12,8 @@ loop is shared by `Connection` (`pyzdb.net.client`) and `AsyncConnection` (`pyzd
 - `Commands`: the requests themselves. Each returns what the client's `_send` returns: the
   value for the sync client, an awaitable for the asyncio one. Only `_send` and the loops under
   it differ, by `await`.
+- `ReplicaWait`: the rule of `wait_replicas`, a request repeated until enough replicas have a
+  seq, for both clients' loops (which differ in how they sleep).
 """
 
 from __future__ import annotations
@@ -312,6 +314,35 @@ def applied_by(info: dict[str, Any], seq: int) -> int:
     return sum(1 for replica in replicas if replica.get("applied_seq", 0) >= seq)
 
 
+#: Seconds between two looks at the primary's info while `wait_replicas` waits.
+REPLICA_POLL = 0.01
+
+
+class ReplicaWait:
+    """`wait_replicas` without the I/O: the sync and the asyncio client each ask for `info`,
+    hand the reply to `count`, and sleep `REPLICA_POLL` their own way while it says None."""
+
+    __slots__ = ("seq", "n", "deadline")
+
+    def __init__(self, seq: int, n: int, timeout: float) -> None:
+        self.seq = seq
+        self.n = n
+        self.deadline = time.monotonic() + timeout
+
+    def count(self, info: dict[str, Any]) -> int | None:
+        """How many replicas applied `seq` (like Redis WAIT), once `n` did or the timeout
+        passed (then fewer); None: ask again.
+
+        >>> ReplicaWait(3, 1, 10.0).count({"replication": {"replicas": [{"applied_seq": 2}]}})
+        >>> ReplicaWait(3, 1, 0.0).count({"replication": {"replicas": [{"applied_seq": 2}]}})
+        0
+        """
+        applied = applied_by(info, self.seq)
+        if applied >= self.n or time.monotonic() >= self.deadline:
+            return applied
+        return None
+
+
 class Commands(abc.ABC):
     """The requests of a remote database, for `Connection` and `AsyncConnection` alike.
 
@@ -400,6 +431,8 @@ __all__ = [
     "RETRY_MAX",
     "REPLICA_LIMIT",
     "REPLICA_PAUSE",
+    "REPLICA_POLL",
+    "ReplicaWait",
     "Commands",
     "ConnectionCore",
     "Exchange",
