@@ -28,14 +28,22 @@ from server_process import ServerProcess, ping
 
 import pyzdb
 
-#: `pyzdb-server` whose fdatasync fails (EIO) while `<data>/FAIL_FSYNC` exists. Only fdatasync:
-#: the journal's own cut (ftruncate + fsync) still works, as on a disk that failed one writeback.
+#: `pyzdb-server` whose fdatasync fails (EIO) while `<data>/FAIL_FSYNC` exists, and writes the
+#: name of the thread it failed in to `<data>/FAILED_IN`. Only fdatasync: the journal's own cut
+#: (ftruncate + fsync) still works, as on a disk that failed one writeback. While
+#: `<data>/SLOW_FSYNC` exists, each fdatasync first sleeps 2 ms: a disk slow enough for the
+#: server's sync thread (`pyzdb.server.outbox.OVERLAP_FSYNC`).
 FAILING_SERVER = """
-import errno, os, sys
-trigger = os.path.join(sys.argv[sys.argv.index("--data") + 1], "FAIL_FSYNC")
+import errno, os, sys, threading, time
+data = sys.argv[sys.argv.index("--data") + 1]
+trigger, slow = os.path.join(data, "FAIL_FSYNC"), os.path.join(data, "SLOW_FSYNC")
 real = os.fdatasync
 def fdatasync(fd):
+    if os.path.exists(slow):
+        time.sleep(0.002)
     if os.path.exists(trigger):
+        with open(os.path.join(data, "FAILED_IN"), "a") as out:
+            out.write(threading.current_thread().name + "\\n")
         raise OSError(errno.EIO, "Input/output error (injected)")
     return real(fd)
 os.fdatasync = fdatasync
@@ -117,6 +125,31 @@ def test_a_failed_fsync_undoes_the_write_and_refuses_later_ones_without_a_restar
             assert database.info()["server"]["writable"] is True
             database["x"] = 4
             assert database["x"].get() == 4
+        finally:
+            database.close()
+
+
+def test_a_failed_fsync_in_the_sync_thread_fails_the_waiting_write_and_refuses_later_ones(
+    tmp_path,
+):
+    """On a slow disk the fdatasync of `--fsync always` runs in the sync thread (`Syncer`),
+    whose failure reaches the loop through `Syncer.error` and the pipe it polls."""
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    (data_dir / "SLOW_FSYNC").touch()
+    with FailingServer(data_dir) as server:
+        database = pyzdb.connect(server.uri, timeout=30.0)
+        try:
+            database["x"] = 1  # the first fdatasync runs in the loop: it measures the disk
+            (data_dir / "FAIL_FSYNC").touch()
+            with pytest.raises(pyzdb.Error, match="could not make writes durable"):
+                database["x"] = 2
+            assert (data_dir / "FAILED_IN").read_text().split() == ["pyzdb-sync"]
+            assert database["x"].get() == 1, "the write whose fsync failed is still in memory"
+            with pytest.raises(pyzdb.Error, match=REFUSED):
+                database["y"] = 3
+            assert database.info()["server"]["writable"] is False
+            assert server.alive() and len(worker_pids(server)) == 1, server.log()
         finally:
             database.close()
 
