@@ -193,7 +193,13 @@ class Fetcher:
 
     def _ask(self, socket: zmq.Socket, op: str, params: dict[str, Any], source: str = "") -> Any:
         request = Request(next(self._ids), op, source, params=params)
-        socket.send(pack(request))
+        try:
+            # Never blocking (as `pyzdb.net.channel.Channel.send`): a socket whose handshake
+            # failed has no peer left to queue on (libzmq dropped it and does not reconnect,
+            # `curve.configure`), and a blocking send would wait there forever, silent.
+            socket.send(pack(request), zmq.NOBLOCK)
+        except zmq.Again:
+            raise _NoAnswer() from None
         deadline = time.monotonic() + PRIMARY_TIMEOUT
         while not self._stop.is_set():
             left = deadline - time.monotonic()
