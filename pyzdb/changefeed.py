@@ -12,6 +12,7 @@ asking for records that are no longer retained gets `HistoryLost`, never a silen
 
 from __future__ import annotations
 
+import copy
 import itertools
 from typing import Any, cast
 
@@ -150,10 +151,25 @@ def value_at(journal: Any, watched: tuple[Any, ...], seq: int) -> Shadow:
                 break
             for effect in record[-1]:
                 if relevant(effect, watched):
-                    shadow.apply(record_seq, effect)
+                    shadow.apply(record_seq, _own(effect))
     finally:
         _close(stream)
     return shadow
+
+
+def _own(effect: Any) -> Any:
+    """`effect` with its own copy of the dict or list it carries (always its last item).
+
+    The journal's records are shared: it keeps the newest in memory as they were appended and
+    hands the same objects to every reader (replicas, feeds, this). A `Shadow` takes the values
+    it applies as its own and changes them with the later effects, so it must get copies, or
+    the record itself would change (then replayed wrong, and its checksum no longer matching
+    what a replica was sent).
+    """
+    value = effect[-1]
+    if isinstance(value, (dict, list)):
+        return (*effect[:-1], copy.deepcopy(value))
+    return effect
 
 
 def _close(stream: Any) -> None:

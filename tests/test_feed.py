@@ -57,6 +57,30 @@ def test_watch_yields_the_current_value_then_every_change_with_old_and_new(db):
     assert initial.seq < seqs[0]
 
 
+def test_resuming_a_watch_leaves_the_records_it_rebuilds_from_as_they_were(db):
+    """A watch resumed at a seq rebuilds the watched value from the journal's records, which
+    the journal keeps in memory as appended and hands to every reader. Before, the rebuilt
+    value took a record's dict (and list) as its own and applied the later records to it: the
+    record then said "orders = {'a': 1, 'l': [1, 2], ...}" instead of "orders = {}", so the next
+    resume from before it started from a wrong value, a replica sent it resynced (its checksum
+    changed), and a replica catching up applied it as it read."""
+    db["orders"] = {}
+    (initial,) = take(db.watch("db['orders']"), 1)
+    db["orders"]["a"] = 1
+    db["orders"]["l"] = [1]
+    db["orders"]["l"].append(2)
+    db["orders"]["b"] = 2
+    (last,) = take(db.watch("db['orders']", since=initial.seq + 3), 1)  # rebuilds from seq 1
+    assert (last.op, last.path, last.new) == ("insert", ("orders", "b"), 2)
+    changes = take(db.watch("db['orders']", since=initial.seq), 4)
+    assert [(c.op, c.path, c.old, c.new) for c in changes] == [
+        ("insert", ("orders", "a"), None, 1),
+        ("insert", ("orders", "l"), None, [1]),
+        ("insert", ("orders", "l", 1), None, 2),
+        ("insert", ("orders", "b"), None, 2),
+    ]
+
+
 def test_watch_sees_the_watched_value_replaced_from_above(db):
     db["shop"] = {"orders": {"a": 1}}
     watch = db.watch(("shop", "orders"))

@@ -136,7 +136,10 @@ class Shadow:
         return None if self.value is _MISSING else self.value
 
     def apply(self, seq: int, effect: tuple[Any, ...]) -> list[Change]:
-        """Apply one effect; return the changes it made under the watched path, in order."""
+        """Apply one effect; return the changes it made under the watched path, in order.
+
+        The shadow keeps the values an effect carries and changes them with later effects:
+        give it effects nobody else holds (`pyzdb.changefeed.value_at` copies the journal's)."""
         where = tuple(effect[1])
         if effect[0] == "put":  # a scoped watch: the whole tree (the scope) became effect[3]
             return self._become(seq, lookup(effect[3], self.watched) if effect[2] else _MISSING)
