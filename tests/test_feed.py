@@ -12,6 +12,7 @@ import asyncio
 import itertools
 import random
 import threading
+import time
 
 import pytest
 import zmq
@@ -197,6 +198,13 @@ def test_watch_resumed_100_times_under_concurrent_writers_sees_every_change_once
         db["orders"] = {}
         first = db.watch("db['orders']")
         initial = take(first, 1)[0]
+        # A replica starts from a snapshot of the primary. One taken after the writers began
+        # (its fetch thread slow to start on a loaded machine) would not hold the records a
+        # watch resumed there asks for (HistoryLost): the writers wait until it has `initial`.
+        deadline = time.monotonic() + 30
+        while rdb.info()["replication"]["applied_seq"] < initial.seq:
+            assert time.monotonic() < deadline, replica.log()
+            time.sleep(0.01)
         stop = threading.Event()
         writers = [
             threading.Thread(target=_writer, args=(server.uri, stop, seed)) for seed in range(3)
