@@ -147,8 +147,9 @@ class ServerProcess:
     @property
     def worker_pid(self) -> int:
         """The process that serves: the supervisor's newest worker (from the log), or `pid`
-        itself for a server started with `--no-supervisor`."""
-        found = re.findall(r"worker pid (\d+) serves", self.log())
+        itself for a server started with `--no-supervisor` (with `--front`, the shadow's
+        workers are logged too, tagged "[shadow]": not these)."""
+        found = re.findall(r"^(?!.*\[shadow\]).*worker pid (\d+) serves", self.log(), re.M)
         return int(found[-1]) if found else self.pid
 
     def alive(self) -> bool:

@@ -23,7 +23,7 @@ from pyzdb.sandbox import release_leftovers
 from pyzdb.server.parked import Parked
 from pyzdb.server.redact import Redactor
 from pyzdb.server.requestlog import WARNINGS_PER_SECOND, Throttle, log_failure, log_request
-from pyzdb.server.router import split_envelope
+from pyzdb.server.router import FRONT_ID, peer_of, split_envelope
 from pyzdb.server.tenancy import Tenancy
 
 if TYPE_CHECKING:
@@ -50,15 +50,21 @@ class Dispatcher:
         self._redact = Redactor(server.config.data)
         self._bad = Throttle(WARNINGS_PER_SECOND)
         self._budget_time = budget_time
+        #: Behind `--front`: the front's identity, the routing frame before a client's (the
+        #: worker's other peers, a shadow following its journal, come without it).
+        self._front = FRONT_ID if server.config.behind_front else None
         #: Set by the supervisor's worker (`pyzdb.server.supervisor`): the page it watches.
         self.inflight: Any = None
 
     def handle(self, frames: list[bytes]) -> None:
         """One message as the ROUTER gave it: routing envelope, then one request frame."""
-        if len(frames) == 2 and frames[1]:  # identity + frame: a pyzdb client, the usual case
-            envelope, body = frames[:1], frames[1]
+        hops = 1 if self._front is not None and frames[0] == self._front else 0
+        if len(frames) == 2 + hops and frames[-1]:  # identity + frame: a pyzdb client
+            envelope, body = frames[:-1], frames[-1]
         else:
-            envelope, rest = split_envelope(frames)
+            envelope, rest = split_envelope(frames[hops:] if hops else frames)
+            if hops:
+                envelope = frames[:1] + envelope
             if len(rest) != 1:
                 self.refuse(
                     envelope,
@@ -122,7 +128,7 @@ class Dispatcher:
 
     def refuse(self, envelope: list[bytes], request_id: int, exc: Exception) -> None:
         """A message that is no valid request (or from a key that may not send it)."""
-        self._bad.warning("bad message from peer %s: %s", envelope[0].hex(), exc)
+        self._bad.warning("bad message from peer %s: %s", peer_of(envelope).hex(), exc)
         self._queue_reply(
             envelope,
             None,
@@ -158,7 +164,12 @@ class Dispatcher:
             )
             if self.inflight is not None and request.op in ("query", "execute"):
                 self.inflight.enter(
-                    session, request.id, envelope[0], request.op, self._budget_time, frame
+                    session,
+                    request.id,
+                    peer_of(envelope),
+                    request.op,
+                    self._budget_time,
+                    frame,
                 )
                 try:
                     value = run(request, request.params)

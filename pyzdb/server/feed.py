@@ -175,14 +175,22 @@ class Hub:
         dispatch = self.server.dispatch
         for parked in ready:
             if parked.reached and last < parked.seq:
-                error = ReplicaBehind(
-                    f"this replica has applied seq {last}, not yet seq {parked.seq} that the "
-                    f"read must see (read-your-writes); ask the primary"
-                )
-                dispatch.fail(parked.envelope, parked.request, error)
+                dispatch.fail(parked.envelope, parked.request, self._behind(last, parked.seq))
             else:
                 dispatch.run(parked.envelope, parked.request, parked.grant, parked.frame)
         return bool(ready)
+
+    def _behind(self, last: int, seq: int) -> ReplicaBehind:
+        if self.server.config.behind_front:  # the front's shadow: its clients know no replica
+            return ReplicaBehind(
+                f"the server is busy with a long request, and the copy that answers reads "
+                f"meanwhile has applied seq {last}, not yet seq {seq} that this read must see; "
+                "try again when that request ends"
+            )
+        return ReplicaBehind(
+            f"this replica has applied seq {last}, not yet seq {seq} that the read must see "
+            "(read-your-writes); ask the primary"
+        )
 
     def next_deadline(self) -> float | None:
         """Monotonic time of the earliest parked deadline, for the loop's poll timeout."""

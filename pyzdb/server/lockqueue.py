@@ -24,6 +24,7 @@ from pyzdb.errors import Error, LockTimeout
 from pyzdb.net.messages import Request
 from pyzdb.server.fairness import QueueShares
 from pyzdb.server.parked import Parked
+from pyzdb.server.router import peer_of
 from pyzdb.server.sessions import make_tag
 
 if TYPE_CHECKING:
@@ -145,7 +146,7 @@ class LockQueue:
         frame: bytes = b"",
     ) -> LockTimeout | None:
         """Queue a request until the lock lets it through; the refusal if it may not wait."""
-        client = request.session or envelope[0]
+        client = request.session or peer_of(envelope)
         if not self._shares.admit(client):
             return LockTimeout(
                 f"the database is locked and this client has "
@@ -218,7 +219,7 @@ class LockQueue:
                 index += 1
 
     def _unqueue(self, waiting: Parked) -> None:
-        self._shares.release(waiting.request.session or waiting.envelope[0])
+        self._shares.release(waiting.request.session or peer_of(waiting.envelope))
         self.queue.remove(waiting)
         self.queued.pop((waiting.request.session, waiting.request.id), None)
 

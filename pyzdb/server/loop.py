@@ -126,7 +126,9 @@ class Server:
                     max_size=config.scoped_size,
                 ),
             )
-        self.router = Router(self.context, self.auth)
+        self.router = Router(self.context, self.auth, 1 if config.behind_front else 0)
+        if config.behind_front:
+            self.router.behind_front()
         self.outbox = Outbox(self.engine, self.router.send, self._journal_failed)
         self.dispatch = Dispatcher(self, budget.time)
         try:
@@ -134,7 +136,9 @@ class Server:
         except zmq.ZMQError as exc:
             self.close()
             raise Error(f"cannot bind {config.bind}: {exc}") from None
-        write_endpoint(config.data, self.endpoint)
+        #: Where clients reach this server: the front's endpoint behind `--front`.
+        self.public = config.public or self.endpoint
+        write_endpoint(config.data, self.public)
         if config.fsync == "always":
             self.outbox.start_sync_thread()
 
@@ -143,6 +147,9 @@ class Server:
         the `inflight` page, and refuse the resends of the `quarantine`d requests."""
         self.dispatch.inflight = inflight
         self.sessions.learn(quarantine, self.config.max_message)
+        if self.config.front:  # the front reads there what every reply so far may reflect
+            inflight.acknowledged(self.engine.last_seq)
+            self.outbox.acknowledge = inflight.acknowledged
 
     # -- the loop ----------------------------------------------------------------------------
 

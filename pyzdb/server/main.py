@@ -6,7 +6,9 @@ The worker writes each query or execute it evaluates to the shared `InFlight` pa
 it, by when it must end) and clears it after; the supervisor kills a worker past that
 deadline, and hands the request it was running to the next worker in `quarantine`, whose
 resend then gets an error, never a second run. With `--no-supervisor` the process serves
-itself, without the page.
+itself, without the page. With `--front` the supervisor binds the public endpoint and the
+worker a private one behind it (`pyzdb.server.front`); `--shadow-for PID` is how the front
+starts its read-only copy (`pyzdb.server.shadow`).
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ def server_main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+        format=("%(asctime)s [shadow] " if args.shadow_for else "%(asctime)s ")
+        + "%(name)s %(levelname)s %(message)s",
     )
     try:
         config = config_from_args(args)
@@ -37,14 +40,28 @@ def server_main(argv: Sequence[str] | None = None) -> int:
         return 2
     if args.no_supervisor:
         return _serve(config, None, {}, None)
-    from pyzdb.server.supervisor import Supervisor
+    from pyzdb.server.supervisor import Supervisor, die_with_parent
+
+    if args.shadow_for:
+        die_with_parent(args.shadow_for)
+    front = None
+    if config.front:
+        from pyzdb.server.front import Front
+
+        try:
+            front = Front(config, args.kill_grace, args.verbose)
+        except Error as exc:
+            log.error("cannot start: %s", exc)
+            return 1
+        config = front.worker_config(config)
+    worker_config = config
 
     def serve(
         inflight: Any, quarantine: dict[tuple[bytes, int], Any], ready: Callable[[], None]
     ) -> int:
-        return _serve(config, inflight, quarantine, ready)
+        return _serve(worker_config, inflight, quarantine, ready)
 
-    return Supervisor(serve, config.data, args.kill_grace).run()
+    return Supervisor(serve, config.data, args.kill_grace, front).run()
 
 
 def _serve(
@@ -72,7 +89,13 @@ def _serve(
         report.effects_replayed,
         report.seconds,
     )
-    log.info("serving on %s (fsync %s, lease %g s)", server.endpoint, config.fsync, config.lease)
+    log.info(
+        "serving on %s%s (fsync %s, lease %g s)",
+        server.public,
+        " through the front" if config.front else "",
+        config.fsync,
+        config.lease,
+    )
     server.install_signal_handlers()
     if ready is not None:
         ready()

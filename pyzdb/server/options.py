@@ -53,6 +53,15 @@ class ServerConfig:
     lock_max_hold: float = 300.0
     #: The credential file a replica presents to a primary with `--keys` (None: `$PYZDB_KEY`).
     replica_key: str | None = None
+    #: `--front`: the supervisor answers pings and reads while the worker is stuck.
+    front: bool = False
+    #: Seconds a request runs before the front calls the worker busy (`--busy-after`).
+    busy_after: float = 0.25
+    #: Messages arrive through a front (`pyzdb.server.front`): one more routing frame, the
+    #: front's own, before the client's identity.
+    behind_front: bool = False
+    #: The endpoint clients use when it is not `bind` (the front's): the ENDPOINT file, info.
+    public: str | None = None
 
 
 def check_bind(uri: str, insecure: bool = False, keys: bool = False) -> None:
@@ -127,6 +136,8 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
             "--lease, --max-message, --kill-grace and --lock-max-hold must be "
             "positive, --retain-journal and --replica-backlog >= 0"
         )
+    if args.front:
+        _check_front(args)
     if args.key is not None and not args.replica_of:
         raise ValueError(
             "--key is the credential a replica presents to its primary: "
@@ -155,9 +166,34 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         scoped_size=args.scoped_size,
         max_memory=args.max_memory,
         lock_max_hold=args.lock_max_hold,
+        front=args.front,
+        busy_after=args.busy_after,
+        behind_front=args.shadow_for is not None,
     )
     check_bind(config.bind, config.insecure, keys=config.keys is not None)
     return config
+
+
+def _check_front(args: argparse.Namespace) -> None:
+    """`--front` refuses what it cannot carry through to the worker (README, Supervision)."""
+    if not args.busy_after > 0:
+        raise ValueError("--busy-after must be positive")
+    for name, given in (
+        ("--no-supervisor", args.no_supervisor),
+        ("--keys", args.keys),
+        ("--replica-of", args.replica_of),
+    ):
+        if given:
+            raise ValueError(f"--front cannot be combined with {name}: {_FRONT_REFUSALS[name]}")
+
+
+_FRONT_REFUSALS = {
+    "--no-supervisor": "the front is the supervisor process",
+    "--keys": "the front would end CURVE and the worker would no longer know each key "
+    "(roles, scopes); serve keyed clients without --front",
+    "--replica-of": "its reads come from a replica of the worker, and a replica's worker "
+    "does not feed replicas",
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -289,6 +325,25 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="serve in this process, without a supervisor to restart it",
     )
+    parser.add_argument(
+        "--front",
+        action="store_true",
+        help="the supervisor fronts the worker: while a request runs past --busy-after "
+        "(or the worker restarts), it answers ping itself and reads from a read-only "
+        "copy, so other clients are not stuck behind it. Costs a hop on every request "
+        "(about 0.1 ms) and doubles the memory (the copy holds the whole database); not "
+        "with --keys, --replica-of or --no-supervisor",
+    )
+    parser.add_argument(
+        "--busy-after",
+        type=float,
+        default=0.25,
+        metavar="S",
+        help="with --front: seconds a request runs before the front answers "
+        "for the worker (default 0.25)",
+    )
+    # The front starts its read-only copy with this: the pid of the front, whose death ends it.
+    parser.add_argument("--shadow-for", type=int, metavar="PID", help=argparse.SUPPRESS)
     return parser
 
 

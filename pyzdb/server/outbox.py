@@ -131,6 +131,9 @@ class Outbox:
         self._checked_seq = engine.last_seq  # the policy's sync() was called up to here
         #: The sync thread (`--fsync always` only, from `start_sync_thread`).
         self.syncer: Syncer | None = None
+        #: `--front`: told the durable seq before replies that may reflect it leave (the
+        #: supervisor's page: reads the front sends elsewhere must see every acknowledged write).
+        self.acknowledge: Callable[[int], None] | None = None
 
     def start_sync_thread(self) -> None:
         """Under `--fsync always`: fdatasyncs go to the sync thread when the disk is slow."""
@@ -173,6 +176,8 @@ class Outbox:
                     self.fail(exc)
                     return
                 durable = self._journal.durable_seq
+        if self.acknowledge is not None and outbox and outbox[0][0] <= durable:
+            self.acknowledge(durable)
         send = self._send
         while outbox and outbox[0][0] <= durable:
             _, envelope, _, data = outbox.popleft()
@@ -206,6 +211,8 @@ class Outbox:
             )
         )
         durable = self._journal.durable_seq
+        if self.acknowledge is not None:
+            self.acknowledge(durable)
         outbox, self._pending = self._pending, collections.deque()
         self.hold = self._pending.append
         replaced: dict[int, bytes] = {}

@@ -17,6 +17,10 @@ log = logging.getLogger("pyzdb.server")
 
 #: Frames of a routing envelope we echo back: the ROUTER's identity plus a few proxies.
 MAX_ENVELOPE = 8
+#: The routing identity of `pyzdb-server --front` towards its worker and shadow: the frame
+#: before the client's identity in what they receive. libzmq's own identities start with a
+#: zero byte, so no other peer has it by accident.
+FRONT_ID = b"pyzdb-front"
 #: pyzmq's flags as plain ints: its enum flags cost an `enum` call per use on the hot path.
 POLLIN = int(zmq.POLLIN)
 _EVENTS = int(zmq.EVENTS)
@@ -28,11 +32,19 @@ _SNDMORE_NOBLOCK = int(zmq.SNDMORE) | _NOBLOCK
 class Router:
     """One ROUTER socket of `context`; with `auth`, a CURVE server checked by ZAP."""
 
-    def __init__(self, context: zmq.Context, auth: ServerAuth | None = None) -> None:
+    def __init__(self, context: zmq.Context, auth: ServerAuth | None = None, hops: int = 0) -> None:
         self.socket = context.socket(zmq.ROUTER)
         self._auth = auth
+        #: Most frames kept of one message (more is refused anyway): the envelope, the body and
+        #: one more to tell it was too long; `hops`: routing frames before the client's
+        #: identity (1 behind `--front`).
+        self._keep = MAX_ENVELOPE + 3 + hops
         if auth is not None:
             auth.configure(self.socket)
+
+    def behind_front(self) -> None:
+        """The front's identity may come back (a reconnect) before the old pipe is gone."""
+        self.socket.setsockopt(zmq.ROUTER_HANDOVER, 1)
 
     def bind(self, uri: str, max_message: int) -> str:
         """Bind `uri` and return the endpoint bound (a port 0 resolved); ZMQError if taken.
@@ -53,7 +65,7 @@ class Router:
         if self._auth is not None:
             return self._auth.drain(self.socket, ready, limit)
         batch: list[list[bytes]] = []
-        sock = self.socket
+        sock, keep = self.socket, self._keep
         recv, getsockopt = sock.recv, sock.getsockopt
         while len(batch) < limit and (ready or getsockopt(_EVENTS) & POLLIN):
             ready = False
@@ -64,7 +76,7 @@ class Router:
             frames = [identity, recv(_NOBLOCK)]
             while getsockopt(_RCVMORE):
                 frame = recv(_NOBLOCK)
-                if len(frames) <= MAX_ENVELOPE + 2:  # more is refused anyway: keep no more
+                if len(frames) < keep:  # more is refused anyway: keep no more
                     frames.append(frame)
             batch.append(frames)
         return batch
@@ -83,6 +95,17 @@ class Router:
         self.socket.close()
 
 
+def peer_of(envelope: list[bytes]) -> bytes:
+    """The client's identity in a routing envelope: behind the front, the frame after its.
+
+    >>> peer_of([b"peer", b""]), peer_of([FRONT_ID, b"peer"])
+    (b'peer', b'peer')
+    """
+    if envelope[0] == FRONT_ID and len(envelope) > 1:
+        return envelope[1]
+    return envelope[0]
+
+
 def split_envelope(frames: list[bytes]) -> tuple[list[bytes], list[bytes]]:
     """Routing envelope (identity ... empty delimiter) and body. REQ and our DEALER clients
     send the delimiter; without one, the envelope is the identity alone.
@@ -98,4 +121,4 @@ def split_envelope(frames: list[bytes]) -> tuple[list[bytes], list[bytes]]:
     return frames[:1], frames[1:]
 
 
-__all__ = ["MAX_ENVELOPE", "POLLIN", "Router", "split_envelope"]
+__all__ = ["FRONT_ID", "MAX_ENVELOPE", "POLLIN", "Router", "peer_of", "split_envelope"]

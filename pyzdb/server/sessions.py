@@ -56,7 +56,8 @@ class SessionMemory:
         """Take over the supervisor's quarantine, and index the frames it kept by content.
 
         The frames are decoded here, in the worker, with the bounds of any request: the
-        supervisor itself never parses what a client sent.
+        supervisor's watch never parses what a client sent (with `--front` the front decodes
+        requests while the worker is busy, with the same bounded decoder).
         """
         self.quarantine = quarantine
         for entry in quarantine.values():

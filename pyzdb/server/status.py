@@ -21,7 +21,8 @@ def info_sections(server: Server) -> dict[str, dict[str, Any]]:
     engine, journal, locks = server.engine, server.engine.journal, server.locks
     role = "primary" if server.follower is None else "replica"
     sections = engine_sections(engine, role, server.stats.started)
-    sections["server"]["bind"] = server.endpoint
+    sections["server"]["bind"] = server.public
+    sections["server"]["front"] = server.config.front
     sections["server"]["lease_seconds"] = server.config.lease
     sections["clients"] = server.stats.section()
     sections["clients"]["lock_holder"] = locks.holder.hex() if locks.holder else None

@@ -27,6 +27,14 @@ forks a *worker* that does all the serving, and stays behind as a small supervis
 
 The worker gets SIGKILL when the supervisor dies (`PR_SET_PDEATHSIG`), so a `kill -9` of the
 `pyzdb-server` pid (what an operator or a test kills) takes both down, as before.
+
+With `--front` (`pyzdb.server.front`) the supervisor also holds the public socket, and every
+wait here (between looks at the page, while a new worker starts, the crash-loop pause) serves
+the clients: relaying to the worker, or, while it is busy, answering pings and sending reads
+to a read-only copy. The page then also carries when the request started and, written by the
+worker's outbox, the newest seq a reply may have acknowledged. A worker forked from the front
+closes the descriptors it inherited (libzmq's sockets), or a client's connection would outlive
+the front's close of it.
 """
 
 from __future__ import annotations
@@ -41,7 +49,10 @@ import struct
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Literal, overload
+from typing import TYPE_CHECKING, Literal, overload
+
+if TYPE_CHECKING:
+    from pyzdb.server.front import Front
 
 log = logging.getLogger("pyzdb.supervisor")
 
@@ -61,12 +72,17 @@ QUARANTINE_MAX = 1000
 #: The newest quarantined requests whose frames are kept (for the refusal by content): at
 #: most 16 MiB however many kills came before.
 FRAMES_KEPT = 64
-#: The page: kill-at (monotonic seconds, 0.0 = idle), request id, lengths of session, peer
-#: and op, then the three (zero-padded): one `pack_into` per request.
-_PAGE = struct.Struct(f"<dQBBB{_FIELD}s{_FIELD}s{_FIELD}s")
+#: The page: kill-at (monotonic seconds, 0.0 = idle), started at, request id, lengths of
+#: session, peer and op, then the three (zero-padded): one `pack_into` per request.
+_PAGE = struct.Struct(f"<ddQBBB{_FIELD}s{_FIELD}s{_FIELD}s")
 _IDLE = struct.Struct("<d")  # clearing kill-at alone marks the page idle
-_FRAME_LEN = struct.Struct("<I")  # the frame's length, after the page's fields
-_FRAME_AT = _PAGE.size + _FRAME_LEN.size
+#: After the page's fields: the newest seq a reply may have acknowledged (`--front` only,
+#: written by the outbox before replies leave), then the frame's length and the frame.
+_ACKED = struct.Struct("<Q")
+_FRAME_LEN = struct.Struct("<I")
+_ACKED_AT = _PAGE.size
+_FRAME_LEN_AT = _ACKED_AT + _ACKED.size
+_FRAME_AT = _FRAME_LEN_AT + _FRAME_LEN.size
 _OP_NAMES = {"query": b"query", "execute": b"execute"}
 _monotonic = time.monotonic
 _PR_SET_PDEATHSIG = 1
@@ -119,11 +135,13 @@ class InFlight:
             size = 0
         else:
             self._page[_FRAME_AT : _FRAME_AT + size] = frame
-        _FRAME_LEN.pack_into(self._page, _PAGE.size, size)
+        _FRAME_LEN.pack_into(self._page, _FRAME_LEN_AT, size)
+        now = _monotonic()
         _PAGE.pack_into(
             self._page,
             0,
-            _monotonic() + seconds + self.grace,
+            now + seconds + self.grace,
+            now,
             request_id & 0xFFFFFFFFFFFFFFFF,
             len(session),
             len(peer),
@@ -137,12 +155,24 @@ class InFlight:
         """The worker, once the request is answered (or failed on its own terms)."""
         _IDLE.pack_into(self._page, 0, 0.0)
 
+    def acknowledged(self, seq: int) -> None:
+        """The worker's outbox, before replies that may reflect writes up to `seq` leave
+        (`--front`: a read the front sends elsewhere must see them)."""
+        _ACKED.pack_into(self._page, _ACKED_AT, seq)
+
+    def look(self) -> tuple[float, bytes, int]:
+        """The front, each tick: (since when the request in flight runs, 0.0 = idle; its
+        session; the newest seq a reply may have acknowledged), without copying the frame."""
+        kill_at, started, _, ns, _, _, session, _, _ = _PAGE.unpack_from(self._page)
+        (acked,) = _ACKED.unpack_from(self._page, _ACKED_AT)
+        return (started if kill_at else 0.0), session[:ns], acked
+
     def read(self) -> tuple[float, Quarantined | None]:
         """The supervisor: (kill-at, the request in flight) or (0.0, None) when idle."""
-        kill_at, request_id, ns, npeer, nop, session, peer, op = _PAGE.unpack_from(self._page)
+        kill_at, _, request_id, ns, npeer, nop, session, peer, op = _PAGE.unpack_from(self._page)
         if not kill_at:
             return 0.0, None
-        (size,) = _FRAME_LEN.unpack_from(self._page, _PAGE.size)
+        (size,) = _FRAME_LEN.unpack_from(self._page, _FRAME_LEN_AT)
         frame = self._page[_FRAME_AT : _FRAME_AT + min(size, FRAME_MAX)]
         name = op[:nop].decode("ascii", "replace")
         return kill_at, Quarantined(session[:ns], request_id, peer[:npeer], name, "", frame)
@@ -155,11 +185,17 @@ Serve = Callable[[InFlight, "dict[tuple[bytes, int], Quarantined]", Callable[[],
 class Supervisor:
     """Forks workers, watches them, restarts them; `run()` returns the exit status."""
 
-    def __init__(self, serve: Serve, data: str, grace: float = 1.0) -> None:
+    def __init__(
+        self, serve: Serve, data: str, grace: float = 1.0, front: Front | None = None
+    ) -> None:
         self.serve = serve
         self.data = data
         self.inflight = InFlight(grace)
         self.quarantine: dict[tuple[bytes, int], Quarantined] = {}
+        #: `--front` (`pyzdb.server.front`): every wait of this process serves clients.
+        self.front = front
+        if front is not None:
+            front.watch(self.inflight, self.quarantine)
         self.worker = 0
         self.restarts = 0
         self._stopping = False
@@ -182,17 +218,30 @@ class Supervisor:
         finally:
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
+            if self.front is not None:
+                self.front.close()
+
+    def _pause(self, seconds: float) -> None:
+        """Wait: behind `--front`, serving the clients meanwhile."""
+        if self.front is None:
+            time.sleep(seconds)
+        else:
+            self.front.serve(seconds)
 
     # -- one worker's life ---------------------------------------------------------------------
 
     def _start(self) -> tuple[int, bool]:
         """Fork a worker and wait until it serves; (status, False) if it exited before."""
-        _wait_for_directory(self.data)
+        _wait_for_directory(self.data, self._pause)
         read_fd, write_fd = os.pipe()
+        if self.front is not None:
+            self.front.before_fork()
         pid = os.fork()
         if pid == 0:  # pragma: no cover - the child: measured through the server tests
             os.close(read_fd)
-            _die_with_parent()
+            if self.front is not None:
+                self.front.forget_in_child(write_fd)
+            die_with_parent()
             status = 1
             try:
                 for signum in _FORWARDED:
@@ -217,9 +266,14 @@ class Supervisor:
         if not serving:
             return self._reap(block=True), False
         log.info("worker pid %d serves", pid)
+        if self.front is not None:
+            self.front.worker_ready()
         return 0, True
 
     def _read_ready(self, fd: int, pid: int) -> bool:
+        if self.front is not None:
+            while not self.front.serve(POLL, fd):
+                pass
         while True:
             try:
                 return os.read(fd, 1) == b"r"
@@ -238,7 +292,7 @@ class Supervisor:
                     "worker pid %d is stuck in a request past its budget: killing it", self.worker
                 )
                 self._kill("ran past its time budget and was stopped by a restart")
-            time.sleep(POLL)
+            self._pause(POLL)
 
     def _kill(self, reason: str) -> None:
         _, request = self.inflight.read()
@@ -274,11 +328,13 @@ class Supervisor:
             self._quarantine(request, f"stopped the server ({how})")
         self.inflight.leave()
         log.error("worker pid %d %s; restarting it", self.worker, how)
+        if self.front is not None:
+            self.front.worker_died()
         now = time.monotonic()
         self._recent = [t for t in self._recent if now - t < CRASH_LOOP] + [now]
         self.restarts += 1
         if len(self._recent) > 2:
-            time.sleep(min(MAX_BACKOFF, 0.25 * 2 ** (len(self._recent) - 3)))
+            self._pause(min(MAX_BACKOFF, 0.25 * 2 ** (len(self._recent) - 3)))
 
     def _quarantine(self, request: Quarantined, reason: str) -> None:
         key = (request.session, request.request_id)
@@ -312,9 +368,11 @@ class Supervisor:
                 pass
 
 
-def _die_with_parent() -> None:
-    """Linux: the worker gets SIGKILL when the supervisor dies, so none outlives a kill -9."""
-    parent = os.getppid()
+def die_with_parent(parent: int | None = None) -> None:
+    """Linux: the worker gets SIGKILL when the supervisor dies, so none outlives a kill -9
+    (and the front's shadow when the front dies: `parent`, its pid, checked after exec)."""
+    if parent is None:
+        parent = os.getppid()
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
@@ -324,7 +382,7 @@ def _die_with_parent() -> None:
         os._exit(1)
 
 
-def _wait_for_directory(data: str) -> None:
+def _wait_for_directory(data: str, pause: Callable[[float], None] = time.sleep) -> None:
     """Wait (a little) until no process holds the data directory's flock.
 
     A worker killed a moment ago lets go of it only once the kernel has torn it down; the
@@ -342,7 +400,7 @@ def _wait_for_directory(data: str) -> None:
             except BlockingIOError:
                 if time.monotonic() > deadline:
                     return  # the worker will say who holds it
-                time.sleep(0.01)
+                pause(0.01)
                 continue
             fcntl.flock(fd, fcntl.LOCK_UN)
             return
@@ -350,4 +408,4 @@ def _wait_for_directory(data: str) -> None:
         os.close(fd)
 
 
-__all__ = ["Supervisor", "InFlight", "Quarantined"]
+__all__ = ["Supervisor", "InFlight", "Quarantined", "die_with_parent"]
