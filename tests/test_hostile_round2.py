@@ -132,16 +132,40 @@ def test_a_c_call_past_its_budget_ends_and_never_runs_twice(strict_server, case)
         assert workers == workers_before + 1, strict_server.log()
 
 
+PRICED = [case for case in load("budget") if case["stops"] == "priced"]
+
+
+@pytest.mark.parametrize("case", PRICED, ids=ids(PRICED))
+def test_a_priced_c_call_is_refused_within_its_budget_by_the_same_worker(strict_server, case):
+    """Refused before the C call runs: within the 0.5 s budget plus a second, no kill, no
+    restart, no quarantine. Before the comparison pricing, the shared-structure cases ran until
+    the supervisor killed the worker (budget + grace + a restart), and `{*x}`, `{**d}`,
+    ``x.update(d)`` and the text and int cases stayed in C for minutes to hours."""
+    database = pyzdb.connect(strict_server.uri, timeout=60.0)
+    worker = strict_server.worker_pid
+    try:
+        started = time.monotonic()
+        with pytest.raises(EXPECTED[case["expect"]]) as refused:
+            database.execute(case["source"])
+        elapsed = time.monotonic() - started
+        assert "quarantined" not in str(refused.value)
+        assert elapsed < 0.5 + 1.0, elapsed
+        assert database.query("1 + 1") == 2
+    finally:
+        database.close()
+    assert strict_server.worker_pid == worker, strict_server.log()
+
+
 def test_other_clients_are_served_after_a_stuck_request(strict_server):
     stuck = pyzdb.connect(strict_server.uri, timeout=60.0)
     other = pyzdb.connect(strict_server.uri, timeout=60.0)
     errors: list[BaseException] = []
 
+    killed = next(case for case in load("budget") if case["stops"] == "killed")
+
     def hang() -> None:
         try:
-            stuck.execute(
-                "a = [1]\nb = [1]\nfor i in range(40):\n    a = [a, a]\n    b = [b, b]\na < b"
-            )
+            stuck.execute(killed["source"])
         except BaseException as exc:  # inspected below
             errors.append(exc)
 
@@ -157,6 +181,42 @@ def test_other_clients_are_served_after_a_stuck_request(strict_server):
     finally:
         stuck.close()
         other.close()
+
+
+def test_honest_comparisons_of_big_lists_of_records_answer_as_cpython(seeded):
+    """The pricing walks what it compares; records compared, searched and sorted still give
+    CPython's answers, with the worker serving on."""
+    database, server = seeded
+    records = [{"id": i, "name": f"user{i}", "age": i % 90, "tags": ["t", i]} for i in range(20000)]
+    other = [dict(record, tags=list(record["tags"])) for record in records]
+    other[-1]["tags"][1] = -1
+    database.execute("db['users'] = users", users=records)
+    try:
+        got = database.query(
+            "(db['users'] == same, db['users'] == other, db['users'] != other,"
+            " other[-1] in db['users'], db['users'].count(same[5]), db['users'].index(same[-2]),"
+            " [r['id'] for r in sorted(db['users'], key=lambda r: (r['age'], -r['id']))[:5]],"
+            " max(db['users'], key=lambda r: r['age'])['id'], {*same[0]['tags']} == {'t', 0})",
+            same=records,
+            other=other,
+        )
+        by_age = sorted(records, key=lambda r: (r["age"], -r["id"]))
+        expected = [
+            records == records,
+            records == other,
+            records != other,
+            other[-1] in records,
+            records.count(records[5]),
+            records.index(records[-2]),
+            [r["id"] for r in by_age[:5]],
+            max(records, key=lambda r: r["age"])["id"],
+            {*records[0]["tags"]} == {"t", 0},
+        ]
+        assert list(got) == expected
+    finally:
+        database.execute("del db['users']")
+    if server is not None:
+        assert len(worker_pids(server)) == 1, server.log()
 
 
 # -- overruns never commit --------------------------------------------------------------------
@@ -545,14 +605,12 @@ def test_the_fair_reply_cache_keeps_its_bounds_and_the_light_sessions(puts):
     assert cache.get((light, 1)) == b"l" * 10 or len(cache) == 40
 
 
-PRICED = [case for case in load("budget") if case["stops"] == "priced"]
-
-
 @pytest.mark.parametrize("case", PRICED, ids=ids(PRICED))
 def test_colliding_keys_are_priced_before_the_c_call_embedded(tmp_path, case):
+    why = "share one hash value" if case["name"].startswith("colliding") else "would compare"
     database = pyzdb.open(tmp_path / "data", budget=Budget(time=5.0))
     try:
-        with pytest.raises(pyzdb.LimitExceeded, match="share one hash value"):
+        with pytest.raises(pyzdb.LimitExceeded, match=why):
             database.execute(case["source"])  # before: minutes inside one C call
         ages = database.query("len(set([i % 90 for i in range(100000)]))")
         assert ages == 90  # equal duplicates share a hash too, and are cheap: allowed

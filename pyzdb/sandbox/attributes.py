@@ -79,7 +79,7 @@ _TEXT_PRICED: dict[str, Factory] = {
     name: getattr(Methods, f"m_{name}")
     for name in ("join", "replace", "center", "ljust", "rjust", "zfill", "expandtabs")
 }
-#: Methods a query reaches through a size-priced factory, by type (see `pyzdb.sandbox.methods`).
+#: Methods a query reaches through a priced factory, by type (see `pyzdb.sandbox.methods`).
 _PRICED: dict[type, dict[str, Factory]] = {
     str: {
         **_TEXT_PRICED,
@@ -88,7 +88,14 @@ _PRICED: dict[type, dict[str, Factory]] = {
         "format_map": format_map_method,
     },
     bytes: {**_TEXT_PRICED, "decode": Methods.m_decode},
-    list: {"extend": Methods.m_extend},
+    list: {
+        "extend": Methods.m_extend,
+        "count": Methods.m_count,
+        "index": Methods.m_index,
+        "remove": Methods.m_remove,
+        "sort": Methods.m_sort,
+    },
+    tuple: {"count": Methods.m_count, "index": Methods.m_index},
     dict: {"update": Methods.m_update, "items": Methods.m_items, "popitem": Methods.m_popitem},
 }
 #: Set methods that take iterables: each argument is materialized (`Methods.iterable_args`).

@@ -20,7 +20,7 @@ from pyzdb.errors import LimitExceeded
 from pyzdb.sandbox.budget import current_request
 from pyzdb.sandbox.idioms import idiom_builtins
 from pyzdb.sandbox.iteration import Checked, NestedFilter, NestedMap, nest_depth, nested
-from pyzdb.sandbox.kinds import EXCEPTIONS, MISSING
+from pyzdb.sandbox.kinds import EXCEPTIONS, MISSING, SIZED
 from pyzdb.sandbox.methods import check_codec
 
 # Left out on purpose, with the reason:
@@ -88,7 +88,8 @@ PLAIN_BUILTINS: dict[str, Any] = {
 
 
 def sorted_(iterable: Iterable[Any], /, *, key: Any = None, reverse: bool = False) -> Any:
-    return sorted(current_request().materialize(iterable), key=key, reverse=reverse)
+    request = current_request()
+    return request.sorted_copy(list(request.materialize(iterable)), key, reverse)
 
 
 def sum_(iterable: Iterable[Any], /, start: Any = 0) -> Any:
@@ -124,16 +125,46 @@ def sum_(iterable: Iterable[Any], /, start: Any = 0) -> Any:
         acc = sum(chunk, acc)
 
 
+#: Items of a lazy iterable that min()/max() take (and price) at a time.
+EXTREME_CHUNK = 1024
+
+
+def _extreme(pick: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """min() or max(): the items (or their keys) priced a chunk at a time, then compared.
+
+    CPython keeps the first extreme item, comparing each next item (or its key) with it; each
+    chunk here starts with the extreme so far, so the comparisons are the same, in the same
+    order, and the key function is called once an item, in order.
+    """
+    if not args or not kwargs.keys() <= {"key", "default"} or len(args) > 1 and "default" in kwargs:
+        return pick(*args, **kwargs)  # nothing to iterate, or CPython's own TypeError
+    request = current_request()
+    key = kwargs.get("key")
+    source = args if len(args) > 1 else request.consume(args[0])
+    size = len(source) if type(source) in SIZED else EXTREME_CHUNK
+    items = iter(source)
+    best: list[Any] = []  # [the extreme so far, its key]
+    while chunk := list(islice(items, size)):
+        keys = chunk if key is None else list(map(key, chunk))
+        if best:
+            chunk.insert(0, best[0])
+            if key is not None:
+                keys.insert(0, best[1])
+        request.price_order(keys, False)
+        if key is None:
+            best = [pick(chunk), None]
+        else:
+            index = pick(range(len(keys)), key=keys.__getitem__)
+            best = [chunk[index], keys[index]]
+    return best[0] if best else pick((), **kwargs)
+
+
 def min_(*args: Any, **kwargs: Any) -> Any:
-    if len(args) == 1:
-        args = (current_request().consume(args[0]),)
-    return min(*args, **kwargs)
+    return _extreme(min, args, kwargs)
 
 
 def max_(*args: Any, **kwargs: Any) -> Any:
-    if len(args) == 1:
-        args = (current_request().consume(args[0]),)
-    return max(*args, **kwargs)
+    return _extreme(max, args, kwargs)
 
 
 def any_(iterable: Iterable[Any], /) -> bool:
@@ -205,7 +236,9 @@ def frozenset_(iterable: Iterable[Any] = (), /) -> Any:
 
 def dict_(*args: Any, **kwargs: Any) -> Any:
     request = current_request()
-    if args and not hasattr(args[0], "keys"):
+    if args and hasattr(args[0], "keys"):
+        request.check_mapping(args[0])
+    elif args:
         args = (request.check_hashes(request.materialize(args[0]), pairs=True), *args[1:])
     if args and len(args[0]) + len(kwargs) > request.max_size:
         request.too_big("a dict", len(args[0]) + len(kwargs))

@@ -1,17 +1,22 @@
-"""Size-priced replacements for the data types' methods that build in one C call.
+"""Priced replacements for the data types' methods that build or compare in one C call.
 
 Each ``m_<name>(obj)`` is a factory: the attribute guard (`pyzdb.sandbox.attributes`) calls it
 with the object and hands the query the function it returns, in place of the bound method.
-The function prices what the method would build (a join, a padding, a list extend...) and then
-calls the real method, so the store's tracked containers still record their effects.
+The function prices what the method would build (a join, a padding, a list extend...) or the
+comparisons it would make (``count``, ``index``, ``remove``, ``sort``: see
+`pyzdb.sandbox.comparisons`) and then calls the real method, so the store's tracked containers
+still record their effects.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from functools import partial
+from operator import is_
 from typing import Any
 
 from pyzdb.errors import SecurityError
+from pyzdb.sandbox.comparisons import Comparisons, small
 from pyzdb.sandbox.iteration import ItemsView, Iteration
 from pyzdb.sandbox.pricing import Shapes
 
@@ -60,7 +65,7 @@ def check_codec(encoding: Any, errors: Any) -> None:
         )
 
 
-class Methods(Iteration, Shapes):
+class Methods(Iteration, Shapes, Comparisons):
     """The method factories (`m_<name>`), and the helpers they share with the builtins."""
 
     def m_join(self, sep: Any) -> Callable[[Iterable[Any]], Any]:
@@ -162,7 +167,9 @@ class Methods(Iteration, Shapes):
         method = d.update
 
         def update(other: Any = (), /, **kwargs: Any) -> None:
-            if not hasattr(other, "keys"):
+            if hasattr(other, "keys"):
+                self.check_mapping(other)
+            else:
                 other = self.check_hashes(self.materialize(other), pairs=True)
             size = len(d) + len(other) + len(kwargs)
             if size > self.max_size:
@@ -178,6 +185,59 @@ class Methods(Iteration, Shapes):
         method = d.popitem
         return lambda: self.check_tuple(method())
 
+    def m_count(self, seq: Any) -> Callable[..., Any]:
+        return self._searching(seq, "count")
+
+    def m_index(self, seq: Any) -> Callable[..., Any]:
+        return self._searching(seq, "index")
+
+    def m_remove(self, seq: Any) -> Callable[..., Any]:
+        return self._searching(seq, "remove")
+
+    def _searching(self, seq: Any, name: str) -> Callable[..., Any]:
+        """``seq.count(x)``, ``index``, ``remove``: `x` compared with each item, priced first."""
+        method = getattr(seq, name)  # a tracked list's own remove records the effect
+
+        def search(*args: Any) -> Any:
+            if args and not small(args[0]):
+                self.price_search(args[0], len(seq), seq)
+            return method(*args)
+
+        search.__name__ = search.__qualname__ = name
+        return search
+
+    def m_sort(self, lst: list[Any]) -> Callable[..., None]:
+        method = lst.sort
+
+        def sort(*args: Any, key: Any = None, reverse: Any = False) -> None:
+            if args:
+                return method(*args)  # CPython's TypeError: sort() takes keyword arguments
+            if key is None:
+                self.price_order(lst, True)
+                return method(reverse=reverse)
+            items = list(lst)
+            keys = list(map(key, items))
+            if len(lst) != len(items) or not all(map(is_, lst, items)):
+                raise ValueError("list modified during sort")
+            self.price_order(keys, True)
+            return method(key=_handing_out(keys), reverse=reverse)
+
+        return sort
+
+    def sorted_copy(self, items: list[Any], key: Any, reverse: Any) -> list[Any]:
+        """`items` (a fresh list) sorted as ``sorted()`` would, the comparisons priced first.
+
+        The keys are computed first, as CPython does (once an item, in order), priced, and
+        handed to the sort in that order (`_handing_out`)."""
+        if key is None:
+            self.price_order(items, True)
+            items.sort(reverse=reverse)
+            return items
+        keys = list(map(key, items))
+        self.price_order(keys, True)
+        items.sort(key=_handing_out(keys), reverse=reverse)
+        return items
+
     def iterable_args(self, obj: Any, name: str) -> Callable[..., Any]:
         """A set method taking iterables (``s.union(it, ...)``): each is materialized first."""
         method = getattr(obj, name)
@@ -187,6 +247,20 @@ class Methods(Iteration, Shapes):
 
         call.__name__ = call.__qualname__ = name
         return call
+
+
+def _handing_out(keys: list[Any]) -> Callable[[Any], Any]:
+    """A key function that returns `keys` one after the other, whatever item it is given.
+
+    CPython's sort calls its key once an item, in order, before it compares anything, so the
+    keys computed (and priced) beforehand reach it in the order they were computed. In C:
+    ``next(it, item)``.
+
+    >>> key = _handing_out(["b", "a"])
+    >>> key(1), key(2)
+    ('b', 'a')
+    """
+    return partial(next, iter(keys))
 
 
 __all__ = ["ENCODINGS", "ERROR_HANDLERS", "check_codec", "Methods"]

@@ -3,27 +3,174 @@
 `pyzdb.sandbox.checks` has already refused every node without a rule; `Policy` then rewrites
 the tree into guard calls: RestrictedPython's own (``_getattr_``, ``_getiter_``, ``_write_``...),
 pyzdb's arithmetic and assignment rewrites (`pyzdb.sandbox.rewrites`), and here the rest:
-``x.__name__``, ``*args`` packing, ``except`` clauses, f-strings and ``match``. In exec mode
-`capture_last_expression` makes the last top-level expression statement the result.
+comparisons (`ComparisonRewrites`), ``x.__name__``, ``*args`` packing, ``except`` clauses,
+f-strings and ``match``. In exec mode `capture_last_expression` makes the last top-level
+expression statement the result.
 """
 
 from __future__ import annotations
 
 import ast
+import copy
 from typing import cast
 
-from RestrictedPython.transformer import copy_locations
+from RestrictedPython.transformer import RestrictingNodeTransformer, copy_locations
 
 from pyzdb.sandbox.rewrites import (
     AssignmentRewrites,
     OperatorRewrites,
     Visited,
     call_node,
+    join_tests,
     load_node,
 )
 
+#: The symbol `_compare_` receives for each comparison operator.
+_COMPARE_SYMBOLS = {
+    ast.Eq: "==",
+    ast.NotEq: "!=",
+    ast.Lt: "<",
+    ast.LtE: "<=",
+    ast.Gt: ">",
+    ast.GtE: ">=",
+    ast.In: "in",
+    ast.NotIn: "not in",
+    ast.Is: "is",
+    ast.IsNot: "is not",
+}
 
-class Policy(OperatorRewrites, AssignmentRewrites):
+
+def _pure(node: ast.expr, depth: int = 0) -> bool:
+    """An operand whose evaluation runs no query code and changes nothing: a name, a
+    constant, an item of one by a name or constant (``r['age']``). It may be evaluated twice."""
+    if isinstance(node, (ast.Name, ast.Constant)):
+        return True
+    return (
+        depth < 3
+        and isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Name)
+        and node.func.id == "_getitem_"
+        and len(node.args) == 2
+        and not node.keywords
+        and _pure(node.args[0], depth + 1)
+        and isinstance(node.args[1], (ast.Name, ast.Constant))
+    )
+
+
+def _small_constant(node: ast.expr) -> bool:
+    """A constant that ``in`` compares with each item in constant time (`comparisons.small`)."""
+    if not isinstance(node, ast.Constant):
+        return False
+    value = node.value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value.bit_length() < 512
+    if isinstance(value, (str, bytes)):
+        return len(value) < 64
+    return isinstance(value, (float, bool, complex)) or value is None
+
+
+def _plain_pair(left: ast.expr, op: ast.cmpop, right: ast.expr) -> bool:
+    """Whether ``left op right`` is cheap whatever the run-time values: identity, a constant
+    or a bool on one side of ``==``/``<``, a small constant needle or a constant collection
+    for ``in``."""
+    if isinstance(op, (ast.Is, ast.IsNot)):
+        return True
+    if isinstance(op, (ast.In, ast.NotIn)):
+        if _small_constant(left) or isinstance(left, ast.Compare):
+            return True
+        if isinstance(right, (ast.List, ast.Tuple, ast.Set)):
+            return all(isinstance(element, ast.Constant) for element in right.elts)
+        return isinstance(right, ast.Constant)
+    cheap = (ast.Constant, ast.Compare, ast.UnaryOp)
+    return isinstance(left, cheap) or isinstance(right, cheap)
+
+
+def _type_in(operand: ast.expr, kinds: str, like: ast.AST) -> ast.Compare:
+    """``_type_(operand) in kinds``."""
+    test = ast.Compare(
+        left=call_node("_type_", [copy.deepcopy(operand)], like),
+        ops=[ast.In()],
+        comparators=[load_node(kinds, like)],
+    )
+    copy_locations(test, like)
+    return test
+
+
+class ComparisonRewrites(RestrictingNodeTransformer):
+    """``a == b``, ``a < b``, ``x in c``: comparisons of containers are priced by what they
+    walk (`pyzdb.sandbox.comparisons`), so a comparison the compiler cannot prove cheap
+    becomes ``_compare_(a, '==', b)``, behind an inline type check where that is safe."""
+
+    def visit_Compare(self, node: ast.Compare) -> ast.AST:
+        """One pair: `_pair`. A chain ``a < b < c`` is ``a < b and b < c`` with `b` evaluated
+        once: twice when it is pure (a name, ``r['k']``), else held by ``_chain_`` for the next
+        link (``_link_()``)."""
+        node = self.node_contents_visit(node)
+        operands = [node.left, *node.comparators]
+        pairs = list(zip(operands, node.ops, operands[1:], strict=False))
+        if all(_plain_pair(*pair) for pair in pairs):
+            return node
+        if len(pairs) == 1:
+            return self._pair(node.left, node.ops[0], node.comparators[0], node)
+        links: list[ast.expr] = []
+        if all(map(_pure, operands[1:-1])):
+            for index, (left, op, right) in enumerate(pairs):
+                if index:
+                    left = copy.deepcopy(left)
+                links.append(self._pair(left, op, right, node))
+        else:
+            last = len(pairs) - 1
+            for index, (left, op, right) in enumerate(pairs):
+                held = call_node("_link_", [], node) if index else left
+                guard = "_compare_" if index == last else "_chain_"
+                links.append(call_node(guard, [held, self._symbol(op, node), right], node))
+        chain = ast.BoolOp(op=ast.And(), values=links)
+        copy_locations(chain, node)
+        return chain
+
+    def _pair(self, left: ast.expr, op: ast.cmpop, right: ast.expr, like: ast.AST) -> ast.expr:
+        """``left op right``, plain when cheap by its form; else ``_compare_``, behind an inline
+        type check of one operand where the check sees the value compared: a pure left side
+        (evaluated again right after), or a name on the right that the left cannot rebind."""
+        plain = ast.Compare(left=left, ops=[op], comparators=[right])
+        copy_locations(plain, like)
+        if _plain_pair(left, op, right):
+            return plain
+        tests: list[ast.expr] = []
+        left_pure = _pure(left)
+        # A name on the right keeps its value while the left side runs, unless the left side
+        # rebinds it (a walrus: functions cannot, global and nonlocal are refused).
+        right_stays = isinstance(right, ast.Name) and not any(
+            isinstance(sub, ast.NamedExpr) for sub in ast.walk(left)
+        )
+        if isinstance(op, (ast.In, ast.NotIn)):
+            if right_stays or left_pure and _pure(right):
+                tests.append(_type_in(right, "_haystacks_", like))
+            if left_pure:
+                tests.append(_type_in(left, "_needles_", like))
+        elif isinstance(left, ast.Name) or left_pure and not right_stays:
+            tests.append(_type_in(left, "_cheap_", like))
+        elif right_stays:
+            tests.append(_type_in(right, "_cheap_", like))
+        guard = call_node(
+            "_compare_",
+            [copy.deepcopy(left), self._symbol(op, like), copy.deepcopy(right)],
+            like,
+        )
+        if not tests:
+            return guard
+        fast = ast.IfExp(test=join_tests(tests, ast.Or(), like), body=plain, orelse=guard)
+        copy_locations(fast, like)
+        return fast
+
+    @staticmethod
+    def _symbol(op: ast.cmpop, like: ast.AST) -> ast.Constant:
+        symbol = ast.Constant(_COMPARE_SYMBOLS[type(op)])
+        copy_locations(symbol, like)
+        return symbol
+
+
+class Policy(OperatorRewrites, ComparisonRewrites, AssignmentRewrites):
     """RestrictedPython's transformer with pyzdb's rewrites; `checks.check_tree` ran before it.
 
     Every rewrite keeps the location of the node it replaces, so error notes point at the
@@ -156,4 +303,4 @@ def capture_last_expression(tree: ast.Module) -> None:
         tree.body[-1] = assign
 
 
-__all__ = ["Policy", "capture_last_expression"]
+__all__ = ["ComparisonRewrites", "Policy", "capture_last_expression"]

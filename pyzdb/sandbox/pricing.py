@@ -8,7 +8,8 @@
    SIGSEGV) and visits shared sub-tuples once per path (a doubling loop makes a 2**60 hash); every
    place that builds a tuple holding query objects measures it first, memoised by identity.
 3. A set or dict built in one C call may not hold more than `COLLISION_LIMIT` distinct keys
-   under one hash value (`Shapes.check_hashes`).
+   under one hash value (`Shapes.check_hashes`): ``set()``, ``dict()``, ``update``, the set
+   methods, and set and dict displays with a starred part (``{*a}``, ``{**d, 'k': v}``).
 """
 
 from __future__ import annotations
@@ -115,6 +116,8 @@ class Shapes(Accounts):
             hashes = list(map(hash, items))
         except (TypeError, IndexError, KeyError):
             return keys  # the constructor raises its own error for these
+        if len(hashes) - len(set(hashes)) < COLLISION_LIMIT:
+            return keys  # no hash can be shared by more than COLLISION_LIMIT items
         counts = Counter(hashes)
         if max(counts.values()) <= COLLISION_LIMIT:
             return keys
@@ -136,6 +139,48 @@ class Shapes(Accounts):
                 )
             )
         return keys
+
+    def check_mapping(self, mapping: Any) -> Any:
+        """A mapping whose keys a dict is built or updated from in C (``dict(m)``,
+        ``d.update(m)``): its keys are checked like `check_hashes`. A dict built one key at a
+        time holds any number of colliding keys, each insertion a step of its own; copying
+        them into a dict that is not empty inserts them all in one C call."""
+        if len(mapping) > COLLISION_LIMIT:
+            self.check_hashes(list(mapping.keys()))
+        return mapping
+
+    def set_display(self, items: list[Any]) -> set[Any]:
+        """`_set_`: a set display with a starred part (``{*a, b, *c}``), from the list of its
+        items, priced like ``set()`` as a whole."""
+        if self.error is not None:
+            self.fail(self.error)
+        return set(self.check_hashes(items))
+
+    def dict_display(self, spec: tuple[bool, ...], values: list[Any]) -> dict[Any, Any]:
+        """`_dict_`: a dict display with a ``**`` part (``{**a, 'k': v, **b}``): `spec` says which
+        entries are ``**`` mappings; `values` holds those mappings and the other entries' keys
+        and values, in order. Every key of the display is checked as one (`check_hashes`)."""
+        if self.error is not None:
+            self.fail(self.error)
+        parts: list[Any] = []
+        keys: list[Any] = []
+        entries = iter(values)
+        for starred in spec:
+            if starred:
+                mapping = next(entries)
+                if not hasattr(mapping, "keys"):
+                    raise TypeError(f"{type(mapping).__name__!r} object is not a mapping")
+                parts.append(mapping)
+                keys += mapping.keys()
+            else:
+                key = next(entries)
+                parts.append(((key, next(entries)),))
+                keys.append(key)
+        self.check_hashes(keys)
+        result: dict[Any, Any] = {}
+        for part in parts:
+            result.update(part)
+        return result
 
 
 def _flat(value: tuple[Any, ...]) -> tuple[int, int] | None:

@@ -11,7 +11,8 @@ sets (each declares what it reads):
 
 - `budget.Accounts`: what is left of the budget, the sticky stop, the tick;
 - `iteration.Iteration`: loops, unpacking, materialising (the steps account);
-- `pricing.Shapes`: tuple depth and size, hash collisions;
+- `pricing.Shapes`: tuple depth and size, hash collisions, set and dict displays;
+- `comparisons.Comparisons`: ``==``, ``<``, ``in``, ``count``, sorting priced by what they walk;
 - `text.Text`: str/repr/f-strings priced before they are built;
 - `pricing.Arithmetic`: ``*``, ``**``, ``<<``, ``%`` priced before they run;
 - `methods.Methods`: the size-priced method factories;
@@ -28,6 +29,7 @@ from typing import Any
 
 from pyzdb.sandbox.budget import Budget
 from pyzdb.sandbox.builtins import BUILTINS
+from pyzdb.sandbox.comparisons import CHEAP, HAYSTACKS, NEEDLES
 from pyzdb.sandbox.statements import StatementGuards
 
 
@@ -52,6 +54,7 @@ class Request(StatementGuards):
         self.fired = False
         self._tuples = {}
         self._keep = []
+        self._links = []
 
     def make_globals(self) -> dict[str, Any]:
         """The guard names the compiled code refers to, and the builtins table."""
@@ -74,6 +77,14 @@ class Request(StatementGuards):
             "_pow_": self.pow,
             "_lshift_": self.lshift,
             "_tuple_": self.tuple_,
+            "_compare_": self.compare,
+            "_chain_": self.chain,
+            "_link_": self.link,
+            "_cheap_": CHEAP,
+            "_needles_": NEEDLES,
+            "_haystacks_": HAYSTACKS,
+            "_set_": self.set_display,
+            "_dict_": self.dict_display,
             "_args_": self.varargs,
             "_fstr_": self.fstr,
             "_fmtval_": self.fmtval,
@@ -94,6 +105,8 @@ GUARD_MODULES = tuple(
         "attributes",
         "budget",
         "builtins",
+        "comparisons",
+        "expansion",
         "iteration",
         "kinds",
         "methods",

@@ -45,6 +45,12 @@ def load_node(name: str, like: Located) -> ast.Name:
     return node
 
 
+def _list_node(elements: list[ast.expr], like: Located) -> ast.List:
+    node = ast.List(elts=elements, ctx=ast.Load())
+    copy_locations(node, like)
+    return node
+
+
 def _type_is(name: str, kind: str, like: Located) -> ast.Compare:
     test = ast.Compare(
         left=call_node("_type_", [load_node(name, like)], like),
@@ -55,7 +61,8 @@ def _type_is(name: str, kind: str, like: Located) -> ast.Compare:
     return test
 
 
-def _all_of(tests: list[ast.expr], op: ast.boolop, like: Located) -> ast.expr:
+def join_tests(tests: list[ast.expr], op: ast.boolop, like: Located) -> ast.expr:
+    """`tests` joined by `op` (``a and b``, ``a or b``), or the one test alone."""
     if len(tests) == 1:
         return tests[0]
     node = ast.BoolOp(op=op, values=tests)
@@ -72,12 +79,12 @@ def _numbers_test(ints: list[str], floats: list[str], like: Located) -> ast.expr
     tests: list[ast.expr] = []
     if ints:
         tests.append(
-            _all_of(
+            join_tests(
                 [_type_is(name, "_int_", like) for name in dict.fromkeys(ints)], ast.And(), like
             )
         )
     tests.extend(_type_is(name, "_float_", like) for name in dict.fromkeys(floats))
-    return _all_of(tests, ast.Or(), like)
+    return join_tests(tests, ast.Or(), like)
 
 
 def _constant_of(node: ast.AST, *types: type[_V]) -> TypeGuard[_ConstantOf[_V]]:
@@ -340,6 +347,27 @@ class AssignmentRewrites(RestrictingNodeTransformer):
             node.value = call_node("_starred_", [node.value], node.value)
         return node
 
+    def visit_Set(self, node: ast.Set) -> ast.AST:
+        """``{*a, b}`` becomes ``_set_([*_starred_(a), b])``: one set built in C from every
+        item, priced like ``set()`` (hash collisions) as a whole."""
+        node = self.node_contents_visit(node)
+        if not any(isinstance(element, ast.Starred) for element in node.elts):
+            return node
+        return call_node("_set_", [_list_node(node.elts, node)], node)
+
+    def visit_Dict(self, node: ast.Dict) -> ast.AST:
+        """``{**a, k: v}`` becomes ``_dict_((True, False), [a, k, v])``: every key of the
+        display is priced as one (hash collisions) before the dict is built."""
+        node = self.node_contents_visit(node)
+        if all(key is not None for key in node.keys):
+            return node
+        spec = ast.Constant(tuple(key is None for key in node.keys))
+        copy_locations(spec, node)
+        values: list[ast.expr] = []
+        for key, value in zip(node.keys, node.values, strict=True):
+            values += [value] if key is None else [key, value]
+        return call_node("_dict_", [spec, _list_node(values, node)], node)
+
     def visit_Tuple(self, node: ast.Tuple) -> ast.AST:
         """A tuple display holding run-time values is built by ``_tuple_`` (depth-checked)."""
         node = self.node_contents_visit(node)
@@ -348,4 +376,4 @@ class AssignmentRewrites(RestrictingNodeTransformer):
         return call_node("_tuple_", node.elts, node)
 
 
-__all__ = ["call_node", "load_node", "OperatorRewrites", "AssignmentRewrites"]
+__all__ = ["call_node", "load_node", "join_tests", "OperatorRewrites", "AssignmentRewrites"]

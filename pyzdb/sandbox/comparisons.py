@@ -1,0 +1,240 @@
+"""Comparisons priced before they run: ``==``, ``<``, ``in``, ``count``, ``index``, sorting.
+
+CPython compares two containers in one C call that no signal interrupts, visiting a shared
+sub-structure once per path to it: two lists built by ``a = [a, a]`` forty times are 2**41
+elements to ``==``, and ``[a].count(b)``, ``b in [a]`` or ``sorted([a, b])`` walk the same.
+The compiler turns every comparison it cannot prove cheap into ``_compare_`` (see
+`pyzdb.sandbox.rewrites.ComparisonRewrites`); the methods and builtins that compare
+(`list.count`, `index`, `remove`, `sort`, `sorted`, `min`, `max`) price the same way. The price
+is the *expanded* size of the operands (`pyzdb.sandbox.expansion`):
+
+- ``a op b`` walks at most the smaller of the two expansions; it runs if one of them is within
+  `Comparisons.walk_limit`, the units one C call may take: what is left of the steps budget,
+  and no more than the time left at `WALK_RATE` units a second;
+- ``x in seq``, ``seq.count(x)``... compare `x` with each item: at most ``len(seq)`` times the
+  expansion of `x`, or the expansion of `seq`;
+- ``sorted`` and ``list.sort`` compare each item about ``log2(n)`` times, ``min`` and ``max`` once:
+  the items' expansion beyond one unit each, times that factor (one unit an item is the sort
+  of ``max_size`` numbers the size budget already allows).
+
+Over the limit the request is refused with `LimitExceeded` before the C call runs. Operands that
+contain themselves, or are nested deeper than CPython can compare, raise the RecursionError
+CPython would (``x = []; x.append(x); y = []; y.append(y); x == y``). A number, None, a str or
+bytes on either side makes ``==``/``<`` cheap whatever the other side is (the container's method
+gives up at once); a number or None, a short text, makes ``in`` cheap, and so does a set, a
+dict, a str or a range on the right (a hash lookup or a substring search, not a scan).
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Callable
+from time import monotonic
+from typing import Any, NoReturn
+
+from pyzdb.errors import LimitExceeded
+from pyzdb.sandbox.budget import Accounts
+from pyzdb.sandbox.expansion import FIXED, SCALARS, UNBOUNDED, expanded, scalar_cost
+from pyzdb.sandbox.iteration import ItemsView
+from pyzdb.sandbox.kinds import DICT_KEYS, NUMBERS_AND_NONE, SIZED, sized_subclass
+
+#: Units (elements compared, see `pyzdb.sandbox.expansion`) one second of C comparison takes
+#: at most: measured 60-100 million a second on the reference machine (``==`` of two lists
+#: sharing sub-lists, of lists of records, of long texts), so a walk priced at this rate ends
+#: well within the time it was allowed, under load too.
+WALK_RATE = 20_000_000
+
+#: ``==``/``<`` with one of these on either side costs at most its own size: the container on
+#: the other side gives up at once (NotImplemented), and two of them compare in one pass.
+CHEAP = frozenset(NUMBERS_AND_NONE | {str, bytes})
+#: ``x in seq`` with one of these as `x`: constant time per item of `seq`.
+NEEDLES = FIXED
+#: ``x in c`` with one of these as `c` is a hash lookup, a substring search or arithmetic,
+#: never a scan: the store's dict subclasses join on first sight (`Comparisons.contains`).
+HAYSTACKS: set[type] = {str, bytes, set, frozenset, dict, DICT_KEYS, range}
+
+
+def _contains(a: Any, b: Any) -> bool:
+    return a in b
+
+
+def _not_contains(a: Any, b: Any) -> bool:
+    return a not in b
+
+
+#: The operator of each symbol the compiler passes to `_compare_` and `_chain_`.
+OPERATORS: dict[str, Callable[[Any, Any], Any]] = {
+    "==": operator.eq,
+    "!=": operator.ne,
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
+    "in": _contains,
+    "not in": _not_contains,
+    "is": operator.is_,
+    "is not": operator.is_not,
+}
+_RECURSION = "maximum recursion depth exceeded in comparison"
+
+
+def small(value: Any) -> bool:
+    """Whether `value` compares with any item in constant time: a number of at most 511 bits,
+    None, a text shorter than 64, a float.
+
+    >>> small(3), small("abc"), small("x" * 64), small(2**600), small([])
+    (True, True, False, False, False)
+    """
+    cls = type(value)
+    if cls in FIXED:
+        return True
+    if cls is int:
+        return value.bit_length() < 512
+    return (cls is str or cls is bytes) and len(value) < 64
+
+
+class Comparisons(Accounts):
+    """`_compare_`, `_chain_`/`_link_` (chained comparisons), and the prices the comparing
+    methods and builtins share."""
+
+    #: Middle operands of chained comparisons (``a < f() < c``), held between two links.
+    _links: list[Any]
+
+    def compare(self, a: Any, op: str, b: Any) -> Any:
+        """`_compare_`: ``a op b`` when the compiler could not prove it cheap."""
+        if self.error is not None:
+            self.fail(self.error)
+        if op == "in":
+            return self.contains(b, a)
+        if op == "not in":
+            return not self.contains(b, a)
+        if type(a) in CHEAP or type(b) in CHEAP or a is b or op in ("is", "is not"):
+            return OPERATORS[op](a, b)
+        if op in ("==", "!=") and _settled_by_length(a, b):
+            return OPERATORS[op](a, b)
+        self.price_pair(a, b)
+        return OPERATORS[op](a, b)
+
+    def chain(self, a: Any, op: str, b: Any) -> Any:
+        """`_chain_`: one link of ``a < b < c`` whose middle operand is not a plain name: `b`
+        is held for the next link (`link`) when the comparison is true."""
+        result = self.compare(a, op, b)
+        if result:
+            self._links.append(b)
+        return result
+
+    def link(self) -> Any:
+        """`_link_`: the middle operand the previous link held."""
+        return self._links.pop()
+
+    def contains(self, haystack: Any, needle: Any) -> bool:
+        """``needle in haystack``, priced when it is a scan comparing `needle` with each item."""
+        cls = type(haystack)
+        if cls in HAYSTACKS or type(needle) in NEEDLES:
+            return needle in haystack
+        if cls is ItemsView:  # a key lookup, then one comparison of the values
+            if not small(needle):
+                self.price_search(needle, 1, None)
+            return needle in haystack
+        if isinstance(haystack, dict):
+            HAYSTACKS.add(cls)
+            return needle in haystack
+        if cls in SIZED or sized_subclass(cls):
+            if not small(needle):
+                self.price_search(needle, len(haystack), haystack)
+            return needle in haystack
+        if not hasattr(cls, "__next__") or small(needle):
+            return needle in haystack  # not iterable (CPython's TypeError), or cheap per item
+        for item in haystack:  # an iterator: each item compared as CPython would, priced
+            if item is needle or self.compare(item, "==", needle):
+                return True
+        return False
+
+    def walk_limit(self) -> tuple[int, str]:
+        """Units one C call may still walk, and the budget that bounds them."""
+        limit = self.steps_left
+        if self.deadline:
+            by_time = int((self.deadline - monotonic()) * WALK_RATE)
+            if by_time < limit:
+                return max(by_time, 0), "time"
+        return limit, "steps"
+
+    def price_pair(self, a: Any, b: Any) -> None:
+        """Refuse ``a op b`` unless one side's expansion is within the limit."""
+        limit, budget = self.walk_limit()
+        first = expanded(a, limit)
+        if 0 <= first <= limit:
+            return
+        second = expanded(b, limit)
+        if 0 <= second <= limit:
+            return
+        if first == UNBOUNDED and second == UNBOUNDED:
+            raise RecursionError(_RECURSION)
+        self._too_long("comparing these values", max(first, second), limit, budget)
+
+    def price_search(self, needle: Any, count: int, haystack: Any) -> None:
+        """Refuse comparing `needle` with `count` items of `haystack` (None: not a container)
+        unless ``count`` times its expansion, or the expansion of `haystack`, is within the
+        limit."""
+        limit, budget = self.walk_limit()
+        size = expanded(needle, limit)
+        if 0 <= size and size * count <= limit:
+            return
+        whole = limit + 1 if haystack is None else expanded(haystack, limit)
+        if 0 <= whole <= limit:
+            return
+        if size == UNBOUNDED and whole == UNBOUNDED:
+            raise RecursionError(_RECURSION)
+        units = max(size * count, whole)
+        self._too_long("comparing this value with each item", units, limit, budget)
+
+    def price_order(self, values: list[Any], sort: bool) -> None:
+        """Refuse sorting `values` (or, not `sort`, finding their min or max) when what the
+        items expand to beyond one unit each, times the comparisons each takes part in
+        (``log2(n)`` for a sort, one for min/max), passes the limit."""
+        n = len(values)
+        if n < 2:
+            return
+        types = list(map(type, values))
+        kinds = set(types)
+        if kinds <= FIXED:
+            return
+        factor = n.bit_length() if sort else 1
+        limit, budget = self.walk_limit()
+        if kinds <= SCALARS:
+            extra = scalar_cost(values, types, kinds)
+        else:
+            size = expanded(values, limit // factor + n + 1)
+            if size == UNBOUNDED:
+                raise RecursionError(_RECURSION)
+            extra = size - n - 1
+        if extra * factor > limit:
+            what = "sorting these items" if sort else "min() or max() of these items"
+            self._too_long(what, extra * factor, limit, budget)
+
+    def _too_long(self, what: str, units: int, limit: int, budget: str) -> NoReturn:
+        left = (
+            f"what is left of the steps budget ({limit})"
+            if budget == "steps"
+            else f"what the time left allows ({limit} at {WALK_RATE} a second)"
+        )
+        self.fail(
+            LimitExceeded(
+                f"{what} would compare at least {units} elements in one C call (a part shared "
+                f"by several paths counts once per path), over {left}",
+                budget,
+            )
+        )
+
+
+def _settled_by_length(a: Any, b: Any) -> bool:
+    """Whether ``a == b`` is answered by the lengths alone (lists, dicts and sets check them
+    first; tuples do not)."""
+    if isinstance(a, list) and isinstance(b, list) or isinstance(a, dict) and isinstance(b, dict):
+        return len(a) != len(b)
+    if isinstance(a, (set, frozenset)) and isinstance(b, (set, frozenset)):
+        return len(a) != len(b)
+    return False
+
+
+__all__ = ["WALK_RATE", "CHEAP", "NEEDLES", "HAYSTACKS", "OPERATORS", "small", "Comparisons"]
