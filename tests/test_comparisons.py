@@ -183,11 +183,22 @@ def test_values_that_contain_themselves_raise_cpythons_recursion_error() -> None
 
 
 def test_the_limit_is_the_steps_left_or_the_time_left() -> None:
-    source = "a = list(range(3000))\nb = list(range(3000))\na == b"
+    build = "[list(range(10)) for i in range(300)]"
+    source = f"a = {build}\nb = {build}\na == b"
     assert execute(source) is True
     with pytest.raises(LimitExceeded) as refused:
-        execute(source, Budget(time=5.0, steps=8000))  # 6000 left after building a and b
+        execute(source, Budget(time=5.0, steps=8000))  # 1,400 left after building a and b
     assert refused.value.budget == "steps"
+    # Long lists go a chunk at a time, each chunk priced: equal ones are compared in full,
+    # and two that differ early cost that chunk.
+    long = "a = list(range(100000))\nb = list(range(100000))\n"
+    assert execute(long + "(a == b, a < b, a <= b, a[:-1] < b, b.pop(0) or a != b)") == (
+        True,
+        False,
+        True,
+        True,
+        True,
+    )
     request = Request(Budget(steps=10**9))
     request.deadline = time.monotonic() + 0.05  # 50 ms left: at most WALK_RATE / 20 units
     limit, budget = request.walk_limit()
@@ -225,6 +236,10 @@ HONEST = [
     "t = (1, [2])\n(t == (1, [2]), t < (1, [3]), (1, 2) in [(1, 2)], [t].index((1, [2])))",
     "x = 'ab'\ny = b'ab'\n(x == y, x < 'b', y in [b'ab'], 1 == 1.0, None == [])",
     "y = [5]\n((y := [6]) == y, y)",
+    "a = list(range(5000))\nb = list(range(5000))\nb[3000] = -1\n"
+    "(a == b, a < b, a > b, a[:4000] <= b, tuple(a) < tuple(b), tuple(b) <= tuple(a))",
+    "a = [[i] for i in range(3000)]\nb = [[i] for i in range(3001)]\n"
+    "(a < b, a == b[:-1], b > a, a != b, a[::-1] > b, tuple(a) == tuple(b))",
 ]
 
 

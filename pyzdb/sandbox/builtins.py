@@ -134,7 +134,9 @@ def _extreme(pick: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, 
 
     CPython keeps the first extreme item, comparing each next item (or its key) with it; each
     chunk here starts with the extreme so far, so the comparisons are the same, in the same
-    order, and the key function is called once an item, in order.
+    order, and the key function is called once an item, in order. With a key, the item is the
+    first whose key is the extreme key (``keys.index``: the same one for any order whose
+    comparisons are transitive).
     """
     if not args or not kwargs.keys() <= {"key", "default"} or len(args) > 1 and "default" in kwargs:
         return pick(*args, **kwargs)  # nothing to iterate, or CPython's own TypeError
@@ -151,11 +153,8 @@ def _extreme(pick: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, 
             if key is not None:
                 keys.insert(0, best[1])
         request.price_order(keys, False)
-        if key is None:
-            best = [pick(chunk), None]
-        else:
-            index = pick(range(len(keys)), key=keys.__getitem__)
-            best = [chunk[index], keys[index]]
+        extreme = pick(keys)
+        best = [extreme, None] if key is None else [chunk[keys.index(extreme)], extreme]
     return best[0] if best else pick((), **kwargs)
 
 

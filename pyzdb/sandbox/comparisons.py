@@ -28,6 +28,7 @@ dict, a str or a range on the right (a hash lookup or a substring search, not a 
 from __future__ import annotations
 
 import operator
+from array import array
 from collections.abc import Callable
 from time import monotonic
 from typing import Any, NoReturn
@@ -43,6 +44,8 @@ from pyzdb.sandbox.kinds import DICT_KEYS, NUMBERS_AND_NONE, SIZED, sized_subcla
 #: sharing sub-lists, of lists of records, of long texts), so a walk priced at this rate ends
 #: well within the time it was allowed, under load too.
 WALK_RATE = 20_000_000
+#: Items of two long lists (or tuples) compared, and priced, at a time.
+CHUNK = 1024
 
 #: ``==``/``<`` with one of these on either side costs at most its own size: the container on
 #: the other side gives up at once (NotImplemented), and two of them compare in one pass.
@@ -110,10 +113,26 @@ class Comparisons(Accounts):
             return not self.contains(b, a)
         if type(a) in CHEAP or type(b) in CHEAP or a is b or op in ("is", "is not"):
             return OPERATORS[op](a, b)
-        if op in ("==", "!=") and _settled_by_length(a, b):
+        family = _settled_at_once(a, b, op)
+        if family is None:
             return OPERATORS[op](a, b)
+        if family == "sequence" and max(len(a), len(b)) > CHUNK:
+            return self._compare_in_chunks(a, op, b)
         self.price_pair(a, b)
         return OPERATORS[op](a, b)
+
+    def _compare_in_chunks(self, a: Any, op: str, b: Any) -> Any:
+        """Two long lists (or tuples) compared as CPython does, a chunk of items at a time,
+        each chunk priced: the first chunk that differs decides, so two lists that differ
+        early cost that chunk's walk, not the whole lists' (and the tick may stop the request
+        between two chunks)."""
+        common = min(len(a), len(b))
+        for start in range(0, common, CHUNK):
+            left, right = a[start : start + CHUNK], b[start : start + CHUNK]
+            self.price_pair(left, right)
+            if left != right:  # the first unequal items are in this chunk: they decide
+                return OPERATORS[op](left, right)
+        return OPERATORS[op](a[common:], b[common:])  # equal so far: the lengths decide
 
     def chain(self, a: Any, op: str, b: Any) -> Any:
         """`_chain_`: one link of ``a < b < c`` whose middle operand is not a plain name: `b`
@@ -193,7 +212,7 @@ class Comparisons(Accounts):
         items expand to beyond one unit each, times the comparisons each takes part in
         (``log2(n)`` for a sort, one for min/max), passes the limit."""
         n = len(values)
-        if n < 2:
+        if n < 2 or _plain_keys(values):
             return
         types = list(map(type, values))
         kinds = set(types)
@@ -227,14 +246,69 @@ class Comparisons(Accounts):
         )
 
 
-def _settled_by_length(a: Any, b: Any) -> bool:
-    """Whether ``a == b`` is answered by the lengths alone (lists, dicts and sets check them
-    first; tuples do not)."""
-    if isinstance(a, list) and isinstance(b, list) or isinstance(a, dict) and isinstance(b, dict):
-        return len(a) != len(b)
-    if isinstance(a, (set, frozenset)) and isinstance(b, (set, frozenset)):
-        return len(a) != len(b)
-    return False
+def _plain_keys(values: list[Any]) -> bool:
+    """Whether `values` are all numbers (floats, bools, ints under 2**1024) or all texts
+    shorter than 64, which compare in a few steps: the usual keys of a sort, each kind checked
+    in one C pass (an array of doubles refuses anything else, so does ``str.__len__``).
+
+    >>> _plain_keys([3, 2.5, True]), _plain_keys(["b", "a"]), _plain_keys([2**2000])
+    (True, True, False)
+    >>> _plain_keys(["x" * 64]), _plain_keys([1, "a"]), _plain_keys([[1]])
+    (False, False, False)
+    """
+    for code in "qd":  # ints and bools under 2**63 convert faster than to doubles
+        try:
+            array(code, values)
+            return True
+        except (TypeError, OverflowError):
+            pass
+    try:
+        return max(map(str.__len__, values)) < 64
+    except TypeError:
+        return False
 
 
-__all__ = ["WALK_RATE", "CHEAP", "NEEDLES", "HAYSTACKS", "OPERATORS", "small", "Comparisons"]
+#: The container families: each compares only with its own (``[1] == (1,)`` is False at once,
+#: both sides giving up; ``[1] < (1,)`` is a TypeError). Every other type a query holds (a
+#: range, an iterator, a function, a File, ``d.values()``) compares in constant time.
+_FAMILIES = ((list, "list"), (tuple, "tuple"), (dict, "dict"), ((set, frozenset, DICT_KEYS), "set"))
+
+
+def _family(value: Any) -> str | None:
+    if type(value) is ItemsView:
+        return "set"
+    for kinds, family in _FAMILIES:
+        if isinstance(value, kinds):
+            return family
+    return None
+
+
+def _settled_at_once(a: Any, b: Any, op: str) -> str | None:
+    """None when ``a op b`` is answered without walking either side: not two containers of
+    one family, or, for ``==``/``!=``, lists, dicts or sets of different lengths (they check
+    the lengths first; tuples do not). Else the family: "sequence" (lists, tuples), "dict" or
+    "set".
+
+    >>> _settled_at_once([1], (1,), "<"), _settled_at_once([1], [1, 2], "==")
+    (None, None)
+    >>> _settled_at_once((1,), (1, 2), "=="), _settled_at_once({1}, {2}, "<")
+    ('sequence', 'set')
+    """
+    family = _family(a)
+    if family is None or family != _family(b):
+        return None
+    if op in ("==", "!=") and family != "tuple" and len(a) != len(b):
+        return None
+    return "sequence" if family in ("list", "tuple") else family
+
+
+__all__ = [
+    "WALK_RATE",
+    "CHUNK",
+    "CHEAP",
+    "NEEDLES",
+    "HAYSTACKS",
+    "OPERATORS",
+    "small",
+    "Comparisons",
+]

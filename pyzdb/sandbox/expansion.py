@@ -8,9 +8,9 @@ what it counted or to the *distinct* parts, whichever is smaller:
 
 1. a level at a time with C-level passes (``map``, ``compress``, ``chain.from_iterable``): a
    list of 100,000 records costs a few passes over its elements, no Python step per record;
-2. as soon as one level holds the same container twice (sharing), or the value is deeper than
-   `BFS_LEVELS`, a post-order walk over the distinct containers, their sizes memoised by id:
-   a doubling DAG costs its 41 lists.
+2. as soon as one level holds the same container twice (sharing: checked once the count passes
+   `SHARING_CHECKED_AFTER`), or the value is deeper than `BFS_LEVELS`, a post-order walk over
+   the distinct containers, their sizes memoised by id: a doubling DAG costs its 41 lists.
 
 Units: one per element (container, number, key, value), plus one per 64 bytes of a str or bytes
 (``memcmp``) and per 512 bits of an int (digit by digit), since equal-length texts and equal big
@@ -21,7 +21,7 @@ that deep), has no useful bound: `UNBOUNDED`.
 
 from __future__ import annotations
 
-from itertools import chain, compress, repeat
+from itertools import chain, compress, islice, repeat
 from operator import floordiv, is_, not_
 from typing import Any
 
@@ -35,6 +35,12 @@ UNBOUNDED = -1
 MAX_WALKED = 1000
 #: Levels walked a level at a time before the walk over distinct containers takes over.
 BFS_LEVELS = 64
+#: Units counted a level at a time before each level is checked for a container it holds
+#: twice (until then, only its first `_SAMPLE` containers): a value this small is walked
+#: whole in a few tens of milliseconds, shared or not, and most values never pay for the check.
+SHARING_CHECKED_AFTER = 1 << 20
+#: Containers of each level checked for sharing before that: the first few.
+_SAMPLE = 1024
 
 #: Characters (or bytes) of a text, and bits of an int, that make one more unit.
 _TEXT_UNIT = 64
@@ -139,13 +145,17 @@ def expanded(value: Any, limit: int) -> int:
             return total
         found = [(kind, _of_type(level, types, kinds, cls)) for cls, kind in groups]
         found = [(kind, list(items)) for kind, items in found]
-        containers = list(chain.from_iterable(items for _, items in found))
-        if len(set(map(id, containers))) < len(containers):
-            return distinct_walk(value, limit)  # shared: expanding it level by level may explode
-        following = sum(map(len, containers))
-        following += sum(sum(map(len, items)) for kind, items in found if kind != _SEQUENCE)
+        following = sum(
+            sum(map(len, items)) * (1 if kind == _SEQUENCE else 2) for kind, items in found
+        )
         if total + following > limit:
             return total + following
+        containers = chain.from_iterable(items for _, items in found)
+        if total + following <= SHARING_CHECKED_AFTER:
+            containers = islice(containers, _SAMPLE)  # a doubling DAG shows at once
+        seen = list(map(id, containers))
+        if len(set(seen)) < len(seen):
+            return distinct_walk(value, limit)  # shared: level by level it may explode
         level = []
         for kind, items in found:
             if kind == _ITEMS:
@@ -229,4 +239,13 @@ def distinct_walk(value: Any, limit: int) -> int:
     return sizes[id(value)]
 
 
-__all__ = ["UNBOUNDED", "MAX_WALKED", "BFS_LEVELS", "FIXED", "SCALARS", "expanded", "scalar_cost"]
+__all__ = [
+    "UNBOUNDED",
+    "MAX_WALKED",
+    "BFS_LEVELS",
+    "SHARING_CHECKED_AFTER",
+    "FIXED",
+    "SCALARS",
+    "expanded",
+    "scalar_cost",
+]
