@@ -250,6 +250,19 @@ def test_honest_comparisons_answer_as_cpython(source: str) -> None:
     assert got == expected and type(got) is type(expected)
 
 
+@pytest.mark.parametrize("where", [0, 15, 16, 47, 48, 1007, 1008, 2031, 2032, 4999, None])
+def test_long_lists_compared_a_chunk_at_a_time_answer_as_cpython(where: int | None) -> None:
+    """Chunks of 16, 32, ... 1,024 items: a difference on each side of their edges, or none
+    (then the lengths decide)."""
+    a = [[i] for i in range(5000)]
+    b = [[i] for i in range(5000)]
+    if where is not None:
+        b[where] = [-1]
+    for left, right in ((a, b), (b, a), (a, b[:-7]), (a[:2500], b), (tuple(a), tuple(b))):
+        source = "(a == b, a != b, a < b, a <= b, a > b, a >= b)"
+        assert execute(source, a=left, b=right) == plain(source, a=left, b=right)
+
+
 ERRORS = [
     "[1] < 'a'",
     "[1] < [[1]]",

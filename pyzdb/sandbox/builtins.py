@@ -132,8 +132,9 @@ EXTREME_CHUNK = 1024
 def _extreme(pick: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     """min() or max(): the items (or their keys) priced a chunk at a time, then compared.
 
-    CPython keeps the first extreme item, comparing each next item (or its key) with it; each
-    chunk here starts with the extreme so far, so the comparisons are the same, in the same
+    CPython keeps the first extreme item, comparing each next item (or its key) with it; a list
+    or tuple is one chunk, and each chunk of an iterator starts with the extreme so far (the
+    chunks are fresh lists), so the comparisons are the same, in the same
     order, and the key function is called once an item, in order. With a key, the item is the
     first whose key is the extreme key (``keys.index``: the same one for any order whose
     comparisons are transitive).
@@ -143,10 +144,16 @@ def _extreme(pick: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, 
     request = current_request()
     key = kwargs.get("key")
     source = args if len(args) > 1 else request.consume(args[0])
-    size = len(source) if type(source) in SIZED else EXTREME_CHUNK
-    items = iter(source)
+    if isinstance(source, (list, tuple)):
+        chunks: Iterable[Any] = (source,)  # one chunk, read in place
+    else:
+        items = iter(source)
+        size = len(source) if type(source) in SIZED else EXTREME_CHUNK
+        chunks = iter(lambda: list(islice(items, size)), [])
     best: list[Any] = []  # [the extreme so far, its key]
-    while chunk := list(islice(items, size)):
+    for chunk in chunks:
+        if not chunk:
+            break
         keys = chunk if key is None else list(map(key, chunk))
         if best:
             chunk.insert(0, best[0])

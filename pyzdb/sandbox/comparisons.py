@@ -4,7 +4,7 @@ CPython compares two containers in one C call that no signal interrupts, visitin
 sub-structure once per path to it: two lists built by ``a = [a, a]`` forty times are 2**41
 elements to ``==``, and ``[a].count(b)``, ``b in [a]`` or ``sorted([a, b])`` walk the same.
 The compiler turns every comparison it cannot prove cheap into ``_compare_`` (see
-`pyzdb.sandbox.rewrites.ComparisonRewrites`); the methods and builtins that compare
+`pyzdb.sandbox.policy.ComparisonRewrites`); the methods and builtins that compare
 (`list.count`, `index`, `remove`, `sort`, `sorted`, `min`, `max`) price the same way. The price
 is the *expanded* size of the operands (`pyzdb.sandbox.expansion`):
 
@@ -19,10 +19,12 @@ is the *expanded* size of the operands (`pyzdb.sandbox.expansion`):
 
 Over the limit the request is refused with `LimitExceeded` before the C call runs. Operands that
 contain themselves, or are nested deeper than CPython can compare, raise the RecursionError
-CPython would (``x = []; x.append(x); y = []; y.append(y); x == y``). A number, None, a str or
-bytes on either side makes ``==``/``<`` cheap whatever the other side is (the container's method
-gives up at once); a number or None, a short text, makes ``in`` cheap, and so does a set, a
-dict, a str or a range on the right (a hash lookup or a substring search, not a scan).
+CPython would (``x = []; x.append(x); y = []; y.append(y); x == y``). Long lists and tuples are
+compared a chunk at a time, each chunk priced. Cheap whatever the other side is, so not walked:
+a number, None, a str or bytes on either side of ``==``/``<`` (the container's method gives up
+at once); two containers of different families; a needle that is a float, None, a bool, an int
+under 2**512 or a text shorter than 64, or a haystack that is a set, a dict, a str or a range
+(a hash lookup or a substring search, not a scan).
 """
 
 from __future__ import annotations
@@ -44,7 +46,9 @@ from pyzdb.sandbox.kinds import DICT_KEYS, NUMBERS_AND_NONE, SIZED, sized_subcla
 #: sharing sub-lists, of lists of records, of long texts), so a walk priced at this rate ends
 #: well within the time it was allowed, under load too.
 WALK_RATE = 20_000_000
-#: Items of two long lists (or tuples) compared, and priced, at a time.
+#: Items of two long lists (or tuples) compared, and priced, at a time: from `FIRST_CHUNK`,
+#: doubling up to `CHUNK` (lists that differ, differ early more often than not).
+FIRST_CHUNK = 16
 CHUNK = 1024
 
 #: ``==``/``<`` with one of these on either side costs at most its own size: the container on
@@ -124,14 +128,17 @@ class Comparisons(Accounts):
     def _compare_in_chunks(self, a: Any, op: str, b: Any) -> Any:
         """Two long lists (or tuples) compared as CPython does, a chunk of items at a time,
         each chunk priced: the first chunk that differs decides, so two lists that differ
-        early cost that chunk's walk, not the whole lists' (and the tick may stop the request
-        between two chunks)."""
+        early cost the walk of the chunks up to there, not of the whole lists (and the tick
+        may stop the request between two chunks)."""
         common = min(len(a), len(b))
-        for start in range(0, common, CHUNK):
-            left, right = a[start : start + CHUNK], b[start : start + CHUNK]
+        start, size = 0, FIRST_CHUNK
+        while start < common:
+            left, right = a[start : start + size], b[start : start + size]
             self.price_pair(left, right)
             if left != right:  # the first unequal items are in this chunk: they decide
                 return OPERATORS[op](left, right)
+            start += size
+            size = min(2 * size, CHUNK)
         return OPERATORS[op](a[common:], b[common:])  # equal so far: the lengths decide
 
     def chain(self, a: Any, op: str, b: Any) -> Any:
