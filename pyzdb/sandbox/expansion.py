@@ -21,6 +21,7 @@ that deep), has no useful bound: `UNBOUNDED`.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Sequence
 from itertools import chain, compress, islice, repeat
 from operator import floordiv, is_, not_
 from typing import Any
@@ -150,7 +151,7 @@ def expanded(value: Any, limit: int) -> int:
         )
         if total + following > limit:
             return total + following
-        containers = chain.from_iterable(items for _, items in found)
+        containers: Iterator[Any] = chain.from_iterable(items for _, items in found)
         if total + following <= SHARING_CHECKED_AFTER:
             containers = islice(containers, _SAMPLE)  # a doubling DAG shows at once
         seen = list(map(id, containers))
@@ -173,10 +174,10 @@ def _mapping_of_view(view: ItemsView) -> Any:
     return view.view.mapping
 
 
-_PROXY_VALUES = type({}.items().mapping).values
+_PROXY_VALUES: Callable[[Any], Any] = type({}.items().mapping).values
 
 
-def _children(node: Any, kind: int) -> list[Any]:
+def _children(node: Any, kind: int) -> Sequence[Any]:
     if kind == _SEQUENCE:
         return node if isinstance(node, (list, tuple)) else list(node)
     mapping = node.view.mapping if kind == _ITEMS else node

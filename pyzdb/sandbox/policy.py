@@ -18,6 +18,7 @@ from RestrictedPython.transformer import RestrictingNodeTransformer, copy_locati
 
 from pyzdb.sandbox.rewrites import (
     AssignmentRewrites,
+    Located,
     OperatorRewrites,
     Visited,
     call_node,
@@ -85,7 +86,7 @@ def _plain_pair(left: ast.expr, op: ast.cmpop, right: ast.expr) -> bool:
     return isinstance(left, cheap) or isinstance(right, cheap)
 
 
-def _type_in(operand: ast.expr, kinds: str, like: ast.AST) -> ast.Compare:
+def _type_in(operand: ast.expr, kinds: str, like: Located) -> ast.Compare:
     """``_type_(operand) in kinds``."""
     test = ast.Compare(
         left=call_node("_type_", [copy.deepcopy(operand)], like),
@@ -128,7 +129,7 @@ class ComparisonRewrites(RestrictingNodeTransformer):
         copy_locations(chain, node)
         return chain
 
-    def _pair(self, left: ast.expr, op: ast.cmpop, right: ast.expr, like: ast.AST) -> ast.expr:
+    def _pair(self, left: ast.expr, op: ast.cmpop, right: ast.expr, like: Located) -> ast.expr:
         """``left op right``, plain when cheap by its form; else ``_compare_``, behind an inline
         type check of one operand where the check sees the value compared: a pure left side
         (evaluated again right after), or a name on the right that the left cannot rebind."""
@@ -164,7 +165,7 @@ class ComparisonRewrites(RestrictingNodeTransformer):
         return fast
 
     @staticmethod
-    def _symbol(op: ast.cmpop, like: ast.AST) -> ast.Constant:
+    def _symbol(op: ast.cmpop, like: Located) -> ast.Constant:
         symbol = ast.Constant(_COMPARE_SYMBOLS[type(op)])
         copy_locations(symbol, like)
         return symbol

@@ -361,7 +361,7 @@ class AssignmentRewrites(RestrictingNodeTransformer):
         node = self.node_contents_visit(node)
         if all(key is not None for key in node.keys):
             return node
-        spec = ast.Constant(tuple(key is None for key in node.keys))
+        spec = ast.Constant(tuple(key is None for key in node.keys))  # type: ignore[arg-type]
         copy_locations(spec, node)
         values: list[ast.expr] = []
         for key, value in zip(node.keys, node.values, strict=True):
