@@ -145,9 +145,9 @@ class Engine:
         if self.journal.lost_after is not None and not self.lose_undurable():
             # memory a failed fsync left ahead of the journal is never served
             raise Error(f"the data directory must be opened again: {self._writeback.stale}")
-        compiled = sandbox.compile_request(source, syntax)
         names = dict(params or {})
         names[root] = self.store.root if scope is None else resolve_scope(self.store.root, scope)
+        compiled = sandbox.compile_request(source, syntax, names)
         store = self.store
         mark = store.savepoint() if self._in_transaction else None
         if mark is None:

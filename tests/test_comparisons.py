@@ -15,12 +15,13 @@ from typing import Any
 
 import pytest
 
-from pyzdb.errors import LimitExceeded
+from pyzdb.errors import LimitExceeded, SecurityError
 from pyzdb.sandbox import Budget, compile_request, run
 from pyzdb.sandbox.budget import Stop
 from pyzdb.sandbox.comparisons import WALK_RATE
 from pyzdb.sandbox.expansion import MAX_WALKED, UNBOUNDED, distinct_walk, expanded
 from pyzdb.sandbox.iteration import ItemsView
+from pyzdb.sandbox.operands import check_assumptions
 from pyzdb.sandbox.request import Request
 from pyzdb.sandbox.timers import QUERY_FRAMES
 from pyzdb.storage.store import Store
@@ -142,14 +143,28 @@ BOMBS = {
     "long texts": "s = 'x' * 10**6\nt = 'x' * (10**6 - 1) + 'x'\n([s] * 10**5).count(t)",
     "big ints": "x = 1 << 800000\ny = (1 << 800000) + 1 - 1\ny in [x] * 10**5",
     "long text sort": "s = 'x' * 10**6\nt = 'x' * (10**6 - 1) + 'x'\nsorted([s, t] * 1000)",
+    "long sort, sampled": DAGS + "sorted([a] + list(range(100)) + [b])",
+    "long max, sampled": DAGS + "max(x for x in [a] + list(range(100)) + [b])",
+    "parameters": "a == b",
 }
+
+
+def _dags() -> dict[str, Any]:
+    a: list[Any] = [1]
+    b: list[Any] = [1]
+    for _ in range(40):
+        a, b = [a, a], [b, b]
+    return {"a": a, "b": b}
 
 
 @pytest.mark.parametrize("source", BOMBS.values(), ids=list(BOMBS))
 def test_comparison_bombs_are_refused_before_they_run(source: str) -> None:
+    """Compiled for the names it runs with, as the engine does: a parameter that is a
+    container keeps its comparisons guarded."""
+    names = _dags() if source == "a == b" else {}
     started = time.perf_counter()
     with pytest.raises(LimitExceeded) as refused:
-        execute(source)
+        run(compile_request(source, "exec", names), names, FAST)
     assert time.perf_counter() - started < 1.5  # before: minutes to hours in one C call
     assert refused.value.budget in ("steps", "time")
     assert "would compare at least" in str(refused.value)
@@ -221,6 +236,14 @@ HONEST = [
     f"a = {RECORDS}\n[r['id'] for r in sorted(a, key=lambda r: (r['age'], -r['id']))][:20]",
     f"a = {RECORDS}\n[r['id'] for r in sorted(a, key=lambda r: r['name'], reverse=True)][:9]",
     f"a = {RECORDS}\n(max(a, key=lambda r: r['age'])['id'], min(a, key=lambda r: r['age'])['id'])",
+    f"a = {RECORDS}\n[r['id'] for r in sorted(a[:60], key=lambda r: (r['age'], -r['id']))]",
+    f"a = {RECORDS}\nb = sorted(a, key=lambda r: -r['id'])\nb.sort(key=lambda r: r['name'])\n"
+    "[r['id'] for r in b][:30]",
+    "(min(x for x in range(3000)), max(iter(list(range(2000))), key=lambda v: -v), "
+    "min(set(range(1500))), max(range(5000), default=None), min((x for x in []), default=7), "
+    "max({str(i): i for i in range(100)}), min(x % 7 for x in range(100)), max([[1], [2]] * 50))",
+    "(sorted(range(100), reverse=True)[:3], sorted(str(i) for i in range(300))[:3], "
+    "sorted([(i % 3, i) for i in range(200)])[-3:], max([2.5, 1, True] * 30))",
     "a = [[3, 'c'], [1, 'a'], [2, 'b'], [1, 'a']]\n(sorted(a), max(a), min(a), a.count([1, 'a']))",
     "a = [(2, 1), (1, 2), (1, 1)]\na.sort(reverse=True)\n(a, sorted(a, key=lambda t: t[1]))",
     "a = [3, 1, 2]\na.sort(key=lambda v: -v)\n(a, max(3, 1, 2), min([], default=0))",
@@ -292,6 +315,70 @@ def test_errors_are_cpythons(source: str) -> None:
         execute(source)
     assert type(ours.value) is type(theirs.value)
     assert str(ours.value).split("\n")[0] == str(theirs.value)
+
+
+# -- what the compiler knows of names -----------------------------------------------------------
+
+
+def _guard_names(code: Any) -> set[str]:
+    """The guard names a compiled request refers to, nested code objects included."""
+    found = set(code.co_names)
+    for constant in code.co_consts:
+        if hasattr(constant, "co_names"):
+            found |= _guard_names(constant)
+    return found & {"_compare_", "_type_", "_chain_"}
+
+
+KNOWN = {
+    "[r for r in rows if lo <= r['age'] < hi and r['name'] != name]": {},
+    "[r for r in rows if r['id'] in ids and r['tags'] == tags]": {},
+    "ages = set(wanted)\nlimit = 3\n[r for r in rows if r['age'] in ages and r['id'] > limit]": {},
+    "[r for r in rows if r['age'] in {1, 2} and r['tags'] == ['a', 'b'] and (1, 'a') != r]": {},
+}
+GUARDED = {
+    "[r for r in rows if r['id'] != lo]": {"lo": [[1]]},  # a list of lists: may be walked
+    "[r for r in rows if r['id'] in ids]": {"ids": list(range(2000))},  # too long to check
+    "[r for r in rows if r['tags'] == tags]\ntags.append(1)": {},  # a list read elsewhere
+    "lo = lo + 1\n[r for r in rows if r['id'] > lo]": {},  # rebound by the query
+    "[r for r in rows if r['tags'] != lo or (lo := r['tags'])]": {},  # rebound by a walrus
+    "s = set(wanted)\ns = wanted\n[r for r in rows if r['age'] in s]": {},  # a list too
+    "ages = set(wanted)\n[r for r in rows if r['age'] in ages]": {"set": list},  # not the builtin
+    "ages = {1}\n[r for r in rows if r['age'] in ages]": {"ages": [[1]]},  # the caller's first
+}
+PARAMETERS = {"rows": [], "lo": 1, "hi": 5, "name": "x", "ids": [1, 2], "tags": ["a"]}
+
+
+@pytest.mark.parametrize("source", list(KNOWN) + list(GUARDED))
+def test_comparisons_with_names_of_known_kinds_compile_plain(source: str) -> None:
+    """A parameter that is a number, a text or a short flat list, never bound by the query,
+    and a name the query binds only to literals or sets: their comparisons need no guard;
+    anything else keeps it. The answers are CPython's either way."""
+    names = {**PARAMETERS, "wanted": [1, 2], **KNOWN.get(source, {}), **GUARDED.get(source, {})}
+    compiled = compile_request(source, "exec", names)
+    assert bool(_guard_names(compiled.code)) == (source in GUARDED), compiled.assumes
+    rows = [{"id": i, "age": i % 3, "name": "x", "tags": ["a", "b"]} for i in range(5)]
+    names["rows"] = rows
+    if "set" not in names:  # CPython has no guard of its own for a rebound builtin
+        assert run(compiled, dict(names), FAST) == plain(source, **names)
+
+
+def test_run_refuses_names_of_other_kinds_than_compiled_for() -> None:
+    source = "[r for r in rows if r > limit]"
+    compiled = compile_request(source, "eval", {"rows": [1, 5], "limit": 3})
+    assert compiled.assumes == (("limit", "small", True),)
+    assert run(compiled, {"rows": [1, 5], "limit": 3}, FAST) == [5]
+    with pytest.raises(SecurityError, match="compiled for other parameters"):
+        run(compiled, {"rows": [_dags()["a"]], "limit": _dags()["b"]}, FAST)
+    inferred = compile_request("s = {1}\n[x in s for x in xs]", "exec", {"xs": [1]})
+    assert inferred.assumes == (("s", "hashed", False),)  # a display: no builtin needed
+    with pytest.raises(SecurityError, match="compiled for other parameters"):
+        run(inferred, {"xs": [1], "s": [_dags()["a"]]}, FAST)  # the caller binds `s` after all
+    # A comparison that runs once keeps its inline check: cheaper than knowing the kinds.
+    assert compile_request("a < b", "eval", {"a": 1, "b": 2}).assumes == ()
+    scope: dict[str, Any] = {}
+    tags = ["a", "b"]
+    check_assumptions((("tags", "flat", True),), scope, {"tags": tags})
+    assert scope["tags"] == tags and scope["tags"] is not tags  # nothing else can grow it
 
 
 def test_honest_records_of_a_store_compare_without_the_walk_costing_more_than_a_budget() -> None:

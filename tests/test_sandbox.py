@@ -949,6 +949,7 @@ def test_the_tick_may_stop_in_every_guard_module_and_no_other() -> None:
             "checks",
             "compile",
             "idioms",
+            "operands",
             "policy",
             "rewrites",
             "rules",

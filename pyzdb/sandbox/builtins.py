@@ -18,10 +18,11 @@ from typing import Any, NoReturn
 
 from pyzdb.errors import LimitExceeded
 from pyzdb.sandbox.budget import current_request
+from pyzdb.sandbox.comparisons import CHEAP, CHECKED_ITEMS, cheap_to_order, sampled_small
 from pyzdb.sandbox.idioms import idiom_builtins
 from pyzdb.sandbox.iteration import Checked, NestedFilter, NestedMap, nest_depth, nested
-from pyzdb.sandbox.kinds import EXCEPTIONS, MISSING, SIZED
-from pyzdb.sandbox.methods import check_codec
+from pyzdb.sandbox.kinds import EXCEPTIONS, MISSING, SIZED, sized_subclass
+from pyzdb.sandbox.methods import Methods, check_codec
 
 # Left out on purpose, with the reason:
 #   object, super, getattr, setattr, delattr, hasattr, vars, dir, globals, locals
@@ -127,29 +128,73 @@ def sum_(iterable: Iterable[Any], /, start: Any = 0) -> Any:
 
 #: Items of a lazy iterable that min()/max() take (and price) at a time.
 EXTREME_CHUNK = 1024
+_EXTREME_KEYWORDS = frozenset({"key", "default"})
+_KEY_ONLY = frozenset({"key"})
 
 
 def _extreme(pick: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    """min() or max(): the items (or their keys) priced a chunk at a time, then compared.
+    """min() or max(): the items (or their keys) priced, then compared as CPython does.
 
-    CPython keeps the first extreme item, comparing each next item (or its key) with it; a list
-    or tuple is one chunk, and each chunk of an iterator starts with the extreme so far (the
-    chunks are fresh lists), so the comparisons are the same, in the same
-    order, and the key function is called once an item, in order. With a key, the item is the
-    first whose key is the extreme key (``keys.index``: the same one for any order whose
-    comparisons are transitive).
+    A list or tuple is read in place: its items, or the keys computed first (once an item, in
+    order, as CPython calls its key), are priced as a whole (`Comparisons.price_order`; more
+    than `CHECKED_ITEMS` run unpriced when a sample of them is small or there is a key
+    function, security.md). With a key, the item is the first whose key is the extreme key
+    (``keys.index``: the same one for any order whose comparisons are transitive). Anything
+    else is read a chunk at a time (`_extreme_in_chunks`).
     """
-    if not args or not kwargs.keys() <= {"key", "default"} or len(args) > 1 and "default" in kwargs:
+    if len(args) == 1 and isinstance(args[0], (list, tuple)) and kwargs.keys() <= _KEY_ONLY:
+        return _extreme_of(current_request(), pick, args[0], kwargs.get("key"))  # the usual
+    if len(args) == 2 and not kwargs and (type(args[0]) in CHEAP or type(args[1]) in CHEAP):
+        return pick(*args)  # one comparison, with a number or a text: cheap
+    if not args or not kwargs.keys() <= _EXTREME_KEYWORDS or len(args) > 1 and "default" in kwargs:
         return pick(*args, **kwargs)  # nothing to iterate, or CPython's own TypeError
     request = current_request()
+    source = args if len(args) > 1 else args[0]
+    if not isinstance(source, (list, tuple)):
+        return _extreme_in_chunks(request, pick, source, kwargs)
+    if "default" in kwargs and not source:
+        return kwargs["default"]
+    return _extreme_of(request, pick, source, kwargs.get("key"))
+
+
+def _extreme_of(request: Methods, pick: Callable[..., Any], items: Any, key: Any) -> Any:
+    """min() or max() of a list or tuple that is not empty or has no default."""
+    request.consume(items)
+    values = items  # what is compared: the items, or their keys
+    if key is not None:
+        if len(items) > CHECKED_ITEMS or not items:
+            return pick(items, key=key)
+        values = list(map(key, items))
+    n = len(values)
+    try:  # numbers, the usual items or keys: cheap to compare (`cheap_to_order`), told in C
+        sum(values if n <= CHECKED_ITEMS else (values[0], values[n // 2], values[-1]), 0.0)
+    except (TypeError, OverflowError):
+        if not cheap_to_order(values):
+            request.price_order(values, False)
+    extreme = pick(values)
+    return extreme if key is None else items[values.index(extreme)]
+
+
+def _extreme_in_chunks(
+    request: Methods, pick: Callable[..., Any], source: Any, kwargs: dict[str, Any]
+) -> Any:
+    """min() or max() of a set, a dict, a range or an iterator: up to `CHECKED_ITEMS` + 1 items
+    are read ahead; more run unpriced under the same rule as a list, else each chunk is priced.
+
+    CPython keeps the first extreme item, comparing each next item (or its key) with it; each
+    chunk starts with the extreme so far (the chunks are fresh lists), so the comparisons are
+    the same, in the same order, and the key function is called once an item, in order.
+    """
     key = kwargs.get("key")
-    source = args if len(args) > 1 else request.consume(args[0])
-    if isinstance(source, (list, tuple)):
-        chunks: Iterable[Any] = (source,)  # one chunk, read in place
+    if type(source) in SIZED or sized_subclass(type(source)):
+        whole = request.consume(source)
+        rest = iter(source)  # iterated again in the same order
+        head = list(islice(rest, CHECKED_ITEMS + 1))
     else:
-        items = iter(source)
-        size = len(source) if type(source) in SIZED else EXTREME_CHUNK
-        chunks = iter(lambda: list(islice(items, size)), [])
+        head, rest, whole = request.lazy_head(source, CHECKED_ITEMS + 1)
+    if len(head) > CHECKED_ITEMS and (key is not None or sampled_small(head)):
+        return pick(whole, **kwargs)
+    chunks = chain((head,), iter(lambda: list(islice(rest, EXTREME_CHUNK)), []))
     best: list[Any] = []  # [the extreme so far, its key]
     for chunk in chunks:
         if not chunk:

@@ -3,7 +3,8 @@
 CPython compares two containers in one C call that no signal interrupts, visiting a shared
 sub-structure once per path to it: two lists built by ``a = [a, a]`` forty times are 2**41
 elements to ``==``, and ``[a].count(b)``, ``b in [a]`` or ``sorted([a, b])`` walk the same.
-The compiler turns every comparison it cannot prove cheap into ``_compare_`` (see
+The compiler turns every comparison it cannot prove cheap (by its form, or by what it knows of
+a name's kind: `pyzdb.sandbox.operands`) into ``_compare_`` (see
 `pyzdb.sandbox.policy.ComparisonRewrites`); the methods and builtins that compare
 (`list.count`, `index`, `remove`, `sort`, `sorted`, `min`, `max`) price the same way. The price
 is the *expanded* size of the operands (`pyzdb.sandbox.expansion`):
@@ -15,7 +16,12 @@ is the *expanded* size of the operands (`pyzdb.sandbox.expansion`):
   expansion of `x`, or the expansion of `seq`;
 - ``sorted`` and ``list.sort`` compare each item about ``log2(n)`` times, ``min`` and ``max`` once:
   the items' expansion beyond one unit each, times that factor (one unit an item is the sort
-  of ``max_size`` numbers the size budget already allows).
+  of ``max_size`` numbers the size budget already allows). Only `CHECKED_ITEMS` items (or
+  keys) are checked one by one: a longer input runs unpriced when its `sample` is numbers or
+  short texts, and so does a sort, min or max by a key function over more items. Checking
+  them all costs as much as the call itself when that is one pass (already in order, min,
+  max), and handing checked keys to a sort as much as the key function: what is not priced
+  is bounded by the supervisor's kill (security.md, section 2).
 
 Over the limit the request is refused with `LimitExceeded` before the C call runs. Operands that
 contain themselves, or are nested deeper than CPython can compare, raise the RecursionError
@@ -30,8 +36,7 @@ under 2**512 or a text shorter than 64, or a haystack that is a set, a dict, a s
 from __future__ import annotations
 
 import operator
-from array import array
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from time import monotonic
 from typing import Any, NoReturn
 
@@ -50,6 +55,9 @@ WALK_RATE = 20_000_000
 #: doubling up to `CHUNK` (lists that differ, differ early more often than not).
 FIRST_CHUNK = 16
 CHUNK = 1024
+
+#: Values of a sort, min or max checked one by one before it runs (`Comparisons.price_order`).
+CHECKED_ITEMS = 64
 
 #: ``==``/``<`` with one of these on either side costs at most its own size: the container on
 #: the other side gives up at once (NotImplemented), and two of them compare in one pass.
@@ -104,8 +112,9 @@ class Comparisons(Accounts):
     """`_compare_`, `_chain_`/`_link_` (chained comparisons), and the prices the comparing
     methods and builtins share."""
 
-    #: Middle operands of chained comparisons (``a < f() < c``), held between two links.
-    _links: list[Any]
+    #: Middle operands of chained comparisons (``a < f() < c``), held between two links; made
+    #: by the first (few requests have one: the list is not made for every request).
+    _links: list[Any] | None = None
 
     def compare(self, a: Any, op: str, b: Any) -> Any:
         """`_compare_`: ``a op b`` when the compiler could not prove it cheap."""
@@ -146,11 +155,14 @@ class Comparisons(Accounts):
         is held for the next link (`link`) when the comparison is true."""
         result = self.compare(a, op, b)
         if result:
+            if self._links is None:
+                self._links = []
             self._links.append(b)
         return result
 
     def link(self) -> Any:
         """`_link_`: the middle operand the previous link held."""
+        assert self._links is not None  # the compiler calls it only after a true link
         return self._links.pop()
 
     def contains(self, haystack: Any, needle: Any) -> bool:
@@ -214,17 +226,20 @@ class Comparisons(Accounts):
         units = max(size * count, whole)
         self._too_long("comparing this value with each item", units, limit, budget)
 
-    def price_order(self, values: list[Any], sort: bool) -> None:
+    def price_order(self, values: Sequence[Any], sort: bool) -> None:
         """Refuse sorting `values` (or, not `sort`, finding their min or max) when what the
         items expand to beyond one unit each, times the comparisons each takes part in
-        (``log2(n)`` for a sort, one for min/max), passes the limit."""
-        n = len(values)
-        if n < 2 or _plain_keys(values):
+        (``log2(n)`` for a sort, one for min/max), passes the limit.
+
+        Numbers and short texts are told in one C pass. Of more than `CHECKED_ITEMS` values,
+        only a sample is looked at (`sampled_small`): a whole pass costs as much as the sort
+        itself when its input is in order, or as min and max (security.md, section 2).
+        """
+        if cheap_to_order(values):
             return
+        n = len(values)
         types = list(map(type, values))
         kinds = set(types)
-        if kinds <= FIXED:
-            return
         factor = n.bit_length() if sort else 1
         limit, budget = self.walk_limit()
         if kinds <= SCALARS:
@@ -253,22 +268,49 @@ class Comparisons(Accounts):
         )
 
 
-def _plain_keys(values: list[Any]) -> bool:
-    """Whether `values` are all numbers (floats, bools, ints under 2**1024) or all texts
-    shorter than 64, which compare in a few steps: the usual keys of a sort, each kind checked
-    in one C pass (an array of doubles refuses anything else, so does ``str.__len__``).
+def cheap_to_order(values: Sequence[Any]) -> bool:
+    """Whether sorting `values` (or their min or max) needs no pricing: fewer than two, or
+    numbers or short texts (`_small_values`) -- of more than `CHECKED_ITEMS`, the `sample`.
 
-    >>> _plain_keys([3, 2.5, True]), _plain_keys(["b", "a"]), _plain_keys([2**2000])
+    >>> cheap_to_order([3, 1, 2]), cheap_to_order([[1], [2]]), cheap_to_order([1] * 99 + [[2]])
+    (True, False, False)
+    """
+    n = len(values)
+    return n < 2 or _small_values(
+        values if n <= CHECKED_ITEMS else (values[0], values[n // 2], values[-1])  # `sample`
+    )
+
+
+def sample(values: Sequence[Any]) -> tuple[Any, Any, Any]:
+    """The first, middle and last of `values`: what a long sort, min or max looks at before it
+    runs unpriced when they are numbers or short texts (`Comparisons.price_order`)."""
+    return values[0], values[len(values) // 2], values[-1]
+
+
+def sampled_small(values: Sequence[Any]) -> bool:
+    """Whether the `sample` of `values` is numbers or short texts.
+
+    >>> sampled_small([1] * 5000), sampled_small([1] * 4999 + [[1]])
+    (True, False)
+    """
+    return _small_values(sample(values))
+
+
+def _small_values(values: Sequence[Any]) -> bool:
+    """Whether `values` are all numbers (floats, bools, ints under about 2**1024) or all texts
+    shorter than 64, which compare in a few steps: one C pass each (a float sum refuses
+    anything but a number, and ints too big for a float; ``str.__len__`` anything but a str).
+
+    >>> _small_values([3, 2.5, True]), _small_values(["b", "a"]), _small_values([2**2000])
     (True, True, False)
-    >>> _plain_keys(["x" * 64]), _plain_keys([1, "a"]), _plain_keys([[1]])
+    >>> _small_values(["x" * 64]), _small_values([1, "a"]), _small_values([[1]])
     (False, False, False)
     """
-    for code in "qd":  # ints and bools under 2**63 convert faster than to doubles
-        try:
-            array(code, values)
-            return True
-        except (TypeError, OverflowError):
-            pass
+    try:
+        sum(values, 0.0)
+        return True
+    except (TypeError, OverflowError):
+        pass
     try:
         return max(map(str.__len__, values)) < 64
     except TypeError:
@@ -312,10 +354,14 @@ def _settled_at_once(a: Any, b: Any, op: str) -> str | None:
 __all__ = [
     "WALK_RATE",
     "CHUNK",
+    "CHECKED_ITEMS",
     "CHEAP",
     "NEEDLES",
     "HAYSTACKS",
     "OPERATORS",
     "small",
+    "cheap_to_order",
+    "sample",
+    "sampled_small",
     "Comparisons",
 ]

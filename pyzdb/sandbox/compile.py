@@ -9,20 +9,25 @@
 3. RestrictedPython's transformer, subclassed by `pyzdb.sandbox.policy.Policy`, rewrites the
    tree into guard calls; in exec mode the last top-level expression statement becomes an
    assignment to ``_result_``;
-4. the code object is cached (LRU) by ``(source, mode)``.
+4. the code object is cached (LRU) by ``(source, mode)`` and, when the caller passes the names
+   it will bind, by what may be assumed of them (`pyzdb.sandbox.operands`): a comparison with a
+   parameter that is a number or a short text compiles plain, and `run` checks the values
+   against the assumptions before evaluating.
 """
 
 from __future__ import annotations
 
 import ast
 import functools
+from collections.abc import Mapping
 from dataclasses import dataclass
 from types import CodeType
-from typing import Literal
+from typing import Any, Literal
 
 from pyzdb.errors import SecurityError
 from pyzdb.limits import MAX_SOURCE, QUERY_FILENAME
 from pyzdb.sandbox.checks import check_tree
+from pyzdb.sandbox.operands import Assumption, NameFacts, facts_of
 from pyzdb.sandbox.policy import Policy, capture_last_expression
 
 #: Compiled requests kept (by source and mode): at most ~256 x 64 KiB of source, plus code.
@@ -36,12 +41,23 @@ class Compiled:
     source: str
     mode: Literal["eval", "exec"]
     code: CodeType
+    #: What the code relies on about the names `run` binds (`pyzdb.sandbox.operands`).
+    assumes: tuple[Assumption, ...] = ()
+    #: What the source says about its names: whether the names bound matter, and how.
+    facts: NameFacts | None = None
 
 
-def compile_request(source: str, mode: Literal["eval", "exec"]) -> Compiled:
+def compile_request(
+    source: str, mode: Literal["eval", "exec"], names: Mapping[str, Any] | None = None
+) -> Compiled:
     """Compile `source` in `mode` under the policy, or raise SyntaxError / SecurityError.
 
-    Cached by ``(source, mode)``: compiling costs several times the evaluation of a small query.
+    `names`: what the caller will bind when it runs the code (parameters, the root). The code
+    may then rely on their kinds (`Compiled.assumes`), and is good only for names of the same
+    kinds: `run` refuses others.
+
+    Cached by ``(source, mode)`` and the assumptions: compiling costs several times the
+    evaluation of a small query.
     SyntaxError covers text that is not Python; SecurityError lists every rule the text breaks,
     each with its line. Nothing else escapes, whatever the text.
 
@@ -57,11 +73,14 @@ def compile_request(source: str, mode: Literal["eval", "exec"]) -> Compiled:
         raise ValueError(f"mode must be 'eval' or 'exec', not {mode!r}")
     if type(source) is not str:
         raise TypeError(f"query source must be str, not {type(source).__name__}")
-    return _compile(source, mode)
+    compiled = _compile(source, mode, ())
+    if names is None or compiled.facts is None or not compiled.facts.relevant:
+        return compiled  # the usual request: no comparison with a name
+    assumes = compiled.facts.assumptions(names)
+    return _compile(source, mode, assumes) if assumes else compiled
 
 
-@functools.lru_cache(maxsize=CACHE_SIZE)
-def _compile(source: str, mode: Literal["eval", "exec"]) -> Compiled:
+def _parse(source: str, mode: Literal["eval", "exec"]) -> ast.AST:
     # The source is capped (`MAX_SOURCE`, in characters and in UTF-8 bytes): a 10 MB source
     # took ~10 s of CPU to compile; queries are expressions and short scripts, data travels
     # as parameters.
@@ -86,10 +105,19 @@ def _compile(source: str, mode: Literal["eval", "exec"]) -> Compiled:
         raise SecurityError("query source is nested too deeply to parse") from None
     except (ValueError, TypeError, OverflowError) as exc:  # null bytes, huge literals...
         raise SyntaxError(f"query source cannot be parsed: {exc}") from None
+    return tree
+
+
+@functools.lru_cache(maxsize=CACHE_SIZE)
+def _compile(
+    source: str, mode: Literal["eval", "exec"], assumes: tuple[Assumption, ...]
+) -> Compiled:
+    tree = _parse(source, mode)
     problems = check_tree(tree)
+    facts = facts_of(tree)
     if problems:
         raise SecurityError(_refusal(problems))
-    policy = Policy()
+    policy = Policy({name: kind for name, kind, _ in assumes if kind is not None})
     try:
         tree = policy.visit(tree)
     except (RecursionError, MemoryError):
@@ -105,7 +133,7 @@ def _compile(source: str, mode: Literal["eval", "exec"]) -> Compiled:
         raise _clean_syntax_error(exc) from None
     except (RecursionError, MemoryError, ValueError, TypeError, OverflowError) as exc:
         raise SecurityError(f"query could not be compiled: {type(exc).__name__}") from None
-    return Compiled(source, mode, code)
+    return Compiled(source, mode, code, assumes, facts)
 
 
 def _clean_syntax_error(exc: SyntaxError) -> SyntaxError:

@@ -160,6 +160,19 @@ class Iteration(Accounts):
         """Iterate `obj` drawing one step per item from the shared account, at C speed."""
         return nested(NestedChain(compress(obj, self.lazy), self._tail()), nest_depth((obj,)))
 
+    def lazy_head(self, obj: Any, n: int) -> tuple[list[Any], Iterator[Any], Iterator[Any]]:
+        """`lazy_iter` of `obj` with its first `n` items read ahead: (those items, an iterator
+        of the rest, an iterator of them all), each one C chain deep as `lazy_iter` is."""
+        depth = nest_depth((obj,))
+        counted = compress(obj, self.lazy)
+        head = list(islice(counted, n))
+        tail = self._tail()
+        return (
+            head,
+            nested(NestedChain(counted, tail), depth),
+            nested(NestedChain(head, counted, tail), depth),
+        )
+
     def _tail(self) -> Iterator[Any]:
         # Reached when compress stops: either `obj` ran out, or the account did.
         if next(self.lazy, None) is None:

@@ -16,7 +16,7 @@ from operator import is_
 from typing import Any
 
 from pyzdb.errors import SecurityError
-from pyzdb.sandbox.comparisons import Comparisons, small
+from pyzdb.sandbox.comparisons import CHECKED_ITEMS, Comparisons, cheap_to_order, small
 from pyzdb.sandbox.iteration import ItemsView, Iteration
 from pyzdb.sandbox.pricing import Shapes
 
@@ -213,8 +213,11 @@ class Methods(Iteration, Shapes, Comparisons):
             if args:
                 return method(*args)  # CPython's TypeError: sort() takes keyword arguments
             if key is None:
-                self.price_order(lst, True)
+                if not cheap_to_order(lst):
+                    self.price_order(lst, True)
                 return method(reverse=reverse)
+            if len(lst) > CHECKED_ITEMS:
+                return method(key=key, reverse=reverse)  # keys not looked at (`sorted_copy`)
             items = list(lst)
             keys = list(map(key, items))
             if len(lst) != len(items) or not all(map(is_, lst, items)):
@@ -227,11 +230,17 @@ class Methods(Iteration, Shapes, Comparisons):
     def sorted_copy(self, items: list[Any], key: Any, reverse: Any) -> list[Any]:
         """`items` (a fresh list) sorted as ``sorted()`` would, the comparisons priced first.
 
-        The keys are computed first, as CPython does (once an item, in order), priced, and
-        handed to the sort in that order (`_handing_out`)."""
+        With a key function and at most `CHECKED_ITEMS` items, the keys are computed first, as
+        CPython does (once an item, in order), priced, and handed to the sort in that order
+        (`_handing_out`). A longer sort by a key runs unpriced: handing the keys out costs
+        about as much as the key function itself (security.md, section 2)."""
         if key is None:
-            self.price_order(items, True)
+            if not cheap_to_order(items):
+                self.price_order(items, True)
             items.sort(reverse=reverse)
+            return items
+        if len(items) > CHECKED_ITEMS:
+            items.sort(key=key, reverse=reverse)
             return items
         keys = list(map(key, items))
         self.price_order(keys, True)

@@ -16,6 +16,7 @@ from typing import cast
 
 from RestrictedPython.transformer import RestrictingNodeTransformer, copy_locations
 
+from pyzdb.sandbox.operands import cheap_pair, operand_kind
 from pyzdb.sandbox.rewrites import (
     AssignmentRewrites,
     Located,
@@ -58,34 +59,6 @@ def _pure(node: ast.expr, depth: int = 0) -> bool:
     )
 
 
-def _small_constant(node: ast.expr) -> bool:
-    """A constant that ``in`` compares with each item in constant time (`comparisons.small`)."""
-    if not isinstance(node, ast.Constant):
-        return False
-    value = node.value
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value.bit_length() < 512
-    if isinstance(value, (str, bytes)):
-        return len(value) < 64
-    return isinstance(value, (float, bool, complex)) or value is None
-
-
-def _plain_pair(left: ast.expr, op: ast.cmpop, right: ast.expr) -> bool:
-    """Whether ``left op right`` is cheap whatever the run-time values: identity, a constant
-    or a bool on one side of ``==``/``<``, a small constant needle or a constant collection
-    for ``in``."""
-    if isinstance(op, (ast.Is, ast.IsNot)):
-        return True
-    if isinstance(op, (ast.In, ast.NotIn)):
-        if _small_constant(left) or isinstance(left, ast.Compare):
-            return True
-        if isinstance(right, (ast.List, ast.Tuple, ast.Set)):
-            return all(isinstance(element, ast.Constant) for element in right.elts)
-        return isinstance(right, ast.Constant)
-    cheap = (ast.Constant, ast.Compare, ast.UnaryOp)
-    return isinstance(left, cheap) or isinstance(right, cheap)
-
-
 def _type_in(operand: ast.expr, kinds: str, like: Located) -> ast.Compare:
     """``_type_(operand) in kinds``."""
     test = ast.Compare(
@@ -100,7 +73,25 @@ def _type_in(operand: ast.expr, kinds: str, like: Located) -> ast.Compare:
 class ComparisonRewrites(RestrictingNodeTransformer):
     """``a == b``, ``a < b``, ``x in c``: comparisons of containers are priced by what they
     walk (`pyzdb.sandbox.comparisons`), so a comparison the compiler cannot prove cheap
-    becomes ``_compare_(a, '==', b)``, behind an inline type check where that is safe."""
+    becomes ``_compare_(a, '==', b)``, behind an inline type check where that is safe.
+
+    Proven cheap, and left plain: identity; a literal, a unary or a comparison (a number or a
+    bool) on one side of ``==``/``<``; a small needle or a literal haystack for ``in``; and
+    the same for names whose kind is known (`known`: parameters and names the query binds
+    only to literals or sets, `pyzdb.sandbox.operands`).
+    """
+
+    def __init__(self, known: dict[str, str] | None = None) -> None:
+        super().__init__()
+        #: The kind of each name known at compile time.
+        self.known = known or {}
+
+    def _kind(self, node: ast.expr) -> str | None:
+        return self.known.get(node.id) if isinstance(node, ast.Name) else operand_kind(node)
+
+    def _plain_pair(self, left: ast.expr, op: ast.cmpop, right: ast.expr) -> bool:
+        """Whether ``left op right`` is cheap whatever the run-time values."""
+        return cheap_pair(left, op, right, self._kind)
 
     def visit_Compare(self, node: ast.Compare) -> ast.AST:
         """One pair: `_pair`. A chain ``a < b < c`` is ``a < b and b < c`` with `b` evaluated
@@ -109,7 +100,7 @@ class ComparisonRewrites(RestrictingNodeTransformer):
         node = self.node_contents_visit(node)
         operands = [node.left, *node.comparators]
         pairs = list(zip(operands, node.ops, operands[1:], strict=False))
-        if all(_plain_pair(*pair) for pair in pairs):
+        if all(self._plain_pair(*pair) for pair in pairs):
             return node
         if len(pairs) == 1:
             return self._pair(node.left, node.ops[0], node.comparators[0], node)
@@ -135,7 +126,7 @@ class ComparisonRewrites(RestrictingNodeTransformer):
         (evaluated again right after), or a name on the right that the left cannot rebind."""
         plain = ast.Compare(left=left, ops=[op], comparators=[right])
         copy_locations(plain, like)
-        if _plain_pair(left, op, right):
+        if self._plain_pair(left, op, right):
             return plain
         tests: list[ast.expr] = []
         left_pure = _pure(left)

@@ -27,7 +27,7 @@ import sys
 from itertools import count, islice
 from typing import Any
 
-from pyzdb.sandbox.budget import Budget
+from pyzdb.sandbox.budget import Budget, current_request
 from pyzdb.sandbox.builtins import BUILTINS
 from pyzdb.sandbox.comparisons import CHEAP, HAYSTACKS, NEEDLES
 from pyzdb.sandbox.statements import StatementGuards
@@ -54,12 +54,11 @@ class Request(StatementGuards):
         self.fired = False
         self._tuples = {}
         self._keep = []
-        self._links = []
 
     def make_globals(self) -> dict[str, Any]:
         """The guard names the compiled code refers to, and the builtins table."""
         return {
-            "__builtins__": BUILTINS,
+            "__builtins__": QUERY_BUILTINS,
             "__name__": "pyzdb.query",
             "_getattr_": self.getattr,
             "_getitem_": operator.getitem,  # reads of data are safe: C speed, CPython's errors
@@ -78,13 +77,6 @@ class Request(StatementGuards):
             "_lshift_": self.lshift,
             "_tuple_": self.tuple_,
             "_compare_": self.compare,
-            "_chain_": self.chain,
-            "_link_": self.link,
-            "_cheap_": CHEAP,
-            "_needles_": NEEDLES,
-            "_haystacks_": HAYSTACKS,
-            "_set_": self.set_display,
-            "_dict_": self.dict_display,
             "_args_": self.varargs,
             "_fstr_": self.fstr,
             "_fmtval_": self.fmtval,
@@ -95,6 +87,20 @@ class Request(StatementGuards):
             "_float_": float,
         }
 
+
+#: The builtins table of the compiled code: a query's `BUILTINS`, plus the guards and constants
+#: that few requests reach, found there without a bound method made for every request (a
+#: query cannot name them: names starting with '_' are refused).
+QUERY_BUILTINS: dict[str, Any] = {
+    **BUILTINS,
+    "_chain_": lambda a, op, b: current_request().chain(a, op, b),
+    "_link_": lambda: current_request().link(),
+    "_set_": lambda items: current_request().set_display(items),
+    "_dict_": lambda spec, values: current_request().dict_display(spec, values),
+    "_cheap_": CHEAP,
+    "_needles_": NEEDLES,
+    "_haystacks_": HAYSTACKS,
+}
 
 #: The modules whose code runs on a request's own state: the tick may raise a stop in their
 #: frames (and in the query's), never in the store's code, where a stop could land between a
@@ -119,4 +125,4 @@ GUARD_MODULES = tuple(
 GUARD_FILES = frozenset(str(sys.modules[name].__file__) for name in GUARD_MODULES)
 
 
-__all__ = ["Request", "GUARD_MODULES", "GUARD_FILES"]
+__all__ = ["Request", "QUERY_BUILTINS", "GUARD_MODULES", "GUARD_FILES"]

@@ -17,6 +17,7 @@ from pyzdb.errors import SecurityError
 from pyzdb.sandbox.annotate import translate
 from pyzdb.sandbox.budget import Budget
 from pyzdb.sandbox.iteration import ItemsView
+from pyzdb.sandbox.operands import check_assumptions
 from pyzdb.sandbox.request import Request
 from pyzdb.sandbox.timers import Limits
 
@@ -55,6 +56,8 @@ def run(compiled: Compiled, names: dict[str, object], budget: Budget) -> object:
                 f"cannot bind {name!r} in a query: names are identifiers that do not start with '_'"
             )
         scope[name] = value
+    if compiled.assumes:
+        check_assumptions(compiled.assumes, scope, names)
     error: Exception | None = None
     value = None
     try:
