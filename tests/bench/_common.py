@@ -49,6 +49,18 @@ def parser(description: str) -> argparse.ArgumentParser:
     return result
 
 
+def baseline_parser(description: str) -> argparse.ArgumentParser:
+    """`parser`, plus the --baseline tree of the scripts that compare two trees of pyzdb."""
+    result = parser(description)
+    result.add_argument(
+        "--baseline",
+        required=True,
+        metavar="DIR",
+        help="a directory holding the baseline's pyzdb package",
+    )
+    return result
+
+
 def rounds_of(args: argparse.Namespace) -> int:
     return args.rounds if args.rounds is not None else (1 if args.quick else 5)
 

@@ -203,13 +203,7 @@ class Worker:
 
 
 def main() -> int:
-    parser = _common.parser(__doc__.split("\n")[0])
-    parser.add_argument(
-        "--baseline",
-        required=True,
-        metavar="DIR",
-        help="a directory holding the baseline's pyzdb package",
-    )
+    parser = _common.baseline_parser(__doc__.split("\n")[0])
     parser.add_argument(
         "--only",
         default="",

@@ -151,13 +151,7 @@ def remote(
 
 
 def main() -> int:
-    parser = _common.parser(__doc__.split("\n")[0])
-    parser.add_argument(
-        "--baseline",
-        required=True,
-        metavar="DIR",
-        help="a directory holding the baseline's pyzdb package",
-    )
+    parser = _common.baseline_parser(__doc__.split("\n")[0])
     args = parser.parse_args()
     rounds = _common.rounds_of(args)
     n, small = (2_000, 50) if args.quick else (100_000, 2_000)
