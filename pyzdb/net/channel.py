@@ -17,6 +17,10 @@ from pyzdb.errors import ConnectionError
 from pyzdb.net import curve, liveness
 from pyzdb.net.keys import Credential
 
+#: Sockets a request is offered to when each one's handshake fails before the send (the
+#: second failure of a key-less or wrong-key socket already raises AuthenticationError).
+SEND_TRIES = 3
+
 #: pyzmq's flags as plain ints: its enum flags cost an `enum` call per use on the hot path.
 _NOBLOCK = int(zmq.NOBLOCK)
 _RCVMORE = int(zmq.RCVMORE)
@@ -99,23 +103,33 @@ class Channel:
         A DEALER queues what it sends while it connects, so this succeeds at once, except on a
         socket whose handshake failed: libzmq then dropped its only peer and does not reconnect
         (`curve.configure`), and a blocking send would wait forever. That case raises what the
-        monitor reported (AuthenticationError).
+        monitor reported (AuthenticationError). The fresh socket that replaces it can meet
+        the same failure before the send on a loaded machine, which is a second strike.
         """
         self.watch.arm()
-        try:
-            self.socket.send(frame, _NOBLOCK)
-        except zmq.Again:
-            self._refused()
-            self.socket.send(frame, _NOBLOCK)  # a fresh socket queues it
+        for _ in range(SEND_TRIES):
+            try:
+                self.socket.send(frame, _NOBLOCK)
+                return
+            except zmq.Again:
+                self._refused()
+        raise self._unreachable()
 
     async def send_async(self, frame: bytes) -> None:
         """`send` for a `zmq.asyncio` socket."""
         self.watch.arm()
-        try:
-            await self._async_socket().send(frame, _NOBLOCK)
-        except zmq.Again:
-            self._refused()
-            await self._async_socket().send(frame, _NOBLOCK)
+        for _ in range(SEND_TRIES):
+            try:
+                await self._async_socket().send(frame, _NOBLOCK)
+                return
+            except zmq.Again:
+                self._refused()
+        raise self._unreachable()
+
+    def _unreachable(self) -> ConnectionError:
+        return ConnectionError(
+            f"{self.uri} dropped {SEND_TRIES} connections in a row during their handshake"
+        )
 
     async def receive_async(self) -> list[bytes]:
         """The frames of the message `poll_async` saw waiting, from a `zmq.asyncio` socket."""
