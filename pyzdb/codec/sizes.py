@@ -103,7 +103,7 @@ def measure(value: Any, limit: int) -> Measure:
     fixed = _FIXED_SIZE.get(cls)
     if fixed is not None:
         return Measure(fixed, True, False, True)
-    if cls is int and value.bit_length() < 64:  # msgpack writes it in at most 9 bytes
+    if cls is int and limit >= 9 and value.bit_length() < 64:  # 9 bytes at most: within
         return Measure(9, True, False, True)
     dicts, lists = tree_types()
     fast = wire_bound(
