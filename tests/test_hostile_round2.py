@@ -301,6 +301,15 @@ def test_the_quarantine_keeps_its_bounds():
     assert not any(entry.frame for entry in kept[:-FRAMES_KEPT])
 
 
+def test_a_quarantined_frame_decodes_to_its_request_or_to_nothing():
+    frame = pack(Request(7, "query", "db['x']", params={"n": 1}, session=b"s"))
+    entry = Quarantined(b"s", 7, b"p", "query", "", frame)
+    decoded = entry.request(1 << 20)
+    assert decoded is not None and (decoded.source, decoded.params) == ("db['x']", {"n": 1})
+    for kept in (b"", frame[:-3], b"\xc1"):  # too large to keep, cut, not msgpack
+        assert Quarantined(b"s", 7, b"p", "query", "", kept).request(1 << 20) is None
+
+
 # -- the database always reopens --------------------------------------------------------------
 
 

@@ -296,11 +296,8 @@ class Front:
     def _learn_killers(self) -> None:
         """The texts of the quarantined requests (the worker refuses them; the shadow, which
         does not know them, would run them), from the frames the supervisor keeps."""
-        self._killers = set()
-        for entry in self._quarantine.values():
-            if entry.frame:
-                with contextlib.suppress(ProtocolError):
-                    self._killers.add(decode_request(entry.frame, self.max_message).source)
+        requests = (entry.request(self.max_message) for entry in self._quarantine.values())
+        self._killers = {request.source for request in requests if request is not None}
 
     def _kick(self, why: str) -> None:
         """Close the public socket and bind a new one: each client sees its connection drop

@@ -20,9 +20,9 @@ from typing import Any
 
 from pyzdb.codec import Encoded, encode_value
 from pyzdb.engine import Engine
-from pyzdb.errors import Error, ProtocolError
+from pyzdb.errors import Error
 from pyzdb.net.errorinfo import error_to_info
-from pyzdb.net.messages import Reply, Request, decode_request, pack, pack_value_reply
+from pyzdb.net.messages import Reply, Request, pack, pack_value_reply
 from pyzdb.server.fairness import FairReplyCache as ReplyCache
 from pyzdb.storage.history import TAG_RESULT_LIMIT, load_tags, tags_before
 
@@ -61,10 +61,9 @@ class SessionMemory:
         """
         self.quarantine = quarantine
         for entry in quarantine.values():
-            try:
-                request = decode_request(entry.frame, max_message)
-            except ProtocolError:
-                continue  # none kept (too large), or cut: (session, id) still applies
+            request = entry.request(max_message)
+            if request is None:
+                continue  # no frame kept (too large): (session, id) still applies
             self.killers.setdefault((request.op, request.source), []).append(
                 (request.root, request.syntax, _digest(request.params), entry)
             )

@@ -51,7 +51,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Literal, overload
 
+from pyzdb.errors import ProtocolError
+
 if TYPE_CHECKING:
+    from pyzdb.net.messages import Request
     from pyzdb.server.front import Front
 
 log = logging.getLogger("pyzdb.supervisor")
@@ -102,6 +105,17 @@ class Quarantined:
     #: The request's frame as the worker received it (b"": too large to keep): the next
     #: worker refuses the same text and parameters under any id (`SessionMemory.learn`).
     frame: bytes = field(default=b"", repr=False)
+
+    def request(self, max_message: int) -> Request | None:
+        """The request its kept frame holds, decoded with the bounds of any request; None if
+        no frame was kept (too large) or it does not decode. Called by the worker and the
+        front, never by the supervisor's watch."""
+        from pyzdb.net.messages import decode_request
+
+        try:
+            return decode_request(self.frame, max_message)
+        except ProtocolError:
+            return None
 
     def message(self) -> str:
         return (
